@@ -1,0 +1,41 @@
+"""Test setup: 8 fake CPU devices, markers, and the paths of the shared test data."""
+
+import os
+import pathlib
+
+# Must happen before jax is imported anywhere: a fake 8-device mesh on the host CPU.
+os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
+                           " --xla_force_host_platform_device_count=8").strip()
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+
+import pytest  # noqa: E402
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+_SHARED = ROOT.parent / "shared"
+
+
+def _path(env: str, default: pathlib.Path) -> pathlib.Path:
+  value = os.environ.get(env)
+  return pathlib.Path(value).resolve() if value else default
+
+
+DATA_DIR = _path("FLAN_TEST_DATA_DIR", _SHARED / "data" / "tfds")
+VOCAB = _path("FLAN_TEST_VOCAB", _SHARED / "vocab" / "t5_spiece.model")
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> str:
+  """The prepared TFDS samples in ../shared (realdata tests skip without them)."""
+  if not DATA_DIR.is_dir():
+    pytest.skip(f"realdata: no prepared TFDS data at {DATA_DIR} (set FLAN_TEST_DATA_DIR or "
+                "check out ../shared beside the project).")
+  return str(DATA_DIR)
+
+
+@pytest.fixture(scope="session")
+def vocab_path() -> str:
+  """The real T5 SentencePiece model in ../shared."""
+  if not VOCAB.is_file():
+    pytest.skip(f"realdata: no T5 SentencePiece model at {VOCAB} (set FLAN_TEST_VOCAB).")
+  return str(VOCAB)
