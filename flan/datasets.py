@@ -53,6 +53,8 @@ class DatasetSpec:
     classification: templates carry options; evaluation ranks the options.
     manual_download: TFDS cannot download the source by itself.
     note: where we differ from FLAN v1's code and why.
+    template_file: a template file shared by several datasets (`templates/<file>.yaml`, like
+      FLAN's shared pattern keys); a file named after the dataset still takes precedence.
   """
 
   name: str
@@ -62,6 +64,7 @@ class DatasetSpec:
   classification: bool
   manual_download: bool = False
   note: str = ""
+  template_file: str = ""
 
 
 def _ds(name, cluster, sources, metrics, classification, **kw) -> DatasetSpec:
@@ -124,11 +127,13 @@ DATASETS: tuple[DatasetSpec, ...] = (
     _ds("web_nlg_en", "struct_to_text", S("gem/web_nlg_en:1.1.0"), ("multi_rouge",), False),
     # --- Translation (8) ---
     _ds("para_crawl_enes", "translation",
-        S("para_crawl/enes:1.2.0", eval_splits=(TRAIN_TAIL,), tail=1000), BLEU, False),
+        S("para_crawl/enes:1.2.0", eval_splits=(TRAIN_TAIL,), tail=1000), BLEU, False,
+        template_file="translation"),
     _ds("wmt14_enfr", "translation", S("wmt14_translate/fr-en:1.0.0", eval_splits=("test",)),
-        BLEU, False, manual_download=False),
+        BLEU, False, template_file="translation"),
     *(_ds(f"wmt16_{pair.replace('-', '')}", "translation",
-          S(f"wmt16_translate/{pair}:1.0.0", eval_splits=("test",)), BLEU, False)
+          S(f"wmt16_translate/{pair}:1.0.0", eval_splits=("test",)), BLEU, False,
+          template_file="translation")
       for pair in ("cs-en", "de-en", "fi-en", "ro-en", "ru-en", "tr-en")),
     # --- Reading comprehension (5) ---
     _ds("bool_q", "reading_comprehension", S("super_glue/boolq:1.0.2", tail=200), ACC, True,

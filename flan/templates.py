@@ -1,6 +1,7 @@
 """Instruction templates: data files under `templates/`, loaded, validated and rendered here.
 
-A template file is `templates/<dataset>.yaml`:
+A template file is `templates/<dataset>.yaml` (or a file shared by several datasets, named by
+their `template_file` in `flan.datasets`, which lists them under `datasets:`):
 
     dataset: rte
     templates:
@@ -100,19 +101,27 @@ def parse(data: Mapping[str, Any], path: str, fields: Sequence[str],
 
 @functools.lru_cache(maxsize=None)
 def load(dataset: str, directory: str | None = None) -> tuple[Template, ...]:
-  """Loads and validates `templates/<dataset>.yaml`."""
+  """Loads and validates the templates of `dataset`.
+
+  `templates/<dataset>.yaml` if it exists, else the shared `templates/<template_file>.yaml`
+  named in the dataset's table row.
+  """
   from flan import datasets as datasets_lib
   from flan import preprocessors
 
   spec = datasets_lib.get(dataset)
-  path = pathlib.Path(directory) if directory else TEMPLATES_DIR
-  path = path / f"{dataset}.yaml"
+  root = pathlib.Path(directory) if directory else TEMPLATES_DIR
+  path = root / f"{dataset}.yaml"
+  if not path.exists() and spec.template_file:
+    path = root / f"{spec.template_file}.yaml"
   if not path.exists():
     raise TemplateError(f"No template file for dataset {dataset!r}: expected {path}.")
   data = yaml.safe_load(path.read_text(encoding="utf-8"))
-  if isinstance(data, Mapping) and data.get("dataset") not in (None, dataset):
-    raise TemplateError(f"{path}: says `dataset: {data.get('dataset')}` but is the file of "
-                        f"{dataset!r}.")
+  if isinstance(data, Mapping):
+    owners = data.get("datasets", [data.get("dataset", dataset)])
+    if dataset not in owners:
+      raise TemplateError(f"{path}: is the file of {', '.join(map(str, owners))}, not of "
+                          f"{dataset!r}; fix its `dataset:`/`datasets:` line.")
   return parse(data, str(path), preprocessors.get(dataset).fields, spec.classification)
 
 
