@@ -16,6 +16,7 @@ TFDS split metadata (no data is read), so registering needs no prepared data.
 from __future__ import annotations
 
 import functools
+import logging
 from collections.abc import Iterable, Mapping
 
 from flan import clusters as clusters_lib
@@ -88,13 +89,36 @@ def _eval_rate(dataset: str, data_dir: str | None, task=None) -> float:
   return float(examples.num_input_examples(dataset, "test", data_dir))
 
 
+def prepared(dataset: str, data_dir: str | None) -> bool:
+  """Whether every split `dataset` reads is prepared in `data_dir` (metadata only)."""
+  try:
+    examples.resolved_splits(dataset, data_dir)
+  except examples.DataNotPreparedError:
+    return False
+  return True
+
+
 def register(config) -> list[str]:
-  """Registers every mixture for a `flan.tasks.Config`; returns their names."""
+  """Registers every mixture for a `flan.tasks.Config`; returns their names.
+
+  With `config.missing_datasets == "skip"`, datasets not prepared in `config.data_dir` are
+  left out of every mixture, and a warning lists them.
+  """
   import seqio
 
   counts = {d.name: len(examples.get_templates(d.name)) for d in datasets_lib.DATASETS}
+  keep = lambda d: True  # noqa: E731
+  if config.missing_datasets == "skip":
+    missing = sorted(d.name for d in datasets_lib.DATASETS
+                     if not prepared(d.name, config.data_dir))
+    if missing:
+      logging.warning("Leaving %d datasets out of the FLAN mixtures: not prepared in %s: %s",
+                      len(missing), config.data_dir or "TFDS's default data_dir",
+                      ", ".join(missing))
+    keep = lambda d: d not in missing  # noqa: E731
   names = []
   for name, members in definitions(config.train_clusters, counts).items():
+    members = tuple(m for m in members if keep(m[1]))
     if not members:  # e.g. train_clusters leaves nothing beside the held-out cluster.
       continue
     if name.endswith("_eval"):

@@ -56,6 +56,7 @@ class Config:
   mixing_cap: int = 3000
   temperature: float = 1.0
   train_clusters: tuple[str, ...] | None = None
+  missing_datasets: str = "error"
 
 
 _CONFIG: Config | None = None
@@ -159,10 +160,13 @@ def _add_task(name: str, source: FlanSource, vocabulary: seqio.Vocabulary) -> No
   _REGISTERED.add(name)
 
 
-def _check_knobs(num_templates, template_mode, mixing_cap, temperature, train_clusters):
+def _check_knobs(num_templates, template_mode, mixing_cap, temperature, train_clusters,
+                 missing_datasets):
   if not 1 <= num_templates <= templates_lib.NUM_TEMPLATES:
     raise ValueError(f"num_templates must be in 1..{templates_lib.NUM_TEMPLATES}, got "
                      f"{num_templates}.")
+  if missing_datasets not in ("error", "skip"):
+    raise ValueError(f"missing_datasets must be 'error' or 'skip', got {missing_datasets!r}.")
   if template_mode not in templates_lib.MODES:
     raise ValueError(f"Unknown template_mode {template_mode!r}; choose one of "
                      f"{', '.join(templates_lib.MODES)}.")
@@ -183,7 +187,8 @@ def register(*, data_dir: str | None = None,
              num_templates: int = templates_lib.NUM_TEMPLATES,
              template_mode: str = "instructions", mixing_cap: int | None = 3000,
              temperature: float = 1.0,
-             train_clusters: Iterable[str] | None = None) -> Config:
+             train_clusters: Iterable[str] | None = None,
+             missing_datasets: str = "error") -> Config:
   """(Re-)registers every FLAN task and mixture with these knobs.
 
   Args:
@@ -195,6 +200,10 @@ def register(*, data_dir: str | None = None,
     temperature: rates are min(n, cap) ** (1 / temperature).
     train_clusters: restrict training mixtures to these clusters (number-of-clusters
       ablation); the hold-out rules still apply.
+    missing_datasets: "error" (default): a mixture member whose TFDS data is not prepared in
+      `data_dir` fails when the mixture is read, naming the builder and how to prepare it;
+      "skip": mixtures leave such datasets out, with a warning listing them (for partial
+      data such as ../shared's samples; never silently).
 
   Returns:
     The configuration now registered.
@@ -207,11 +216,11 @@ def register(*, data_dir: str | None = None,
   from flan import mixtures  # mixtures imports this module.
 
   train_clusters = _check_knobs(num_templates, template_mode, mixing_cap, temperature,
-                                train_clusters)
+                                train_clusters, missing_datasets)
   if not isinstance(vocabulary, seqio.Vocabulary):
     vocabulary = vocabularies.get_vocabulary(vocabulary)
   config = Config(data_dir, vocabulary, num_templates, template_mode, mixing_cap,
-                  temperature, train_clusters)
+                  temperature, train_clusters, missing_datasets)
   all_templates = {d.name: examples.get_templates(d.name) for d in datasets_lib.DATASETS}
   for name in sorted(_REGISTERED):
     seqio.MixtureRegistry.remove(name)

@@ -128,3 +128,24 @@ def test_real_rates_are_the_capped_clamped_train_sizes(data_dir, default_registr
   assert checked["multirc"] == 2055  # 2255 - 200
   assert checked["anli"] == 467 + 467 + 559
   assert checked["mnli"] == 467
+
+
+@pytest.mark.realdata
+def test_missing_datasets_skip_leaves_out_only_unprepared_datasets(data_dir):
+  from flan import tasks
+  try:
+    tasks.register(data_dir=data_dir, missing_datasets="skip")
+    members = {t.name for t in tasks.get("flan_holdout_nli_train").tasks}
+    assert "flan_trec_train" in members and "flan_copa_train" in members  # prepared
+    assert "flan_ag_news_subset_train" not in members  # not in ../shared
+    assert "flan_sentiment140_train" not in members
+    rates = mixtures.rates("flan_holdout_nli_train")
+    assert all(r > 0 for r in rates.values())
+  finally:
+    tasks.register()
+
+
+def test_missing_datasets_rejects_unknown_policy():
+  from flan import tasks
+  with pytest.raises(ValueError, match="missing_datasets must be 'error' or 'skip'"):
+    tasks.register(missing_datasets="ignore")
