@@ -1,0 +1,135 @@
+"""Runs the 12 leave-one-cluster-out experiments and joins their results into one table.
+
+Each run is `python -m flan.train` with the cluster's experiment gin
+(configs/experiments/holdout_<cluster>.gin, or the --gin_file list given instead),
+HELDOUT_CLUSTER and MIXTURE_OR_TASK_NAME set to the cluster and MODEL_DIR to ROOT/<cluster>;
+the trainer evaluates the held-out cluster at the end and writes its results.json under
+ROOT/<cluster>/eval/. The runs go one after another (each
+uses every device); a cluster whose results.json already exists is skipped, so an
+interrupted sweep resumes. Finally ROOT/holdouts.md and ROOT/holdouts.json hold the
+paper's main result format: per held-out cluster, the zero-shot baseline beside the
+instruction-tuned model.
+
+  python scripts/run_holdouts.py --root=/tmp/holdouts \
+      --gin.VOCABULARY=\"../shared/vocab/t5_spiece.model\" \
+      --gin.INITIAL_CHECKPOINT_PATH=\"/ckpts/t5_1_1_lm100k_base\" \
+      [--clusters=nli,commonsense] [--dry_run | --collect_only]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import pathlib
+import shlex
+import subprocess
+import sys
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from flan import clusters as clusters_lib  # noqa: E402
+from flan import report  # noqa: E402
+
+
+def command(cluster: str, root: pathlib.Path, gin_files: list[str],
+            bindings: list[str]) -> list[str]:
+  """The `python -m flan.train` command of one hold-out run."""
+  cmd = [sys.executable, "-m", "flan.train"]
+  gin_files = gin_files or [f"configs/experiments/holdout_{cluster}.gin"]
+  cmd += [f"--gin_file={f}" for f in gin_files]
+  cmd += [f'--gin.HELDOUT_CLUSTER="{cluster}"',
+          f'--gin.MIXTURE_OR_TASK_NAME="flan_holdout_{cluster}_train"',
+          f'--gin.MODEL_DIR="{root / cluster}"']
+  cmd += [f"--gin.{b}" for b in bindings]
+  return cmd
+
+
+def results_path(root: pathlib.Path, cluster: str) -> pathlib.Path:
+  """MODEL_DIR/eval/results.json (or MODEL_DIR/eval/<cluster>/results.json)."""
+  eval_dir = root / cluster / "eval"
+  nested = eval_dir / cluster / "results.json"
+  return nested if nested.is_file() else eval_dir / "results.json"
+
+
+def collect(root: pathlib.Path, clusters: list[str]) -> dict[str, dict | None]:
+  """results.json of each cluster (None where a run has not finished)."""
+  out = {}
+  for cluster in clusters:
+    path = results_path(root, cluster)
+    out[cluster] = json.loads(path.read_text()) if path.is_file() else None
+  return out
+
+
+def write_table(root: pathlib.Path, results: dict[str, dict | None]) -> str:
+  """Writes ROOT/holdouts.md and ROOT/holdouts.json; returns the Markdown."""
+  text = "\n\n".join([
+      "# Leave-one-cluster-out results",
+      "Score per held-out cluster: the mean over its datasets of the test score of the "
+      "template chosen on the dev split (mean over templates where there is none).",
+      report.holdout_table(results, key="dev_selected"),
+      "## Mean over templates",
+      report.holdout_table(results, key="mean_over_templates")]) + "\n"
+  root.mkdir(parents=True, exist_ok=True)
+  (root / "holdouts.md").write_text(text)
+  summary = {c: (r["models"] if r else None) for c, r in results.items()}
+  summary = {c: ({m: v["cluster"] for m, v in models.items()} if models else None)
+             for c, models in summary.items()}
+  (root / "holdouts.json").write_text(json.dumps(summary, indent=1) + "\n")
+  return text
+
+
+def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
+  parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+  parser.add_argument("--root", required=True, help="parent of the 12 MODEL_DIRs")
+  parser.add_argument("--gin_file", action="append", default=[],
+                      help="gin files for every run, in order (default: each cluster's "
+                           "configs/experiments/holdout_<cluster>.gin)")
+  parser.add_argument("--clusters", default=",".join(clusters_lib.CLUSTERS),
+                      help="comma-separated subset of the 12 clusters")
+  parser.add_argument("--dry_run", action="store_true", help="print the commands only")
+  parser.add_argument("--collect_only", action="store_true",
+                      help="only join existing results into the table")
+  parser.add_argument("--rerun", action="store_true",
+                      help="run clusters whose results.json already exists too")
+  args, rest = parser.parse_known_args(argv)
+  bindings = []
+  for a in rest:
+    if not a.startswith("--gin."):
+      parser.error(f"unrecognised argument {a!r}; extra gin bindings look like "
+                   "--gin.TRAIN_STEPS=1000")
+    bindings.append(a[len("--gin."):])
+  try:
+    args.clusters = [clusters_lib.check_cluster(c) for c in args.clusters.split(",") if c]
+  except ValueError as e:
+    parser.error(str(e))
+  return args, bindings
+
+
+def main(argv: list[str] | None = None) -> int:
+  args, bindings = parse_args(sys.argv[1:] if argv is None else argv)
+  root = pathlib.Path(args.root).resolve()
+  failed = []
+  if not args.collect_only:
+    for cluster in args.clusters:
+      cmd = command(cluster, root, args.gin_file, bindings)
+      if args.dry_run:
+        print(shlex.join(cmd))
+        continue
+      if results_path(root, cluster).is_file() and not args.rerun:
+        print(f"[holdouts] {cluster}: results exist, skipping (--rerun to redo)", flush=True)
+        continue
+      print(f"[holdouts] {cluster}: {shlex.join(cmd)}", flush=True)
+      if subprocess.run(cmd, cwd=ROOT, check=False).returncode != 0:
+        failed.append(cluster)
+        print(f"[holdouts] {cluster}: FAILED, continuing with the next cluster", flush=True)
+  if args.dry_run:
+    return 0
+  print(write_table(root, collect(root, args.clusters)))
+  if failed:
+    print(f"[holdouts] failed runs: {', '.join(failed)}", file=sys.stderr)
+  return 1 if failed else 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())
