@@ -1,0 +1,129 @@
+"""Converts T5 weights between Hugging Face directories and flan (orbax) checkpoints.
+
+    # HF T5 / FLAN-T5 directory (config.json + model.safetensors) -> orbax params checkpoint
+    python -m flan.convert hf_to_flan --hf_dir /path/flan-t5-small --out /tmp/flan_t5_small
+    # flan checkpoint -> HF directory loadable by transformers' T5ForConditionalGeneration
+    python -m flan.convert flan_to_hf --checkpoint /tmp/model_dir --out /tmp/hf_export \
+        [--gin_file configs/models/small.gin]
+
+`hf_to_flan` writes `{"params": ...}` with orbax's StandardCheckpointer plus `t5_config.json`.
+`flan_to_hf` reads that, a trainer `checkpoint_<step>` directory, or a MODEL_DIR (its newest
+checkpoint). The network config comes from `t5_config.json`, else from `--gin_file` (a model
+gin), else from MODEL_DIR/config.gin written by training. Training itself needs no
+conversion: INITIAL_CHECKPOINT_PATH may name a Hugging Face directory directly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import pathlib
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import jax
+import numpy as np
+
+from flan import hf
+from flan import network
+
+CONFIG_FILE = "t5_config.json"
+
+
+def hf_to_flan(hf_dir: str, out: str, *, scan_layers: bool = False) -> network.T5Config:
+  """Imports a HF directory and saves its params as an orbax checkpoint at `out`."""
+  import orbax.checkpoint as ocp
+
+  config, params = hf.params_from_hf(hf_dir, scan_layers=scan_layers)
+  out_path = pathlib.Path(out).resolve()
+  if out_path.exists():
+    raise FileExistsError(f"--out {out_path} already exists; choose a new directory.")
+  checkpointer = ocp.StandardCheckpointer()
+  checkpointer.save(out_path, {"params": params})
+  checkpointer.wait_until_finished()
+  (out_path / CONFIG_FILE).write_text(json.dumps(dataclasses.asdict(config), indent=2) + "\n")
+  return config
+
+
+def _checkpoint_item(path: pathlib.Path) -> tuple[pathlib.Path, pathlib.Path | None]:
+  """(orbax item directory, MODEL_DIR or None) for any accepted --checkpoint form."""
+  if (path / CONFIG_FILE).is_file():
+    return path, None
+  if (path / "state").is_dir():
+    return path / "state", path.parent
+  steps = sorted((int(d.name.rsplit("_", 1)[1]), d) for d in path.glob("checkpoint_*")
+                 if d.name.rsplit("_", 1)[1].isdigit() and (d / "state").is_dir())
+  if steps:
+    return steps[-1][1] / "state", path
+  raise FileNotFoundError(f"--checkpoint {path} is not a flan checkpoint: expected the output of "
+                          "hf_to_flan, a checkpoint_<step> directory, or a MODEL_DIR holding one.")
+
+
+def _config_from_gin(files: Sequence[str], bindings: Sequence[str]) -> network.T5Config:
+  import gin
+
+  gin.parse_config_files_and_bindings(list(files), list(bindings), finalize_config=False)
+  return gin.get_configurable(network.T5Config)()
+
+
+def _restore_params(item: pathlib.Path) -> Any:
+  """Restores the saved tree onto one local device and returns its params subtree."""
+  import orbax.checkpoint as ocp
+
+  checkpointer = ocp.StandardCheckpointer()
+  meta = checkpointer.metadata(item)
+  tree = getattr(meta, "item_metadata", meta)
+  device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+  target = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device), tree)
+  state = checkpointer.restore(item, target)
+  params = state["params"] if isinstance(state, dict) else state.params
+  return jax.tree.map(np.asarray, params)
+
+
+def flan_to_hf(checkpoint: str, out: str, *, gin_files: Sequence[str] = (),
+               gin_bindings: Sequence[str] = ()) -> network.T5Config:
+  """Exports a flan checkpoint's params as a Hugging Face T5 directory at `out`."""
+  item, model_dir = _checkpoint_item(pathlib.Path(checkpoint).resolve())
+  if (item / CONFIG_FILE).is_file():
+    config = network.T5Config(**json.loads((item / CONFIG_FILE).read_text()))
+  elif gin_files:
+    config = _config_from_gin(gin_files, gin_bindings)
+  elif model_dir is not None and (model_dir / "config.gin").is_file():
+    config = _config_from_gin([str(model_dir / "config.gin")], gin_bindings)
+  else:
+    raise FileNotFoundError(f"No network config for {checkpoint}: pass --gin_file with the model "
+                            "gin it was trained with (e.g. configs/models/small.gin).")
+  hf.params_to_hf(config, _restore_params(item), out)
+  return config
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+  parser = argparse.ArgumentParser(prog="python -m flan.convert",
+                                   description=__doc__.split("\n")[0])
+  commands = parser.add_subparsers(dest="command", required=True)
+  to_flan = commands.add_parser("hf_to_flan", help="HF directory -> orbax params checkpoint")
+  to_flan.add_argument("--hf_dir", required=True)
+  to_flan.add_argument("--out", required=True)
+  to_flan.add_argument("--scan_layers", action="store_true",
+                       help="save the stacked layout for models trained with SCAN_LAYERS=True")
+  to_hf = commands.add_parser("flan_to_hf", help="flan checkpoint -> HF directory")
+  to_hf.add_argument("--checkpoint", required=True)
+  to_hf.add_argument("--out", required=True)
+  to_hf.add_argument("--gin_file", action="append", default=[])
+  to_hf.add_argument("--gin_bindings", action="append", default=[])
+  args = parser.parse_args(argv)
+  try:
+    if args.command == "hf_to_flan":
+      config = hf_to_flan(args.hf_dir, args.out, scan_layers=args.scan_layers)
+    else:
+      config = flan_to_hf(args.checkpoint, args.out, gin_files=args.gin_file,
+                          gin_bindings=args.gin_bindings)
+  except (FileNotFoundError, FileExistsError, ValueError) as e:
+    sys.exit(f"flan.convert {args.command}: {e}")
+  print(f"wrote {args.out} ({config})")
+
+
+if __name__ == "__main__":
+  main()

@@ -1,0 +1,548 @@
+"""The T5 1.1 / FLAN-T5 encoder-decoder in Flax linen: math only, no training code.
+
+Numerically this is t5x's `examples/t5` network (T5.1.1 settings): pre-norm RMSNorm blocks,
+gated-GELU MLPs, one relative position bias table per stack shared by its layers, no biases,
+no 1/sqrt(head_dim) on the attention logits (the query init carries that factor), float32
+parameters cast to the activation dtype where used, and an untied float32 logits layer.
+Two deliberate departures, neither changing the numbers: the embedding is a gather instead of
+a one-hot matmul, and the decode-time cache is laid out [batch, length, heads, kv].
+
+Every parameter carries logical axis names (`nn.with_logical_partitioning`) drawn from
+("vocab", "embed", "mlp", "heads", "joined_kv", "relpos_buckets", "layers");
+`flan.partitioning` maps them onto the mesh. The attention kernels are stored 2-D as in t5x,
+[embed, heads*kv] and [heads*kv, embed] with t5x's "joined_kv" name for the joined axis
+(sharded like "heads"), so that Adafactor factors them exactly as t5x does.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from collections.abc import Callable
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+Array = jax.Array
+NEG_INF = -1e10  # additive bias that removes a masked key from the softmax (t5x's value)
+REMAT_POLICIES = ("none", "full", "minimal")
+ACTIVATIONS: dict[str, Callable[[Array], Array]] = {
+    "gelu": functools.partial(nn.gelu, approximate=True),  # tanh approximation, as T5 1.1
+    "relu": nn.relu,
+    "linear": lambda x: x,
+}
+
+BATCH_LENGTH_EMBED = ("batch", "length", "embed")
+
+
+@dataclasses.dataclass(frozen=True)
+class T5Config:
+  """Global hyperparameters of the network (sizes per `configs/models/*.gin`).
+
+  Attributes:
+    vocab_size: rows of the embedding and columns of the logits layer (32128 for T5).
+    emb_dim: width of the residual stream.
+    num_heads: attention heads per attention layer.
+    num_encoder_layers: encoder blocks.
+    num_decoder_layers: decoder blocks.
+    head_dim: width of one head; num_heads * head_dim need not equal emb_dim (small: 384).
+    mlp_dim: hidden width of the MLP.
+    mlp_activations: one entry per input projection, multiplied together (gated GELU).
+    dropout_rate: used only when the caller enables dropout and passes a "dropout" RNG.
+    dtype: activation dtype ("bfloat16" on accelerators, "float32" on CPU and in tests);
+      parameters, norms and logits are always float32.
+    relative_attention_num_buckets: buckets of the relative position bias.
+    relative_attention_max_distance: distance beyond which all offsets share a bucket.
+    scan_layers: run each stack as one `nn.scan` over stacked layer parameters (a leading
+      "layers" axis); compiles once per stack instead of once per layer.
+    remat_policy: "none", "full" (recompute each layer in the backward pass) or "minimal"
+      (keep the outputs of weight matmuls, recompute the rest).
+  """
+
+  vocab_size: int
+  emb_dim: int
+  num_heads: int
+  num_encoder_layers: int
+  num_decoder_layers: int
+  head_dim: int
+  mlp_dim: int
+  mlp_activations: tuple[str, ...] = ("gelu", "linear")
+  dropout_rate: float = 0.0
+  dtype: str = "bfloat16"
+  relative_attention_num_buckets: int = 32
+  relative_attention_max_distance: int = 128
+  scan_layers: bool = False
+  remat_policy: str = "none"
+
+  def __post_init__(self):
+    object.__setattr__(self, "mlp_activations", tuple(self.mlp_activations))
+    unknown = [a for a in self.mlp_activations if a not in ACTIVATIONS]
+    if unknown:
+      raise ValueError(f"T5Config.mlp_activations has unknown {unknown}; use names from "
+                       f"{sorted(ACTIVATIONS)} (T5 1.1: ('gelu', 'linear')).")
+    if self.remat_policy not in REMAT_POLICIES:
+      raise ValueError(f"T5Config.remat_policy={self.remat_policy!r} is not one of "
+                       f"{REMAT_POLICIES}.")
+    try:
+      jnp.dtype(self.dtype)
+    except TypeError:
+      raise ValueError(f"T5Config.dtype={self.dtype!r} is not a dtype name; use 'bfloat16' "
+                       "or 'float32'.") from None
+
+  @property
+  def activation_dtype(self) -> jnp.dtype:
+    return jnp.dtype(self.dtype)
+
+
+def _kernel_init(scale: float = 1.0, distribution: str = "normal"):
+  """t5x's DenseGeneral init: variance_scaling(1.0, fan_in), optionally divided by `scale`."""
+  base = nn.initializers.variance_scaling(1.0, "fan_in", distribution)
+  if scale == 1.0:
+    return base
+  return lambda key, shape, dtype=jnp.float32: base(key, shape, dtype) / scale
+
+
+def _constrain(x: Array, axes: tuple[str, ...]) -> Array:
+  return nn.with_logical_constraint(x, axes)
+
+
+def relative_position_bucket(relative_position: Array, *, bidirectional: bool,
+                             num_buckets: int, max_distance: int) -> Array:
+  """Maps key-minus-query offsets to bucket ids.
+
+  The algorithm of t5x/examples/t5/layers.py (`RelativePositionBiases`), itself from Mesh
+  TensorFlow, re-written in jnp so that decoding can bucket a traced step index.
+
+  Small offsets get one bucket each; larger ones share logarithmically wider buckets up to
+  `max_distance`. Bidirectional tables spend half the buckets on each sign; causal ones
+  fold every future offset into bucket 0 (those keys are masked anyway).
+  """
+  n = -relative_position
+  bucket = jnp.zeros_like(n)
+  if bidirectional:
+    num_buckets //= 2
+    bucket = (n < 0).astype(n.dtype) * num_buckets
+    n = jnp.abs(n)
+  else:
+    n = jnp.maximum(n, 0)
+  max_exact = num_buckets // 2
+  ratio = n.astype(jnp.float32) / max_exact + jnp.finfo(jnp.float32).eps
+  log_bucket = max_exact + (jnp.log(ratio) / np.log(max_distance / max_exact) *
+                            (num_buckets - max_exact)).astype(n.dtype)
+  log_bucket = jnp.minimum(log_bucket, num_buckets - 1)
+  return bucket + jnp.where(n < max_exact, n, log_bucket)
+
+
+class RMSNorm(nn.Module):
+  """T5's layer norm: no mean, no bias; statistics in float32, eps 1e-6."""
+
+  dtype: Any = jnp.float32
+  epsilon: float = 1e-6
+
+  @nn.compact
+  def __call__(self, x: Array) -> Array:
+    scale = self.param("scale", nn.with_logical_partitioning(nn.initializers.ones, ("embed",)),
+                       (x.shape[-1],), jnp.float32)
+    x = x.astype(jnp.float32)
+    y = x * jax.lax.rsqrt(jnp.mean(jnp.square(x), axis=-1, keepdims=True) + self.epsilon)
+    return y.astype(self.dtype) * scale.astype(self.dtype)
+
+
+class Dense(nn.Module):
+  """A bias-free [in, out] matmul with a float32 kernel cast to the compute dtype."""
+
+  features: int
+  axes: tuple[str, str]
+  dtype: Any
+  kernel_init: Callable = _kernel_init()
+
+  @nn.compact
+  def __call__(self, x: Array) -> Array:
+    kernel = self.param("kernel", nn.with_logical_partitioning(self.kernel_init, self.axes),
+                        (x.shape[-1], self.features), jnp.float32)
+    return jnp.dot(x.astype(self.dtype), kernel.astype(self.dtype))
+
+
+class Embed(nn.Module):
+  """The shared token embedding, looked up by gather (t5x uses a one-hot matmul)."""
+
+  vocab_size: int
+  features: int
+  dtype: Any
+
+  def setup(self):
+    self.embedding = self.param(
+        "embedding", nn.with_logical_partitioning(nn.initializers.normal(1.0), ("vocab", "embed")),
+        (self.vocab_size, self.features), jnp.float32)
+
+  def __call__(self, tokens: Array) -> Array:
+    return jnp.take(self.embedding, tokens, axis=0).astype(self.dtype)  # [batch, length, embed]
+
+
+class RelativePositionBias(nn.Module):
+  """One [heads, buckets] table per stack, turned into an additive [1, heads, q, k] bias."""
+
+  config: T5Config
+  bidirectional: bool
+
+  @nn.compact
+  def __call__(self, query_positions: Array, key_positions: Array) -> Array:
+    cfg = self.config
+    table = self.param(
+        "rel_embedding",
+        nn.with_logical_partitioning(nn.initializers.variance_scaling(1.0, "fan_avg", "uniform"),
+                                     ("heads", "relpos_buckets")),
+        (cfg.num_heads, cfg.relative_attention_num_buckets), jnp.float32)
+    buckets = relative_position_bucket(
+        key_positions[None, :] - query_positions[:, None], bidirectional=self.bidirectional,
+        num_buckets=cfg.relative_attention_num_buckets,
+        max_distance=cfg.relative_attention_max_distance)  # [q, k]
+    return jnp.take(table, buckets, axis=1)[None].astype(cfg.activation_dtype)  # [1, h, q, k]
+
+
+def mask_bias(query_valid: Array, key_valid: Array, query_segments: Array | None,
+              key_segments: Array | None, *, causal: bool, dtype: Any) -> Array:
+  """Additive attention bias [batch, 1, q, k]: 0 where a query may see a key, else -1e10.
+
+  A pair is visible when both tokens are real, they belong to the same packed segment (when
+  segment ids are given) and, if `causal`, the key does not come after the query.
+  """
+  visible = query_valid[:, :, None] & key_valid[:, None, :]
+  if query_segments is not None:
+    visible &= query_segments[:, :, None] == key_segments[:, None, :]
+  if causal:
+    q, k = query_valid.shape[1], key_valid.shape[1]
+    visible &= jnp.arange(q)[:, None] >= jnp.arange(k)[None, :]
+  return jnp.where(visible, 0.0, NEG_INF).astype(dtype)[:, None]
+
+
+class Attention(nn.Module):
+  """Multi-head dot-product attention with unscaled logits.
+
+  With `decode=True`, self-attention keeps a [batch, max_length, heads, kv] key/value cache
+  that each step writes at `decode_index`; cross-attention (`cross=True`) projects the
+  encoder output once, on the cache-creating call, and reads it back on every step.
+  """
+
+  config: T5Config
+  deterministic: bool
+  decode: bool = False
+  cross: bool = False
+  max_length: int | None = None
+
+  @nn.compact
+  def __call__(self, inputs_q: Array, inputs_kv: Array, bias: Array,
+               decode_index: Array | None = None) -> Array:
+    cfg = self.config
+    dtype = cfg.activation_dtype
+    joined = cfg.num_heads * cfg.head_dim
+    heads = ("batch", "length", "heads", "kv")
+
+    def project(name, inputs, init):
+      y = Dense(joined, ("embed", "joined_kv"), dtype, init, name=name)(inputs)
+      y = y.reshape(*inputs.shape[:2], cfg.num_heads, cfg.head_dim)
+      return _constrain(y, heads)  # [batch, length, heads, kv]
+
+    def keys_and_values():
+      return project("key", inputs_kv, _kernel_init()), project("value", inputs_kv, _kernel_init())
+
+    query = project("query", inputs_q, _kernel_init(np.sqrt(cfg.head_dim)))
+    if self.decode and self.cross:
+      key, value = self._cached_projection(keys_and_values)
+    elif self.decode:
+      key, value = self._use_cache(*keys_and_values(), decode_index)
+    else:
+      key, value = keys_and_values()
+
+    logits = jnp.einsum("bqhd,bkhd->bhqk", query, key) + bias.astype(dtype)  # [b, h, q, k]
+    weights = jax.nn.softmax(logits).astype(dtype)
+    weights = nn.Dropout(cfg.dropout_rate, broadcast_dims=(-2,))(
+        weights, deterministic=self.deterministic)
+    out = jnp.einsum("bhqk,bkhd->bqhd", weights, value)  # [batch, q, heads, kv]
+    out = _constrain(out, heads).reshape(*out.shape[:2], joined)
+    return Dense(cfg.emb_dim, ("joined_kv", "embed"), dtype, _kernel_init(), name="out")(out)
+
+  def _use_cache(self, key: Array, value: Array, index: Array) -> tuple[Array, Array]:
+    """Writes this step's key/value at `index`; returns the whole cache.
+
+    The cache-creating call only allocates zeros and attends over its own inputs.
+    """
+    initialized = self.has_variable("cache", "cached_key")
+    shape = (key.shape[0], self.max_length, *key.shape[2:])
+    cached_key = self.variable("cache", "cached_key", jnp.zeros, shape, key.dtype)
+    cached_value = self.variable("cache", "cached_value", jnp.zeros, shape, value.dtype)
+    if not initialized:
+      return key, value
+    start = (0, index, 0, 0)
+    cached_key.value = jax.lax.dynamic_update_slice(cached_key.value, key, start)
+    cached_value.value = jax.lax.dynamic_update_slice(cached_value.value, value, start)
+    return cached_key.value, cached_value.value  # [batch, max_length, heads, kv]
+
+  def _cached_projection(self, compute: Callable[[], tuple[Array, Array]]
+                         ) -> tuple[Array, Array]:
+    """Encoder keys/values: computed on the cache-creating call, read back afterwards."""
+    if self.has_variable("cache", "cached_key"):
+      return self.get_variable("cache", "cached_key"), self.get_variable("cache", "cached_value")
+    key, value = compute()
+    self.put_variable("cache", "cached_key", key)
+    self.put_variable("cache", "cached_value", value)
+    return key, value
+
+
+class Mlp(nn.Module):
+  """Gated MLP: product of one projection per activation, dropout, then back to embed."""
+
+  config: T5Config
+  deterministic: bool
+
+  @nn.compact
+  def __call__(self, x: Array) -> Array:
+    cfg = self.config
+    dtype = cfg.activation_dtype
+    init = _kernel_init(distribution="truncated_normal")
+    hidden = None
+    for i, name in enumerate(cfg.mlp_activations):
+      wi_name = "wi" if len(cfg.mlp_activations) == 1 else f"wi_{i}"
+      h = ACTIVATIONS[name](Dense(cfg.mlp_dim, ("embed", "mlp"), dtype, init, name=wi_name)(x))
+      hidden = h if hidden is None else hidden * h
+    hidden = _constrain(hidden, ("batch", "length", "mlp"))  # [batch, length, mlp]
+    hidden = nn.Dropout(cfg.dropout_rate, broadcast_dims=(-2,))(
+        hidden, deterministic=self.deterministic)
+    return Dense(cfg.emb_dim, ("mlp", "embed"), dtype, init, name="wo")(hidden)
+
+
+class EncoderLayer(nn.Module):
+  """Pre-norm self-attention block then pre-norm MLP block, each with dropout + residual."""
+
+  config: T5Config
+  deterministic: bool
+  decode: bool = False  # unused; keeps one constructor signature for `_run_layers`
+
+  @nn.compact
+  def __call__(self, x: Array, bias: Array) -> tuple[Array, None]:
+    cfg = self.config
+    dropout = nn.Dropout(cfg.dropout_rate, broadcast_dims=(-2,))
+    h = RMSNorm(cfg.activation_dtype, name="pre_attention_layer_norm")(x)
+    h = Attention(cfg, self.deterministic, name="attention")(h, h, bias)
+    x = _constrain(x + dropout(h, deterministic=self.deterministic), BATCH_LENGTH_EMBED)
+    h = RMSNorm(cfg.activation_dtype, name="pre_mlp_layer_norm")(x)
+    h = Mlp(cfg, self.deterministic, name="mlp")(h)
+    x = _constrain(x + dropout(h, deterministic=self.deterministic), BATCH_LENGTH_EMBED)
+    return x, None
+
+
+class DecoderLayer(nn.Module):
+  """Causal self-attention, encoder-decoder attention and MLP blocks, pre-norm each."""
+
+  config: T5Config
+  deterministic: bool
+  decode: bool = False
+  max_decode_length: int | None = None
+
+  @nn.compact
+  def __call__(self, x: Array, encoded: Array, self_bias: Array, cross_bias: Array,
+               decode_index: Array) -> tuple[Array, None]:
+    cfg = self.config
+    dropout = nn.Dropout(cfg.dropout_rate, broadcast_dims=(-2,))
+    h = RMSNorm(cfg.activation_dtype, name="pre_self_attention_layer_norm")(x)
+    h = Attention(cfg, self.deterministic, self.decode, max_length=self.max_decode_length,
+                  name="self_attention")(h, h, self_bias, decode_index)
+    x = _constrain(x + dropout(h, deterministic=self.deterministic), BATCH_LENGTH_EMBED)
+    h = RMSNorm(cfg.activation_dtype, name="pre_cross_attention_layer_norm")(x)
+    h = Attention(cfg, self.deterministic, self.decode, cross=True,
+                  name="encoder_decoder_attention")(h, encoded, cross_bias)
+    x = _constrain(x + dropout(h, deterministic=self.deterministic), BATCH_LENGTH_EMBED)
+    h = RMSNorm(cfg.activation_dtype, name="pre_mlp_layer_norm")(x)
+    h = Mlp(cfg, self.deterministic, name="mlp")(h)
+    x = _constrain(x + dropout(h, deterministic=self.deterministic), BATCH_LENGTH_EMBED)
+    return x, None
+
+
+def _run_layers(parent: nn.Module, layer_cls: type[nn.Module], num_layers: int,
+                deterministic: bool, decode: bool, x: Array, *args: Array,
+                **layer_kwargs: Any) -> Array:
+  """Applies `num_layers` blocks: unrolled `layers_<i>`, or one scanned `layers` module."""
+  cfg = parent.config
+  if cfg.remat_policy != "none" and not decode:
+    policy = (None if cfg.remat_policy == "full"
+              else jax.checkpoint_policies.dots_with_no_batch_dims_saveable)
+    layer_cls = nn.remat(layer_cls, policy=policy, prevent_cse=not cfg.scan_layers)
+  if cfg.scan_layers:
+    scanned = nn.scan(
+        layer_cls,
+        # Cache leaves keep batch first ([batch, layers, ...]) so beam search can gather rows.
+        variable_axes={"params": 0, "cache": 1},
+        split_rngs={"params": True, "dropout": True},
+        in_axes=(nn.broadcast,) * len(args),
+        length=num_layers,
+        metadata_params={nn.PARTITION_NAME: "layers"})
+    x, _ = scanned(cfg, deterministic, decode, name="layers", **layer_kwargs)(x, *args)
+    return x
+  for i in range(num_layers):
+    x, _ = layer_cls(cfg, deterministic, decode, name=f"layers_{i}", **layer_kwargs)(x, *args)
+  return x
+
+
+class Encoder(nn.Module):
+  """Embeds, runs the bidirectional stack, and normalises."""
+
+  config: T5Config
+  embedder: Embed
+
+  @nn.compact
+  def __call__(self, tokens: Array, segment_ids: Array | None, *, enable_dropout: bool) -> Array:
+    cfg = self.config
+    det = not enable_dropout
+    x = _constrain(self.embedder(tokens), BATCH_LENGTH_EMBED)  # [batch, length, embed]
+    x = nn.Dropout(cfg.dropout_rate, broadcast_dims=(-2,))(x, deterministic=det)
+    positions = jnp.arange(tokens.shape[1])
+    valid = tokens > 0
+    bias = (RelativePositionBias(cfg, bidirectional=True, name="relpos_bias")(positions, positions)
+            + mask_bias(valid, valid, segment_ids, segment_ids, causal=False,
+                        dtype=cfg.activation_dtype))  # [batch, heads, length, length]
+    x = _run_layers(self, EncoderLayer, cfg.num_encoder_layers, det, False, x, bias)
+    x = RMSNorm(cfg.activation_dtype, name="encoder_norm")(x)
+    return nn.Dropout(cfg.dropout_rate)(x, deterministic=det)
+
+
+class Decoder(nn.Module):
+  """Embeds, runs the causal stack over the encoder output, and projects to float32 logits."""
+
+  config: T5Config
+  embedder: Embed
+
+  @nn.compact
+  def __call__(self, encoded: Array, encoder_input_tokens: Array, decoder_input_tokens: Array,
+               decoder_target_tokens: Array | None, encoder_segment_ids: Array | None,
+               decoder_segment_ids: Array | None, *, enable_dropout: bool, decode: bool,
+               max_decode_length: int | None) -> Array:
+    cfg = self.config
+    det = not enable_dropout
+    dtype = cfg.activation_dtype
+    x = _constrain(self.embedder(decoder_input_tokens), BATCH_LENGTH_EMBED)
+    x = nn.Dropout(cfg.dropout_rate, broadcast_dims=(-2,))(x, deterministic=det)
+    relpos = RelativePositionBias(cfg, bidirectional=False, name="relpos_bias")
+    encoder_valid = encoder_input_tokens > 0
+
+    stepping = decode and self.has_variable("cache", "index")
+    index = jnp.zeros((), jnp.int32)
+    if decode:
+      index_var = self.variable("cache", "index", lambda: jnp.zeros((), jnp.int32))
+      index = index_var.value
+    if stepping:
+      # One new token at position `index`, attending to cache slots 0..index.
+      if decoder_segment_ids is not None:
+        raise ValueError("Packed (segmented) decoder inputs cannot be decoded step by step.")
+      index_var.value = index + 1
+      keys = jnp.arange(max_decode_length)
+      self_bias = (relpos(index[None], keys) +
+                   jnp.where(keys <= index, 0.0, NEG_INF).astype(dtype)[None, None, None])
+      cross_bias = mask_bias(jnp.ones_like(decoder_input_tokens, bool), encoder_valid, None, None,
+                             causal=False, dtype=dtype)
+    else:
+      targets = (decoder_input_tokens if decoder_target_tokens is None
+                 else decoder_target_tokens)
+      target_valid = (jnp.ones_like(targets, bool) if decoder_target_tokens is None or decode
+                      else targets > 0)
+      positions = jnp.arange(decoder_input_tokens.shape[1])
+      self_bias = relpos(positions, positions) + mask_bias(
+          target_valid, target_valid, decoder_segment_ids, decoder_segment_ids, causal=True,
+          dtype=dtype)  # [batch, heads, length, length]
+      cross_bias = mask_bias(target_valid, encoder_valid, decoder_segment_ids,
+                             encoder_segment_ids, causal=False, dtype=dtype)
+
+    x = _run_layers(self, DecoderLayer, cfg.num_decoder_layers, det, decode, x,
+                    encoded.astype(dtype), self_bias, cross_bias, index,
+                    max_decode_length=max_decode_length)
+    x = RMSNorm(dtype, name="decoder_norm")(x)
+    x = nn.Dropout(cfg.dropout_rate, broadcast_dims=(-2,))(x, deterministic=det)
+    logits = Dense(cfg.vocab_size, ("embed", "vocab"), jnp.float32,
+                   _kernel_init(distribution="truncated_normal"), name="logits_dense")(x)
+    return _constrain(logits, ("batch", "length", "vocab"))  # [batch, length, vocab] float32
+
+
+class Transformer(nn.Module):
+  """The encoder-decoder. `__call__` is the teacher-forced pass; `encode`/`decode` serve
+  decoding, where `decode(..., decode=True)` runs one step against the "cache" collection.
+
+  `*_positions` are accepted and ignored, as in t5x: relative positions are measured along
+  the packed row, which is exact because attention never crosses a segment boundary.
+  """
+
+  config: T5Config
+
+  def setup(self):
+    cfg = self.config
+    self.token_embedder = Embed(cfg.vocab_size, cfg.emb_dim, cfg.activation_dtype)
+    self.encoder = Encoder(cfg, self.token_embedder)
+    self.decoder = Decoder(cfg, self.token_embedder)
+
+  def encode(self, encoder_input_tokens: Array, encoder_segment_ids: Array | None = None,
+             encoder_positions: Array | None = None, *, enable_dropout: bool = True) -> Array:
+    """Returns the encoder output [batch, length, embed] in the activation dtype."""
+    del encoder_positions
+    return self.encoder(encoder_input_tokens, encoder_segment_ids, enable_dropout=enable_dropout)
+
+  def decode(self, encoded: Array, encoder_input_tokens: Array, decoder_input_tokens: Array,
+             decoder_target_tokens: Array | None = None,
+             encoder_segment_ids: Array | None = None,
+             decoder_segment_ids: Array | None = None, decoder_positions: Array | None = None,
+             *, enable_dropout: bool = True, decode: bool = False,
+             max_decode_length: int | None = None) -> Array:
+    """Returns float32 logits [batch, length, vocab].
+
+    With `decode=True`, the first apply (`mutable=["cache"]`, no cache yet, any decoder
+    tokens such as zeros [batch, 1]) creates the cache: zero self-attention slots for
+    `max_decode_length` tokens (default: the decoder input length) and the projected encoder
+    keys/values. Each later apply takes one token [batch, 1] and the same arguments.
+    """
+    del decoder_positions
+    if decode and max_decode_length is None:
+      max_decode_length = decoder_input_tokens.shape[1]
+    return self.decoder(encoded, encoder_input_tokens, decoder_input_tokens,
+                        decoder_target_tokens, encoder_segment_ids, decoder_segment_ids,
+                        enable_dropout=enable_dropout, decode=decode,
+                        max_decode_length=max_decode_length)
+
+  def __call__(self, encoder_input_tokens: Array, decoder_input_tokens: Array,
+               decoder_target_tokens: Array, encoder_segment_ids: Array | None = None,
+               decoder_segment_ids: Array | None = None, encoder_positions: Array | None = None,
+               decoder_positions: Array | None = None, *, enable_dropout: bool = True) -> Array:
+    encoded = self.encode(encoder_input_tokens, encoder_segment_ids, encoder_positions,
+                          enable_dropout=enable_dropout)
+    return self.decode(encoded, encoder_input_tokens, decoder_input_tokens,
+                       decoder_target_tokens, encoder_segment_ids, decoder_segment_ids,
+                       decoder_positions, enable_dropout=enable_dropout)
+
+
+def scan_layer_params(params: Any, config: T5Config) -> Any:
+  """Stacks unrolled `layers_<i>` subtrees into one `layers` subtree (leading layers axis).
+
+  Host (numpy) parameters stay on the host, so importing a large checkpoint does not
+  gather it on one device.
+  """
+  def stack(*xs):
+    return np.stack(xs) if isinstance(xs[0], np.ndarray) else jnp.stack(xs)
+
+  params = dict(params)
+  for name, n in (("encoder", config.num_encoder_layers), ("decoder", config.num_decoder_layers)):
+    tree = dict(params[name])
+    layers = [tree.pop(f"layers_{i}") for i in range(n)]
+    tree["layers"] = jax.tree.map(stack, *layers)
+    params[name] = tree
+  return params
+
+
+def unscan_layer_params(params: Any, config: T5Config) -> Any:
+  """Inverse of `scan_layer_params`."""
+  params = dict(params)
+  for stack, n in (("encoder", config.num_encoder_layers), ("decoder", config.num_decoder_layers)):
+    tree = dict(params[stack])
+    layers = tree.pop("layers")
+    for i in range(n):
+      tree[f"layers_{i}"] = jax.tree.map(lambda x, i=i: x[i], layers)
+    params[stack] = tree
+  return params
