@@ -1,0 +1,229 @@
+r"""Instruction-tune a T5 on a FLAN mixture: `python -m flan.train --gin_file=... --gin.X=V`.
+
+  python -m flan.train --gin_file=configs/smoke.gin   # tiny T5, mock data, a few minutes
+  python -m flan.train --gin_file=configs/experiments/holdout_nli.gin \
+    --gin.MODEL_DIR=\"/tmp/flan_nli\" --gin.VOCABULARY=\"../shared/vocab/t5_spiece.model\" \
+    --gin.INITIAL_CHECKPOINT_PATH=\"/ckpts/t5_1_1_lm100k_base\"
+
+`train()` is the only gin-configurable function here: it assembles the parts (mesh,
+vocabulary, data, state, step), runs the loop, and evaluates the held-out cluster at the
+end. The loop's edges live in `flan.progress` (reporting) and `flan.preemption` (SIGTERM).
+"""
+
+from __future__ import annotations
+
+if __name__ == "__main__":
+  # Run the importable module, so that gin knows one `flan.train.train`, not a second
+  # `__main__.train` that would make the selector `train` ambiguous.
+  import sys
+  from flan import train as _module
+  sys.exit(_module.main())
+
+import contextlib
+import logging
+import os
+import re
+import tempfile
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import gin
+import jax
+
+from flan import checkpoints as checkpoints_lib
+from flan import flops
+from flan import optimizer as optimizer_lib
+from flan import partitioning
+from flan import preemption
+from flan import progress as progress_lib
+from flan import trainer as trainer_lib
+from flan.gin_config import parse_gin_flags, report_user_errors
+
+HOLDOUT_MIXTURE = re.compile(r"^flan_holdout_(\w+)_train$")
+
+
+def _check_writable(model_dir: str) -> None:
+  try:
+    os.makedirs(model_dir, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=model_dir):
+      pass
+  except OSError as e:
+    raise ValueError(f"MODEL_DIR={model_dir!r} is not writable ({e.strerror}); set "
+                     "--gin.MODEL_DIR to a directory you can write to.") from None
+
+
+def _make_iterator(name, lengths, batch_size, seed, *, pack, data_dir, vocabulary, mesh):
+  """Registers the FLAN tasks for this vocabulary/data_dir and opens the train stream."""
+  from flan import input_pipeline, tasks  # seqio/TensorFlow load only when training
+  tasks.register(data_dir=data_dir, vocabulary=vocabulary)
+  tasks.get(name)  # an unknown name fails here, listing close matches
+  shard, num_shards = partitioning.data_shard_info(mesh)
+  return input_pipeline.make_train_iterator(name, lengths, batch_size, seed, pack=pack,
+                                            shard_index=shard, num_shards=num_shards)
+
+
+def _host_dataset_state(saved: Mapping[str, Any], mesh) -> dict:
+  """Host 0's saved iterator state, re-aimed at this host's shard (same position)."""
+  state = dict(saved)
+  shard, _ = partitioning.data_shard_info(mesh)
+  if state.get("shard_index", shard) != shard:
+    state["shard_index"] = shard
+    state.pop("task_counts", None)  # recomputed by restore() for this shard
+  return state
+
+
+def _restore_or_initialize(model, optimizer, mesh, rng, shapes, ckpts, it, *, fsdp,
+                           initial_checkpoint_path):
+  """(state, shardings, source): resumed (with the data position), imported, or fresh."""
+  init = lambda params: trainer_lib.create_train_state(
+      model, optimizer, mesh, rng, shapes, fsdp=fsdp, params=params)[0]
+  state_shape = trainer_lib.train_state_shapes(model, optimizer, rng, shapes)
+  shardings = trainer_lib.state_shardings(model, optimizer, mesh, state_shape, fsdp=fsdp)
+  state, data_state, source = checkpoints_lib.restore_or_initialize(
+      ckpts, checkpoints_lib.abstract_state(state_shape, shardings), init_state=init,
+      initial_checkpoint_path=initial_checkpoint_path, model_config=model.config)
+  if data_state:
+    it.restore(_host_dataset_state(data_state, mesh))
+  return state, shardings, source
+
+
+def _evaluate(model, params, mesh, *, cluster, vocabulary, data_dir, lengths, model_dir,
+              batch_size, max_examples, num_templates, step) -> dict | None:
+  try:
+    from flan import evaluation
+  except ImportError as e:
+    logging.warning("Skipping the held-out evaluation: flan.evaluation unavailable (%s).", e)
+    return None
+  logging.info("Evaluating held-out cluster %r at step %d.", cluster, step)
+  return evaluation.evaluate_cluster(
+      model, params, mesh, cluster=cluster, vocabulary=vocabulary, data_dir=data_dir,
+      feature_lengths=lengths, output_dir=os.path.join(model_dir, "eval", cluster),
+      batch_size=batch_size, max_examples=max_examples, num_templates=num_templates,
+      metadata={"model_dir": model_dir, "step": step})
+
+
+@gin.configurable(denylist=["make_iterator"])
+def train(*, model: Any = gin.REQUIRED, mixture_or_task_name: str = gin.REQUIRED,
+          task_feature_lengths: Mapping[str, int] = gin.REQUIRED,
+          train_steps: int = gin.REQUIRED, model_dir: str = gin.REQUIRED,
+          batch_size: int = 128, initial_checkpoint_path: str | None = None,
+          data_dir: str | None = None, vocabulary: str | None = None, random_seed: int = 0,
+          mesh: Mapping[str, int] | None = None, fsdp: bool = False, pack: bool = True,
+          num_microbatches: int = 1, nan_policy: str = "stop",
+          checkpoint_period: int = 1000, keep_checkpoints: int | None = None,
+          log_every: int = 100, use_mock_data: bool = False, mock_num_examples: int = 64,
+          heldout_cluster: str | None = None, run_heldout_eval: bool = True,
+          eval_batch_size: int = 32, eval_max_examples: int | None = None,
+          eval_num_templates: int | None = None, preemption_grace_seconds: float = 120.0,
+          coordinator_address: str | None = None, num_processes: int | None = None,
+          process_id: int | None = None,
+          make_iterator: Callable[..., Any] | None = None) -> dict[str, Any]:
+  """Trains `model` for `train_steps` (absolute: a resume continues to the same end).
+
+  Args mirror the gin macros (MODEL, MIXTURE_OR_TASK_NAME, TASK_FEATURE_LENGTHS,
+  TRAIN_STEPS, MODEL_DIR, BATCH_SIZE, INITIAL_CHECKPOINT_PATH, DATA_DIR, VOCABULARY,
+  RANDOM_SEED, MESH, USE_MOCK_DATA, HELDOUT_CLUSTER, ...). Notable ones:
+    use_mock_data: synthetic TFDS examples (tfds.testing.mock_data) unless DATA_DIR is set.
+    nan_policy: "stop" raises at the first non-finite step (checkpoints stay good) or "skip".
+    heldout_cluster: evaluated at the end; derived from a flan_holdout_<c>_train mixture.
+    run_heldout_eval: False skips that evaluation (e.g. when `flan.eval` runs it apart).
+    make_iterator: tests only: a replacement for the FLAN input pipeline, same signature.
+
+  Returns:
+    {"step", "source", "first_loss", "history" (periodic stats), "eval" (held-out results
+    or None), "preempted"}.
+  """
+  partitioning.initialize_distributed(coordinator_address, num_processes, process_id)
+  _check_writable(model_dir)
+  if jax.process_index() == 0:
+    with open(os.path.join(model_dir, "config.gin"), "w") as f:
+      f.write(gin.config_str())
+  device_mesh = partitioning.make_mesh(mesh)
+  partitioning.check_batch_size(batch_size, device_mesh)
+  lengths = dict(task_feature_lengths)
+  from flan import vocabularies
+  vocab = vocabularies.get_vocabulary(vocabulary)
+  if vocab.vocab_size > model.config.vocab_size:
+    raise ValueError(f"The vocabulary has {vocab.vocab_size} ids but the model's vocab_size is "
+                     f"{model.config.vocab_size}; use a model gin sized for this vocabulary.")
+  init_rng, step_rng = jax.random.split(jax.random.PRNGKey(random_seed))
+  optimizer, schedule = optimizer_lib.make_optimizer()
+
+  with contextlib.ExitStack() as stack:
+    if use_mock_data and data_dir is None:
+      import tensorflow_datasets as tfds
+      stack.enter_context(tfds.testing.mock_data(num_examples=mock_num_examples))
+    it = (make_iterator or _make_iterator)(
+        mixture_or_task_name, lengths, batch_size, random_seed, pack=pack, data_dir=data_dir,
+        vocabulary=vocab, mesh=device_mesh)
+    stack.callback(getattr(it, "close", lambda: None))
+    shapes = {k: (batch_size,) + tuple(s[1:]) for k, s in it.batch_shapes().items()}
+    ckpts = checkpoints_lib.Checkpoints(model_dir, period=checkpoint_period, keep=keep_checkpoints)
+    stack.callback(ckpts.close)
+    state, shardings, source = _restore_or_initialize(
+        model, optimizer, device_mesh, init_rng, shapes, ckpts, it, fsdp=fsdp,
+        initial_checkpoint_path=initial_checkpoint_path)
+    start = int(state.step)
+    logging.info("Train state %s (step %d of %d).", source, start, train_steps)
+    train_step = trainer_lib.make_train_step(
+        model, optimizer, mesh=device_mesh, shardings=shardings, schedule=schedule,
+        num_microbatches=num_microbatches, nan_policy=nan_policy)
+    progress = progress_lib.Progress(
+        total_steps=train_steps, start_step=start, log_every=log_every, model_dir=model_dir,
+        flops_per_step=flops.train_step_flops(model.config, batch_size=batch_size,
+                                              input_length=lengths["inputs"],
+                                              target_length=lengths["targets"]),
+        peak_flops=flops.peak_flops_per_device(jax.devices()[0]), data_stats=lambda: it.stats)
+    stack.callback(progress.close)
+    signals = stack.enter_context(preemption.PreemptionHandler(preemption_grace_seconds))
+    save = lambda s: ckpts.save(s, state, it.state())
+
+    # `pending`: the previous step's metrics, checked one step late (no pipeline stall).
+    pending, preempted = None, False
+    for step in range(start + 1, train_steps + 1):
+      batch = partitioning.shard_batch(next(it), device_mesh)
+      state, metrics = train_step(state, batch, step_rng)
+      if nan_policy == "stop" and pending is not None:
+        trainer_lib.check_finite(pending, step - 1)
+      pending = metrics
+      progress.update(step, metrics)
+      if step == start + 1 and jax.process_index() == 0:
+        with open(os.path.join(model_dir, "operative_config.gin"), "w") as f:
+          f.write(gin.operative_config_str())
+      preempted = signals.requested()
+      if preempted or ckpts.should_save(step) or step == train_steps:
+        if nan_policy == "stop":
+          trainer_lib.check_finite(metrics, step)
+        save(step)
+      if preempted:
+        logging.warning("Preempted: saving %s/checkpoint_%d and exiting.", model_dir, step)
+        break
+
+    ckpts.wait()
+    step = int(state.step)
+    match = HOLDOUT_MIXTURE.match(mixture_or_task_name)
+    cluster = heldout_cluster or (match.group(1) if match else None)
+    results = None
+    if cluster and run_heldout_eval and not preempted:
+      results = _evaluate(model, state.params, device_mesh, cluster=cluster, vocabulary=vocab,
+                          data_dir=data_dir, lengths=lengths, model_dir=model_dir,
+                          batch_size=eval_batch_size, max_examples=eval_max_examples,
+                          num_templates=eval_num_templates, step=step)
+  return {"step": step, "source": source, "first_loss": progress.first_loss,
+          "history": progress.history, "eval": results, "preempted": preempted}
+
+
+def main(argv: list[str] | None = None) -> int:
+  """Entry point: parse gin flags, run `train()`, turn user errors into one message."""
+  # force: absl (imported by JAX/TF) has already put a handler on the root logger.
+  logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s",
+                      force=True)
+  for noisy in ("absl", "jax", "tensorflow"):  # TFDS/orbax chatter at INFO goes through absl
+    logging.getLogger(noisy).setLevel(logging.WARNING)
+  with report_user_errors():
+    parse_gin_flags(argv)
+    train()
+    return 0
+  return 1
+
+

@@ -1,0 +1,192 @@
+"""Shared by the trainer tests: a tiny model and a synthetic, resumable batch stream.
+
+`tiny_model()` is the real `flan.model.EncoderDecoderModel` on a 2-layer T5 when the
+model module exists, else a small stand-in with the same contract (init,
+param_logical_specs, loss_fn, config) so the trainer can be tested on its own.
+`SyntheticIterator` follows the input pipeline's contract (`next`, `state`, `restore`,
+`stats`, `batch_shapes`): batch k is a pure function of (seed, k), so resume is exact.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import PartitionSpec as P
+
+VOCAB = 384  # >= the byte vocabulary (259), which train() checks against
+LENGTHS = {"inputs": 16, "targets": 8}
+
+
+@dataclasses.dataclass(frozen=True)
+class StandInConfig:
+  vocab_size: int = VOCAB
+  emb_dim: int = 32
+  num_heads: int = 2
+  head_dim: int = 8
+  mlp_dim: int = 64
+  mlp_activations: tuple = ("gelu", "linear")
+  num_encoder_layers: int = 1
+  num_decoder_layers: int = 1
+  dropout_rate: float = 0.1
+
+
+class _StandInNet(nn.Module):
+  config: StandInConfig
+
+  @nn.compact
+  def __call__(self, batch, *, enable_dropout):
+    c = self.config
+    init = nn.initializers.normal(0.1)
+    emb = self.param("embedding", nn.with_logical_partitioning(init, ("vocab", "embed")),
+                     (c.vocab_size, c.emb_dim))
+    enc = emb[batch["encoder_input_tokens"]]  # [batch, li, embed]
+    mask = (batch["encoder_input_tokens"] > 0)[..., None]
+    context = (enc * mask).sum(1, keepdims=True) / jnp.maximum(mask.sum(1, keepdims=True), 1)
+    x = emb[batch["decoder_input_tokens"]] + context  # [batch, lt, embed]
+    wi = self.param("wi", nn.with_logical_partitioning(init, ("embed", "mlp")),
+                    (c.emb_dim, c.mlp_dim))
+    wo = self.param("wo", nn.with_logical_partitioning(init, ("mlp", "embed")),
+                    (c.mlp_dim, c.emb_dim))
+    h = nn.gelu(x @ wi)
+    h = nn.Dropout(c.dropout_rate, broadcast_dims=(-2,))(h, deterministic=not enable_dropout)
+    x = x + h @ wo
+    logits_w = self.param("logits", nn.with_logical_partitioning(init, ("embed", "vocab")),
+                          (c.emb_dim, c.vocab_size))
+    return (x @ logits_w).astype(jnp.float32)  # [batch, lt, vocab]
+
+
+class StandInModel:
+  """The model contract on a one-block network: summed token loss + z-loss."""
+
+  def __init__(self, config: StandInConfig = StandInConfig(), z_loss: float = 1e-4,
+               loss_normalizing_factor: str | None = None):
+    self.config, self.z_loss = config, z_loss
+    self.module = _StandInNet(config)
+    self.loss_normalizing_factor = loss_normalizing_factor  # None or "NUM_REAL_TARGET_TOKENS"
+
+  def _shapes(self, batch_shapes):
+    return {k: jnp.ones(tuple(s), jnp.int32) for k, s in batch_shapes.items()}
+
+  def init(self, rng, batch_shapes):
+    variables = self.module.init(rng, self._shapes(batch_shapes), enable_dropout=False)
+    return nn.meta.unbox(variables["params"])
+
+  def param_logical_specs(self):
+    shapes = {"encoder_input_tokens": (1, 4), "decoder_input_tokens": (1, 2)}
+    boxed = jax.eval_shape(lambda: self.module.init(jax.random.PRNGKey(0), self._shapes(shapes),
+                                                    enable_dropout=False))["params"]
+    return nn.get_partition_spec(boxed)
+
+  def loss_fn(self, params, batch, dropout_rng):
+    logits = self.module.apply({"params": params}, batch, enable_dropout=dropout_rng is not None,
+                               rngs={"dropout": dropout_rng} if dropout_rng is not None else {})
+    targets, weights = batch["decoder_target_tokens"], batch["decoder_loss_weights"]
+    log_z = jax.nn.logsumexp(logits, axis=-1)
+    logp = jnp.take_along_axis(logits, targets[..., None], -1)[..., 0] - log_z
+    cross = -(logp * weights).sum()
+    z = (self.z_loss * jnp.square(log_z) * weights).sum()
+    correct = ((logits.argmax(-1) == targets) * weights).sum()
+    if self.loss_normalizing_factor == "NUM_REAL_TARGET_TOKENS":
+      cross, z = cross / weights.sum(), z / weights.sum()
+    loss = cross + z
+    return loss, {"loss": loss, "z_loss": z, "cross_ent_loss": cross,
+                  "accuracy": correct.astype(jnp.float32),
+                  "num_tokens": weights.sum().astype(jnp.float32)}
+
+
+def tiny_model(dropout_rate: float = 0.1) -> Any:
+  """The real tiny T5 (float32 activations) if flan.model exists, else the stand-in."""
+  try:
+    from flan import model as model_lib
+    from flan import network
+  except ImportError:
+    return StandInModel(StandInConfig(dropout_rate=dropout_rate))
+  config = network.T5Config(vocab_size=VOCAB, emb_dim=32, num_heads=2, num_encoder_layers=2,
+                            num_decoder_layers=2, head_dim=8, mlp_dim=64,
+                            dropout_rate=dropout_rate, dtype="float32")
+  return model_lib.EncoderDecoderModel(config)
+
+
+class PoisonedModel:
+  """Wraps a model: rows flagged by batch["poison"] turn the loss and gradients into NaN."""
+
+  def __init__(self, inner):
+    self.inner, self.config = inner, inner.config
+    self.loss_normalizing_factor = getattr(inner, "loss_normalizing_factor", None)
+
+  def init(self, rng, batch_shapes):
+    return self.inner.init(rng, {k: v for k, v in batch_shapes.items() if k != "poison"})
+
+  def param_logical_specs(self):
+    return self.inner.param_logical_specs()
+
+  def loss_fn(self, params, batch, dropout_rng):
+    batch = dict(batch)
+    poison = batch.pop("poison", None)
+    loss, metrics = self.inner.loss_fn(params, batch, dropout_rng)
+    if poison is not None:
+      loss = loss * jnp.where(poison.max() > 0, jnp.nan, 1.0)
+      metrics = dict(metrics, loss=loss)
+    return loss, metrics
+
+
+def make_batch(seed: int, index: int, batch_size: int, lengths=LENGTHS) -> dict[str, np.ndarray]:
+  """Batch `index` of a copy task: targets are the first input tokens, then EOS."""
+  rng = np.random.default_rng([seed, index])
+  li, lt = lengths["inputs"], lengths["targets"]
+  enc = rng.integers(2, VOCAB, size=(batch_size, li), dtype=np.int32)
+  n_in = rng.integers(lt, li + 1, size=batch_size)
+  enc[np.arange(li)[None, :] >= n_in[:, None]] = 0
+  n_out = rng.integers(2, lt + 1, size=batch_size)
+  dec = enc[:, :lt].copy()
+  dec[np.arange(lt)[None, :] == (n_out - 1)[:, None]] = 1  # EOS
+  dec[np.arange(lt)[None, :] >= n_out[:, None]] = 0
+  dec_in = np.concatenate([np.zeros((batch_size, 1), np.int32), dec[:, :-1]], axis=1)
+  return {"encoder_input_tokens": enc, "decoder_target_tokens": dec,
+          "decoder_input_tokens": dec_in,
+          "decoder_loss_weights": (dec > 0).astype(np.int32)}
+
+
+class SyntheticIterator:
+  """The input pipeline's contract over `make_batch`; position is the whole state."""
+
+  def __init__(self, name, lengths, batch_size, seed, *, poison_at=(), **unused):
+    self.lengths, self.batch_size, self.seed = dict(lengths), batch_size, seed
+    self.position = 0
+    self.poison_at = set(poison_at)  # 1-based steps whose batch makes the loss NaN
+
+  def __iter__(self):
+    return self
+
+  def __next__(self):
+    self.position += 1
+    batch = make_batch(self.seed, self.position, self.batch_size, self.lengths)
+    if self.poison_at:
+      batch["poison"] = np.full((self.batch_size,), self.position in self.poison_at, np.int32)
+    return batch
+
+  def state(self):
+    return {"position": self.position, "seed": self.seed}
+
+  def restore(self, state):
+    self.position = int(state["position"])
+
+  @property
+  def stats(self):
+    return {"truncated_examples": 0}
+
+  def batch_shapes(self):
+    extra = {"poison": (self.batch_size,)} if self.poison_at else {}
+    return {**extra, "encoder_input_tokens": (self.batch_size, self.lengths["inputs"]),
+            "decoder_target_tokens": (self.batch_size, self.lengths["targets"]),
+            "decoder_input_tokens": (self.batch_size, self.lengths["targets"]),
+            "decoder_loss_weights": (self.batch_size, self.lengths["targets"])}
+
+
+def spec_of(specs: Any) -> list[P]:
+  return jax.tree.leaves(specs, is_leaf=lambda x: isinstance(x, P))
