@@ -17,8 +17,6 @@ Every parameter carries logical axis names (`nn.with_logical_partitioning`) draw
 from __future__ import annotations
 
 import dataclasses
-import functools
-from collections.abc import Callable
 from typing import Any
 
 import flax.linen as nn
@@ -26,16 +24,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-Array = jax.Array
-NEG_INF = -1e10  # additive bias that removes a masked key from the softmax (t5x's value)
-REMAT_POLICIES = ("none", "full", "minimal")
-ACTIVATIONS: dict[str, Callable[[Array], Array]] = {
-    "gelu": functools.partial(nn.gelu, approximate=True),  # tanh approximation, as T5 1.1
-    "relu": nn.relu,
-    "linear": lambda x: x,
-}
+from flan.layers import (ACTIVATIONS, BATCH_LENGTH_EMBED, NEG_INF, REMAT_POLICIES, Array,
+                         Attention, Dense, Embed, Mlp, RelativePositionBias, RMSNorm, constrain,
+                         kernel_init, mask_bias)
 
-BATCH_LENGTH_EMBED = ("batch", "length", "embed")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -97,222 +89,6 @@ class T5Config:
     return jnp.dtype(self.dtype)
 
 
-def _kernel_init(scale: float = 1.0, distribution: str = "normal"):
-  """t5x's DenseGeneral init: variance_scaling(1.0, fan_in), optionally divided by `scale`."""
-  base = nn.initializers.variance_scaling(1.0, "fan_in", distribution)
-  if scale == 1.0:
-    return base
-  return lambda key, shape, dtype=jnp.float32: base(key, shape, dtype) / scale
-
-
-def _constrain(x: Array, axes: tuple[str, ...]) -> Array:
-  return nn.with_logical_constraint(x, axes)
-
-
-def relative_position_bucket(relative_position: Array, *, bidirectional: bool,
-                             num_buckets: int, max_distance: int) -> Array:
-  """Maps key-minus-query offsets to bucket ids.
-
-  The algorithm of t5x/examples/t5/layers.py (`RelativePositionBiases`), itself from Mesh
-  TensorFlow, re-written in jnp so that decoding can bucket a traced step index.
-
-  Small offsets get one bucket each; larger ones share logarithmically wider buckets up to
-  `max_distance`. Bidirectional tables spend half the buckets on each sign; causal ones
-  fold every future offset into bucket 0 (those keys are masked anyway).
-  """
-  n = -relative_position
-  bucket = jnp.zeros_like(n)
-  if bidirectional:
-    num_buckets //= 2
-    bucket = (n < 0).astype(n.dtype) * num_buckets
-    n = jnp.abs(n)
-  else:
-    n = jnp.maximum(n, 0)
-  max_exact = num_buckets // 2
-  ratio = n.astype(jnp.float32) / max_exact + jnp.finfo(jnp.float32).eps
-  log_bucket = max_exact + (jnp.log(ratio) / np.log(max_distance / max_exact) *
-                            (num_buckets - max_exact)).astype(n.dtype)
-  log_bucket = jnp.minimum(log_bucket, num_buckets - 1)
-  return bucket + jnp.where(n < max_exact, n, log_bucket)
-
-
-class RMSNorm(nn.Module):
-  """T5's layer norm: no mean, no bias; statistics in float32, eps 1e-6."""
-
-  dtype: Any = jnp.float32
-  epsilon: float = 1e-6
-
-  @nn.compact
-  def __call__(self, x: Array) -> Array:
-    scale = self.param("scale", nn.with_logical_partitioning(nn.initializers.ones, ("embed",)),
-                       (x.shape[-1],), jnp.float32)
-    x = x.astype(jnp.float32)
-    y = x * jax.lax.rsqrt(jnp.mean(jnp.square(x), axis=-1, keepdims=True) + self.epsilon)
-    return y.astype(self.dtype) * scale.astype(self.dtype)
-
-
-class Dense(nn.Module):
-  """A bias-free [in, out] matmul with a float32 kernel cast to the compute dtype."""
-
-  features: int
-  axes: tuple[str, str]
-  dtype: Any
-  kernel_init: Callable = _kernel_init()
-
-  @nn.compact
-  def __call__(self, x: Array) -> Array:
-    kernel = self.param("kernel", nn.with_logical_partitioning(self.kernel_init, self.axes),
-                        (x.shape[-1], self.features), jnp.float32)
-    return jnp.dot(x.astype(self.dtype), kernel.astype(self.dtype))
-
-
-class Embed(nn.Module):
-  """The shared token embedding, looked up by gather (t5x uses a one-hot matmul)."""
-
-  vocab_size: int
-  features: int
-  dtype: Any
-
-  def setup(self):
-    self.embedding = self.param(
-        "embedding", nn.with_logical_partitioning(nn.initializers.normal(1.0), ("vocab", "embed")),
-        (self.vocab_size, self.features), jnp.float32)
-
-  def __call__(self, tokens: Array) -> Array:
-    return jnp.take(self.embedding, tokens, axis=0).astype(self.dtype)  # [batch, length, embed]
-
-
-class RelativePositionBias(nn.Module):
-  """One [heads, buckets] table per stack, turned into an additive [1, heads, q, k] bias."""
-
-  config: T5Config
-  bidirectional: bool
-
-  @nn.compact
-  def __call__(self, query_positions: Array, key_positions: Array) -> Array:
-    cfg = self.config
-    table = self.param(
-        "rel_embedding",
-        nn.with_logical_partitioning(nn.initializers.variance_scaling(1.0, "fan_avg", "uniform"),
-                                     ("heads", "relpos_buckets")),
-        (cfg.num_heads, cfg.relative_attention_num_buckets), jnp.float32)
-    buckets = relative_position_bucket(
-        key_positions[None, :] - query_positions[:, None], bidirectional=self.bidirectional,
-        num_buckets=cfg.relative_attention_num_buckets,
-        max_distance=cfg.relative_attention_max_distance)  # [q, k]
-    return jnp.take(table, buckets, axis=1)[None].astype(cfg.activation_dtype)  # [1, h, q, k]
-
-
-def mask_bias(query_valid: Array, key_valid: Array, query_segments: Array | None,
-              key_segments: Array | None, *, causal: bool, dtype: Any) -> Array:
-  """Additive attention bias [batch, 1, q, k]: 0 where a query may see a key, else -1e10.
-
-  A pair is visible when both tokens are real, they belong to the same packed segment (when
-  segment ids are given) and, if `causal`, the key does not come after the query.
-  """
-  visible = query_valid[:, :, None] & key_valid[:, None, :]
-  if query_segments is not None:
-    visible &= query_segments[:, :, None] == key_segments[:, None, :]
-  if causal:
-    q, k = query_valid.shape[1], key_valid.shape[1]
-    visible &= jnp.arange(q)[:, None] >= jnp.arange(k)[None, :]
-  return jnp.where(visible, 0.0, NEG_INF).astype(dtype)[:, None]
-
-
-class Attention(nn.Module):
-  """Multi-head dot-product attention with unscaled logits.
-
-  With `decode=True`, self-attention keeps a [batch, max_length, heads, kv] key/value cache
-  that each step writes at `decode_index`; cross-attention (`cross=True`) projects the
-  encoder output once, on the cache-creating call, and reads it back on every step.
-  """
-
-  config: T5Config
-  deterministic: bool
-  decode: bool = False
-  cross: bool = False
-  max_length: int | None = None
-
-  @nn.compact
-  def __call__(self, inputs_q: Array, inputs_kv: Array, bias: Array,
-               decode_index: Array | None = None) -> Array:
-    cfg = self.config
-    dtype = cfg.activation_dtype
-    joined = cfg.num_heads * cfg.head_dim
-    heads = ("batch", "length", "heads", "kv")
-
-    def project(name, inputs, init):
-      y = Dense(joined, ("embed", "joined_kv"), dtype, init, name=name)(inputs)
-      y = y.reshape(*inputs.shape[:2], cfg.num_heads, cfg.head_dim)
-      return _constrain(y, heads)  # [batch, length, heads, kv]
-
-    def keys_and_values():
-      return project("key", inputs_kv, _kernel_init()), project("value", inputs_kv, _kernel_init())
-
-    query = project("query", inputs_q, _kernel_init(np.sqrt(cfg.head_dim)))
-    if self.decode and self.cross:
-      key, value = self._cached_projection(keys_and_values)
-    elif self.decode:
-      key, value = self._use_cache(*keys_and_values(), decode_index)
-    else:
-      key, value = keys_and_values()
-
-    logits = jnp.einsum("bqhd,bkhd->bhqk", query, key) + bias.astype(dtype)  # [b, h, q, k]
-    weights = jax.nn.softmax(logits).astype(dtype)
-    weights = nn.Dropout(cfg.dropout_rate, broadcast_dims=(-2,))(
-        weights, deterministic=self.deterministic)
-    out = jnp.einsum("bhqk,bkhd->bqhd", weights, value)  # [batch, q, heads, kv]
-    out = _constrain(out, heads).reshape(*out.shape[:2], joined)
-    return Dense(cfg.emb_dim, ("joined_kv", "embed"), dtype, _kernel_init(), name="out")(out)
-
-  def _use_cache(self, key: Array, value: Array, index: Array) -> tuple[Array, Array]:
-    """Writes this step's key/value at `index`; returns the whole cache.
-
-    The cache-creating call only allocates zeros and attends over its own inputs.
-    """
-    initialized = self.has_variable("cache", "cached_key")
-    shape = (key.shape[0], self.max_length, *key.shape[2:])
-    cached_key = self.variable("cache", "cached_key", jnp.zeros, shape, key.dtype)
-    cached_value = self.variable("cache", "cached_value", jnp.zeros, shape, value.dtype)
-    if not initialized:
-      return key, value
-    start = (0, index, 0, 0)
-    cached_key.value = jax.lax.dynamic_update_slice(cached_key.value, key, start)
-    cached_value.value = jax.lax.dynamic_update_slice(cached_value.value, value, start)
-    return cached_key.value, cached_value.value  # [batch, max_length, heads, kv]
-
-  def _cached_projection(self, compute: Callable[[], tuple[Array, Array]]
-                         ) -> tuple[Array, Array]:
-    """Encoder keys/values: computed on the cache-creating call, read back afterwards."""
-    if self.has_variable("cache", "cached_key"):
-      return self.get_variable("cache", "cached_key"), self.get_variable("cache", "cached_value")
-    key, value = compute()
-    self.put_variable("cache", "cached_key", key)
-    self.put_variable("cache", "cached_value", value)
-    return key, value
-
-
-class Mlp(nn.Module):
-  """Gated MLP: product of one projection per activation, dropout, then back to embed."""
-
-  config: T5Config
-  deterministic: bool
-
-  @nn.compact
-  def __call__(self, x: Array) -> Array:
-    cfg = self.config
-    dtype = cfg.activation_dtype
-    init = _kernel_init(distribution="truncated_normal")
-    hidden = None
-    for i, name in enumerate(cfg.mlp_activations):
-      wi_name = "wi" if len(cfg.mlp_activations) == 1 else f"wi_{i}"
-      h = ACTIVATIONS[name](Dense(cfg.mlp_dim, ("embed", "mlp"), dtype, init, name=wi_name)(x))
-      hidden = h if hidden is None else hidden * h
-    hidden = _constrain(hidden, ("batch", "length", "mlp"))  # [batch, length, mlp]
-    hidden = nn.Dropout(cfg.dropout_rate, broadcast_dims=(-2,))(
-        hidden, deterministic=self.deterministic)
-    return Dense(cfg.emb_dim, ("mlp", "embed"), dtype, init, name="wo")(hidden)
-
 
 class EncoderLayer(nn.Module):
   """Pre-norm self-attention block then pre-norm MLP block, each with dropout + residual."""
@@ -327,10 +103,10 @@ class EncoderLayer(nn.Module):
     dropout = nn.Dropout(cfg.dropout_rate, broadcast_dims=(-2,))
     h = RMSNorm(cfg.activation_dtype, name="pre_attention_layer_norm")(x)
     h = Attention(cfg, self.deterministic, name="attention")(h, h, bias)
-    x = _constrain(x + dropout(h, deterministic=self.deterministic), BATCH_LENGTH_EMBED)
+    x = constrain(x + dropout(h, deterministic=self.deterministic), BATCH_LENGTH_EMBED)
     h = RMSNorm(cfg.activation_dtype, name="pre_mlp_layer_norm")(x)
     h = Mlp(cfg, self.deterministic, name="mlp")(h)
-    x = _constrain(x + dropout(h, deterministic=self.deterministic), BATCH_LENGTH_EMBED)
+    x = constrain(x + dropout(h, deterministic=self.deterministic), BATCH_LENGTH_EMBED)
     return x, None
 
 
@@ -350,14 +126,14 @@ class DecoderLayer(nn.Module):
     h = RMSNorm(cfg.activation_dtype, name="pre_self_attention_layer_norm")(x)
     h = Attention(cfg, self.deterministic, self.decode, max_length=self.max_decode_length,
                   name="self_attention")(h, h, self_bias, decode_index)
-    x = _constrain(x + dropout(h, deterministic=self.deterministic), BATCH_LENGTH_EMBED)
+    x = constrain(x + dropout(h, deterministic=self.deterministic), BATCH_LENGTH_EMBED)
     h = RMSNorm(cfg.activation_dtype, name="pre_cross_attention_layer_norm")(x)
     h = Attention(cfg, self.deterministic, self.decode, cross=True,
                   name="encoder_decoder_attention")(h, encoded, cross_bias)
-    x = _constrain(x + dropout(h, deterministic=self.deterministic), BATCH_LENGTH_EMBED)
+    x = constrain(x + dropout(h, deterministic=self.deterministic), BATCH_LENGTH_EMBED)
     h = RMSNorm(cfg.activation_dtype, name="pre_mlp_layer_norm")(x)
     h = Mlp(cfg, self.deterministic, name="mlp")(h)
-    x = _constrain(x + dropout(h, deterministic=self.deterministic), BATCH_LENGTH_EMBED)
+    x = constrain(x + dropout(h, deterministic=self.deterministic), BATCH_LENGTH_EMBED)
     return x, None
 
 
@@ -396,7 +172,7 @@ class Encoder(nn.Module):
   def __call__(self, tokens: Array, segment_ids: Array | None, *, enable_dropout: bool) -> Array:
     cfg = self.config
     det = not enable_dropout
-    x = _constrain(self.embedder(tokens), BATCH_LENGTH_EMBED)  # [batch, length, embed]
+    x = constrain(self.embedder(tokens), BATCH_LENGTH_EMBED)  # [batch, length, embed]
     x = nn.Dropout(cfg.dropout_rate, broadcast_dims=(-2,))(x, deterministic=det)
     positions = jnp.arange(tokens.shape[1])
     valid = tokens > 0
@@ -422,7 +198,7 @@ class Decoder(nn.Module):
     cfg = self.config
     det = not enable_dropout
     dtype = cfg.activation_dtype
-    x = _constrain(self.embedder(decoder_input_tokens), BATCH_LENGTH_EMBED)
+    x = constrain(self.embedder(decoder_input_tokens), BATCH_LENGTH_EMBED)
     x = nn.Dropout(cfg.dropout_rate, broadcast_dims=(-2,))(x, deterministic=det)
     relpos = RelativePositionBias(cfg, bidirectional=False, name="relpos_bias")
     encoder_valid = encoder_input_tokens > 0
@@ -460,8 +236,8 @@ class Decoder(nn.Module):
     x = RMSNorm(dtype, name="decoder_norm")(x)
     x = nn.Dropout(cfg.dropout_rate, broadcast_dims=(-2,))(x, deterministic=det)
     logits = Dense(cfg.vocab_size, ("embed", "vocab"), jnp.float32,
-                   _kernel_init(distribution="truncated_normal"), name="logits_dense")(x)
-    return _constrain(logits, ("batch", "length", "vocab"))  # [batch, length, vocab] float32
+                   kernel_init(distribution="truncated_normal"), name="logits_dense")(x)
+    return constrain(logits, ("batch", "length", "vocab"))  # [batch, length, vocab] float32
 
 
 class Transformer(nn.Module):

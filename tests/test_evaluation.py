@@ -15,6 +15,7 @@ import pytest
 from jax.sharding import PartitionSpec as P
 
 from flan import evaluation
+from flan import inference
 from flan import examples as examples_lib
 from flan import partitioning
 from flan import report
@@ -96,19 +97,19 @@ LENGTHS = {"inputs": 64, "targets": 16}
 
 
 def test_padded_length_rounds_up_with_at_most_a_quarter_of_padding_within_the_cap():
-  assert evaluation.padded_length(1, 512) == evaluation.MIN_LENGTH
-  assert evaluation.padded_length(33, 512) == 40
-  assert evaluation.padded_length(64, 512) == 64
-  assert evaluation.padded_length(700, 512) == 512
-  sizes = {evaluation.padded_length(n, 4096) for n in range(1, 4097)}
+  assert inference.padded_length(1, 512) == inference.MIN_LENGTH
+  assert inference.padded_length(33, 512) == 40
+  assert inference.padded_length(64, 512) == 64
+  assert inference.padded_length(700, 512) == 512
+  sizes = {inference.padded_length(n, 4096) for n in range(1, 4097)}
   assert len(sizes) <= 40  # few distinct shapes to compile
   for n in range(9, 4097):
-    assert n <= evaluation.padded_length(n, 4096) <= 1.25 * n + 8
+    assert n <= inference.padded_length(n, 4096) <= 1.25 * n + 8
 
 
 def test_batched_sharded_scores_equal_one_row_at_a_time_and_padding_is_dropped():
-  runner8 = evaluation.ModelRunner(FakeModel(), _mesh(8), 8)
-  runner1 = evaluation.ModelRunner(FakeModel(), _mesh(1), 1)
+  runner8 = inference.ModelRunner(FakeModel(), _mesh(8), 8)
+  runner1 = inference.ModelRunner(FakeModel(), _mesh(1), 1)
   rng = np.random.default_rng(0)
   inputs = [list(rng.integers(3, 200, size=rng.integers(2, 30))) + [1] for _ in range(13)]
   targets = [list(rng.integers(3, 200, size=rng.integers(1, 6))) + [1] for _ in range(13)]
@@ -122,12 +123,12 @@ def test_batched_sharded_scores_equal_one_row_at_a_time_and_padding_is_dropped()
 
 def test_runner_rejects_a_batch_size_that_does_not_split_over_the_mesh():
   with pytest.raises(ValueError, match="not divisible"):
-    evaluation.ModelRunner(FakeModel(), _mesh(8), 12)
+    inference.ModelRunner(FakeModel(), _mesh(8), 12)
 
 
 def test_rank_classification_predicts_the_argmax_option(fake_data):
-  runner = evaluation.ModelRunner(FakeModel(), _mesh(8), 8)
-  tok = evaluation.Tokenizer(CharVocab())
+  runner = inference.ModelRunner(FakeModel(), _mesh(8), 8)
+  tok = inference.Tokenizer(CharVocab())
   options = evaluation.EvalOptions(LENGTHS)
   summary, records = evaluation.evaluate_template(
       runner, PARAMS, tok, "cb", 0, fake_data[("cb", "test")], [], options)
@@ -143,8 +144,8 @@ def test_rank_classification_predicts_the_argmax_option(fake_data):
 
 
 def test_generation_decodes_until_eos_and_scores_against_references(fake_data):
-  runner = evaluation.ModelRunner(FakeModel(), _mesh(8), 8)
-  tok = evaluation.Tokenizer(CharVocab())
+  runner = inference.ModelRunner(FakeModel(), _mesh(8), 8)
+  tok = inference.Tokenizer(CharVocab())
   options = evaluation.EvalOptions({"inputs": 64, "targets": 32})
   summary, records = evaluation.evaluate_template(
       runner, PARAMS, tok, "common_gen", 0, fake_data[("common_gen", "test")], [], options)
@@ -267,13 +268,13 @@ def tiny_model():
 @pytest.mark.slow
 def test_real_model_batched_scores_equal_one_example_at_a_time(fake_data, tiny_model):
   model, params = tiny_model
-  tok = evaluation.Tokenizer(CharVocab())
+  tok = inference.Tokenizer(CharVocab())
   options = evaluation.EvalOptions(LENGTHS)
   rows = fake_data[("cb", "test")]
-  runner8 = evaluation.ModelRunner(model, _mesh(8), 8)
+  runner8 = inference.ModelRunner(model, _mesh(8), 8)
   batched, records = evaluation.evaluate_template(runner8, runner8.place(params), tok, "cb", 0,
                                                   rows, [], options)
-  runner1 = evaluation.ModelRunner(model, _mesh(1), 1)
+  runner1 = inference.ModelRunner(model, _mesh(1), 1)
   p1 = runner1.place(params)
   for fields, record in zip(rows, records):
     _, (single,) = evaluation.evaluate_template(runner1, p1, tok, "cb", 0, [fields], [],
@@ -282,7 +283,7 @@ def test_real_model_batched_scores_equal_one_example_at_a_time(fake_data, tiny_m
     assert record["prediction"] == fields["options"][int(np.argmax(single["scores"]))]
   # The shared-encoder scorer (used above) equals score_batch on (example, option) rows.
   assert runner8.share_encoder
-  rows_runner = evaluation.ModelRunner(model, _mesh(8), 8, share_encoder=False)
+  rows_runner = inference.ModelRunner(model, _mesh(8), 8, share_encoder=False)
   _, row_records = evaluation.evaluate_template(rows_runner, runner8.place(params), tok, "cb",
                                                 0, rows, [], options)
   np.testing.assert_allclose([r["scores"] for r in row_records],
@@ -315,13 +316,13 @@ def test_real_model_batched_scores_equal_one_example_at_a_time(fake_data, tiny_m
 def test_real_model_batched_greedy_decoding_equals_one_example_at_a_time(fake_data,
                                                                           tiny_model):
   model, params = tiny_model
-  tok = evaluation.Tokenizer(CharVocab())
+  tok = inference.Tokenizer(CharVocab())
   options = evaluation.EvalOptions({"inputs": 32, "targets": 8})
   rows = fake_data[("common_gen", "test")]
-  runner8 = evaluation.ModelRunner(model, _mesh(8), 8)
+  runner8 = inference.ModelRunner(model, _mesh(8), 8)
   summary, records = evaluation.evaluate_template(
       runner8, runner8.place(params), tok, "common_gen", 0, rows, [], options)
-  runner1 = evaluation.ModelRunner(model, _mesh(1), 1)
+  runner1 = inference.ModelRunner(model, _mesh(1), 1)
   p1 = runner1.place(params)
   for fields, record in zip(rows[:3], records):
     _, (single,) = evaluation.evaluate_template(runner1, p1, tok, "common_gen", 0, [fields],

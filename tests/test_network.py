@@ -7,6 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from flan import layers
 from flan import network
 
 CONFIG = network.T5Config(vocab_size=64, emb_dim=16, num_heads=2, num_encoder_layers=2,
@@ -73,7 +74,7 @@ def _reference_bucket(relative_position, bidirectional, num_buckets=32, max_dist
 @pytest.mark.parametrize("bidirectional", [True, False])
 def test_relative_position_bucket_matches_reference(bidirectional):
   offsets = np.arange(-300, 301)
-  got = network.relative_position_bucket(jnp.asarray(offsets), bidirectional=bidirectional,
+  got = layers.relative_position_bucket(jnp.asarray(offsets), bidirectional=bidirectional,
                                          num_buckets=32, max_distance=128)
   want = [_reference_bucket(int(o), bidirectional) for o in offsets]
   np.testing.assert_array_equal(np.asarray(got), want)
