@@ -1,11 +1,13 @@
 """Orbax checkpoints of the train state and the input-pipeline position, in MODEL_DIR.
 
 Layout (t5x's): MODEL_DIR/checkpoint_<step>/{state, dataset}. `state` is the sharded
-`TrainState` (OCDBT/TensorStore via orbax's StandardCheckpointHandler); `dataset` is the
-JSON `it.state()` of the train iterator, so a resume replays exactly the batches that
-were not yet seen. Orbax writes each step into a temporary directory and renames it when
-complete, so a crash mid-save never leaves a half-written `checkpoint_<step>` (a leftover
-temporary directory is ignored and cleaned up).
+`TrainState` (OCDBT/TensorStore via orbax's StandardCheckpointHandler); `dataset` is one
+JSON of every process's `it.state()`, keyed `process_<i>-of-<n>` (each host reads its own
+data shard, so each has its own position; `gather_dataset_states` collects them, host 0
+writes them, `own_dataset_state` hands each host its own back), so a resume replays
+exactly the batches that were not yet seen. Orbax writes each step into a temporary
+directory and renames it when complete, so a crash mid-save never leaves a half-written
+`checkpoint_<step>` (a leftover temporary directory is ignored and cleaned up).
 
 Restore order (t5x's): the latest readable checkpoint in MODEL_DIR, else
 INITIAL_CHECKPOINT_PATH (one of ours, or a Hugging Face T5 directory via `flan.hf`), else
@@ -15,12 +17,14 @@ written on one mesh loads on any other.
 
 from __future__ import annotations
 
+import json
 import logging
 import pathlib
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
 
 STATE, DATASET = "state", "dataset"
@@ -66,6 +70,53 @@ def _saved_params(metadata: Any) -> Any:
   tree = getattr(metadata, "item_metadata", None) or metadata
   tree = getattr(tree, "tree", tree)
   return tree["params"] if isinstance(tree, Mapping) else tree.params
+
+
+def process_key(index: int, count: int) -> str:
+  """The key of one process's input position in the `dataset` item (t5x: process_i-of-N)."""
+  return f"process_{index}-of-{count}"
+
+
+def gather_dataset_states(state: Mapping[str, Any]) -> dict[str, Any]:
+  """Every process's input-pipeline state, keyed by `process_key` (same dict on all hosts).
+
+  Each host reads its own data shard, and shards pack different examples into different
+  numbers of rows, so each host's (window, row) position is its own: all of them are saved.
+  A collective: every process must call it at the same step.
+  """
+  count = jax.process_count()
+  if count == 1:
+    return {process_key(0, 1): dict(state)}
+  from jax.experimental import multihost_utils
+  data = np.frombuffer(json.dumps(dict(state)).encode(), np.uint8)
+  lengths = np.asarray(multihost_utils.process_allgather(np.int32(len(data)))).reshape(-1)
+  padded = np.zeros(int(lengths.max()), np.uint8)
+  padded[:len(data)] = data
+  rows = np.asarray(multihost_utils.process_allgather(padded))  # [count, max length]
+  return {process_key(i, count): json.loads(rows[i, :lengths[i]].tobytes().decode())
+          for i in range(count)}
+
+
+def own_dataset_state(saved: Mapping[str, Any], where: str) -> dict[str, Any]:
+  """This process's position from a `gather_dataset_states` dict read back from `where`.
+
+  Raises:
+    CheckpointError: the checkpoint was written by another number of processes.
+  """
+  index, count = jax.process_index(), jax.process_count()
+  keys = sorted(k for k in saved if k.startswith("process_"))
+  if not keys:  # a bare state (written by hand or by a single-process caller)
+    if count == 1:
+      return dict(saved)
+    keys = ["(one unnamed process)"]
+  elif process_key(index, count) in saved:
+    return dict(saved[process_key(index, count)])
+  raise CheckpointError(
+      f"{where} holds the input-pipeline positions of {len(keys)} process(es) ({', '.join(keys)})"
+      f" but this run has {count}: each process reads its own data shard, so positions do not "
+      f"transfer. Resume with NUM_PROCESSES={len(keys)} (the same hosts), or start a new "
+      "MODEL_DIR with INITIAL_CHECKPOINT_PATH set to that checkpoint (its weights, optimizer "
+      "state and step; the data stream restarts from its beginning).")
 
 
 def abstract_state(shapes: Any, shardings: Any) -> Any:
@@ -221,8 +272,13 @@ def restore_or_initialize(checkpoints: Checkpoints, target: Any, *,
                             "exist; fix the path or set it to None to start from scratch.")
     if is_hf_directory(path):
       from flan import hf  # the HF importer pulls in safetensors only when needed
-      _, params = hf.params_from_hf(str(path), dtype=getattr(model_config, "dtype", "bfloat16"),
-                                    scan_layers=getattr(model_config, "scan_layers", False))
+      if model_config is None:
+        raise CheckpointError(f"INITIAL_CHECKPOINT_PATH={str(path)!r} is a Hugging Face "
+                              "directory: pass the model's config to lay out its weights.")
+      try:
+        params = hf.load_params(str(path), model_config)
+      except ValueError as e:  # sizes differ: name them as a checkpoint error
+        raise CheckpointError(str(e)) from None
       check_params_match(params, target.params, str(path))
       # Fresh Adafactor moments at step 0: beta2 = 0 makes the first update re-estimate
       # them from one gradient (t5x would import the TF slots and the pretraining step).

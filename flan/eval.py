@@ -84,8 +84,10 @@ def restore_params(model: Any, mesh: jax.sharding.Mesh, path: str,
   shapes, shardings = init_shapes(model, mesh, feature_lengths)
   if checkpoints_lib.is_hf_directory(src):
     from flan import hf  # safetensors only when needed
-    _, params = hf.params_from_hf(str(src), dtype=model.config.dtype,
-                                  scan_layers=model.config.scan_layers)
+    try:
+      params = hf.load_params(str(src), model.config)
+    except ValueError as e:  # another size: the same error type as for our checkpoints
+      raise checkpoints_lib.CheckpointError(str(e)) from None
     checkpoints_lib.check_params_match(params, shapes, str(src))
     return jax.device_put(params, shardings), {"path": str(src), "step": None}
   import orbax.checkpoint as ocp  # deferred: heavy import.

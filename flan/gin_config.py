@@ -132,9 +132,9 @@ def parse_gin_flags(argv: Sequence[str] | None = None) -> argparse.Namespace:
 @contextlib.contextmanager
 def report_user_errors() -> Iterator[None]:
   """Turns a user error into one line on stderr and exit status 1 (FLAN_DEBUG=1: traceback)."""
-  from flan import checkpoints, trainer
+  from flan import checkpoints, examples, trainer
   user_errors = (ValueError, FileNotFoundError, PermissionError, checkpoints.CheckpointError,
-                 trainer.NonFiniteLossError)
+                 trainer.NonFiniteLossError, examples.DataNotPreparedError)
   try:
     yield
   except user_errors as e:

@@ -187,7 +187,9 @@ def initialize_distributed(coordinator_address: str | None = None,
                            process_id: int | None = None) -> None:
   """Joins a multi-process (e.g. multi-node GPU) job when a coordinator is configured.
 
-  TPU pods and single-process runs need nothing: JAX initialises them itself. Must run
+  TPU pods and single-process runs need nothing: JAX initialises them itself. Several CPU
+  processes on one machine (the tests' loopback setup) use "127.0.0.1:<port>" and JAX's
+  CPU collectives (gloo, the default of `jax_cpu_collectives_implementation`). Must run
   before anything touches a device.
   """
   if not coordinator_address:

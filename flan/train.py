@@ -31,6 +31,7 @@ import gin
 import jax
 
 from flan import checkpoints as checkpoints_lib
+from flan import eval as eval_lib  # registers its gin configurable before gin locks
 from flan import flops
 from flan import optimizer as optimizer_lib
 from flan import partitioning
@@ -62,16 +63,6 @@ def _make_iterator(name, lengths, batch_size, seed, *, pack, data_dir, vocabular
                                             shard_index=shard, num_shards=num_shards)
 
 
-def _host_dataset_state(saved: Mapping[str, Any], mesh) -> dict:
-  """Host 0's saved iterator state, re-aimed at this host's shard (same position)."""
-  state = dict(saved)
-  shard, _ = partitioning.data_shard_info(mesh)
-  if state.get("shard_index", shard) != shard:
-    state["shard_index"] = shard
-    state.pop("task_counts", None)  # recomputed by restore() for this shard
-  return state
-
-
 def _restore_or_initialize(model, optimizer, mesh, rng, shapes, ckpts, it, *, fsdp,
                            initial_checkpoint_path):
   """(state, shardings, source): resumed (with the data position), imported, or fresh."""
@@ -82,24 +73,31 @@ def _restore_or_initialize(model, optimizer, mesh, rng, shapes, ckpts, it, *, fs
   state, data_state, source = checkpoints_lib.restore_or_initialize(
       ckpts, checkpoints_lib.abstract_state(state_shape, shardings), init_state=init,
       initial_checkpoint_path=initial_checkpoint_path, model_config=model.config)
-  if data_state:
-    it.restore(_host_dataset_state(data_state, mesh))
+  if data_state:  # this host's own position (each host reads its own shard)
+    it.restore(checkpoints_lib.own_dataset_state(data_state, source))
   return state, shardings, source
 
 
 def _evaluate(model, params, mesh, *, cluster, vocabulary, data_dir, lengths, model_dir,
-              batch_size, max_examples, num_templates, step) -> dict | None:
-  try:
-    from flan import evaluation
-  except ImportError as e:
-    logging.warning("Skipping the held-out evaluation: flan.evaluation unavailable (%s).", e)
-    return None
-  logging.info("Evaluating held-out cluster %r at step %d.", cluster, step)
+              batch_size, max_examples, num_templates, step, initial_checkpoint_path) -> dict:
+  """The held-out cluster's report in MODEL_DIR/eval (where `flan.eval` writes it too).
+
+  With INITIAL_CHECKPOINT_PATH, its parameters are evaluated beside the tuned ones: the
+  zero-shot baseline against the instruction-tuned model.
+  """
+  from flan import evaluation
+  baseline, baseline_info = None, None
+  if initial_checkpoint_path:
+    baseline, baseline_info = eval_lib.restore_params(model, mesh, initial_checkpoint_path,
+                                                      lengths)
+  logging.info("Evaluating held-out cluster %r at step %d%s.", cluster, step,
+               " against the initial checkpoint" if baseline is not None else "")
   return evaluation.evaluate_cluster(
       model, params, mesh, cluster=cluster, vocabulary=vocabulary, data_dir=data_dir,
-      feature_lengths=lengths, output_dir=os.path.join(model_dir, "eval", cluster),
-      batch_size=batch_size, max_examples=max_examples, num_templates=num_templates,
-      metadata={"model_dir": model_dir, "step": step})
+      feature_lengths=lengths, output_dir=os.path.join(model_dir, "eval"),
+      batch_size=batch_size, baseline_params=baseline, max_examples=max_examples,
+      num_templates=num_templates,
+      metadata={"model_dir": model_dir, "step": step, "baseline_checkpoint": baseline_info})
 
 
 @gin.configurable(denylist=["make_iterator"])
@@ -134,6 +132,9 @@ def train(*, model: Any = gin.REQUIRED, mixture_or_task_name: str = gin.REQUIRED
     or None), "preempted"}.
   """
   partitioning.initialize_distributed(coordinator_address, num_processes, process_id)
+  if heldout_cluster:  # fail now, not after training, on a misspelt cluster
+    from flan import clusters
+    clusters.check_cluster(heldout_cluster)
   _check_writable(model_dir)
   if jax.process_index() == 0:
     with open(os.path.join(model_dir, "config.gin"), "w") as f:
@@ -152,7 +153,8 @@ def train(*, model: Any = gin.REQUIRED, mixture_or_task_name: str = gin.REQUIRED
   with contextlib.ExitStack() as stack:
     if use_mock_data and data_dir is None:
       import tensorflow_datasets as tfds
-      stack.enter_context(tfds.testing.mock_data(num_examples=mock_num_examples))
+      stack.enter_context(tfds.testing.mock_data(
+          num_examples=mock_num_examples, max_value=3))  # small ints keep label-indexed data
     it = (make_iterator or _make_iterator)(
         mixture_or_task_name, lengths, batch_size, random_seed, pack=pack, data_dir=data_dir,
         vocabulary=vocab, mesh=device_mesh)
@@ -176,7 +178,8 @@ def train(*, model: Any = gin.REQUIRED, mixture_or_task_name: str = gin.REQUIRED
         peak_flops=flops.peak_flops_per_device(jax.devices()[0]), data_stats=lambda: it.stats)
     stack.callback(progress.close)
     signals = stack.enter_context(preemption.PreemptionHandler(preemption_grace_seconds))
-    save = lambda s: ckpts.save(s, state, it.state())
+    # Every host's own input position goes in (a collective: all hosts save together).
+    save = lambda s: ckpts.save(s, state, checkpoints_lib.gather_dataset_states(it.state()))
 
     # `pending`: the previous step's metrics, checked one step late (no pipeline stall).
     pending, preempted = None, False
@@ -208,7 +211,8 @@ def train(*, model: Any = gin.REQUIRED, mixture_or_task_name: str = gin.REQUIRED
       results = _evaluate(model, state.params, device_mesh, cluster=cluster, vocabulary=vocab,
                           data_dir=data_dir, lengths=lengths, model_dir=model_dir,
                           batch_size=eval_batch_size, max_examples=eval_max_examples,
-                          num_templates=eval_num_templates, step=step)
+                          num_templates=eval_num_templates, step=step,
+                          initial_checkpoint_path=initial_checkpoint_path)
   return {"step": step, "source": source, "first_loss": progress.first_loss,
           "history": progress.history, "eval": results, "preempted": preempted}
 

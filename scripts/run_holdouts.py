@@ -46,10 +46,8 @@ def command(cluster: str, root: pathlib.Path, gin_files: list[str],
 
 
 def results_path(root: pathlib.Path, cluster: str) -> pathlib.Path:
-  """MODEL_DIR/eval/results.json (or MODEL_DIR/eval/<cluster>/results.json)."""
-  eval_dir = root / cluster / "eval"
-  nested = eval_dir / cluster / "results.json"
-  return nested if nested.is_file() else eval_dir / "results.json"
+  """MODEL_DIR/eval/results.json: where flan.train and flan.eval both write the report."""
+  return root / cluster / "eval" / "results.json"
 
 
 def collect(root: pathlib.Path, clusters: list[str]) -> dict[str, dict | None]:

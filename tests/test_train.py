@@ -1,9 +1,11 @@
-"""`flan.train`: exact resume, NaN stop, SIGTERM, user errors, FLOPs; a real-data run.
+"""`flan.train`: exact resume, NaN stop/skip, SIGTERM, HF initial weights, FLOPs; a real-data run.
 
 The loop tests use the one-block stand-in model (fast to compile): they test the loop, not
-the network. The real-data test trains the real tiny T5.
+the network. The real-data test trains the real tiny T5. The bad-input table is in
+test_errors.py; SIGKILL-and-resume in test_resilience.py.
 """
 
+import logging
 import os
 import pathlib
 import signal
@@ -28,8 +30,12 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 @pytest.fixture(autouse=True)
 def _clean_gin():
   gin.clear_config()
+  root = logging.getLogger()
+  handlers, level = root.handlers[:], root.level
   yield
   gin.clear_config()
+  root.handlers[:] = handlers  # main() points logging at the (captured) stderr of its test
+  root.setLevel(level)
 
 
 def _train(model_dir, steps, *, model=None, iterator=SyntheticIterator, **kw):
@@ -80,24 +86,15 @@ def test_nan_stop_names_the_step_and_keeps_the_last_good_checkpoint(tmp_path):
   assert saved == ["checkpoint_2", "checkpoint_4"]
 
 
-def _main_error(capsys, model_dir, *flags):
-  code = train_lib.main(["--gin_file=configs/smoke.gin", f"--gin.MODEL_DIR={model_dir}", *flags])
-  err = capsys.readouterr().err.strip().splitlines()
-  assert code != 0
-  assert not any("Traceback" in line for line in err)
-  return err[-1]
-
-
-@pytest.mark.parametrize("flag, message", [
-    ("--gin.TRAIN_STEP=5", "Did you mean TRAIN_STEPS"),
-    ("--gin.flan.train.train.trian_steps=5", "Did you mean train_steps"),
-    ("--gin.BATCH_SIZE=6", "BATCH_SIZE=6 is not divisible by the data-parallel size 8"),
-    ("--gin.MODEL_DIR=/proc/flan_run", "is not writable"),
-    ("--gin.VOCABULARY=/nonexistent/spiece.model", "SentencePiece model not found"),
-])
-def test_user_errors_print_one_clear_line(capsys, monkeypatch, tmp_path, flag, message):
-  monkeypatch.chdir(ROOT)
-  assert message in _main_error(capsys, tmp_path, flag)
+def test_nan_skip_policy_finishes_the_run_and_counts_the_skipped_update(tmp_path):
+  poisoned = lambda *a, **k: SyntheticIterator(*a, poison_at=(5,), **k)
+  out = _train(tmp_path, 8, model=PoisonedModel(StandInModel()), iterator=poisoned,
+               nan_policy="skip")
+  assert out["step"] == 8
+  # Reports at steps 2, 4, 6, 8; step 5 falls in the one at 6.
+  assert [h["skipped_updates"] for h in out["history"]] == [0, 0, 1, 0]
+  params = _params(tmp_path / "checkpoint_8")
+  assert all(np.isfinite(x).all() for _, x in _flat(params))
 
 
 def test_an_unset_required_macro_names_the_flag_to_add(capsys, monkeypatch):
@@ -231,3 +228,66 @@ def test_progress_summary_derives_rates_fractions_and_mfu():
   assert s["non_padding_fraction/loss_weights"] == pytest.approx(18 / 32)
   n = jax.device_count()
   assert s["mfu"] == pytest.approx(8e12 * 2 / 4.0 / n / 1e12)
+
+
+class _SmallVocabIterator(SyntheticIterator):
+  """SyntheticIterator with token ids folded into a small vocabulary (PAD/EOS kept)."""
+
+  vocab_size = 96
+
+  def __next__(self):
+    batch = super().__next__()
+    return {k: (np.where(v > 1, v % (self.vocab_size - 2) + 2, v) if k != "decoder_loss_weights"
+                else v) for k, v in batch.items()}
+
+
+def test_initial_checkpoint_path_of_a_hugging_face_directory_starts_from_its_weights(
+    tmp_path, monkeypatch):
+  from flan import hf, model as model_lib, vocabularies
+  fixture = ROOT / "tests" / "testdata" / "hf_tiny_t5"
+  config, expected = hf.params_from_hf(fixture, dtype="float32")
+  # The fixture's 96-id vocabulary is smaller than the byte vocabulary train() checks.
+  monkeypatch.setattr(vocabularies, "get_vocabulary",
+                      lambda path: type("Vocab", (), {"vocab_size": 96})())
+  gin.bind_parameter("make_optimizer.base_learning_rate", 0.0)  # one step that changes nothing
+  gin.bind_parameter("make_optimizer.min_learning_rate", 0.0)
+  out = _train(tmp_path, 1, model=model_lib.EncoderDecoderModel(config),
+               iterator=_SmallVocabIterator, initial_checkpoint_path=str(fixture),
+               checkpoint_period=1)
+  assert out["source"] == f"initialised from Hugging Face weights in {fixture}"
+  got = dict(_flat(_params(tmp_path / "checkpoint_1")))
+  want = dict(_flat(expected))
+  assert sorted(got) == sorted(want)
+  for name, value in want.items():
+    np.testing.assert_array_equal(got[name], value, err_msg=name)
+
+
+@pytest.mark.slow
+def test_end_of_training_eval_reports_the_initial_checkpoint_beside_the_tuned_model(tmp_path):
+  import json
+  common = dict(model=tiny_model(dropout_rate=0.0), mixture_or_task_name="flan_rte_train",
+                task_feature_lengths={"inputs": 32, "targets": 8}, batch_size=8,
+                use_mock_data=True, mock_num_examples=8, log_every=1,
+                eval_batch_size=8, eval_max_examples=2, eval_num_templates=1)
+  train_lib.train(**common, train_steps=1, model_dir=str(tmp_path / "pre"),
+                  checkpoint_period=1, run_heldout_eval=False)
+  out = train_lib.train(**common, train_steps=2, model_dir=str(tmp_path / "tuned"),
+                        checkpoint_period=2, heldout_cluster="coreference",
+                        initial_checkpoint_path=str(tmp_path / "pre" / "checkpoint_1"))
+  written = json.loads((tmp_path / "tuned" / "eval" / "results.json").read_text())
+  assert sorted(out["eval"]["models"]) == sorted(written["models"]) == ["baseline", "tuned"]
+  assert written["cluster"] == "coreference" and written["metadata"]["step"] == 2
+  assert written["metadata"]["baseline_checkpoint"]["step"] == 1
+
+
+def test_sigterm_sets_the_flag_and_a_save_past_the_grace_period_ends_the_process(monkeypatch):
+  from flan import preemption
+  exits = []
+  monkeypatch.setattr(preemption.os, "_exit", exits.append)
+  with preemption.PreemptionHandler(grace_seconds=0.2) as handler:
+    assert not handler.requested()
+    signal.raise_signal(signal.SIGTERM)
+    assert handler.requested()
+    time.sleep(0.6)  # the "save" outlives the grace period
+  assert exits == [1]
+  assert signal.getsignal(signal.SIGTERM) != handler._on_signal  # the old handler is back
