@@ -16,7 +16,7 @@ slices (`train[:-200]`, `train[:30000]`) are clamped to what a split really has.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 
 MAX_TRAIN_EXAMPLES = 30_000  # FLAN's NUM_TRAIN_EXAMPLES: at most this many per dataset.
 MAX_TAIL_FRACTION = 0.1  # a held-out tail never takes more than this share of a small split.

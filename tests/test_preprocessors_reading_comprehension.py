@@ -4,24 +4,9 @@ ReCoRD) and their templates."""
 import pytest
 import tensorflow_datasets as tfds
 
-import preprocessor_contract as contract
 from flan import preprocessors
 
 DATASETS = ("bool_q", "drop", "multirc", "openbookqa", "squad", "cosmos_qa", "record")
-
-
-@pytest.mark.parametrize("dataset", DATASETS)
-def test_mock_examples_fit_the_contract_and_render_every_template(dataset):
-  assert contract.check_mock(dataset) > 0
-
-
-@pytest.mark.realdata
-@pytest.mark.parametrize("dataset", DATASETS)
-def test_every_real_example_fits_the_contract(dataset, data_dir):
-  if not contract.available_sources(dataset, data_dir):
-    pytest.skip(f"no prepared data for {dataset} in {data_dir}")
-  contract.check_real(dataset, data_dir)
-
 
 def test_bool_q_label_one_is_yes_and_unlabelled_is_dropped():
   pp = preprocessors.get("bool_q")
@@ -84,8 +69,3 @@ def test_squad_keeps_answerable_v2_questions_only(data_dir):
   kept = [pp(e) for e in examples]
   assert [f is None for f in kept] == [bool(e["is_impossible"]) for e in examples]
   assert any(f is None for f in kept)
-
-
-@pytest.mark.parametrize("dataset", DATASETS)
-def test_an_empty_example_is_dropped_without_raising(dataset):
-  assert preprocessors.get(dataset)({}) is None

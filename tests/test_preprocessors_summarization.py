@@ -3,7 +3,6 @@
 import pytest
 import tensorflow_datasets as tfds
 
-import preprocessor_contract as contract
 from flan import preprocessors
 from flan import templates as templates_lib
 from flan.preprocessors import summarization
@@ -11,40 +10,6 @@ from flan.preprocessors import summarization
 DATASETS = ("aeslc", "cnn_dailymail", "gigaword", "multi_news", "newsroom",
             "opinion_abstracts_idebate", "opinion_abstracts_rotten_tomatoes", "samsum", "xsum",
             "wiki_lingua_english_en", "ag_news_subset")
-
-
-@pytest.mark.parametrize("dataset", DATASETS)
-def test_mock_examples_fit_the_contract_and_render_every_template(dataset):
-  assert contract.check_mock(dataset, num_examples=6) > 0
-
-
-@pytest.mark.realdata
-@pytest.mark.parametrize("dataset", DATASETS)
-def test_every_real_example_fits_the_contract(dataset, data_dir):
-  if not contract.available_sources(dataset, data_dir):
-    pytest.skip(f"no prepared data for {dataset} in {data_dir}")
-  counts = contract.check_real(dataset, data_dir)
-  assert all(total == kept for total, kept in counts.values()), counts
-
-
-def _emptied(value, strings: bool):
-  """`value` with every list emptied (and, if `strings`, every string blanked)."""
-  if isinstance(value, dict):
-    return {k: _emptied(v, strings) for k, v in value.items()}
-  if isinstance(value, list):
-    return []
-  return "" if strings and isinstance(value, str) else value
-
-
-@pytest.mark.parametrize("dataset", DATASETS)
-def test_examples_with_empty_lists_or_blank_strings_are_kept_valid_or_dropped(dataset):
-  pp = preprocessors.get(dataset)
-  for example in contract.mock_examples(dataset, num_examples=2):
-    no_lists = pp(_emptied(example, strings=False))
-    if no_lists is not None:
-      contract.check_fields(dataset, no_lists)
-    assert pp(_emptied(example, strings=True)) is None
-
 
 @pytest.mark.parametrize("dataset", DATASETS)
 def test_templates_are_ten_and_only_the_last_two_are_turned_around(dataset):

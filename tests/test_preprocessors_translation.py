@@ -2,27 +2,11 @@
 
 import pytest
 
-import preprocessor_contract as contract
 from flan import preprocessors
 from flan import templates as templates_lib
 from flan.preprocessors import translation
 
 DATASETS = tuple(translation.PAIRS)
-
-
-@pytest.mark.parametrize("dataset", DATASETS)
-def test_mock_examples_fit_the_contract_and_render_every_template(dataset):
-  assert contract.check_mock(dataset, num_examples=4) > 0
-
-
-@pytest.mark.realdata
-@pytest.mark.parametrize("dataset", DATASETS)
-def test_every_real_example_fits_the_contract(dataset, data_dir):
-  if not contract.available_sources(dataset, data_dir):
-    pytest.skip(f"no prepared data for {dataset} in {data_dir}")
-  counts = contract.check_real(dataset, data_dir)
-  assert all(total == kept for total, kept in counts.values())
-
 
 def test_pair_names_the_other_language_and_keeps_both_sides():
   fields = preprocessors.get("wmt16_deen")({"de": "Guten Tag.", "en": "Good day ."})
@@ -42,8 +26,3 @@ def test_detokenize_joins_tokenized_english_and_leaves_clean_text_alone():
           "a person, who is (not at all) here; we don't know it's true.")
   clean = "He said: \"Yes, it's (mostly) fine.\""
   assert translation.detokenize(clean) == clean
-
-
-@pytest.mark.parametrize("dataset", DATASETS)
-def test_an_empty_example_is_dropped_without_raising(dataset):
-  assert preprocessors.get(dataset)({}) is None

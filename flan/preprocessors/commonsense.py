@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from flan.preprocessors import Fields, preprocessor
-from flan.preprocessors.nli import class_index, normalize_space
+from flan.preprocessors.text import class_index, normalize_space
 
 # WikiHow contexts in HellaSwag carry section markers such as "[header]" and "[step]".
 _WIKIHOW_MARKER = re.compile(r"\s*\[(?:header|title|step|substeps|sub)\]\s*", re.IGNORECASE)

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from flan.preprocessors import Fields, preprocessor
-from flan.preprocessors.nli import class_index, detokenize, normalize_space
+from flan.preprocessors.text import class_index, detokenize, normalize_space
 
 NO, YES = "no", "yes"
 NO_YES = (NO, YES)

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from flan.preprocessors import Fields, preprocessor
-from flan.preprocessors.nli import class_index, detokenize, normalize_space
+from flan.preprocessors.text import class_index, detokenize, normalize_space
 
 NEGATIVE, POSITIVE = "negative", "positive"
 NEG_POS = (NEGATIVE, POSITIVE)
