@@ -5,7 +5,6 @@ tests check the step's own arithmetic on the one-block stand-in (much faster to 
 """
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 from jax.sharding import PartitionSpec as P
