@@ -39,3 +39,18 @@ def vocab_path() -> str:
   if not VOCAB.is_file():
     pytest.skip(f"realdata: no T5 SentencePiece model at {VOCAB} (set FLAN_TEST_VOCAB).")
   return str(VOCAB)
+
+
+@pytest.fixture
+def clean_gin():
+  """A clean gin config, and the root logger restored, around a test that runs `main()`."""
+  import logging
+
+  import gin
+  gin.clear_config()
+  root = logging.getLogger()
+  handlers, level = root.handlers[:], root.level
+  yield
+  gin.clear_config()
+  root.handlers[:] = handlers  # main() points logging at the (captured) stderr of its test
+  root.setLevel(level)

@@ -5,14 +5,12 @@ same code as `python -m flan.train`, minus the interpreter start); one row also 
 real subprocess to check what a user sees on stderr.
 """
 
-import logging
 import os
 import pathlib
 import shutil
 import subprocess
 import sys
 
-import gin
 import pytest
 
 from flan import checkpoints
@@ -26,15 +24,8 @@ _SMALL = ["--gin.MIXTURE_OR_TASK_NAME='flan_rte_train'", "--gin.TRAIN_STEPS=2",
 
 
 @pytest.fixture(autouse=True)
-def _clean_gin_and_logging(monkeypatch):
+def _in_project_root(monkeypatch, clean_gin):
   monkeypatch.chdir(ROOT)
-  gin.clear_config()
-  root = logging.getLogger()
-  handlers, level = root.handlers[:], root.level
-  yield
-  gin.clear_config()
-  root.handlers[:] = handlers  # main() points logging at the (captured) stderr of its test
-  root.setLevel(level)
 
 
 def _error(capsys, tmp_path, *flags) -> str:

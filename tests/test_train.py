@@ -5,7 +5,6 @@ the network. The real-data test trains the real tiny T5. The bad-input table is 
 test_errors.py; SIGKILL-and-resume in test_resilience.py.
 """
 
-import logging
 import os
 import pathlib
 import signal
@@ -27,15 +26,7 @@ from tiny_training import LENGTHS, PoisonedModel, StandInModel, SyntheticIterato
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
 
-@pytest.fixture(autouse=True)
-def _clean_gin():
-  gin.clear_config()
-  root = logging.getLogger()
-  handlers, level = root.handlers[:], root.level
-  yield
-  gin.clear_config()
-  root.handlers[:] = handlers  # main() points logging at the (captured) stderr of its test
-  root.setLevel(level)
+pytestmark = pytest.mark.usefixtures("clean_gin")
 
 
 def _train(model_dir, steps, *, model=None, iterator=SyntheticIterator, **kw):
