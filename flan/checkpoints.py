@@ -65,7 +65,7 @@ def check_params_match(saved_params: Any, expected_params: Any, where: str) -> N
           "Use the model gin the checkpoint was trained with, or another MODEL_DIR.")
 
 
-def _saved_params(metadata: Any) -> Any:
+def saved_params(metadata: Any) -> Any:
   """The `params` subtree of a StandardCheckpointHandler metadata (shapes, no data)."""
   tree = getattr(metadata, "item_metadata", None) or metadata
   tree = getattr(tree, "tree", tree)
@@ -189,13 +189,13 @@ class Checkpoints:
     for step in reversed(steps):
       where = str(self.model_dir / f"{STEP_PREFIX}_{step}")
       try:
-        saved_params = _saved_params(self.manager.item_metadata(step)[STATE])
+        saved = saved_params(self.manager.item_metadata(step)[STATE])
       except Exception as e:  # noqa: BLE001 - any unreadable metadata means a bad checkpoint
         failures.append((where, e))
         logging.warning("Checkpoint %s is unreadable (%s: %s); falling back to an older one.",
                         where, type(e).__name__, e)
         continue
-      check_params_match(saved_params, target.params, where)
+      check_params_match(saved, target.params, where)
       try:
         restored = self.manager.restore(step, args=ocp.args.Composite(**{
             STATE: ocp.args.StandardRestore(target), DATASET: ocp.args.JsonRestore()}))
@@ -223,24 +223,28 @@ def is_hf_directory(path: str | pathlib.Path) -> bool:
       any(p.glob("*.safetensors")) or (p / "pytorch_model.bin").is_file())
 
 
-def _resolve_ours(path: pathlib.Path) -> pathlib.Path:
-  """A `checkpoint_<step>` directory: `path` itself, or the newest one inside it."""
+def resolve_step_dir(path: pathlib.Path, flag: str = "INITIAL_CHECKPOINT_PATH") -> pathlib.Path:
+  """A `checkpoint_<step>` directory: `path` itself, or the newest one inside a MODEL_DIR.
+
+  `flag` names the setting that gave `path`, for the error message.
+  """
   if (path / STATE).is_dir():
     return path
   steps = sorted((int(d.name.rsplit("_", 1)[1]), d) for d in path.glob(f"{STEP_PREFIX}_*")
                  if d.name.rsplit("_", 1)[1].isdigit() and (d / STATE).is_dir())
   if not steps:
-    raise CheckpointError(f"INITIAL_CHECKPOINT_PATH={str(path)!r} holds no checkpoint: expected "
-                          f"a {STEP_PREFIX}_<step> directory of flan, a MODEL_DIR containing "
-                          "one, or a Hugging Face T5 directory (config.json + weights).")
+    raise CheckpointError(f"{flag}={str(path)!r} holds no checkpoint: expected a "
+                          f"{STEP_PREFIX}_<step> directory written by flan.train, a MODEL_DIR "
+                          "containing one, or a Hugging Face T5 directory (config.json + "
+                          "weights).")
   return steps[-1][1]
 
 
 def load_initial(path: str, target: Any) -> Any:
   """The full train state (step, params, moments) from one of our checkpoints."""
-  step_dir = _resolve_ours(pathlib.Path(path))
+  step_dir = resolve_step_dir(pathlib.Path(path))
   checkpointer = ocp.StandardCheckpointer()
-  check_params_match(_saved_params(checkpointer.metadata(step_dir / STATE)), target.params,
+  check_params_match(saved_params(checkpointer.metadata(step_dir / STATE)), target.params,
                      str(step_dir))
   return checkpointer.restore(step_dir / STATE, target)
 

@@ -48,20 +48,6 @@ def init_shapes(model: Any, mesh: jax.sharding.Mesh,
   return shapes, shardings
 
 
-def _step_dir(path: pathlib.Path) -> pathlib.Path:
-  """A checkpoint_<step> directory: `path`, or the newest one inside a MODEL_DIR."""
-  if (path / checkpoints_lib.STATE).is_dir():
-    return path
-  found = sorted((int(d.name.rsplit("_", 1)[1]), d)
-                 for d in path.glob(f"{checkpoints_lib.STEP_PREFIX}_*")
-                 if d.name.rsplit("_", 1)[1].isdigit() and (d / checkpoints_lib.STATE).is_dir())
-  if not found:
-    raise checkpoints_lib.CheckpointError(
-        f"{str(path)!r} holds no checkpoint: expected a checkpoint_<step> directory written "
-        "by flan.train, a MODEL_DIR containing one, or a Hugging Face T5 directory.")
-  return found[-1][1]
-
-
 def restore_params(model: Any, mesh: jax.sharding.Mesh, path: str,
                    feature_lengths: Mapping[str, int]) -> tuple[Any, dict[str, Any]]:
   """The parameters of a checkpoint, sharded as training shards them.
@@ -91,12 +77,9 @@ def restore_params(model: Any, mesh: jax.sharding.Mesh, path: str,
     checkpoints_lib.check_params_match(params, shapes, str(src))
     return jax.device_put(params, shardings), {"path": str(src), "step": None}
   import orbax.checkpoint as ocp  # deferred: heavy import.
-  step_dir = _step_dir(src)
+  step_dir = checkpoints_lib.resolve_step_dir(src, "CHECKPOINT_PATH")
   state_dir = step_dir / checkpoints_lib.STATE
-  meta = ocp.PyTreeCheckpointer().metadata(state_dir)
-  tree = getattr(meta, "item_metadata", meta)
-  tree = getattr(tree, "tree", tree)
-  saved = tree["params"] if isinstance(tree, Mapping) else tree.params
+  saved = checkpoints_lib.saved_params(ocp.PyTreeCheckpointer().metadata(state_dir))
   checkpoints_lib.check_params_match(saved, shapes, str(step_dir))
   target = {"params": checkpoints_lib.abstract_state(shapes, shardings),
             "step": jax.ShapeDtypeStruct((), np.int32, sharding=NamedSharding(mesh, P()))}
