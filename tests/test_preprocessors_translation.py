@@ -4,7 +4,7 @@ import pytest
 
 from flan import preprocessors
 from flan import templates as templates_lib
-from flan.preprocessors import translation
+from flan.preprocessors import text, translation
 
 DATASETS = tuple(translation.PAIRS)
 
@@ -21,8 +21,8 @@ def test_half_the_templates_translate_into_english_and_half_out_of_it(dataset):
 
 
 def test_detokenize_joins_tokenized_english_and_leaves_clean_text_alone():
-  assert translation.detokenize(
+  assert text.detokenize(
       "a person , who is ( not at all ) here ; we do n't know it 's true .") == (
           "a person, who is (not at all) here; we don't know it's true.")
   clean = "He said: \"Yes, it's (mostly) fine.\""
-  assert translation.detokenize(clean) == clean
+  assert text.detokenize(clean) == clean

@@ -18,6 +18,7 @@ _PTB_QUOTES = re.compile(r"``|''")
 _CONTRACTION = re.compile(r"[ \t]+(n't|'s|'re|'ve|'m|'ll|'d)\b", re.IGNORECASE)
 _BEFORE_PUNCT = re.compile(r"[ \t]+([.,;:!?%)\]]|\.\.\.)(?=\s|$|[\"'.,;:!?)\]])")
 _AFTER_OPEN = re.compile(r"([(\[$])[ \t]+")
+_SPLIT_APOSTROPHE = re.compile(r"(\w) ' (s|re|ve|m|ll|d|t)\b", re.IGNORECASE)  # `I ' m`
 _PLURAL_POSSESSIVE = re.compile(r"(?<=\ws) '(?=\s|$)")  # `parents ' house`
 _DECADE = re.compile(r"' (\d0s)\b")  # `the ' 60s`
 _BACKTICK_QUOTED = re.compile(r"`[ \t]*([^`'\n]*?)[ \t]*'")  # `` ` word ' ``
@@ -60,6 +61,7 @@ def detokenize(text: Any) -> str:
   text = normalize_space(text)
   text = _BRACKET_TOKEN.sub(lambda m: _PTB_BRACKETS[m.group(0)], text)
   text = _PTB_QUOTES.sub('"', text)
+  text = _SPLIT_APOSTROPHE.sub(r"\1'\2", text)
   text = _CONTRACTION.sub(r"\1", text)
   text = _PLURAL_POSSESSIVE.sub("'", text)
   text = _DECADE.sub(r"'\1", text)
