@@ -119,11 +119,12 @@ class Progress:
       self._live(step, metrics, now)
 
   def _live(self, step: int, metrics: Mapping[str, jax.Array], now: float) -> None:
+    sums = jax.device_get(self._sums)
+    now = time.time()  # after the fetch, so the time covers the steps' work, not dispatch
     self._last_live = now
     first_step, t0 = self._run_start
     rate = (step - first_step) / (now - t0) if now > t0 else 0.0
     eta = (self.total_steps - step) / rate if rate else float("nan")
-    sums = jax.device_get(self._sums)
     elapsed = now - self._window_start_time
     tokens = float(sums["num_encoder_tokens"] + sums["num_decoder_tokens"])
     line = (f"step {step}/{self.total_steps}  loss {float(metrics['loss']):.4f}  "
