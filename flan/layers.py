@@ -101,8 +101,53 @@ class Dense(nn.Module):
     # One [tokens, in] @ [in, out] matmul: on [batch, length, in] operands XLA:CPU builds the
     # weight gradient from a transposed copy of the output gradient (measured 17% slower
     # per training step for T5-small by scripts/benchmark_train.py's profile).
-    y = jnp.dot(x.reshape(-1, x.shape[-1]).astype(self.dtype), kernel.astype(self.dtype))
+    y = matmul(x.reshape(-1, x.shape[-1]), kernel, self.dtype)  # [tokens, out]
     return y.reshape(*x.shape[:-1], self.features)  # [..., out]
+
+
+def matmul(x: Array, kernel: Array, dtype: Any) -> Array:
+  """[tokens, in] @ [in, out] in the compute dtype (float32 accumulation either way).
+
+  bfloat16 on XLA:CPU goes through `_cpu_bf16_matmul`, whose three products all take the
+  fast bfloat16 kernel; elsewhere XLA's own matmul and gradient are used.
+  """
+  if jnp.dtype(dtype) == jnp.bfloat16 and jax.default_backend() == "cpu":
+    return _cpu_bf16_matmul(x.astype(dtype), kernel.astype(dtype))
+  return jnp.dot(x.astype(dtype), kernel.astype(dtype))
+
+
+_MK_KN = (((1,), (0,)), ((), ()))  # [m, k] @ [k, n]
+_MN_KN = (((1,), (1,)), ((), ()))  # [m, n] @ [k, n]^T
+
+
+@jax.custom_vjp
+def _cpu_bf16_matmul(x: Array, w: Array) -> Array:
+  """bfloat16 [m, k] @ [k, n], float32 accumulation, bfloat16 result, with a gradient shaped
+  for XLA:CPU.
+
+  XLA:CPU multiplies bfloat16 at about twice its float32 rate (YNNPACK, avx512_bf16), but only
+  when the left operand contracts over its last dimension; any other bfloat16 product is
+  converted to float32 first. Autodiff's weight gradient x^T @ g contracts over the tokens,
+  the first dimension of x, and XLA folds a plain transpose back into the product. Appending
+  8 zero rows to x^T makes the transpose a real [k + 8, m] array (the rows are sliced off
+  the result, so nothing changes numerically); measured 1.8x faster for that product.
+  """
+  return jax.lax.dot_general(x, w, _MK_KN, preferred_element_type=jnp.float32).astype(x.dtype)
+
+
+def _cpu_bf16_matmul_fwd(x: Array, w: Array):
+  return _cpu_bf16_matmul(x, w), (x, w)
+
+
+def _cpu_bf16_matmul_bwd(residuals, g: Array):
+  x, w = residuals  # [m, k], [k, n]; g: [m, n]
+  dx = jax.lax.dot_general(g, w, _MN_KN, preferred_element_type=jnp.float32)  # [m, k]
+  xt = jnp.concatenate([x.T, jnp.zeros((8, x.shape[0]), x.dtype)], axis=0)  # [k + 8, m]
+  dw = jax.lax.dot_general(xt, g, _MK_KN, preferred_element_type=jnp.float32)[:x.shape[1]]
+  return dx.astype(x.dtype), dw.astype(w.dtype)
+
+
+_cpu_bf16_matmul.defvjp(_cpu_bf16_matmul_fwd, _cpu_bf16_matmul_bwd)
 
 
 class Embed(nn.Module):

@@ -238,3 +238,40 @@ def test_config_rejects_unknown_options_with_the_fix():
     network.T5Config(**{**CONFIG.__dict__, "remat_policy": "some"})
   with pytest.raises(ValueError, match="mlp_activations"):
     network.T5Config(**{**CONFIG.__dict__, "mlp_activations": ("swish", "linear")})
+
+
+@pytest.mark.parametrize("m,k,n", [(64, 16, 24), (40, 24, 8)])
+def test_cpu_bfloat16_matmul_matches_xla_product_and_gradient(m, k, n):
+  """The hand-written gradient of the XLA:CPU bfloat16 matmul (zero rows appended to x^T) is
+  the same function as XLA's own product and autodiff, to bfloat16 rounding."""
+  rng = np.random.default_rng(0)
+  x = jnp.asarray(rng.normal(size=(m, k)), jnp.bfloat16)
+  w = jnp.asarray(rng.normal(size=(k, n)) / np.sqrt(k), jnp.float32)
+  probe = jnp.asarray(rng.normal(size=(m, n)), jnp.float32)
+
+  def loss(product, x, w):
+    return jnp.sum(product(x, w).astype(jnp.float32) * probe)
+
+  ours = layers._cpu_bf16_matmul  # pylint: disable=protected-access
+  xla = lambda x, w: jnp.dot(x, w.astype(jnp.bfloat16), preferred_element_type=jnp.float32
+                             ).astype(jnp.bfloat16)
+  y_ours, y_xla = ours(x, w.astype(jnp.bfloat16)), xla(x, w)
+  np.testing.assert_array_equal(np.asarray(y_ours, np.float32), np.asarray(y_xla, np.float32))
+  g_ours = jax.jit(jax.grad(lambda x, w: loss(ours, x, w.astype(jnp.bfloat16)), (0, 1)))(x, w)
+  g_xla = jax.jit(jax.grad(lambda x, w: loss(xla, x, w), (0, 1)))(x, w)
+  for a, b in zip(g_ours, g_xla):
+    a, b = np.asarray(a, np.float32), np.asarray(b, np.float32)
+    assert a.shape == b.shape
+    np.testing.assert_allclose(a, b, rtol=2e-2, atol=2e-2 * np.abs(b).max())
+  exact = jax.grad(lambda w: jnp.sum((x.astype(jnp.float32) @ w) * probe))(w)
+  np.testing.assert_allclose(np.asarray(g_ours[1], np.float32), exact, rtol=2e-2,
+                             atol=2e-2 * np.abs(exact).max())
+
+
+def test_dense_takes_the_cpu_bfloat16_path_only_for_bfloat16():
+  x = jnp.ones((2, 3, 16), jnp.float32)
+  for dtype, expected in (("bfloat16", "_cpu_bf16_matmul"), ("float32", None)):
+    dense = layers.Dense(8, ("embed", "mlp"), jnp.dtype(dtype))
+    variables = dense.init(jax.random.PRNGKey(0), x)
+    jaxpr = str(jax.make_jaxpr(lambda v: dense.apply(v, x))(variables))
+    assert ("custom_vjp_call" in jaxpr) == (expected is not None), dtype

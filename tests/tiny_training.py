@@ -99,8 +99,8 @@ class StandInModel:
                   "num_tokens": weights.sum().astype(jnp.float32)}
 
 
-def tiny_model(dropout_rate: float = 0.1) -> Any:
-  """The real tiny T5 (float32 activations) if flan.model exists, else the stand-in."""
+def tiny_model(dropout_rate: float = 0.1, dtype: str = "float32") -> Any:
+  """The real tiny T5 (float32 activations by default) if flan.model exists, else the stand-in."""
   try:
     from flan import model as model_lib
     from flan import network
@@ -108,7 +108,7 @@ def tiny_model(dropout_rate: float = 0.1) -> Any:
     return StandInModel(StandInConfig(dropout_rate=dropout_rate))
   config = network.T5Config(vocab_size=VOCAB, emb_dim=32, num_heads=2, num_encoder_layers=2,
                             num_decoder_layers=2, head_dim=8, mlp_dim=64,
-                            dropout_rate=dropout_rate, dtype="float32")
+                            dropout_rate=dropout_rate, dtype=dtype)
   return model_lib.EncoderDecoderModel(config)
 
 
