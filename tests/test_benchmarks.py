@@ -1,0 +1,59 @@
+"""The benchmark scripts run in their documented form and report our figure, the peer's and
+the ratio (figures are not checked: speed is measured by the scripts, never by tests)."""
+
+import json
+import math
+import os
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+
+
+def _run(script: str, *args: str) -> str:
+  env = {**os.environ, "XLA_FLAGS": "", "TF_CPP_MIN_LOG_LEVEL": "3"}  # one real CPU device
+  proc = subprocess.run([sys.executable, str(ROOT / "scripts" / script), *args], env=env,
+                        capture_output=True, text=True, timeout=900, check=False)
+  assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+  return proc.stdout
+
+
+def _has_peer() -> bool:
+  try:
+    import torch  # noqa: F401  pylint: disable=import-outside-toplevel,unused-import
+    import transformers  # noqa: F401  pylint: disable=import-outside-toplevel,unused-import
+  except ImportError:
+    return False
+  return True
+
+
+@pytest.mark.slow
+def test_benchmark_train_reports_ours_the_peer_and_the_ratio(tmp_path):
+  out = tmp_path / "train.json"
+  stdout = _run("benchmark_train.py", "--sizes", "tiny", "--synthetic", "--lengths", "128,32",
+                "--windows", "1", "--steps", "1", "--num_batches", "1", "--out", str(out))
+  result = json.loads(out.read_text())
+  (row,) = result["rows"]
+  ours = row["runs"]["flan packed"]
+  assert ours["tokens_per_s"] > 0 and 0 < ours["mfu"] < 1 and math.isfinite(ours["last_loss"])
+  assert row["runs"]["flan packed"]["non_padding"] > row["runs"]["flan padded"]["non_padding"]
+  assert "flan packed" in stdout and "tokens/s" in stdout
+  if _has_peer():
+    assert row["ratios"]["flan packed / peer padded"] > 0
+    assert "flan packed / peer padded =" in stdout
+  else:
+    assert result["peer_skipped"] and "peer skipped" in stdout
+
+
+@pytest.mark.slow
+def test_benchmark_data_reports_ours_seqio_and_the_ratio(tmp_path):
+  out = tmp_path / "data.json"
+  stdout = _run("benchmark_data.py", "--skip_real", "--n", "3000", "--out", str(out))
+  (result,) = json.loads(out.read_text())["results"]
+  runs = {r["run"].split(" ")[0]: r for r in result["runs"]}
+  assert runs["flan.packing"]["examples"] == runs["seqio"]["examples"] == 3000
+  assert runs["flan.packing"]["non_pad_overall"] > runs["seqio"]["non_pad_overall"]
+  assert "seqio EncDecFeatureConverter(pack=True)" in stdout
