@@ -93,16 +93,15 @@ def model_from_gin(size: str, *, dtype: str, scan_layers: bool, remat_policy: st
 
 def process_peak_rss(reset: bool = False) -> float:
   """Peak resident set size in bytes (VmHWM; `reset=True` restarts it, Linux only)."""
-  try:
-    if reset:
+  if reset:
+    try:
       with open("/proc/self/clear_refs", "w") as f:
         f.write("5")
-    with open("/proc/self/status") as f:
-      for line in f:
-        if line.startswith("VmHWM:"):
-          return float(line.split()[1]) * 1024
-  except OSError:
-    pass
+    except OSError:
+      pass
+  peak = benchmark_peer.peak_rss()
+  if peak == peak:  # not NaN
+    return peak
   scale = 1 if sys.platform == "darwin" else 1024
   return float(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * scale
 
