@@ -1,8 +1,8 @@
 """Building blocks of the T5 1.1 network (`flan.network` assembles them).
 
-RMSNorm, bias-free Dense, the gather embedding, the shared relative position bias, the
-attention mask bias for packed rows, multi-head attention with a decode cache, and the gated
-MLP. Each parameter is created with its logical axis names; `config` is a
+RMSNorm, bias-free Dense, the gather embedding, the shared relative position bias, which
+keys a query may see in packed rows, multi-head attention with a decode cache (its core is
+`flan.attention`), and the gated MLP. Each parameter is created with its logical axis names; `config` is a
 `flan.network.T5Config`.
 """
 
@@ -17,12 +17,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from flan import attention as attention_lib
+
 if TYPE_CHECKING:
   from flan.network import T5Config
 
 
 Array = jax.Array
-NEG_INF = -1e10  # additive bias that removes a masked key from the softmax (t5x's value)
 REMAT_POLICIES = ("none", "full", "minimal")
 ACTIVATIONS: dict[str, Callable[[Array], Array]] = {
     "gelu": functools.partial(nn.gelu, approximate=True),  # tanh approximation, as T5 1.1
@@ -167,7 +168,7 @@ class Embed(nn.Module):
 
 
 class RelativePositionBias(nn.Module):
-  """One [heads, buckets] table per stack, turned into an additive [1, heads, q, k] bias."""
+  """One [heads, buckets] table per stack, turned into an additive [heads, q, k] bias."""
 
   config: T5Config
   bidirectional: bool
@@ -184,12 +185,12 @@ class RelativePositionBias(nn.Module):
         key_positions[None, :] - query_positions[:, None], bidirectional=self.bidirectional,
         num_buckets=cfg.relative_attention_num_buckets,
         max_distance=cfg.relative_attention_max_distance)  # [q, k]
-    return jnp.take(table, buckets, axis=1)[None].astype(cfg.activation_dtype)  # [1, h, q, k]
+    return jnp.take(table, buckets, axis=1).astype(cfg.activation_dtype)  # [heads, q, k]
 
 
-def mask_bias(query_valid: Array, key_valid: Array, query_segments: Array | None,
-              key_segments: Array | None, *, causal: bool, dtype: Any) -> Array:
-  """Additive attention bias [batch, 1, q, k]: 0 where a query may see a key, else -1e10.
+def visibility(query_valid: Array, key_valid: Array, query_segments: Array | None,
+               key_segments: Array | None, *, causal: bool) -> Array:
+  """Which keys each query may see, [batch, q, k] bool.
 
   A pair is visible when both tokens are real, they belong to the same packed segment (when
   segment ids are given) and, if `causal`, the key does not come after the query.
@@ -200,7 +201,7 @@ def mask_bias(query_valid: Array, key_valid: Array, query_segments: Array | None
   if causal:
     q, k = query_valid.shape[1], key_valid.shape[1]
     visible &= jnp.arange(q)[:, None] >= jnp.arange(k)[None, :]
-  return jnp.where(visible, 0.0, NEG_INF).astype(dtype)[:, None]
+  return visible
 
 
 class Attention(nn.Module):
@@ -218,8 +219,9 @@ class Attention(nn.Module):
   max_length: int | None = None
 
   @nn.compact
-  def __call__(self, inputs_q: Array, inputs_kv: Array, bias: Array,
+  def __call__(self, inputs_q: Array, inputs_kv: Array, bias: Array | None, visible: Array,
                decode_index: Array | None = None) -> Array:
+    """`bias` [heads, q, k] or None, `visible` [batch, q or 1, k] (see `flan.attention`)."""
     cfg = self.config
     dtype = cfg.activation_dtype
     joined = cfg.num_heads * cfg.head_dim
@@ -241,11 +243,13 @@ class Attention(nn.Module):
     else:
       key, value = keys_and_values()
 
-    logits = jnp.einsum("bqhd,bkhd->bhqk", query, key) + bias.astype(dtype)  # [b, h, q, k]
-    weights = jax.nn.softmax(logits).astype(dtype)
-    weights = nn.Dropout(cfg.dropout_rate, broadcast_dims=(-2,))(
-        weights, deterministic=self.deterministic)
-    out = jnp.einsum("bhqk,bkhd->bqhd", weights, value)  # [batch, q, heads, kv]
+    keep = None  # dropout multiplier per (row, head, key), shared by the queries
+    if cfg.dropout_rate > 0 and not self.deterministic:
+      ones = jnp.ones((key.shape[0], cfg.num_heads, 1, key.shape[1]), jnp.float32)
+      keep = nn.Dropout(cfg.dropout_rate, broadcast_dims=(-2,))(ones, deterministic=False)[:, :, 0]
+    out = attention_lib.dot_product_attention(
+        query, key, value, bias, visible, keep,
+        implementation="xla" if self.decode else cfg.attention)  # [batch, q, heads, kv]
     out = constrain(out, heads).reshape(*out.shape[:2], joined)
     return Dense(cfg.emb_dim, ("joined_kv", "embed"), dtype, kernel_init(), name="out")(out)
 

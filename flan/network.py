@@ -24,9 +24,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from flan.layers import (ACTIVATIONS, BATCH_LENGTH_EMBED, NEG_INF, REMAT_POLICIES, Array,
-                         Attention, Dense, Embed, Mlp, RelativePositionBias, RMSNorm, constrain,
-                         kernel_init, mask_bias)
+from flan import attention as attention_lib
+from flan.layers import (ACTIVATIONS, BATCH_LENGTH_EMBED, REMAT_POLICIES, Array, Attention,
+                         Dense, Embed, Mlp, RelativePositionBias, RMSNorm, constrain, kernel_init,
+                         visibility)
 
 
 
@@ -52,6 +53,8 @@ class T5Config:
       "layers" axis); compiles once per stack instead of once per layer.
     remat_policy: "none", "full" (recompute each layer in the backward pass) or "minimal"
       (keep the outputs of weight matmuls, recompute the rest).
+    attention: the attention core (`flan.attention`): "auto" (the row-blocked kernel on
+      CPU, XLA's einsum form elsewhere), "xla" or "rows".
   """
 
   vocab_size: int
@@ -68,6 +71,7 @@ class T5Config:
   relative_attention_max_distance: int = 128
   scan_layers: bool = False
   remat_policy: str = "none"
+  attention: str = "auto"
 
   def __post_init__(self):
     object.__setattr__(self, "mlp_activations", tuple(self.mlp_activations))
@@ -75,6 +79,9 @@ class T5Config:
     if unknown:
       raise ValueError(f"T5Config.mlp_activations has unknown {unknown}; use names from "
                        f"{sorted(ACTIVATIONS)} (T5 1.1: ('gelu', 'linear')).")
+    if self.attention not in attention_lib.IMPLEMENTATIONS:
+      raise ValueError(f"T5Config.attention={self.attention!r} is not one of "
+                       f"{attention_lib.IMPLEMENTATIONS}.")
     if self.remat_policy not in REMAT_POLICIES:
       raise ValueError(f"T5Config.remat_policy={self.remat_policy!r} is not one of "
                        f"{REMAT_POLICIES}.")
@@ -98,11 +105,11 @@ class EncoderLayer(nn.Module):
   decode: bool = False  # unused; keeps one constructor signature for `_run_layers`
 
   @nn.compact
-  def __call__(self, x: Array, bias: Array) -> tuple[Array, None]:
+  def __call__(self, x: Array, bias: Array, visible: Array) -> tuple[Array, None]:
     cfg = self.config
     dropout = nn.Dropout(cfg.dropout_rate, broadcast_dims=(-2,))
     h = RMSNorm(cfg.activation_dtype, name="pre_attention_layer_norm")(x)
-    h = Attention(cfg, self.deterministic, name="attention")(h, h, bias)
+    h = Attention(cfg, self.deterministic, name="attention")(h, h, bias, visible)
     x = constrain(x + dropout(h, deterministic=self.deterministic), BATCH_LENGTH_EMBED)
     h = RMSNorm(cfg.activation_dtype, name="pre_mlp_layer_norm")(x)
     h = Mlp(cfg, self.deterministic, name="mlp")(h)
@@ -119,17 +126,17 @@ class DecoderLayer(nn.Module):
   max_decode_length: int | None = None
 
   @nn.compact
-  def __call__(self, x: Array, encoded: Array, self_bias: Array, cross_bias: Array,
-               decode_index: Array) -> tuple[Array, None]:
+  def __call__(self, x: Array, encoded: Array, self_bias: Array, self_visible: Array,
+               cross_visible: Array, decode_index: Array) -> tuple[Array, None]:
     cfg = self.config
     dropout = nn.Dropout(cfg.dropout_rate, broadcast_dims=(-2,))
     h = RMSNorm(cfg.activation_dtype, name="pre_self_attention_layer_norm")(x)
     h = Attention(cfg, self.deterministic, self.decode, max_length=self.max_decode_length,
-                  name="self_attention")(h, h, self_bias, decode_index)
+                  name="self_attention")(h, h, self_bias, self_visible, decode_index)
     x = constrain(x + dropout(h, deterministic=self.deterministic), BATCH_LENGTH_EMBED)
     h = RMSNorm(cfg.activation_dtype, name="pre_cross_attention_layer_norm")(x)
     h = Attention(cfg, self.deterministic, self.decode, cross=True,
-                  name="encoder_decoder_attention")(h, encoded, cross_bias)
+                  name="encoder_decoder_attention")(h, encoded, None, cross_visible)
     x = constrain(x + dropout(h, deterministic=self.deterministic), BATCH_LENGTH_EMBED)
     h = RMSNorm(cfg.activation_dtype, name="pre_mlp_layer_norm")(x)
     h = Mlp(cfg, self.deterministic, name="mlp")(h)
@@ -176,10 +183,10 @@ class Encoder(nn.Module):
     x = nn.Dropout(cfg.dropout_rate, broadcast_dims=(-2,))(x, deterministic=det)
     positions = jnp.arange(tokens.shape[1])
     valid = tokens > 0
-    bias = (RelativePositionBias(cfg, bidirectional=True, name="relpos_bias")(positions, positions)
-            + mask_bias(valid, valid, segment_ids, segment_ids, causal=False,
-                        dtype=cfg.activation_dtype))  # [batch, heads, length, length]
-    x = _run_layers(self, EncoderLayer, cfg.num_encoder_layers, det, False, x, bias)
+    bias = RelativePositionBias(cfg, bidirectional=True, name="relpos_bias")(
+        positions, positions)  # [heads, length, length]
+    visible = visibility(valid, valid, segment_ids, segment_ids, causal=False)  # [b, l, l]
+    x = _run_layers(self, EncoderLayer, cfg.num_encoder_layers, det, False, x, bias, visible)
     x = RMSNorm(cfg.activation_dtype, name="encoder_norm")(x)
     return nn.Dropout(cfg.dropout_rate)(x, deterministic=det)
 
@@ -214,24 +221,23 @@ class Decoder(nn.Module):
         raise ValueError("Packed (segmented) decoder inputs cannot be decoded step by step.")
       index_var.value = index + 1
       keys = jnp.arange(max_decode_length)
-      self_bias = (relpos(index[None], keys) +
-                   jnp.where(keys <= index, 0.0, NEG_INF).astype(dtype)[None, None, None])
-      cross_bias = mask_bias(jnp.ones_like(decoder_input_tokens, bool), encoder_valid, None, None,
-                             causal=False, dtype=dtype)
+      self_bias = relpos(index[None], keys)  # [heads, 1, max_length]
+      self_visible = (keys <= index)[None, None]  # [1, 1, max_length]
+      cross_visible = encoder_valid[:, None]  # [batch, 1, encoder length]
     else:
       targets = (decoder_input_tokens if decoder_target_tokens is None
                  else decoder_target_tokens)
       target_valid = (jnp.ones_like(targets, bool) if decoder_target_tokens is None or decode
                       else targets > 0)
       positions = jnp.arange(decoder_input_tokens.shape[1])
-      self_bias = relpos(positions, positions) + mask_bias(
-          target_valid, target_valid, decoder_segment_ids, decoder_segment_ids, causal=True,
-          dtype=dtype)  # [batch, heads, length, length]
-      cross_bias = mask_bias(target_valid, encoder_valid, decoder_segment_ids,
-                             encoder_segment_ids, causal=False, dtype=dtype)
+      self_bias = relpos(positions, positions)  # [heads, length, length]
+      self_visible = visibility(target_valid, target_valid, decoder_segment_ids,
+                                decoder_segment_ids, causal=True)  # [batch, length, length]
+      cross_visible = visibility(target_valid, encoder_valid, decoder_segment_ids,
+                                 encoder_segment_ids, causal=False)  # [batch, length, enc]
 
     x = _run_layers(self, DecoderLayer, cfg.num_decoder_layers, det, decode, x,
-                    encoded.astype(dtype), self_bias, cross_bias, index,
+                    encoded.astype(dtype), self_bias, self_visible, cross_visible, index,
                     max_decode_length=max_decode_length)
     x = RMSNorm(dtype, name="decoder_norm")(x)
     x = nn.Dropout(cfg.dropout_rate, broadcast_dims=(-2,))(x, deterministic=det)
