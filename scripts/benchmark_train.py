@@ -27,6 +27,9 @@ is flan packed against peer padded at the same batch and lengths.
   XLA buffer plan (arguments + outputs - donated + temporaries).
 * The peer (extra `[bench]`, scripts/benchmark_peer.py) runs in a child process of its own,
   its steps after each of our windows, in the same activation dtype.
+* Timing: in every window each run (ours packed and padded, the peer's padded and dynamic)
+  steps once through all `--num_batches` batches of its layout, so ours and the peer's are
+  measured on the same examples, each batch weighted alike.
 
   .venv/bin/python scripts/benchmark_train.py --sizes tiny,small --out /tmp/bench_train.json
 """
@@ -54,6 +57,7 @@ import numpy as np  # noqa: E402
 
 import benchmark_data  # noqa: E402  (scripts/: FLAN mixture over ../shared, synthetic lengths)
 import benchmark_peer  # noqa: E402
+from flan import attention  # noqa: E402
 from flan import flops as flops_lib  # noqa: E402
 from flan import input_pipeline  # noqa: E402
 from flan import model as model_lib  # noqa: E402
@@ -70,8 +74,8 @@ SHARED = ROOT.parent / "shared"
 # ---------------------------------------------------------------------------- configuration
 
 
-def model_from_gin(size: str, *, dtype: str, scan_layers: bool, remat_policy: str
-                   ) -> tuple[network.T5Config, dict[str, Any]]:
+def model_from_gin(size: str, *, dtype: str, scan_layers: bool, remat_policy: str,
+                   attention: str = "auto") -> tuple[network.T5Config, dict[str, Any]]:
   """The size's `T5Config` and model keyword arguments, as configs/models/<size>.gin binds them."""
   path = ROOT / "configs" / "models" / f"{size}.gin"
   if not path.exists():
@@ -80,7 +84,8 @@ def model_from_gin(size: str, *, dtype: str, scan_layers: bool, remat_policy: st
   gin.clear_config()
   gin.parse_config_files_and_bindings(
       [str(path)], [f"ACTIVATION_DTYPE = {dtype!r}", f"SCAN_LAYERS = {scan_layers}",
-                    f"REMAT_POLICY = {remat_policy!r}", "DROPOUT_RATE = 0.0"])
+                    f"REMAT_POLICY = {remat_policy!r}", "DROPOUT_RATE = 0.0",
+                    f"network.T5Config.attention = {attention!r}"])
   config = network.T5Config(**gin.get_bindings("flan.network.T5Config"))
   kwargs = {k: v for k, v in gin.get_bindings("flan.model.EncoderDecoderModel").items()
             if k != "config"}
@@ -313,11 +318,13 @@ def measure(size: str, config: network.T5Config, model_kwargs: dict[str, Any],
     peer.run(layout, 1)  # warm-up
   times = {(f, l): [] for f, l in [("flan", l) for l in ours] + [("peer", l) for l in peer_layouts]}
   peaks = [peak.sample()]
-  for w in range(args.windows):
+  for w in range(args.windows):  # every run takes every batch of its layout once per window
     for layout, runner in ours.items():
-      times["flan", layout].append(runner.run(args.steps))
+      runner.run(args.settle)
+      times["flan", layout].append(runner.run(len(batches[layout])))
     for layout in peer_layouts:
-      times["peer", layout] += [(w, c, [i]) for w, c, i in peer.run(layout, args.peer_steps)]
+      peer.run(layout, args.settle)
+      times["peer", layout] += [(w, c, [i]) for w, c, i in peer.run(layout, len(batches[layout]))]
     peaks.append(peak.sample())
     print(f"[{size}] window {w + 1}/{args.windows}: " + ", ".join(
         f"{f} {l} {v[-1][0] / len(v[-1][2]):.3f} s/step" for (f, l), v in times.items()),
@@ -388,14 +395,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
   p.add_argument("--sizes", default="tiny,small", help="comma-separated configs/models names")
   p.add_argument("--batch", type=int, default=8, help="global batch (rows)")
   p.add_argument("--lengths", default="512,128", help="input,target row lengths")
-  p.add_argument("--steps", type=int, default=2, help="our steps per timing window")
-  p.add_argument("--windows", type=int, default=3, help="timing windows (median taken)")
+  p.add_argument("--windows", type=int, default=3,
+                 help="timing windows; in each, every run steps once through its batches")
   p.add_argument("--warmup", type=int, default=1, help="untimed steps after compilation")
-  p.add_argument("--num_batches", type=int, default=4, help="distinct batches per layout")
+  p.add_argument("--settle", type=int, default=1,
+                 help="untimed steps of each run at the start of every window (both frameworks; "
+                      "the first step after the other framework's measured 5-10%% slower)")
+  p.add_argument("--num_batches", type=int, default=4,
+                 help="distinct batches per layout (the steps of one window)")
   p.add_argument("--peer", dest="peer", action="store_true", default=True,
                  help="also time Hugging Face T5 (PyTorch) when installed (default)")
   p.add_argument("--no_peer", dest="peer", action="store_false", help="skip the peer")
-  p.add_argument("--peer_steps", type=int, default=1, help="peer steps per layout per window")
   p.add_argument("--dtype", default="auto",
                  help="activation dtype of both frameworks: float32 | bfloat16 | auto (float32 "
                       "on CPU, bfloat16 on accelerators)")
@@ -409,6 +419,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
   p.add_argument("--scan_layers", action="store_true", help="gin SCAN_LAYERS = True")
   p.add_argument("--remat_policy", default="none", choices=network.REMAT_POLICIES,
                  help="gin REMAT_POLICY")
+  p.add_argument("--attention", default="auto", choices=attention.IMPLEMENTATIONS,
+                 help="T5Config.attention (flan.attention): auto | xla | rows")
   p.add_argument("--peak_size", type=int, default=0, help="matmul peak n (0: 2048 CPU, 8192 else)")
   p.add_argument("--seed", type=int, default=0)
   p.add_argument("--out", default=None, help="write the results as JSON here")
@@ -417,10 +429,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.input_length, args.target_length = (int(x) for x in args.lengths.split(","))
   except ValueError:
     p.error(f"--lengths={args.lengths!r}: give two integers, input,target (e.g. 512,128).")
-  if min(args.steps, args.windows, args.peer_steps, args.batch, args.num_batches) < 1:
-    p.error("--batch, --steps, --windows, --peer_steps and --num_batches must be at least 1.")
-  if args.warmup < 0:
-    p.error("--warmup must be >= 0.")
+  if min(args.windows, args.batch, args.num_batches) < 1:
+    p.error("--batch, --windows and --num_batches must be at least 1.")
+  if min(args.warmup, args.settle) < 0:
+    p.error("--warmup and --settle must be >= 0.")
   return args
 
 
@@ -448,7 +460,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
   rows = []
   for size in [s.strip() for s in args.sizes.split(",") if s.strip()]:
     config, model_kwargs = model_from_gin(size, dtype=dtype, scan_layers=args.scan_layers,
-                                          remat_policy=args.remat_policy)
+                                          remat_policy=args.remat_policy,
+                                          attention=args.attention)
     peer = None
     if not no_peer:
       print(f"[{size}] starting the peer process ...", flush=True)

@@ -34,7 +34,7 @@ def _has_peer() -> bool:
 def test_benchmark_train_reports_ours_the_peer_and_the_ratio(tmp_path):
   out = tmp_path / "train.json"
   stdout = _run("benchmark_train.py", "--sizes", "tiny", "--synthetic", "--lengths", "128,32",
-                "--windows", "1", "--steps", "1", "--num_batches", "1", "--out", str(out))
+                "--windows", "1", "--num_batches", "2", "--out", str(out))
   result = json.loads(out.read_text())
   (row,) = result["rows"]
   ours = row["runs"]["flan packed"]
@@ -43,6 +43,11 @@ def test_benchmark_train_reports_ours_the_peer_and_the_ratio(tmp_path):
   assert "flan packed" in stdout and "tokens/s" in stdout
   if _has_peer():
     assert row["ratios"]["flan packed / peer padded"] > 0
+    # Both frameworks are timed on the same padded batches, each once per window.
+    flan_padded, peer_padded = row["runs"]["flan padded"], row["runs"]["peer padded"]
+    assert sorted(i for r in peer_padded["records"] for i in r[2]) == [0, 1]
+    assert sorted(i for r in flan_padded["records"] for i in r[2]) == [0, 1]
+    assert peer_padded["non_padding"] == flan_padded["non_padding"]
     assert "flan packed / peer padded =" in stdout
   else:
     assert result["peer_skipped"] and "peer skipped" in stdout
