@@ -20,8 +20,9 @@ at 30-100 GFLOP/s. `rows_attention` walks the batch one row at a time (`lax.map`
 `lax.scan` backward), so a row's [heads, q, k] block (6 MB) stays in cache; the backward pass
 recomputes the probabilities from the saved log-sum-exp (flash attention's trick, at row
 granularity). Its products run in float32 whatever the activation dtype: XLA:CPU converts
-batched bfloat16 products to float32 anyway. Measured by scripts/benchmark_train.py's T5-small
-encoder shape: about 1.9x faster forward + backward than the einsum form.
+batched bfloat16 products to float32 anyway. `scripts/benchmark_train.py --attention xla|rows`
+measured a T5-small float32 training step (batch 8 x (512 + 128)) at 7.90 s with the einsum
+form and 6.75 s with this kernel, and the step's buffers at 4.09 and 2.95 GiB.
 
 Under a mesh, the kernel runs per device inside `shard_map` (batch over the mesh axis of
 "batch", heads over that of "heads"), so each device walks only its own rows.
