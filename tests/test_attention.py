@@ -148,3 +148,15 @@ def test_network_gives_the_same_logits_and_gradients_with_either_attention():
   for a, b in zip(jax.tree.leaves(grads_xla), jax.tree.leaves(grads_rows)):
     np.testing.assert_allclose(np.asarray(b), np.asarray(a), rtol=1e-4,
                                atol=1e-5 * float(np.abs(a).max()) + 1e-7)
+
+
+def test_heads_that_do_not_divide_the_model_axis_fall_back_to_the_einsum_form():
+  mesh = partitioning.make_mesh({"data": 2, "model": 4})
+  q, k, v, bias, visible, keep = _inputs(4)  # 2 heads over a model axis of 4
+  want = attention.dot_product_attention(q, k, v, bias, visible, keep, implementation="xla")
+  run = jax.jit(functools.partial(attention.dot_product_attention, implementation="rows"))
+  with partitioning.activation_rules(mesh):
+    text = run.lower(q, k, v, bias, visible, keep).as_text()
+    got = run(q, k, v, bias, visible, keep)
+  assert "while" not in text  # no row loop: the einsum form ran
+  np.testing.assert_allclose(np.asarray(got), np.asarray(want), atol=1e-6)
