@@ -305,6 +305,6 @@ def make_train_iterator(mixture_or_task_name: str, feature_lengths: Mapping[str,
   if strategy not in packing.STRATEGIES:
     raise ValueError(f"Unknown packing strategy {strategy!r}; choose one of "
                      f"{packing.STRATEGIES}.")
-  stream = MixtureStream(mixture_or_task_name, feature_lengths, seed, shard_index, num_shards, pack,
-                   window_size, strategy)
+  stream = MixtureStream(mixture_or_task_name, feature_lengths, seed, shard_index, num_shards,
+                         pack, window_size, strategy)
   return TrainIterator(stream, mixture_or_task_name, global_batch_size // num_shards, prefetch)

@@ -2,8 +2,8 @@
 
 RMSNorm, bias-free Dense, the gather embedding, the shared relative position bias, which
 keys a query may see in packed rows, multi-head attention with a decode cache (its core is
-`flan.attention`), and the gated MLP. Each parameter is created with its logical axis names; `config` is a
-`flan.network.T5Config`.
+`flan.attention`), and the gated MLP. Each parameter is created with its logical axis names;
+`config` is a `flan.network.T5Config`.
 """
 
 from __future__ import annotations

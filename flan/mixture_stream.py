@@ -22,6 +22,7 @@ from flan import packing
 
 _MIX, _PERM, _ROWS = 0x6D6978, 0x7065726D, 0x726F7773  # Stream tags for the RNG keys.
 
+
 def _rng(*key: int) -> np.random.Generator:
   """A generator that depends only on `key` (counter-based: any position can be recomputed)."""
   return np.random.Generator(np.random.PCG64(np.random.SeedSequence([int(k) for k in key])))

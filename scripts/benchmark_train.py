@@ -324,7 +324,8 @@ def measure(size: str, config: network.T5Config, model_kwargs: dict[str, Any],
       times["flan", layout].append(runner.run(len(batches[layout])))
     for layout in peer_layouts:
       peer.run(layout, args.settle)
-      times["peer", layout] += [(w, c, [i]) for w, c, i in peer.run(layout, len(batches[layout]))]
+      times["peer", layout] += [(wall, cpu, [i]) for wall, cpu, i
+                                in peer.run(layout, len(batches[layout]))]
     peaks.append(peak.sample())
     print(f"[{size}] window {w + 1}/{args.windows}: " + ", ".join(
         f"{f} {l} {v[-1][0] / len(v[-1][2]):.3f} s/step" for (f, l), v in times.items()),
