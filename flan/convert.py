@@ -26,8 +26,8 @@ from typing import Any
 import jax
 import numpy as np
 
-from flan import hf
-from flan import network
+from flan.model import hf
+from flan.model import network
 
 CONFIG_FILE = "t5_config.json"
 

@@ -7,7 +7,7 @@ r"""Instruction-tune a T5 on a FLAN mixture: `python -m flan.train --gin_file=..
 
 `train()` is the only gin-configurable function here: it assembles the parts (mesh,
 vocabulary, data, state, step), runs the loop, and evaluates the held-out cluster at the
-end. The loop's edges live in `flan.progress` (reporting) and `flan.preemption` (SIGTERM).
+end. The loop's edges live in `flan.training.progress` (reporting) and `flan.training.preemption` (SIGTERM).
 """
 
 from __future__ import annotations
@@ -30,15 +30,15 @@ from typing import Any
 import gin
 import jax
 
-from flan import checkpoints as checkpoints_lib
-from flan import eval as eval_lib  # registers its gin configurable before gin locks
-from flan import flops
-from flan import optimizer as optimizer_lib
-from flan import partitioning
-from flan import preemption
-from flan import progress as progress_lib
-from flan import trainer as trainer_lib
-from flan.gin_config import parse_gin_flags, report_user_errors
+from flan.training import checkpoints as checkpoints_lib
+from flan import evaluate as eval_lib  # registers its gin configurable before gin locks
+from flan.training import flops
+from flan.training import optimizer as optimizer_lib
+from flan.model import partitioning
+from flan.training import preemption
+from flan.training import progress as progress_lib
+from flan.training import train_step as trainer_lib
+from flan.cli import parse_gin_flags, report_user_errors
 
 HOLDOUT_MIXTURE = re.compile(r"^flan_holdout_(\w+)_train$")
 
@@ -55,7 +55,8 @@ def _check_writable(model_dir: str) -> None:
 
 def _make_iterator(name, lengths, batch_size, seed, *, pack, data_dir, vocabulary, mesh):
   """Registers the FLAN tasks for this vocabulary/data_dir and opens the train stream."""
-  from flan import input_pipeline, tasks  # seqio/TensorFlow load only when training
+  from flan.data import input_pipeline  # seqio/TensorFlow load only when training
+  from flan.data import tasks
   tasks.register(data_dir=data_dir, vocabulary=vocabulary)
   tasks.get(name)  # an unknown name fails here, listing close matches
   shard, num_shards = partitioning.data_shard_info(mesh)
@@ -80,12 +81,12 @@ def _restore_or_initialize(model, optimizer, mesh, rng, shapes, ckpts, it, *, fs
 
 def _evaluate(model, params, mesh, *, cluster, vocabulary, data_dir, lengths, model_dir,
               batch_size, max_examples, num_templates, step, initial_checkpoint_path) -> dict:
-  """The held-out cluster's report in MODEL_DIR/eval (where `flan.eval` writes it too).
+  """The held-out cluster's report in MODEL_DIR/eval (where `flan.evaluate` writes it too).
 
   With INITIAL_CHECKPOINT_PATH, its parameters are evaluated beside the tuned ones: the
   zero-shot baseline against the instruction-tuned model.
   """
-  from flan import evaluation
+  from flan.evaluation import holdout as evaluation
   baseline, baseline_info = None, None
   if initial_checkpoint_path:
     baseline, baseline_info = eval_lib.restore_params(model, mesh, initial_checkpoint_path,
@@ -124,7 +125,7 @@ def train(*, model: Any = gin.REQUIRED, mixture_or_task_name: str = gin.REQUIRED
     use_mock_data: synthetic TFDS examples (tfds.testing.mock_data) unless DATA_DIR is set.
     nan_policy: "stop" raises at the first non-finite step (checkpoints stay good) or "skip".
     heldout_cluster: evaluated at the end; derived from a flan_holdout_<c>_train mixture.
-    run_heldout_eval: False skips that evaluation (e.g. when `flan.eval` runs it apart).
+    run_heldout_eval: False skips that evaluation (e.g. when `flan.evaluate` runs it apart).
     make_iterator: tests only: a replacement for the FLAN input pipeline, same signature.
 
   Returns:
@@ -133,7 +134,7 @@ def train(*, model: Any = gin.REQUIRED, mixture_or_task_name: str = gin.REQUIRED
   """
   partitioning.initialize_distributed(coordinator_address, num_processes, process_id)
   if heldout_cluster:  # fail now, not after training, on a misspelt cluster
-    from flan import clusters
+    from flan.data import clusters
     clusters.check_cluster(heldout_cluster)
   _check_writable(model_dir)
   if jax.process_index() == 0:
@@ -142,7 +143,7 @@ def train(*, model: Any = gin.REQUIRED, mixture_or_task_name: str = gin.REQUIRED
   device_mesh = partitioning.make_mesh(mesh)
   partitioning.check_batch_size(batch_size, device_mesh)
   lengths = dict(task_feature_lengths)
-  from flan import vocabularies
+  from flan.data import vocabularies
   vocab = vocabularies.get_vocabulary(vocabulary)
   if vocab.vocab_size > model.config.vocab_size:
     raise ValueError(f"The vocabulary has {vocab.vocab_size} ids but the model's vocab_size is "

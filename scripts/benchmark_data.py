@@ -7,8 +7,8 @@ Two workloads:
       1.0; targets median 20, sigma 1.2; n = 50,000).
 
 For each, the same example stream goes through seqio's `EncDecFeatureConverter(pack=True)`
-(windowed next-fit, tf.data) and through `flan.packing` (first-fit-decreasing over windows of
-the same size); `flan.input_pipeline.make_train_iterator` is also timed end to end (mixture
+(windowed next-fit, tf.data) and through `flan.data.packing` (first-fit-decreasing over windows of
+the same size); `flan.data.input_pipeline.make_train_iterator` is also timed end to end (mixture
 sampling, packing, batching, prefetch). Reported per row: packed rows, examples per row,
 non-padding fraction (encoder, decoder, overall), examples/s and non-padding tokens/s, and the
 flan / seqio ratios.
@@ -33,7 +33,9 @@ import numpy as np  # noqa: E402
 import seqio  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from flan import input_pipeline, packing  # noqa: E402
+from flan.data import input_pipeline  # noqa: E402
+
+from flan.data import packing
 
 SHARED = ROOT.parent / "shared"
 
@@ -94,7 +96,7 @@ def run_seqio(task: str, lengths, batch: int, examples: int):
 
 def run_packer(inputs: packing.Ragged, targets: packing.Ragged, lengths, window: int,
                strategy: str):
-  """flan.packing alone over the same examples and windows."""
+  """flan.data.packing alone over the same examples and windows."""
   n = len(inputs.lengths)
   rows = enc = dec = 0
   t0 = time.perf_counter()
@@ -104,7 +106,7 @@ def run_packer(inputs: packing.Ragged, targets: packing.Ragged, lengths, window:
     rows += out.num_rows
     enc += int((out.features["encoder_segment_ids"] > 0).sum())
     dec += int(out.features["decoder_loss_weights"].sum())
-  return _row(f"flan.packing ({strategy})", rows, n, enc, dec, lengths,
+  return _row(f"flan.data.packing ({strategy})", rows, n, enc, dec, lengths,
               time.perf_counter() - t0)
 
 
@@ -130,7 +132,7 @@ def run_pipeline(name: str, lengths, batch: int, seed: int, num_examples: int, w
 
 
 def compare(label: str, inputs, targets, task_name: str, lengths, args) -> dict:
-  """seqio vs flan.packing on one example stream, plus the flan pipeline on its task."""
+  """seqio vs flan.data.packing on one example stream, plus the flan pipeline on its task."""
   n = len(inputs.lengths)
   register_in_memory(task_name, inputs, targets)
   runs = []
@@ -143,8 +145,10 @@ def compare(label: str, inputs, targets, task_name: str, lengths, args) -> dict:
 def prepared_mixture(mixture: str, data_dir: str) -> tuple[str, list[str], list[str]]:
   """`mixture` restricted to the datasets prepared in `data_dir` (the shared samples hold 43
   configs, not all 62), with the same examples-proportional rates; returns its name."""
-  from flan import examples, mixtures, tasks
+  from flan.data import examples
 
+  from flan.data import mixtures
+  from flan.data import tasks
   members, used, missing = [], [], []
   for d in mixtures.train_datasets(mixture):
     try:
@@ -164,7 +168,7 @@ def prepared_mixture(mixture: str, data_dir: str) -> tuple[str, list[str], list[
 
 
 def real_workload(args, lengths):
-  from flan import tasks  # The data-core part: FLAN tasks over TFDS.
+  from flan.data import tasks  # The data-core part: FLAN tasks over TFDS.
 
   tasks.register(data_dir=args.data_dir, vocabulary=args.vocab)
   name, used, missing = prepared_mixture(args.mixture, args.data_dir)
@@ -174,7 +178,7 @@ def real_workload(args, lengths):
   row, it = run_pipeline(name, lengths, args.batch, args.seed, args.real_examples,
                          args.window)
   row["materialize_seconds"] = row.pop("build_seconds")
-  # The same examples the pipeline drew, in its order, for seqio and flan.packing.
+  # The same examples the pipeline drew, in its order, for seqio and flan.data.packing.
   stream = it._stream  # pylint: disable=protected-access
   windows = -(-args.real_examples // args.window)
   counts = np.zeros(len(stream.task_names), np.int64)

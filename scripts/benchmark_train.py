@@ -4,7 +4,7 @@ The workload is a FLAN training mixture (default `flan_holdout_nli_train`) over 
 samples in ../shared/data/tfds, tokenized with the T5 SentencePiece model; without them, the
 long-tailed synthetic lengths of seqio_anchor.md section 3. From the same example stream:
 
-* flan packed: rows from `flan.input_pipeline.make_train_iterator` (first-fit-decreasing
+* flan packed: rows from `flan.data.input_pipeline.make_train_iterator` (first-fit-decreasing
   packing), what `python -m flan.train` trains on;
 * flan padded / peer padded: one example per row, padded to the row lengths (the same
   batches for both frameworks; Hugging Face's `padding="max_length"`);
@@ -16,9 +16,9 @@ For each T5 1.1 size (configs/models/<size>.gin, read through gin) it reports st
 utilisation, peak memory, and the ratios of our tokens/s to the peer's. The issue's comparison
 is flan packed against peer padded at the same batch and lengths.
 
-* Our step is the real `flan.trainer.make_train_step` (flan's Adafactor, state donated, batches
+* Our step is the real `flan.training.train_step.make_train_step` (flan's Adafactor, state donated, batches
   already on device, one `block_until_ready` per timing window).
-* MFU: `flan.flops.train_step_flops` (encoder weights x input tokens, decoder and logits weights
+* MFU: `flan.training.flops.train_step_flops` (encoder weights x input tokens, decoder and logits weights
   x target tokens, cross-attention K/V x input tokens, attention score/value products; 3 x
   forward; padding slots included) per second, divided by a matmul peak measured in the same
   run on the same devices ([devices, n, n] products in the activation dtype with float32
@@ -57,15 +57,15 @@ import numpy as np  # noqa: E402
 
 import benchmark_data  # noqa: E402  (scripts/: FLAN mixture over ../shared, synthetic lengths)
 import benchmark_peer  # noqa: E402
-from flan import attention  # noqa: E402
-from flan import flops as flops_lib  # noqa: E402
-from flan import input_pipeline  # noqa: E402
-from flan import model as model_lib  # noqa: E402
-from flan import network  # noqa: E402
-from flan import optimizer as optimizer_lib  # noqa: E402
-from flan import packing  # noqa: E402
-from flan import partitioning  # noqa: E402
-from flan import trainer  # noqa: E402
+from flan.model import attention  # noqa: E402
+from flan.training import flops as flops_lib  # noqa: E402
+from flan.data import input_pipeline  # noqa: E402
+from flan.model import encoder_decoder as model_lib  # noqa: E402
+from flan.model import network  # noqa: E402
+from flan.training import optimizer as optimizer_lib  # noqa: E402
+from flan.data import packing  # noqa: E402
+from flan.model import partitioning  # noqa: E402
+from flan.training import train_step as trainer  # noqa: E402
 
 PAD = 0
 SHARED = ROOT.parent / "shared"
@@ -86,8 +86,8 @@ def model_from_gin(size: str, *, dtype: str, scan_layers: bool, remat_policy: st
       [str(path)], [f"ACTIVATION_DTYPE = {dtype!r}", f"SCAN_LAYERS = {scan_layers}",
                     f"REMAT_POLICY = {remat_policy!r}", "DROPOUT_RATE = 0.0",
                     f"network.T5Config.attention = {attention!r}"])
-  config = network.T5Config(**gin.get_bindings("flan.network.T5Config"))
-  kwargs = {k: v for k, v in gin.get_bindings("flan.model.EncoderDecoderModel").items()
+  config = network.T5Config(**gin.get_bindings("flan.model.network.T5Config"))
+  kwargs = {k: v for k, v in gin.get_bindings("flan.model.encoder_decoder.EncoderDecoderModel").items()
             if k != "config"}
   gin.clear_config()
   return config, kwargs
@@ -224,7 +224,7 @@ def stream_name(args: argparse.Namespace) -> tuple[str, str]:
   """(seqio mixture or task to stream, its description): FLAN over ../shared, else synthetic."""
   have_data = pathlib.Path(args.data_dir).is_dir() and pathlib.Path(args.vocab).is_file()
   if have_data and not args.synthetic:
-    from flan import tasks  # TFDS + seqio registration; only needed for real data
+    from flan.data import tasks  # TFDS + seqio registration; only needed for real data
 
     tasks.register(data_dir=args.data_dir, vocabulary=args.vocab)
     name, used, _ = benchmark_data.prepared_mixture(args.mixture, args.data_dir)
@@ -386,7 +386,7 @@ def print_table(rows: list[dict], peak: MatmulPeak, workload: str) -> None:
       print(f"  {r['size']}: {name} = {ratio:.2f}x")
   source = next(iter(rows[0]["runs"].values())).get("peak_memory_source", "") if rows else ""
   print(f"\ntokens/s: real (non-padding) input + target tokens per second; non-pad: their share "
-        "of the batch's token slots.\nMFU: model FLOPs (flan.flops, padding slots included) per "
+        "of the batch's token slots.\nMFU: model FLOPs (flan.training.flops, padding slots included) per "
         f"second / the matmul peak; the CPU-time column divides process CPU time instead.\n"
         f"peak mem: ours {source}; the peer's is its process's peak RSS.")
 
@@ -421,7 +421,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
   p.add_argument("--remat_policy", default="none", choices=network.REMAT_POLICIES,
                  help="gin REMAT_POLICY")
   p.add_argument("--attention", default="auto", choices=attention.IMPLEMENTATIONS,
-                 help="T5Config.attention (flan.attention): auto | xla | rows")
+                 help="T5Config.attention (flan.model.attention): auto | xla | rows")
   p.add_argument("--peak_size", type=int, default=0, help="matmul peak n (0: 2048 CPU, 8192 else)")
   p.add_argument("--seed", type=int, default=0)
   p.add_argument("--out", default=None, help="write the results as JSON here")

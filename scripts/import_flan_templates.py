@@ -1,6 +1,6 @@
 """Converts FLAN's original `PATTERNS` dict into our `templates/<dataset>.yaml` files.
 
-    python scripts/import_flan_templates.py PATH/TO/FLAN/flan/templates.py --out templates/
+    python scripts/import_flan_templates.py PATH/TO/FLAN/flan/data/templates.py --out templates/
     python scripts/import_flan_templates.py FLAN.py --out /tmp/t --rename wmt16:sent1=en
 
 The file is read with `ast`, never imported or executed: only the literal
@@ -26,8 +26,8 @@ from collections.abc import Mapping, Sequence
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from flan import datasets as datasets_lib  # noqa: E402
-from flan import templates as templates_lib  # noqa: E402
+from flan.data import datasets as datasets_lib  # noqa: E402
+from flan.data import templates as templates_lib  # noqa: E402
 
 WMT16 = tuple(d.name for d in datasets_lib.DATASETS if d.name.startswith("wmt16_"))
 # FLAN pattern key -> our dataset names (identity for keys not listed).
@@ -37,7 +37,7 @@ KEY_TO_DATASETS: Mapping[str, tuple[str, ...]] = {
     "squad_v1": ("squad",),
     "para_crawl": ("para_crawl_enes",),
     "wmt16_translate": WMT16,
-    # Not among the paper's 62 datasets (see flan/datasets.py); squad_v2 shares `squad`.
+    # Not among the paper's 62 datasets (see flan/data/datasets.py); squad_v2 shares `squad`.
     "squad_v2": (),
     "true_case": (),
     "word_segment": (),
@@ -94,7 +94,7 @@ def convert_text(text: str, renames: Mapping[str, str]) -> tuple[str, bool]:
 
 def _known_fields(dataset: str) -> set[str] | None:
   try:
-    from flan import preprocessors
+    from flan.data import preprocessors
     return set(preprocessors.get(dataset).fields) - {"answers", "references"}
   except Exception:  # pylint: disable=broad-except
     return None  # no preprocessor yet: cannot check.
@@ -152,7 +152,7 @@ def convert(patterns: Mapping[str, Sequence[tuple[str, str]]],
 def main(argv=None) -> int:
   p = argparse.ArgumentParser(description=__doc__,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
-  p.add_argument("flan_templates", help="FLAN's flan/templates.py (or a file like it)")
+  p.add_argument("flan_templates", help="FLAN's flan/data/templates.py (or a file like it)")
   p.add_argument("--out", default=str(ROOT / "templates"), help="output directory")
   p.add_argument("--rename", action="append", default=[],
                  help="[FLAN_KEY:]OLD=NEW placeholder rename (repeatable)")

@@ -28,8 +28,8 @@ import sys
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from flan import clusters as clusters_lib  # noqa: E402
-from flan import report  # noqa: E402
+from flan.data import clusters as clusters_lib  # noqa: E402
+from flan.evaluation import report  # noqa: E402
 
 
 def command(cluster: str, root: pathlib.Path, gin_files: list[str],
@@ -46,7 +46,7 @@ def command(cluster: str, root: pathlib.Path, gin_files: list[str],
 
 
 def results_path(root: pathlib.Path, cluster: str) -> pathlib.Path:
-  """MODEL_DIR/eval/results.json: where flan.train and flan.eval both write the report."""
+  """MODEL_DIR/eval/results.json: where flan.train and flan.evaluate both write the report."""
   return root / cluster / "eval" / "results.json"
 
 

@@ -1,5 +1,5 @@
 """Checks shared by the per-cluster preprocessor tests: the fields contract of
-`flan.preprocessors` and the templates of `flan.templates`, on mock and on real TFDS data.
+`flan.data.preprocessors` and the templates of `flan.data.templates`, on mock and on real TFDS data.
 """
 
 from __future__ import annotations
@@ -10,9 +10,9 @@ from typing import Any
 
 import tensorflow_datasets as tfds
 
-from flan import datasets as datasets_lib
-from flan import preprocessors
-from flan import templates as templates_lib
+from flan.data import datasets as datasets_lib
+from flan.data import preprocessors
+from flan.data import templates as templates_lib
 
 
 def check_fields(dataset: str, fields: Mapping[str, Any]) -> None:

@@ -59,6 +59,6 @@ def test_benchmark_data_reports_ours_seqio_and_the_ratio(tmp_path):
   stdout = _run("benchmark_data.py", "--skip_real", "--n", "3000", "--out", str(out))
   (result,) = json.loads(out.read_text())["results"]
   runs = {r["run"].split(" ")[0]: r for r in result["runs"]}
-  assert runs["flan.packing"]["examples"] == runs["seqio"]["examples"] == 3000
-  assert runs["flan.packing"]["non_pad_overall"] > runs["seqio"]["non_pad_overall"]
+  assert runs["flan.data.packing"]["examples"] == runs["seqio"]["examples"] == 3000
+  assert runs["flan.data.packing"]["non_pad_overall"] > runs["seqio"]["non_pad_overall"]
   assert "seqio EncDecFeatureConverter(pack=True)" in stdout

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 from jax.sharding import PartitionSpec as P
 
-from flan import checkpoints as ckpt_lib
-from flan import optimizer as optimizer_lib
-from flan import partitioning
-from flan import trainer
+from flan.training import checkpoints as ckpt_lib
+from flan.training import optimizer as optimizer_lib
+from flan.model import partitioning
+from flan.training import train_step as trainer
 from tiny_training import StandInConfig, StandInModel, SyntheticIterator, LENGTHS
 
 SHAPES = SyntheticIterator("x", LENGTHS, 8, 0).batch_shapes()
@@ -129,7 +129,7 @@ def test_restore_order_latest_then_initial_checkpoint_then_scratch(tmp_path):
 
 
 def test_initial_checkpoint_from_a_hugging_face_directory_gives_its_weights(tmp_path):
-  hf = pytest.importorskip("flan.hf")
+  hf = pytest.importorskip("flan.model.hf")
   from tiny_training import tiny_model
   model = tiny_model(dropout_rate=0.0)
   mesh = partitioning.make_mesh({"data": 4, "model": 2})

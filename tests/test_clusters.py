@@ -2,8 +2,8 @@
 
 import pytest
 
-from flan import clusters as C
-from flan import datasets as D
+from flan.data import clusters as C
+from flan.data import datasets as D
 
 
 def test_twelve_clusters_partition_the_62_datasets():

@@ -6,8 +6,8 @@ import sys
 import pytest
 
 from conftest import ROOT
-from flan import clusters
-from flan import datasets as D
+from flan.data import clusters
+from flan.data import datasets as D
 
 
 def _spec(*sources, name="toy"):

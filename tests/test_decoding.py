@@ -9,10 +9,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from flan import decoding
-from flan import hf
-from flan import model as model_lib
-from flan import network
+from flan.model import decoding
+from flan.model import hf
+from flan.model import encoder_decoder as model_lib
+from flan.model import network
 
 FIXTURE = pathlib.Path(__file__).parent / "testdata" / "hf_tiny_t5"
 MAX_LEN = 8

@@ -13,7 +13,7 @@ import sys
 
 import pytest
 
-from flan import checkpoints
+from flan.training import checkpoints
 from flan import train as train_lib
 from tiny_training import LENGTHS, StandInConfig, StandInModel, SyntheticIterator
 
@@ -79,7 +79,7 @@ def test_dataset_not_prepared_names_builder_data_dir_and_prepare_command(capsys,
 
 def test_template_with_an_unknown_field_names_file_index_and_field(capsys, tmp_path,
                                                                    monkeypatch):
-  from flan import templates
+  from flan.data import templates
   broken = tmp_path / "templates"
   shutil.copytree(templates.TEMPLATES_DIR, broken)
   text = (broken / "rte.yaml").read_text()
@@ -103,7 +103,8 @@ def test_batch_size_not_divisible_by_the_data_parallel_size(capsys, tmp_path):
 
 def test_examples_longer_than_the_feature_lengths_are_truncated_and_counted(tmp_path):
   import tensorflow_datasets as tfds
-  from flan import input_pipeline, tasks
+  from flan.data import input_pipeline
+  from flan.data import tasks
   lengths = {"inputs": 8, "targets": 2}  # every RTE example is longer
   out = train_lib.train(model=StandInModel(), mixture_or_task_name="flan_rte_train",
                         task_feature_lengths=lengths, train_steps=3, model_dir=str(tmp_path),
@@ -132,7 +133,7 @@ def test_checkpoint_of_another_model_size_names_the_parameter_and_shapes(capsys,
   assert "is for another model size: parameter 'wi' has shape (32, 64)" in msg
   assert "(32, 96) in the model being trained" in msg and "checkpoint_1" in msg
   # What main prints for it: one line.
-  from flan.gin_config import report_user_errors
+  from flan.cli import report_user_errors
   with report_user_errors():
     raise e.value
   err = capsys.readouterr().err

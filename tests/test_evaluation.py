@@ -14,12 +14,12 @@ import numpy as np
 import pytest
 from jax.sharding import PartitionSpec as P
 
-from flan import evaluation
-from flan import inference
-from flan import examples as examples_lib
-from flan import partitioning
-from flan import report
-from flan import templates as templates_lib
+from flan.evaluation import holdout as evaluation
+from flan.evaluation import inference
+from flan.data import examples as examples_lib
+from flan.model import partitioning
+from flan.evaluation import report
+from flan.data import templates as templates_lib
 
 
 class CharVocab:
@@ -254,8 +254,8 @@ def test_few_shot_prompts_fit_the_input_length_and_are_recorded(fake_data, tmp_p
 @pytest.fixture(scope="module")
 def tiny_model():
   """A 2+2-layer float32 T5 over the 256 character ids, and its parameters."""
-  model_lib = pytest.importorskip("flan.model", reason="flan.model is not written yet")
-  from flan import network
+  model_lib = pytest.importorskip("flan.model.encoder_decoder", reason="flan.model.encoder_decoder is not written yet")
+  from flan.model import network
   config = network.T5Config(vocab_size=256, emb_dim=32, num_heads=2, num_encoder_layers=2,
                             num_decoder_layers=2, head_dim=16, mlp_dim=64, dropout_rate=0.0,
                             dtype="float32")
@@ -337,8 +337,8 @@ REALDATA_CLUSTER = "coreference"  # wsc is prepared in ../shared; the other two 
 
 
 def _tiny_t5(vocab_size):
-  from flan import model as model_lib
-  from flan import network
+  from flan.model import encoder_decoder as model_lib
+  from flan.model import network
   return model_lib.EncoderDecoderModel(network.T5Config(
       vocab_size=vocab_size, emb_dim=8, num_heads=4, head_dim=3, mlp_dim=16,
       num_encoder_layers=2, num_decoder_layers=2, dropout_rate=0.0, dtype="float32"))
@@ -349,7 +349,7 @@ def _tiny_t5(vocab_size):
 def test_realdata_smoke_training_then_heldout_evaluation_writes_everything(
     data_dir, vocab_path, tmp_path):
   train_lib = pytest.importorskip("flan.train", reason="flan.train is not written yet")
-  from flan import eval as eval_lib
+  from flan import evaluate as eval_lib
   model = _tiny_t5(32128)
   lengths = {"inputs": 128, "targets": 16}
   run_dir = tmp_path / "run"
@@ -375,7 +375,7 @@ def test_realdata_smoke_training_then_heldout_evaluation_writes_everything(
   for t in tuned["datasets"]["wsc"]["templates"]:
     assert t["test"]["num_examples"] == len(data[("wsc", "test")])
 
-  # `python -m flan.eval`'s function: restore the checkpoint's parameters, with the same
+  # `python -m flan.evaluate`'s function: restore the checkpoint's parameters, with the same
   # checkpoint as "baseline", so both columns must agree.
   again = eval_lib.evaluate(
       model=model, checkpoint_path=str(run_dir), heldout_cluster=REALDATA_CLUSTER,
@@ -395,7 +395,7 @@ def test_eval_cli_reports_a_bad_checkpoint_path_in_one_line(tmp_path):
   import sys
   root = pathlib.Path(__file__).resolve().parent.parent
   proc = subprocess.run(
-      [sys.executable, "-m", "flan.eval", "--gin_file=configs/models/tiny.gin",
+      [sys.executable, "-m", "flan.evaluate", "--gin_file=configs/models/tiny.gin",
        "--gin_file=configs/runs/eval.gin", f"--gin.CHECKPOINT_PATH={tmp_path / 'none'}",
        "--gin.HELDOUT_CLUSTER=coreference"],
       cwd=root, capture_output=True, text=True, timeout=300)
@@ -406,9 +406,9 @@ def test_eval_cli_reports_a_bad_checkpoint_path_in_one_line(tmp_path):
 
 
 def test_restore_params_reads_a_hugging_face_directory_onto_the_mesh():
-  from flan import eval as eval_lib
-  from flan import hf
-  from flan import model as model_lib
+  from flan import evaluate as eval_lib
+  from flan.model import hf
+  from flan.model import encoder_decoder as model_lib
   fixture = pathlib.Path(__file__).resolve().parent / "testdata" / "hf_tiny_t5"
   config, expected = hf.params_from_hf(fixture, dtype="float32")
   model = model_lib.EncoderDecoderModel(config)
@@ -425,11 +425,11 @@ def test_restore_params_reads_a_hugging_face_directory_onto_the_mesh():
 
 
 def test_restore_params_reads_only_the_parameters_of_a_trainer_checkpoint(tmp_path):
-  from flan import checkpoints
-  from flan import eval as eval_lib
-  from flan import hf
-  from flan import model as model_lib
-  from flan import trainer
+  from flan.training import checkpoints
+  from flan import evaluate as eval_lib
+  from flan.model import hf
+  from flan.model import encoder_decoder as model_lib
+  from flan.training import train_step as trainer
   fixture = pathlib.Path(__file__).resolve().parent / "testdata" / "hf_tiny_t5"
   config, params = hf.params_from_hf(fixture, dtype="float32")
   state = trainer.TrainState(step=jnp.int32(7), params=jax.tree.map(jnp.asarray, params),

@@ -2,7 +2,7 @@
 
 import pytest
 
-from flan import few_shot
+from flan.evaluation import few_shot
 
 
 def _words(text: str) -> int:

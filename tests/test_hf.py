@@ -16,8 +16,8 @@ import pytest
 import safetensors.numpy
 
 from flan import convert
-from flan import hf
-from flan import network
+from flan.model import hf
+from flan.model import network
 
 FIXTURE = pathlib.Path(__file__).parent / "testdata" / "hf_tiny_t5"
 
@@ -102,9 +102,9 @@ def test_convert_cli_round_trip(tmp_path):
 
 
 def test_flan_to_hf_reads_a_trainer_checkpoint_with_a_model_gin(tmp_path):
-  checkpoints = pytest.importorskip("flan.checkpoints")
+  checkpoints = pytest.importorskip("flan.training.checkpoints")
   if not hasattr(checkpoints, "Checkpoints"):
-    pytest.skip("flan.checkpoints.Checkpoints (the trainer's saver) is not available")
+    pytest.skip("flan.training.checkpoints.Checkpoints (the trainer's saver) is not available")
 
   config, params = hf.params_from_hf(FIXTURE)
   state = {"step": np.int32(7), "params": params,
@@ -115,7 +115,7 @@ def test_flan_to_hf_reads_a_trainer_checkpoint_with_a_model_gin(tmp_path):
   saver.close()
   gin_file = tmp_path / "model.gin"
   gin_file.write_text("\n".join(
-      ["from __gin__ import dynamic_registration", "from flan import network"] +
+      ["from __gin__ import dynamic_registration", "from flan.model import network"] +
       [f"network.T5Config.{k} = {v!r}" for k, v in config.__dict__.items()]) + "\n")
   out = tmp_path / "hf"
   try:

@@ -6,8 +6,10 @@ import json
 import numpy as np
 import pytest
 
-from flan import input_pipeline, packing
+from flan.data import input_pipeline
 
+
+from flan.data import packing
 seqio = pytest.importorskip("seqio")
 tf = pytest.importorskip("tensorflow")
 
@@ -222,7 +224,7 @@ def test_bad_arguments_fail_with_a_clear_message():
 
 @pytest.mark.realdata
 def test_real_flan_tasks_stream_packed_batches(data_dir, vocab_path):
-  tasks = pytest.importorskip("flan.tasks")
+  tasks = pytest.importorskip("flan.data.tasks")
   previous = tasks.current_config()
   tasks.register(data_dir=data_dir, vocabulary=vocab_path)
   try:

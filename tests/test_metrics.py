@@ -9,9 +9,11 @@ import sacrebleu
 import scipy.stats
 from rouge_score import rouge_scorer
 
-from flan import datasets, metrics
+from flan.data import datasets
 
 
+
+from flan.evaluation import metrics
 def test_every_metric_named_in_the_dataset_table_exists():
   names = {m for spec in datasets.DATASETS for m in spec.metrics}
   assert names <= set(metrics.METRICS)

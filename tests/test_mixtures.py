@@ -1,14 +1,14 @@
-"""The registered mixtures: membership (pure, from flan.clusters) and rates."""
+"""The registered mixtures: membership (pure, from flan.data.clusters) and rates."""
 
 import pytest
 import seqio
 import tensorflow_datasets as tfds
 
-from flan import clusters as C
-from flan import datasets as D
-from flan import examples
-from flan import mixtures
-from flan import tasks
+from flan.data import clusters as C
+from flan.data import datasets as D
+from flan.data import examples
+from flan.data import mixtures
+from flan.data import tasks
 
 MOCK_N = 10
 
@@ -109,7 +109,7 @@ def test_real_rates_are_the_capped_clamped_train_sizes(data_dir, default_registr
   mix = seqio.get_mixture_or_task(mixtures.ALL_TRAIN)
   checked = {}
   for spec in D.DATASETS:
-    try:  # sizes straight from TFDS metadata, independent of flan.examples.
+    try:  # sizes straight from TFDS metadata, independent of flan.data.examples.
       sizes = {s.tfds_name: {k: v.num_examples for k, v in
                              tfds.builder(s.tfds_name, data_dir=data_dir).info.splits.items()}
                for s in spec.sources}
@@ -132,7 +132,7 @@ def test_real_rates_are_the_capped_clamped_train_sizes(data_dir, default_registr
 
 @pytest.mark.realdata
 def test_missing_datasets_skip_leaves_out_only_unprepared_datasets(data_dir):
-  from flan import tasks
+  from flan.data import tasks
   try:
     tasks.register(data_dir=data_dir, missing_datasets="skip")
     members = {t.name for t in tasks.get("flan_holdout_nli_train").tasks}
@@ -146,6 +146,6 @@ def test_missing_datasets_skip_leaves_out_only_unprepared_datasets(data_dir):
 
 
 def test_missing_datasets_rejects_unknown_policy():
-  from flan import tasks
+  from flan.data import tasks
   with pytest.raises(ValueError, match="missing_datasets must be 'error' or 'skip'"):
     tasks.register(missing_datasets="ignore")

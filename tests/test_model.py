@@ -9,9 +9,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from flan import hf
-from flan import model as model_lib
-from flan import network
+from flan.model import hf
+from flan.model import encoder_decoder as model_lib
+from flan.model import network
 
 FIXTURE = pathlib.Path(__file__).parent / "testdata" / "hf_tiny_t5"
 CONFIGS = pathlib.Path(__file__).resolve().parent.parent / "configs" / "models"

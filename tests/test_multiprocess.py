@@ -32,7 +32,8 @@ if mode == "multi":
 class BothShards:
   # One process reading shards 0 and 1 of 2 side by side: the 2-process global batch.
   def __init__(self, name, lengths, batch_size, seed, *, pack, data_dir, vocabulary, mesh):
-    from flan import input_pipeline, tasks
+    from flan.data import input_pipeline
+    from flan.data import tasks
     tasks.register(data_dir=data_dir, vocabulary=vocabulary)
     self.its = [input_pipeline.make_train_iterator(name, lengths, batch_size, seed, pack=pack,
                                                    shard_index=i, num_shards=2)
@@ -130,7 +131,7 @@ def test_two_processes_with_two_devices_each_train_like_one_process_with_four(tm
 
 def test_each_process_position_is_saved_and_restored_as_its_own(tmp_path):
   """The `dataset` item keys each process's state; another process count is refused."""
-  from flan import checkpoints
+  from flan.training import checkpoints
   state = {"window": 3, "row": 5}
   saved = checkpoints.gather_dataset_states(state)
   assert saved == {"process_0-of-1": state}

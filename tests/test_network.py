@@ -7,8 +7,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from flan import layers
-from flan import network
+from flan.model import layers
+from flan.model import network
 
 CONFIG = network.T5Config(vocab_size=64, emb_dim=16, num_heads=2, num_encoder_layers=2,
                           num_decoder_layers=2, head_dim=6, mlp_dim=24, dtype="float32")

@@ -7,7 +7,7 @@ import optax
 import pytest
 from jax.sharding import PartitionSpec as P
 
-from flan import optimizer as opt
+from flan.training import optimizer as opt
 
 
 def _t5x_reference(params, grads_per_step, lr_fn, *, decay=0.8, clip=1.0, eps1=1e-30,

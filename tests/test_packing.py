@@ -6,7 +6,7 @@ import importlib.util
 import numpy as np
 import pytest
 
-from flan import packing
+from flan.data import packing
 
 LENGTHS = {"inputs": 1024, "targets": 256}
 
@@ -205,11 +205,11 @@ def test_single_row_matches_seqio_enc_dec_feature_converter():
 # --- issue 6: packing does not change the loss ------------------------------------------------
 
 def _model_or_skip():
-  if importlib.util.find_spec("flan.model") is None or importlib.util.find_spec(
-      "flan.network") is None:
-    pytest.skip("flan.model / flan.network are not written yet (model helper's part).")
-  from flan import model as model_lib
-  from flan import network
+  if importlib.util.find_spec("flan.model.encoder_decoder") is None or importlib.util.find_spec(
+      "flan.model.network") is None:
+    pytest.skip("flan.model.encoder_decoder / flan.model.network are not written yet (model helper's part).")
+  from flan.model import encoder_decoder as model_lib
+  from flan.model import network
   return model_lib, network
 
 

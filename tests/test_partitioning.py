@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from jax.sharding import PartitionSpec as P
 
-from flan import partitioning as pt
+from flan.model import partitioning as pt
 
 
 def test_mesh_fills_the_minus_one_axis_with_the_remaining_devices():

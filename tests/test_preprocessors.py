@@ -9,8 +9,8 @@ template renders with no placeholder left. Per-cluster files hold the hand-check
 import pytest
 
 import preprocessor_contract as contract
-from flan import datasets
-from flan import preprocessors
+from flan.data import datasets
+from flan.data import preprocessors
 
 ALL = [d.name for d in datasets.DATASETS]
 

@@ -13,10 +13,11 @@ import re
 
 import pytest
 
-from flan import datasets as datasets_lib
-from flan import preprocessors, templates
-from flan.datasets import TRAIN_TAIL
-from flan.preprocessors import commonsense, nli, paraphrase, sentiment, text
+from flan.data import datasets as datasets_lib
+from flan.data import preprocessors
+from flan.data import templates
+from flan.data.datasets import TRAIN_TAIL
+from flan.data.preprocessors import commonsense, nli, paraphrase, sentiment, text
 
 CLUSTERS = ("nli", "commonsense", "sentiment", "paraphrase")
 DATASETS = tuple(d.name for d in datasets_lib.DATASETS if d.cluster in CLUSTERS)

@@ -3,7 +3,7 @@
 import pytest
 import tensorflow_datasets as tfds
 
-from flan import preprocessors
+from flan.data import preprocessors
 
 DATASETS = ("arc", "natural_questions", "trivia_qa")
 

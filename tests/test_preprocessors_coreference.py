@@ -3,8 +3,8 @@
 import pytest
 import tensorflow_datasets as tfds
 
-from flan import preprocessors
-from flan import templates as templates_lib
+from flan.data import preprocessors
+from flan.data import templates as templates_lib
 
 DATASETS = ("definite_pronoun_resolution", "winogrande", "wsc")
 

@@ -3,9 +3,9 @@
 import pytest
 import tensorflow_datasets as tfds
 
-from flan import preprocessors
-from flan import templates as templates_lib
-from flan.preprocessors import misc
+from flan.data import preprocessors
+from flan.data import templates as templates_lib
+from flan.data.preprocessors import misc
 
 DATASETS = ("coqa", "quac", "trec", "cola", "wic", "math_dataset", "fix_punct")
 

@@ -4,7 +4,7 @@ ReCoRD) and their templates."""
 import pytest
 import tensorflow_datasets as tfds
 
-from flan import preprocessors
+from flan.data import preprocessors
 
 DATASETS = ("bool_q", "drop", "multirc", "openbookqa", "squad", "cosmos_qa", "record")
 

@@ -2,8 +2,8 @@
 
 import pytest
 
-from flan import preprocessors
-from flan import templates as templates_lib
+from flan.data import preprocessors
+from flan.data import templates as templates_lib
 
 DATASETS = ("common_gen", "dart", "e2e_nlg", "web_nlg_en")
 

@@ -3,9 +3,9 @@
 import pytest
 import tensorflow_datasets as tfds
 
-from flan import preprocessors
-from flan import templates as templates_lib
-from flan.preprocessors import summarization
+from flan.data import preprocessors
+from flan.data import templates as templates_lib
+from flan.data.preprocessors import summarization
 
 DATASETS = ("aeslc", "cnn_dailymail", "gigaword", "multi_news", "newsroom",
             "opinion_abstracts_idebate", "opinion_abstracts_rotten_tomatoes", "samsum", "xsum",

@@ -2,9 +2,9 @@
 
 import pytest
 
-from flan import preprocessors
-from flan import templates as templates_lib
-from flan.preprocessors import text, translation
+from flan.data import preprocessors
+from flan.data import templates as templates_lib
+from flan.data.preprocessors import text, translation
 
 DATASETS = tuple(translation.PAIRS)
 

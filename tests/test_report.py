@@ -5,7 +5,7 @@ import math
 
 import pytest
 
-from flan import report
+from flan.evaluation import report
 
 
 def _template(i, score, dev, counted=True, kind="rank_classification"):
@@ -106,7 +106,7 @@ def _run_holdouts():
 
 
 def test_run_holdouts_dry_run_prints_one_train_command_per_cluster(capsys, tmp_path):
-  from flan import clusters
+  from flan.data import clusters
   script = _run_holdouts()
   assert script.main([f"--root={tmp_path}", "--gin_file=configs/models/tiny.gin",
                       "--gin.TRAIN_STEPS=5", "--dry_run"]) == 0

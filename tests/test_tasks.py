@@ -6,13 +6,13 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from flan import datasets as D
-from flan import examples
-from flan import inspect as inspect_cli
-from flan import preprocessors as flan_preprocessors
-from flan import tasks
-from flan import templates as T
-from flan import vocabularies
+from flan.data import datasets as D
+from flan.data import examples
+from flan import show as inspect_cli
+from flan.data import preprocessors as flan_preprocessors
+from flan.data import tasks
+from flan.data import templates as T
+from flan.data import vocabularies
 
 ALL = [d.name for d in D.DATASETS]
 MOCK_N = 10  # mock examples per split: small, but leaves a 1-example dev tail (10%).
@@ -339,9 +339,9 @@ def test_every_real_example_renders_through_the_registered_tasks(real_registrati
 def test_register_is_gin_configurable(default_registration):
   import gin
   with gin.unlock_config():
-    gin.parse_config("flan.tasks.register.num_templates = 3\n"
-                     "flan.tasks.register.template_mode = 'dataset_name'\n"
-                     "flan.tasks.register.train_clusters = ['nli', 'sentiment']")
+    gin.parse_config("flan.data.tasks.register.num_templates = 3\n"
+                     "flan.data.tasks.register.template_mode = 'dataset_name'\n"
+                     "flan.data.tasks.register.train_clusters = ['nli', 'sentiment']")
   try:
     config = tasks.register()
   finally:

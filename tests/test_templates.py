@@ -9,10 +9,10 @@ import pytest
 import yaml
 
 from conftest import ROOT
-from flan import datasets as D
-from flan import preprocessors
-from flan import tasks  # registers the shipped templates before any test patches them.
-from flan import templates as T
+from flan.data import datasets as D
+from flan.data import preprocessors
+from flan.data import tasks  # registers the shipped templates before any test patches them.
+from flan.data import templates as T
 
 NLI = ("premise", "hypothesis", "options", "answer")
 

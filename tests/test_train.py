@@ -18,9 +18,9 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
-from flan import flops
+from flan.training import flops
 from flan import train as train_lib
-from flan import trainer
+from flan.training import train_step as trainer
 from tiny_training import LENGTHS, PoisonedModel, StandInModel, SyntheticIterator, tiny_model
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -98,7 +98,7 @@ def test_an_unset_required_macro_names_the_flag_to_add(capsys, monkeypatch):
 
 
 def test_bare_string_values_are_quoted_and_files_are_required(capsys, monkeypatch):
-  from flan import gin_config
+  from flan import cli as gin_config
   assert gin_config._quote_bare_string("MODEL_DIR = /tmp/x") == "MODEL_DIR = '/tmp/x'"
   assert gin_config._quote_bare_string("TRAIN_STEPS = 10") == "TRAIN_STEPS = 10"
   assert gin_config._quote_bare_string("MODEL = @model.X()") == "MODEL = @model.X()"
@@ -166,8 +166,8 @@ def test_sigterm_saves_the_step_reached_and_exits_0(tmp_path):
 @pytest.mark.realdata
 def test_tiny_model_learns_a_real_holdout_mixture(tmp_path, data_dir):
   # ../shared holds 43 of the 62 datasets: train on the NLI cluster, all of which is there.
-  import flan.tasks  # noqa: F401 - registers flan.tasks.register with gin
-  gin.bind_parameter("flan.tasks.register.train_clusters", ["nli"])
+  import flan.data.tasks  # noqa: F401 - registers flan.data.tasks.register with gin
+  gin.bind_parameter("flan.data.tasks.register.train_clusters", ["nli"])
   out = train_lib.train(
       model=tiny_model(dropout_rate=0.0), mixture_or_task_name="flan_holdout_coreference_train",
       task_feature_lengths={"inputs": 128, "targets": 32}, train_steps=200,
@@ -181,7 +181,8 @@ def test_tiny_model_learns_a_real_holdout_mixture(tmp_path, data_dir):
 @pytest.mark.parametrize("path", sorted(str(p.relative_to(ROOT)) for p in
                                         (ROOT / "configs" / "experiments").glob("*.gin")))
 def test_each_experiment_gin_parses_and_holds_out_its_cluster(path, monkeypatch):
-  from flan import clusters, gin_config
+  from flan.data import clusters
+  from flan import cli as gin_config
   monkeypatch.chdir(ROOT)
   cluster = pathlib.Path(path).stem.removeprefix("holdout_")
   assert cluster in clusters.CLUSTERS
@@ -196,7 +197,7 @@ def test_each_experiment_gin_parses_and_holds_out_its_cluster(path, monkeypatch)
 
 
 def test_smoke_gin_uses_the_tiny_model_mock_data_and_small_lengths(monkeypatch):
-  from flan import gin_config
+  from flan import cli as gin_config
   monkeypatch.chdir(ROOT)
   gin_config.parse_gin_flags(["--gin_file=configs/smoke.gin"])
   assert gin.query_parameter("%USE_MOCK_DATA") is True
@@ -207,7 +208,7 @@ def test_smoke_gin_uses_the_tiny_model_mock_data_and_small_lengths(monkeypatch):
 
 
 def test_progress_summary_derives_rates_fractions_and_mfu():
-  from flan import progress
+  from flan.training import progress
   sums = {"loss": 40.0, "cross_ent_sum": 36.0, "num_tokens": 18.0, "accuracy": 9.0,
           "num_encoder_tokens": 60.0, "num_decoder_tokens": 20.0, "num_loss_weights": 18.0,
           "encoder_slots": 64.0, "decoder_slots": 32.0, "num_sequences": 8.0,
@@ -234,7 +235,9 @@ class _SmallVocabIterator(SyntheticIterator):
 
 def test_initial_checkpoint_path_of_a_hugging_face_directory_starts_from_its_weights(
     tmp_path, monkeypatch):
-  from flan import hf, model as model_lib, vocabularies
+  from flan.model import hf
+  from flan.model import encoder_decoder as model_lib
+  from flan.data import vocabularies
   fixture = ROOT / "tests" / "testdata" / "hf_tiny_t5"
   config, expected = hf.params_from_hf(fixture, dtype="float32")
   # The fixture's 96-id vocabulary is smaller than the byte vocabulary train() checks.
@@ -272,7 +275,7 @@ def test_end_of_training_eval_reports_the_initial_checkpoint_beside_the_tuned_mo
 
 
 def test_sigterm_sets_the_flag_and_a_save_past_the_grace_period_ends_the_process(monkeypatch):
-  from flan import preemption
+  from flan.training import preemption
   exits = []
   monkeypatch.setattr(preemption.os, "_exit", exits.append)
   with preemption.PreemptionHandler(grace_seconds=0.2) as handler:

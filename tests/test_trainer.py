@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from jax.sharding import PartitionSpec as P
 
-from flan import optimizer as optimizer_lib
-from flan import partitioning
-from flan import trainer
+from flan.training import optimizer as optimizer_lib
+from flan.model import partitioning
+from flan.training import train_step as trainer
 from tiny_training import (LENGTHS, PoisonedModel, StandInConfig, StandInModel,
                            SyntheticIterator, make_batch, tiny_model)
 
@@ -92,7 +92,7 @@ def test_ten_steps_give_the_same_losses_on_1_device_and_on_a_4x2_mesh(one_and_ei
 
 
 def test_bfloat16_steps_agree_on_1_device_and_on_a_4x2_mesh():
-  """bfloat16 activations (on CPU, flan.layers' own matmul gradient) shard like float32."""
+  """bfloat16 activations (on CPU, flan.model.layers' own matmul gradient) shard like float32."""
   one = partitioning.make_mesh({"data": 1, "model": 1}, devices=jax.devices()[:1])
   eight = partitioning.make_mesh({"data": 4, "model": 2})
   (_, losses1, _, _), (_, losses8, _, _) = (

@@ -1,6 +1,6 @@
 """Shared by the trainer tests: a tiny model and a synthetic, resumable batch stream.
 
-`tiny_model()` is the real `flan.model.EncoderDecoderModel` on a 2-layer T5 when the
+`tiny_model()` is the real `flan.model.encoder_decoder.EncoderDecoderModel` on a 2-layer T5 when the
 model module exists, else a small stand-in with the same contract (init,
 param_logical_specs, loss_fn, config) so the trainer can be tested on its own.
 `SyntheticIterator` follows the input pipeline's contract (`next`, `state`, `restore`,
@@ -100,10 +100,10 @@ class StandInModel:
 
 
 def tiny_model(dropout_rate: float = 0.1, dtype: str = "float32") -> Any:
-  """The real tiny T5 (float32 activations by default) if flan.model exists, else the stand-in."""
+  """The real tiny T5 (float32 activations by default) if flan.model.encoder_decoder exists, else the stand-in."""
   try:
-    from flan import model as model_lib
-    from flan import network
+    from flan.model import encoder_decoder as model_lib
+    from flan.model import network
   except ImportError:
     return StandInModel(StandInConfig(dropout_rate=dropout_rate))
   config = network.T5Config(vocab_size=VOCAB, emb_dim=32, num_heads=2, num_encoder_layers=2,

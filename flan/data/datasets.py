@@ -1,0 +1,282 @@
+"""The 62 FLAN datasets of the paper, one table.
+
+Each row names the dataset as the paper's Figure 3 counts it, its cluster (see
+`flan.data.clusters`), the TFDS builders that feed it (TFDS 4.9.10 names and versions), which
+split trains and which evaluate, its metrics and whether it is a classification dataset
+(templates carry an OPTIONS block and evaluation is rank classification over options).
+
+Reconciliation with FLAN v1's 70 code configs (see the FLAN anchor, section 2): MNLI m/mm,
+ANLI r1-r3, ARC easy/challenge and SQuAD v1/v2 are one dataset each with several sources;
+Fix Punctuation is the only text-formatting dataset; coreference counts one WSC.
+
+Splits are resolved by `resolve_splits`, a pure function of the split sizes: FLAN's fixed
+slices (`train[:-200]`, `train[:30000]`) are clamped to what a split really has.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+
+MAX_TRAIN_EXAMPLES = 30_000  # FLAN's NUM_TRAIN_EXAMPLES: at most this many per dataset.
+MAX_TAIL_FRACTION = 0.1  # a held-out tail never takes more than this share of a small split.
+TRAIN_TAIL = "train_tail"  # eval split marker: evaluate on the held-out tail of train.
+
+
+@dataclasses.dataclass(frozen=True)
+class Source:
+  """One TFDS builder config feeding a dataset.
+
+  Attributes:
+    tfds_name: TFDS `name/config:version` (the TFDS 4.9.10 default version).
+    train_split: the split training reads (None: the source only evaluates).
+    eval_splits: splits evaluated zero-shot; `TRAIN_TAIL` means the held-out tail of train.
+    tail: examples FLAN keeps back at the end of `train_split` (its `train[:-200]`); they form
+      the dev split (template selection) or, with `TRAIN_TAIL`, the eval split.
+  """
+
+  tfds_name: str
+  train_split: str | None = "train"
+  eval_splits: tuple[str, ...] = ("validation",)
+  tail: int = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class DatasetSpec:
+  """A FLAN dataset.
+
+  Attributes:
+    name: short name; templates live in `templates/<name>.yaml`.
+    cluster: one of `flan.data.clusters.CLUSTERS`.
+    sources: the TFDS builders, in order (training concatenates their train splits).
+    metrics: metric names understood by `flan.evaluation.metrics`.
+    classification: templates carry options; evaluation ranks the options.
+    manual_download: TFDS cannot download the source by itself.
+    note: where we differ from FLAN v1's code and why.
+    template_file: a template file shared by several datasets (`templates/<file>.yaml`, like
+      FLAN's shared pattern keys); a file named after the dataset still takes precedence.
+  """
+
+  name: str
+  cluster: str
+  sources: tuple[Source, ...]
+  metrics: tuple[str, ...]
+  classification: bool
+  manual_download: bool = False
+  note: str = ""
+  template_file: str = ""
+
+
+def _ds(name, cluster, sources, metrics, classification, **kw) -> DatasetSpec:
+  if isinstance(sources, Source):
+    sources = (sources,)
+  return DatasetSpec(name, cluster, tuple(sources), tuple(metrics), classification, **kw)
+
+
+S = Source
+ACC = ("accuracy",)
+ROUGE = ("rouge",)
+BLEU = ("bleu",)
+
+DATASETS: tuple[DatasetSpec, ...] = (
+    # --- Natural language inference (7) ---
+    _ds("anli", "nli", (S("anli/r1:0.1.0", eval_splits=("test",)),
+                        S("anli/r2:0.1.0", eval_splits=("test",)),
+                        S("anli/r3:0.1.0", eval_splits=("test",))), ACC, True),
+    _ds("rte", "nli", S("super_glue/rte:1.0.2", tail=200), ACC, True),
+    _ds("cb", "nli", S("super_glue/cb:1.0.2", tail=50), ("accuracy", "mean_f1"), True),
+    _ds("snli", "nli", S("snli:1.1.0", eval_splits=("test",)), ACC, True),
+    _ds("mnli", "nli", S("glue/mnli:2.0.0",
+                         eval_splits=("validation_matched", "validation_mismatched")), ACC, True,
+        note="FLAN v1 registers matched and mismatched as two configs that both train on "
+             "train[:30000]; we train once and evaluate both."),
+    _ds("qnli", "nli", S("glue/qnli:2.0.0"), ACC, True),
+    _ds("wnli", "nli", S("glue/wnli:2.0.0", tail=30), ACC, True),
+    # --- Commonsense (4) ---
+    _ds("copa", "commonsense", S("super_glue/copa:1.0.2", tail=50), ACC, True),
+    _ds("hellaswag", "commonsense", S("hellaswag:1.1.0"), ACC, True),
+    _ds("piqa", "commonsense", S("piqa:1.0.0", tail=100), ACC, True),
+    _ds("story_cloze", "commonsense",
+        S("story_cloze/2016:1.0.0", train_split="validation", eval_splits=("test",), tail=200),
+        ACC, True, manual_download=True,
+        note="Trains on the TFDS validation split, as FLAN does (story_cloze has no train)."),
+    # --- Sentiment (4) ---
+    _ds("imdb_reviews", "sentiment",
+        S("imdb_reviews/plain_text:1.0.0", eval_splits=("test",), tail=200), ACC, True),
+    _ds("sentiment140", "sentiment", S("sentiment140:1.0.0", eval_splits=("test",)), ACC, True),
+    _ds("sst2", "sentiment", S("glue/sst2:2.0.0"), ACC, True),
+    _ds("yelp_polarity_reviews", "sentiment",
+        S("yelp_polarity_reviews:0.2.0", eval_splits=("test",)), ACC, True),
+    # --- Paraphrase detection (4) ---
+    _ds("mrpc", "paraphrase", S("glue/mrpc:2.0.0", tail=200), ("accuracy", "f1"), True),
+    _ds("qqp", "paraphrase", S("glue/qqp:2.0.0"), ("accuracy", "f1"), True),
+    _ds("paws_wiki", "paraphrase", S("paws_wiki:1.1.0", eval_splits=("test",)), ACC, True),
+    _ds("stsb", "paraphrase", S("glue/stsb:2.0.0", tail=100), ("pearson", "spearman"), True,
+        note="Scores are bucketed to 0..5 (steps of 1) to make options, as FLAN does."),
+    # --- Closed-book QA (3) ---
+    _ds("arc", "closed_book_qa",
+        (S("ai2_arc/ARC-Challenge:1.0.0", eval_splits=("test",), tail=200),
+         S("ai2_arc/ARC-Easy:1.0.0", eval_splits=("test",), tail=200)), ACC, True),
+    _ds("natural_questions", "closed_book_qa", S("natural_questions_open:1.0.0"),
+        ("trivia_qa",), False),
+    _ds("trivia_qa", "closed_book_qa", S("trivia_qa/rc:1.1.0"), ("trivia_qa",), False),
+    # --- Struct to text (4) ---
+    _ds("common_gen", "struct_to_text", S("gem/common_gen:1.1.0"), ("multi_rouge",), False),
+    _ds("dart", "struct_to_text", S("gem/dart:1.1.0"), ("multi_rouge",), False),
+    _ds("e2e_nlg", "struct_to_text", S("gem/e2e_nlg:1.1.0"), ("multi_rouge",), False),
+    _ds("web_nlg_en", "struct_to_text", S("gem/web_nlg_en:1.1.0"), ("multi_rouge",), False),
+    # --- Translation (8) ---
+    _ds("para_crawl_enes", "translation",
+        S("para_crawl/enes:1.2.0", eval_splits=(TRAIN_TAIL,), tail=1000), BLEU, False,
+        template_file="translation"),
+    _ds("wmt14_enfr", "translation", S("wmt14_translate/fr-en:1.0.0", eval_splits=("test",)),
+        BLEU, False, template_file="translation"),
+    *(_ds(f"wmt16_{pair.replace('-', '')}", "translation",
+          S(f"wmt16_translate/{pair}:1.0.0", eval_splits=("test",)), BLEU, False,
+          template_file="translation")
+      for pair in ("cs-en", "de-en", "fi-en", "ro-en", "ru-en", "tr-en")),
+    # --- Reading comprehension (5) ---
+    _ds("bool_q", "reading_comprehension", S("super_glue/boolq:1.0.2", tail=200), ACC, True,
+        note="FLAN v1 reads the `bool_q` builder; super_glue/boolq holds the same rows and is "
+             "what ../shared provides."),
+    _ds("drop", "reading_comprehension", S("drop:2.0.0", eval_splits=("dev",)), ("squad",),
+        False),
+    _ds("multirc", "reading_comprehension", S("super_glue/multirc:1.0.2", tail=200),
+        ("accuracy", "multirc"), True),
+    _ds("openbookqa", "reading_comprehension", S("openbookqa:0.1.0", eval_splits=("test",)),
+        ACC, True),
+    _ds("squad", "reading_comprehension", (S("squad/v1.1:3.0.0"), S("squad/v2.0:3.0.0")),
+        ("squad",), False),
+    # --- Reading comprehension with commonsense (2) ---
+    _ds("cosmos_qa", "reading_comprehension_with_commonsense", S("cosmos_qa:1.0.0", tail=200),
+        ACC, True),
+    _ds("record", "reading_comprehension_with_commonsense", S("super_glue/record:1.0.2"),
+        ("record",), True),
+    # --- Coreference (3) ---
+    _ds("definite_pronoun_resolution", "coreference",
+        S("definite_pronoun_resolution:1.1.0", eval_splits=("test",), tail=200), ACC, True),
+    _ds("winogrande", "coreference", S("winogrande:1.2.0", train_split="train_xl"), ACC, True),
+    _ds("wsc", "coreference", S("super_glue/wsc.fixed:1.0.2", tail=50), ACC, True,
+        note="The paper lists WSC273; FLAN v1 trains and evaluates super_glue/wsc (the wsc273 "
+             "builder has only a test split). We use super_glue/wsc.fixed, TFDS's span-fixed "
+             "WSC that FLAN v2 switched to."),
+    # --- Misc. (7) ---
+    _ds("coqa", "misc", S("coqa:1.0.0", eval_splits=("test",), tail=100), ("squad",), False),
+    _ds("quac", "misc", S("quac:1.0.0"), ("trivia_qa",), False),
+    _ds("trec", "misc", S("trec:1.0.0", eval_splits=("test",), tail=200), ACC, True),
+    _ds("cola", "misc", S("glue/cola:2.0.0", tail=200), ("accuracy", "matthews"), True),
+    _ds("wic", "misc", S("super_glue/wic:1.0.2", tail=200), ACC, True),
+    _ds("math_dataset", "misc", S("math_dataset/algebra__linear_1d:1.0.0",
+                                  eval_splits=("test",)), ACC, False),
+    _ds("fix_punct", "misc", S("para_crawl/enda:1.2.0", eval_splits=(TRAIN_TAIL,), tail=3000),
+        ("edit_distance",), False,
+        note="FLAN v1 also has true_case and word_segment on the same builder; the paper "
+             "counts only Fix Punctuation."),
+    # --- Summarization (11) ---
+    _ds("aeslc", "summarization", S("aeslc:1.0.0", eval_splits=("test",)), ROUGE, False),
+    _ds("cnn_dailymail", "summarization", S("cnn_dailymail:3.4.0", eval_splits=("test",)),
+        ROUGE, False, note="FLAN v1 pins 3.1.0, which TFDS 4.9.10 no longer has."),
+    _ds("gigaword", "summarization", S("gigaword:1.2.0", eval_splits=("test",)), ROUGE, False),
+    _ds("multi_news", "summarization", S("multi_news:2.1.0", eval_splits=("test",)), ROUGE,
+        False, note="FLAN v1 pins 1.0.0; TFDS 4.9.10's default is 2.1.0."),
+    _ds("newsroom", "summarization", S("newsroom:1.0.0", eval_splits=("test",)), ROUGE, False,
+        manual_download=True),
+    _ds("opinion_abstracts_idebate", "summarization",
+        S("opinion_abstracts/idebate:1.0.0", eval_splits=(TRAIN_TAIL,), tail=600), ROUGE, False),
+    _ds("opinion_abstracts_rotten_tomatoes", "summarization",
+        S("opinion_abstracts/rotten_tomatoes:1.0.0", eval_splits=(TRAIN_TAIL,), tail=600), ROUGE,
+        False),
+    _ds("samsum", "summarization", S("samsum:1.0.0", eval_splits=("test",)), ROUGE, False,
+        manual_download=True),
+    _ds("xsum", "summarization", S("xsum:1.1.0", eval_splits=("test",)), ROUGE, False,
+        manual_download=True,
+        note="FLAN v1 reads `huggingface:xsum` (needs the Hugging Face hub); we use TFDS's "
+             "own xsum builder."),
+    _ds("wiki_lingua_english_en", "summarization",
+        S("gem/wiki_lingua_english_en:1.1.0", eval_splits=("test",)), ROUGE, False),
+    _ds("ag_news_subset", "summarization", S("ag_news_subset:1.0.0", eval_splits=("test",)), ACC,
+        True, note="A topic-classification dataset that FLAN files under summarization."),
+)
+
+BY_NAME: Mapping[str, DatasetSpec] = {d.name: d for d in DATASETS}
+
+
+def get(name: str) -> DatasetSpec:
+  """The dataset called `name`; an unknown name lists the close matches."""
+  try:
+    return BY_NAME[name]
+  except KeyError:
+    import difflib
+    close = difflib.get_close_matches(name, BY_NAME, n=5, cutoff=0.5)
+    hint = f" Did you mean: {', '.join(close)}?" if close else ""
+    raise KeyError(f"Unknown FLAN dataset {name!r}.{hint} Known datasets: "
+                   f"{', '.join(sorted(BY_NAME))}.") from None
+
+
+# ----------------------------------------------------------------------------- splits
+
+
+@dataclasses.dataclass(frozen=True)
+class ReadSpec:
+  """One concrete TFDS read: builder, and an absolute slice of one split."""
+
+  tfds_name: str
+  split: str
+  start: int
+  stop: int
+
+  @property
+  def tfds_split(self) -> str:
+    """The TFDS split string, e.g. `train[0:129]`."""
+    return f"{self.split}[{self.start}:{self.stop}]"
+
+  @property
+  def num_examples(self) -> int:
+    return self.stop - self.start
+
+
+@dataclasses.dataclass(frozen=True)
+class ResolvedSplits:
+  """What training, template selection and evaluation read for one dataset."""
+
+  train: tuple[ReadSpec, ...]
+  dev: tuple[ReadSpec, ...]
+  eval: tuple[ReadSpec, ...]
+
+  @property
+  def num_train_examples(self) -> int:
+    return sum(r.num_examples for r in self.train)
+
+
+def resolve_splits(spec: DatasetSpec, split_sizes: Mapping[str, Mapping[str, int]],
+                   max_train_examples: int = MAX_TRAIN_EXAMPLES) -> ResolvedSplits:
+  """Clamps FLAN's split slices to the sizes that exist.
+
+  Args:
+    spec: the dataset.
+    split_sizes: `{tfds_name: {split: num_examples}}` for every source of `spec`.
+    max_train_examples: the per-dataset cap, shared by all sources in order.
+
+  Returns:
+    Absolute slices. A source's held-out tail is `min(tail, 10% of the split)` examples at
+    its end; training reads what precedes it, until the dataset's cap is reached.
+  """
+  train, dev, evals = [], [], []
+  budget = max_train_examples
+  for source in spec.sources:
+    sizes = split_sizes[source.tfds_name]
+    tail = 0
+    if source.train_split is not None:
+      n = sizes[source.train_split]
+      tail = min(source.tail, int(n * MAX_TAIL_FRACTION))
+      take = min(n - tail, budget)
+      budget -= take
+      if take > 0:
+        train.append(ReadSpec(source.tfds_name, source.train_split, 0, take))
+      if tail > 0:
+        held = ReadSpec(source.tfds_name, source.train_split, n - tail, n)
+        (evals if TRAIN_TAIL in source.eval_splits else dev).append(held)
+    for split in source.eval_splits:
+      if split != TRAIN_TAIL:
+        evals.append(ReadSpec(source.tfds_name, split, 0, sizes[split]))
+  return ResolvedSplits(tuple(train), tuple(dev), tuple(evals))

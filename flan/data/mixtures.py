@@ -1,0 +1,143 @@
+"""FLAN's mixtures: leave-one-cluster-out training and evaluation, and everything.
+
+  flan_holdout_<cluster>_train  the training tasks of every dataset outside `cluster` (and
+                                outside the clusters its hold-out rules exclude, see
+                                `flan.data.clusters`), examples-proportional:
+                                rate = min(n_train, mixing_cap) ** (1 / temperature), with
+                                n_train the dataset's clamped train size (at most 30k).
+  flan_holdout_<cluster>_eval   every template's eval task (`flan_<d>_t<i>`) of the held-out
+                                cluster, each at its uncapped eval size.
+  flan_all_train                all 62 training tasks (within `train_clusters` if given).
+
+The task lists are pure functions of `flan.data.clusters.holdout`; rates are computed lazily from
+TFDS split metadata (no data is read), so registering needs no prepared data.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Iterable, Mapping
+
+from flan.data import clusters as clusters_lib
+from flan.data import datasets as datasets_lib
+from flan.data import examples
+from flan.data import templates as templates_lib
+
+ALL_TRAIN = "flan_all_train"
+
+
+def holdout_train(cluster: str) -> str:
+  return f"flan_holdout_{cluster}_train"
+
+
+def holdout_eval(cluster: str) -> str:
+  return f"flan_holdout_{cluster}_eval"
+
+
+def train_rate(num_examples: int, mixing_cap: int | None = 3000,
+               temperature: float = 1.0) -> float:
+  """Examples-proportional rate: min(n, cap) ** (1 / temperature)."""
+  n = num_examples if mixing_cap is None else min(num_examples, mixing_cap)
+  return float(n) ** (1.0 / temperature)
+
+
+def train_datasets(mixture: str, train_clusters: Iterable[str] | None = None) -> tuple[str, ...]:
+  """The datasets whose training tasks a training mixture holds (pure function)."""
+  if mixture == ALL_TRAIN:
+    allowed = set(clusters_lib.CLUSTERS if train_clusters is None else train_clusters)
+    return tuple(d.name for d in datasets_lib.DATASETS if d.cluster in allowed)
+  for cluster in clusters_lib.CLUSTERS:
+    if mixture == holdout_train(cluster):
+      return clusters_lib.holdout(cluster, train_clusters).train_datasets
+  raise ValueError(f"{mixture!r} is not a FLAN training mixture.")
+
+
+def definitions(train_clusters: Iterable[str] | None = None,
+                num_eval_templates: Mapping[str, int] | None = None
+                ) -> dict[str, tuple[tuple[str, str], ...]]:
+  """Every mixture: name -> ((task name, dataset), ...). Pure function of the tables.
+
+  Args:
+    train_clusters: the number-of-clusters ablation (see `flan.data.clusters.holdout`).
+    num_eval_templates: templates per dataset for the eval mixtures (default 10 each).
+  """
+  from flan.data import tasks  # names only; tasks imports this module lazily too.
+
+  counts = num_eval_templates or {}
+  out = {}
+  for cluster in clusters_lib.CLUSTERS:
+    split = clusters_lib.holdout(cluster, train_clusters)
+    out[holdout_train(cluster)] = tuple((tasks.train_task(d), d) for d in split.train_datasets)
+    out[holdout_eval(cluster)] = tuple(
+        (tasks.eval_task(d, i), d) for d in split.eval_datasets
+        for i in range(counts.get(d, templates_lib.NUM_TEMPLATES)))
+  out[ALL_TRAIN] = tuple((tasks.train_task(d), d)
+                         for d in train_datasets(ALL_TRAIN, train_clusters))
+  return out
+
+
+def _train_rate(dataset: str, data_dir: str | None, mixing_cap: int | None,
+                temperature: float, task=None) -> float:
+  del task  # seqio passes the task; the rate depends on the dataset's split sizes only.
+  n = examples.num_input_examples(dataset, "train", data_dir)
+  return train_rate(n, mixing_cap, temperature)
+
+
+def _eval_rate(dataset: str, data_dir: str | None, task=None) -> float:
+  del task
+  return float(examples.num_input_examples(dataset, "test", data_dir))
+
+
+def prepared(dataset: str, data_dir: str | None) -> bool:
+  """Whether every split `dataset` reads is prepared in `data_dir` (metadata only)."""
+  try:
+    examples.resolved_splits(dataset, data_dir)
+  except examples.DataNotPreparedError:
+    return False
+  return True
+
+
+def register(config) -> list[str]:
+  """Registers every mixture for a `flan.data.tasks.Config`; returns their names.
+
+  With `config.missing_datasets == "skip"`, datasets not prepared in `config.data_dir` are
+  left out of every mixture, and a warning lists them.
+  """
+  import seqio
+
+  counts = {d.name: len(examples.get_templates(d.name)) for d in datasets_lib.DATASETS}
+  keep = lambda d: True  # noqa: E731
+  if config.missing_datasets == "skip":
+    missing = sorted(d.name for d in datasets_lib.DATASETS
+                     if not prepared(d.name, config.data_dir))
+    if missing:
+      logging.warning("Leaving %d datasets out of the FLAN mixtures: not prepared in %s: %s",
+                      len(missing), config.data_dir or "TFDS's default data_dir",
+                      ", ".join(missing))
+    keep = lambda d: d not in missing  # noqa: E731
+  names = []
+  for name, members in definitions(config.train_clusters, counts).items():
+    members = tuple(m for m in members if keep(m[1]))
+    if not members:  # e.g. train_clusters leaves nothing beside the held-out cluster.
+      continue
+    if name.endswith("_eval"):
+      rates = [(task, functools.partial(_eval_rate, d, config.data_dir))
+               for task, d in members]
+    else:
+      rates = [(task, functools.partial(_train_rate, d, config.data_dir, config.mixing_cap,
+                                        config.temperature)) for task, d in members]
+    seqio.MixtureRegistry.remove(name)
+    seqio.MixtureRegistry.add(name, rates)
+    names.append(name)
+  return names
+
+
+def rates(mixture: str) -> dict[str, float]:
+  """`{task name: rate}` of a registered FLAN mixture (reads TFDS metadata only)."""
+  from flan.data import tasks
+
+  mix = tasks.get(mixture)
+  if not hasattr(mix, "get_rate"):
+    raise ValueError(f"{mixture!r} is a task, not a mixture.")
+  return {t.name: float(mix.get_rate(t)) for t in mix.tasks}

@@ -1,0 +1,258 @@
+"""seqio tasks of the 62 FLAN datasets (and, through `flan.data.mixtures`, their mixtures).
+
+Each task reads its examples with `flan.data.examples` (pure Python: TFDS -> preprocessor ->
+template), then hands seqio the rendered strings; seqio only tokenizes and appends EOS.
+
+Per dataset `d` (see `flan.data.datasets`):
+  flan_<d>_train         split "train"; each example gets template `template_idx`, drawn
+                         uniformly among the first `num_templates` from (seed, d, example_id).
+  flan_<d>_t<i>          splits "validation" (dev tail) and "test" (zero-shot eval), template i.
+  flan_<d>_t<i>_scoring  rank classification, classification templates only: one row per
+                         option with `example_id`, `option_idx` and `is_correct` (int32 0/1;
+                         a bool would break seqio caching under protobuf 7).
+Features: `inputs`, `targets` (int32 tokens, EOS appended after trimming), their
+`*_pretokenized` strings, and `template_idx` / `example_id` (int32). No metric_fns: scoring
+and metrics live in `flan.evaluation.holdout`.
+
+Importing this module registers the default configuration. `register` re-registers
+everything; it is gin-configurable as `flan.data.tasks.register` (the trainer calls it after
+parsing gin, so `DATA_DIR`, `VOCABULARY` and the ablation knobs apply).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from collections.abc import Iterable, Sequence
+
+import gin
+import numpy as np
+import seqio
+import tensorflow as tf
+
+from flan.data import clusters as clusters_lib
+from flan.data import datasets as datasets_lib
+from flan.data import examples
+from flan.data import templates as templates_lib
+from flan.data import vocabularies
+
+# The pure-Python example API, re-exported (see `flan.data.examples`).
+load_examples = examples.load_examples
+render_example = examples.render_example
+template_indices = examples.template_indices
+DataNotPreparedError = examples.DataNotPreparedError
+
+PREFIX = "flan_"
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+  """The knobs the current registration was made with (see `register`)."""
+
+  data_dir: str | None = None
+  vocabulary: seqio.Vocabulary = dataclasses.field(default_factory=seqio.ByteVocabulary)
+  num_templates: int = templates_lib.NUM_TEMPLATES
+  template_mode: str = "instructions"
+  mixing_cap: int = 3000
+  temperature: float = 1.0
+  train_clusters: tuple[str, ...] | None = None
+  missing_datasets: str = "error"
+
+
+_CONFIG: Config | None = None
+_REGISTERED: set[str] = set()
+
+
+def current_config() -> Config:
+  """The configuration of the registered tasks."""
+  assert _CONFIG is not None, "flan.data.tasks registers on import."
+  return _CONFIG
+
+
+def train_task(dataset: str) -> str:
+  return f"{PREFIX}{dataset}_train"
+
+
+def eval_task(dataset: str, template_idx: int) -> str:
+  return f"{PREFIX}{dataset}_t{template_idx}"
+
+
+def scoring_task(dataset: str, template_idx: int) -> str:
+  return f"{PREFIX}{dataset}_t{template_idx}_scoring"
+
+
+def _strings(values: Sequence[str]) -> tf.Tensor:
+  return tf.constant(list(values), dtype=tf.string, shape=[len(values)])
+
+
+def _ints(values: Sequence[int]) -> tf.Tensor:
+  return tf.constant(list(values), dtype=tf.int32, shape=[len(values)])
+
+
+class FlanSource(seqio.FunctionDataSource):
+  """Rendered examples of one dataset for one task kind ("train", "eval" or "scoring").
+
+  `columns(split, seed)` is the whole task content as Python lists; `get_dataset` wraps it
+  with `tf.data.Dataset.from_tensor_slices`. Sizes come from TFDS metadata, so mixing
+  rates never read data.
+  """
+
+  def __init__(self, dataset: str, kind: str, config: Config, template_idx: int = 0):
+    self.dataset = dataset
+    self.kind = kind
+    self.template_idx = template_idx
+    self.config = config
+    splits = ("train",) if kind == "train" else ("validation", "test")
+    super().__init__(dataset_fn=self._dataset_fn, splits=splits)
+
+  def num_input_examples(self, split: str) -> int:
+    """Examples of `split` before preprocessing, from the split sizes alone."""
+    return examples.num_input_examples(self.dataset, split, self.config.data_dir)
+
+  def columns(self, split: str, seed: int | None = None,
+              limit: int | None = None) -> dict[str, list]:
+    """The rendered rows of `split` (the first `limit` examples): feature -> values."""
+    if split not in self.splits:
+      raise ValueError(f"Task kind {self.kind!r} of {self.dataset!r} has splits "
+                       f"{list(self.splits)}, not {split!r}.")
+    d, cfg = self.dataset, self.config
+    rows = examples.load_examples(d, split, cfg.data_dir)[:limit]
+    ids = [r["example_id"] for r in rows]
+    if self.kind == "scoring":
+      cols = {"inputs": [], "targets": [], "example_id": [], "option_idx": [],
+              "is_correct": [], "template_idx": []}
+      for row in rows:
+        for inputs, targets, option_idx, correct in examples.scoring_rows(
+            d, row, self.template_idx, cfg.template_mode):
+          for key, value in zip(cols, (inputs, targets, row["example_id"], option_idx,
+                                       correct, self.template_idx)):
+            cols[key].append(value)
+      return cols
+    if self.kind == "train":
+      count = min(cfg.num_templates, len(examples.get_templates(d)))
+      chosen = examples.template_indices(0 if seed is None else seed, d, ids, count).tolist()
+    else:
+      chosen = [self.template_idx] * len(rows)
+    rendered = [examples.render_example(d, r, t, cfg.template_mode)
+                for r, t in zip(rows, chosen)]
+    return {"inputs": [x for x, _ in rendered], "targets": [y for _, y in rendered],
+            "template_idx": chosen, "example_id": ids}
+
+  def _dataset_fn(self, split: str, shuffle_files: bool, seed: int | None = None):
+    cols = self.columns(split, seed)
+    if shuffle_files:  # a full permutation, better than seqio's 1000-example buffer.
+      order = np.random.default_rng(0 if seed is None else seed).permutation(
+          len(cols["inputs"]))
+      cols = {k: [v[i] for i in order] for k, v in cols.items()}
+    return tf.data.Dataset.from_tensor_slices(
+        {k: (_strings(v) if k in ("inputs", "targets") else _ints(v))
+         for k, v in cols.items()})
+
+
+def _add_task(name: str, source: FlanSource, vocabulary: seqio.Vocabulary) -> None:
+  features = {"inputs": seqio.Feature(vocabulary, add_eos=True),
+              "targets": seqio.Feature(vocabulary, add_eos=True)}
+  seqio.TaskRegistry.add(
+      name, source=source, output_features=features,
+      preprocessors=[seqio.preprocessors.tokenize, seqio.CacheDatasetPlaceholder(),
+                     seqio.preprocessors.append_eos_after_trim],
+      metric_fns=[])
+  _REGISTERED.add(name)
+
+
+def _check_knobs(num_templates, template_mode, mixing_cap, temperature, train_clusters,
+                 missing_datasets):
+  if not 1 <= num_templates <= templates_lib.NUM_TEMPLATES:
+    raise ValueError(f"num_templates must be in 1..{templates_lib.NUM_TEMPLATES}, got "
+                     f"{num_templates}.")
+  if missing_datasets not in ("error", "skip"):
+    raise ValueError(f"missing_datasets must be 'error' or 'skip', got {missing_datasets!r}.")
+  if template_mode not in templates_lib.MODES:
+    raise ValueError(f"Unknown template_mode {template_mode!r}; choose one of "
+                     f"{', '.join(templates_lib.MODES)}.")
+  if mixing_cap is not None and mixing_cap <= 0:
+    raise ValueError(f"mixing_cap must be positive (or None: uncapped), got {mixing_cap}.")
+  if temperature <= 0:
+    raise ValueError(f"temperature must be positive, got {temperature}.")
+  if train_clusters is not None:
+    if isinstance(train_clusters, str):
+      train_clusters = train_clusters.split(",")
+    train_clusters = tuple(clusters_lib.check_cluster(c.strip()) for c in train_clusters)
+  return train_clusters
+
+
+@gin.configurable(module="flan.data.tasks")
+def register(*, data_dir: str | None = None,
+             vocabulary: seqio.Vocabulary | str | None = None,
+             num_templates: int = templates_lib.NUM_TEMPLATES,
+             template_mode: str = "instructions", mixing_cap: int | None = 3000,
+             temperature: float = 1.0,
+             train_clusters: Iterable[str] | None = None,
+             missing_datasets: str = "error") -> Config:
+  """(Re-)registers every FLAN task and mixture with these knobs.
+
+  Args:
+    data_dir: TFDS data_dir (the `DATA_DIR` gin macro; None: TFDS's default).
+    vocabulary: a `seqio.Vocabulary`, a SentencePiece model path, or None / "byte".
+    num_templates: training draws among the first this many templates (paper ablation).
+    template_mode: "instructions", "no_template" or "dataset_name" (see flan.data.templates).
+    mixing_cap: examples-proportional cap on each training task's rate.
+    temperature: rates are min(n, cap) ** (1 / temperature).
+    train_clusters: restrict training mixtures to these clusters (number-of-clusters
+      ablation); the hold-out rules still apply.
+    missing_datasets: "error" (default): a mixture member whose TFDS data is not prepared in
+      `data_dir` fails when the mixture is read, naming the builder and how to prepare it;
+      "skip": mixtures leave such datasets out, with a warning listing them (for partial
+      data such as ../shared's samples; never silently).
+
+  Returns:
+    The configuration now registered.
+
+  Raises:
+    flan.data.templates.TemplateError: a template file does not fit its dataset (the message
+      names the file, the template index and the field).
+  """
+  global _CONFIG
+  from flan.data import mixtures  # mixtures imports this module.
+
+  train_clusters = _check_knobs(num_templates, template_mode, mixing_cap, temperature,
+                                train_clusters, missing_datasets)
+  if not isinstance(vocabulary, seqio.Vocabulary):
+    vocabulary = vocabularies.get_vocabulary(vocabulary)
+  config = Config(data_dir, vocabulary, num_templates, template_mode, mixing_cap,
+                  temperature, train_clusters, missing_datasets)
+  all_templates = {d.name: examples.get_templates(d.name) for d in datasets_lib.DATASETS}
+  for name in sorted(_REGISTERED):
+    seqio.MixtureRegistry.remove(name)
+    seqio.TaskRegistry.remove(name)
+  _REGISTERED.clear()
+  for spec in datasets_lib.DATASETS:
+    d = spec.name
+    _add_task(train_task(d), FlanSource(d, "train", config), vocabulary)
+    for i, template in enumerate(all_templates[d]):
+      _add_task(eval_task(d, i), FlanSource(d, "eval", config, i), vocabulary)
+      if spec.classification and template.is_classification:
+        _add_task(scoring_task(d, i), FlanSource(d, "scoring", config, i), vocabulary)
+  _REGISTERED.update(mixtures.register(config))
+  _CONFIG = config
+  return config
+
+
+def registered_names() -> list[str]:
+  """Names of every FLAN task and mixture currently registered."""
+  return sorted(_REGISTERED)
+
+
+def get(name: str) -> seqio.Task | seqio.Mixture:
+  """The FLAN task or mixture `name`; an unknown name lists the close matches."""
+  if name in _REGISTERED:
+    return seqio.get_mixture_or_task(name)
+  close = difflib.get_close_matches(name, _REGISTERED, n=6, cutoff=0.6)
+  hint = f" Did you mean: {', '.join(close)}?" if close else ""
+  raise ValueError(
+      f"Unknown FLAN task or mixture {name!r}.{hint} Tasks are flan_<dataset>_train, "
+      "flan_<dataset>_t<i>[_scoring]; mixtures flan_holdout_<cluster>_train/_eval and "
+      "flan_all_train (see `python -m flan.show --list`).")
+
+
+register()

@@ -1,0 +1,292 @@
+"""Orbax checkpoints of the train state and the input-pipeline position, in MODEL_DIR.
+
+Layout (t5x's): MODEL_DIR/checkpoint_<step>/{state, dataset}. `state` is the sharded
+`TrainState` (OCDBT/TensorStore via orbax's StandardCheckpointHandler); `dataset` is one
+JSON of every process's `it.state()`, keyed `process_<i>-of-<n>` (each host reads its own
+data shard, so each has its own position; `gather_dataset_states` collects them, host 0
+writes them, `own_dataset_state` hands each host its own back), so a resume replays
+exactly the batches that were not yet seen. Orbax writes each step into a temporary
+directory and renames it when complete, so a crash mid-save never leaves a half-written
+`checkpoint_<step>` (a leftover temporary directory is ignored and cleaned up).
+
+Restore order (t5x's): the latest readable checkpoint in MODEL_DIR, else
+INITIAL_CHECKPOINT_PATH (one of ours, or a Hugging Face T5 directory via `flan.model.hf`), else
+from scratch. Arrays are restored straight into the CURRENT shardings, so a checkpoint
+written on one mesh loads on any other.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import pathlib
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+
+STATE, DATASET = "state", "dataset"
+STEP_PREFIX = "checkpoint"
+
+
+class CheckpointError(RuntimeError):
+  """No usable checkpoint, or one that does not fit the model being trained."""
+
+
+def _path_str(path: tuple) -> str:
+  parts = []
+  for k in path:
+    parts.append(str(getattr(k, "key", getattr(k, "name", getattr(k, "idx", k)))))
+  return "/".join(parts)
+
+
+def _shapes_by_path(tree: Any) -> dict[str, tuple[int, ...]]:
+  leaves = jax.tree_util.tree_flatten_with_path(tree)[0]
+  return {_path_str(p): tuple(getattr(x, "shape", ())) for p, x in leaves}
+
+
+def check_params_match(saved_params: Any, expected_params: Any, where: str) -> None:
+  """Raises CheckpointError naming the first mismatching parameter and both shapes."""
+  saved, expected = _shapes_by_path(saved_params), _shapes_by_path(expected_params)
+  missing = sorted(set(expected) - set(saved))
+  extra = sorted(set(saved) - set(expected))
+  if missing or extra:
+    raise CheckpointError(
+        f"The checkpoint {where} does not hold this model's parameters: missing "
+        f"{missing[:3]}{'...' if len(missing) > 3 else ''}, unexpected "
+        f"{extra[:3]}{'...' if len(extra) > 3 else ''}. Is it from another architecture?")
+  for name in expected:
+    if saved[name] != expected[name]:
+      raise CheckpointError(
+          f"The checkpoint {where} is for another model size: parameter {name!r} has shape "
+          f"{saved[name]} in the checkpoint but {expected[name]} in the model being trained. "
+          "Use the model gin the checkpoint was trained with, or another MODEL_DIR.")
+
+
+def saved_params(metadata: Any) -> Any:
+  """The `params` subtree of a StandardCheckpointHandler metadata (shapes, no data)."""
+  tree = getattr(metadata, "item_metadata", None) or metadata
+  tree = getattr(tree, "tree", tree)
+  return tree["params"] if isinstance(tree, Mapping) else tree.params
+
+
+def process_key(index: int, count: int) -> str:
+  """The key of one process's input position in the `dataset` item (t5x: process_i-of-N)."""
+  return f"process_{index}-of-{count}"
+
+
+def gather_dataset_states(state: Mapping[str, Any]) -> dict[str, Any]:
+  """Every process's input-pipeline state, keyed by `process_key` (same dict on all hosts).
+
+  Each host reads its own data shard, and shards pack different examples into different
+  numbers of rows, so each host's (window, row) position is its own: all of them are saved.
+  A collective: every process must call it at the same step.
+  """
+  count = jax.process_count()
+  if count == 1:
+    return {process_key(0, 1): dict(state)}
+  from jax.experimental import multihost_utils
+  data = np.frombuffer(json.dumps(dict(state)).encode(), np.uint8)
+  lengths = np.asarray(multihost_utils.process_allgather(np.int32(len(data)))).reshape(-1)
+  padded = np.zeros(int(lengths.max()), np.uint8)
+  padded[:len(data)] = data
+  rows = np.asarray(multihost_utils.process_allgather(padded))  # [count, max length]
+  return {process_key(i, count): json.loads(rows[i, :lengths[i]].tobytes().decode())
+          for i in range(count)}
+
+
+def own_dataset_state(saved: Mapping[str, Any], where: str) -> dict[str, Any]:
+  """This process's position from a `gather_dataset_states` dict read back from `where`.
+
+  Raises:
+    CheckpointError: the checkpoint was written by another number of processes.
+  """
+  index, count = jax.process_index(), jax.process_count()
+  keys = sorted(k for k in saved if k.startswith("process_"))
+  if not keys:  # a bare state (written by hand or by a single-process caller)
+    if count == 1:
+      return dict(saved)
+    keys = ["(one unnamed process)"]
+  elif process_key(index, count) in saved:
+    return dict(saved[process_key(index, count)])
+  raise CheckpointError(
+      f"{where} holds the input-pipeline positions of {len(keys)} process(es) ({', '.join(keys)})"
+      f" but this run has {count}: each process reads its own data shard, so positions do not "
+      f"transfer. Resume with NUM_PROCESSES={len(keys)} (the same hosts), or start a new "
+      "MODEL_DIR with INITIAL_CHECKPOINT_PATH set to that checkpoint (its weights, optimizer "
+      "state and step; the data stream restarts from its beginning).")
+
+
+def abstract_state(shapes: Any, shardings: Any) -> Any:
+  """ShapeDtypeStructs carrying the CURRENT shardings: orbax restores straight into them."""
+  return jax.tree.map(lambda s, sh: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sh),
+                      shapes, shardings)
+
+
+class Checkpoints:
+  """Periodic, keep-N, asynchronous saves and a fall-back-on-corruption restore.
+
+  Args:
+    model_dir: MODEL_DIR (created if missing).
+    period: `should_save(step)` is true every `period` steps.
+    keep: keep the newest `keep` checkpoints (None: all).
+    async_save: write in a background thread after the device-to-host copy.
+  """
+
+  def __init__(self, model_dir: str, *, period: int = 1000, keep: int | None = None,
+               async_save: bool = True):
+    self.model_dir = pathlib.Path(model_dir)
+    self.period = max(1, int(period))
+    # The save decision is ours (`should_save`): orbax's own would also save the first step.
+    options = ocp.CheckpointManagerOptions(
+        save_interval_steps=1, max_to_keep=keep, step_prefix=STEP_PREFIX,
+        create=True, cleanup_tmp_directories=True, enable_async_checkpointing=async_save)
+    handlers = {STATE: ocp.StandardCheckpointHandler(), DATASET: ocp.JsonCheckpointHandler()}
+    self.manager = ocp.CheckpointManager(self.model_dir.absolute(), options=options,
+                                         item_handlers=handlers)
+
+  def steps(self) -> list[int]:
+    """Steps of the complete checkpoints, oldest first."""
+    self.manager.reload()
+    return sorted(self.manager.all_steps())
+
+  def should_save(self, step: int) -> bool:
+    """Whether `step` is a multiple of the period."""
+    return step % self.period == 0
+
+  def save(self, step: int, state: Any, dataset_state: Mapping[str, Any] | None = None, *,
+           force: bool = True) -> bool:
+    """Starts saving `step` (unless it exists); returns whether a save started.
+
+    Every call saves (the caller decides when, with `should_save`); `force` is accepted for
+    orbax-style callers and changes nothing.
+    """
+    del force
+    if step in self.manager.all_steps():
+      return False
+    items = {STATE: ocp.args.StandardSave(state),
+             DATASET: ocp.args.JsonSave(dict(dataset_state or {}))}
+    return self.manager.save(step, args=ocp.args.Composite(**items), force=True)
+
+  def wait(self) -> None:
+    """Blocks until the background save (if any) is committed."""
+    self.manager.wait_until_finished()
+
+  def close(self) -> None:
+    self.manager.wait_until_finished()
+    self.manager.close()
+
+  def restore_latest(self, target: Any) -> tuple[Any, dict | None, int] | None:
+    """(state, dataset_state, step) of the newest readable checkpoint, or None if none exist.
+
+    A checkpoint that fails to read is skipped with a warning naming it; a checkpoint of
+    another model size is a CheckpointError (older ones would not fit either).
+    """
+    steps = self.steps()
+    failures = []
+    for step in reversed(steps):
+      where = str(self.model_dir / f"{STEP_PREFIX}_{step}")
+      try:
+        saved = saved_params(self.manager.item_metadata(step)[STATE])
+      except Exception as e:  # noqa: BLE001 - any unreadable metadata means a bad checkpoint
+        failures.append((where, e))
+        logging.warning("Checkpoint %s is unreadable (%s: %s); falling back to an older one.",
+                        where, type(e).__name__, e)
+        continue
+      check_params_match(saved, target.params, where)
+      try:
+        restored = self.manager.restore(step, args=ocp.args.Composite(**{
+            STATE: ocp.args.StandardRestore(target), DATASET: ocp.args.JsonRestore()}))
+      except Exception as e:  # noqa: BLE001 - orbax raises many types for damaged files
+        failures.append((where, e))
+        logging.warning("Checkpoint %s is unreadable (%s: %s); falling back to an older one.",
+                        where, type(e).__name__, e)
+        continue
+      if failures:
+        logging.warning("Resumed from %s after skipping unreadable %s.", where,
+                        ", ".join(w for w, _ in failures))
+      return restored[STATE], restored[DATASET] or None, step
+    if failures:
+      raise CheckpointError(
+          "Every checkpoint in MODEL_DIR is unreadable: " +
+          "; ".join(f"{w} ({type(e).__name__}: {e})" for w, e in failures) +
+          ". Delete them (or use another MODEL_DIR) to start over.")
+    return None
+
+
+def is_hf_directory(path: str | pathlib.Path) -> bool:
+  """A Hugging Face model directory: config.json plus weights."""
+  p = pathlib.Path(path)
+  return (p / "config.json").is_file() and (
+      any(p.glob("*.safetensors")) or (p / "pytorch_model.bin").is_file())
+
+
+def resolve_step_dir(path: pathlib.Path, flag: str = "INITIAL_CHECKPOINT_PATH") -> pathlib.Path:
+  """A `checkpoint_<step>` directory: `path` itself, or the newest one inside a MODEL_DIR.
+
+  `flag` names the setting that gave `path`, for the error message.
+  """
+  if (path / STATE).is_dir():
+    return path
+  steps = sorted((int(d.name.rsplit("_", 1)[1]), d) for d in path.glob(f"{STEP_PREFIX}_*")
+                 if d.name.rsplit("_", 1)[1].isdigit() and (d / STATE).is_dir())
+  if not steps:
+    raise CheckpointError(f"{flag}={str(path)!r} holds no checkpoint: expected a "
+                          f"{STEP_PREFIX}_<step> directory written by flan.train, a MODEL_DIR "
+                          "containing one, or a Hugging Face T5 directory (config.json + "
+                          "weights).")
+  return steps[-1][1]
+
+
+def load_initial(path: str, target: Any) -> Any:
+  """The full train state (step, params, moments) from one of our checkpoints."""
+  step_dir = resolve_step_dir(pathlib.Path(path))
+  checkpointer = ocp.StandardCheckpointer()
+  check_params_match(saved_params(checkpointer.metadata(step_dir / STATE)), target.params,
+                     str(step_dir))
+  return checkpointer.restore(step_dir / STATE, target)
+
+
+def restore_or_initialize(checkpoints: Checkpoints, target: Any, *,
+                          init_state: Callable[[Any], Any],
+                          initial_checkpoint_path: str | None = None,
+                          model_config: Any = None) -> tuple[Any, dict | None, str]:
+  """The state to train from, in t5x's order.
+
+  Args:
+    checkpoints: the MODEL_DIR manager.
+    target: abstract train state (ShapeDtypeStructs with the current shardings).
+    init_state: params-or-None -> a fresh sharded train state (step 0, fresh moments).
+    initial_checkpoint_path: ours (a checkpoint_<step> dir or a MODEL_DIR) or a HF dir.
+    model_config: the model's `T5Config`, for the layout of imported HF weights.
+
+  Returns:
+    (state, dataset_state or None, a description of where the state came from).
+  """
+  latest = checkpoints.restore_latest(target)
+  if latest is not None:
+    state, dataset_state, step = latest
+    return state, dataset_state, f"resumed from {checkpoints.model_dir}/{STEP_PREFIX}_{step}"
+  if initial_checkpoint_path:
+    path = pathlib.Path(initial_checkpoint_path)
+    if not path.exists():
+      raise CheckpointError(f"INITIAL_CHECKPOINT_PATH={initial_checkpoint_path!r} does not "
+                            "exist; fix the path or set it to None to start from scratch.")
+    if is_hf_directory(path):
+      from flan.model import hf  # the HF importer pulls in safetensors only when needed
+      if model_config is None:
+        raise CheckpointError(f"INITIAL_CHECKPOINT_PATH={str(path)!r} is a Hugging Face "
+                              "directory: pass the model's config to lay out its weights.")
+      try:
+        params = hf.load_params(str(path), model_config)
+      except ValueError as e:  # sizes differ: name them as a checkpoint error
+        raise CheckpointError(str(e)) from None
+      check_params_match(params, target.params, str(path))
+      # Fresh Adafactor moments at step 0: beta2 = 0 makes the first update re-estimate
+      # them from one gradient (t5x would import the TF slots and the pretraining step).
+      return init_state(params), None, f"initialised from Hugging Face weights in {path}"
+    state = load_initial(str(path), target)
+    return state, None, f"initialised from {path}"
+  return init_state(None), None, "initialised from scratch"
