@@ -134,9 +134,11 @@ def report_user_errors() -> Iterator[None]:
   """Turns a user error into one line on stderr and exit status 1 (FLAN_DEBUG=1: traceback)."""
   from flan.training import checkpoints
   from flan.data import examples
+  from flan.training import run_lock
   from flan.training import train_step as trainer
   user_errors = (ValueError, FileNotFoundError, PermissionError, checkpoints.CheckpointError,
-                 trainer.NonFiniteLossError, examples.DataNotPreparedError)
+                 trainer.NonFiniteLossError, examples.DataNotPreparedError,
+                 run_lock.RunLockError)
   try:
     yield
   except user_errors as e:

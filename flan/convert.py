@@ -4,13 +4,15 @@
     python -m flan.convert hf_to_flan --hf_dir /path/flan-t5-small --out /tmp/flan_t5_small
     # flan checkpoint -> HF directory loadable by transformers' T5ForConditionalGeneration
     python -m flan.convert flan_to_hf --checkpoint /tmp/model_dir --out /tmp/hf_export \
-        [--gin_file configs/models/small.gin]
+        [--gin_file configs/models/small.gin] [--overwrite]
 
 `hf_to_flan` writes `{"params": ...}` with orbax's StandardCheckpointer plus `t5_config.json`.
 `flan_to_hf` reads that, a trainer `checkpoint_<step>` directory, or a MODEL_DIR (its newest
-checkpoint). The network config comes from `t5_config.json`, else from `--gin_file` (a model
-gin), else from MODEL_DIR/config.gin written by training. Training itself needs no
-conversion: INITIAL_CHECKPOINT_PATH may name a Hugging Face directory directly.
+checkpoint that verifies). The network config comes from `t5_config.json`, else from
+`--gin_file` (a model gin), else from MODEL_DIR/model_config.json recorded by training. A
+directory's `config.gin` is never parsed: gin can call any function, and a checkpoint
+directory is data. `--out` must not hold a model already, unless `--overwrite`. Training
+itself needs no conversion: INITIAL_CHECKPOINT_PATH may name a Hugging Face directory.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import argparse
 import dataclasses
 import json
 import pathlib
+import shutil
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -32,14 +35,28 @@ from flan.model import network
 CONFIG_FILE = "t5_config.json"
 
 
-def hf_to_flan(hf_dir: str, out: str, *, scan_layers: bool = False) -> network.T5Config:
+def _check_out(out: pathlib.Path, overwrite: bool) -> None:
+  """Refuses an `--out` that exists and is not empty, unless `overwrite` (then clears it)."""
+  if out.exists() and (not out.is_dir() or any(out.iterdir())):
+    if not overwrite:
+      raise FileExistsError(f"--out {out} already exists and is not empty; choose a new "
+                            "directory, or pass --overwrite to replace it.")
+    if out.is_dir():
+      shutil.rmtree(out)
+    else:
+      out.unlink()
+
+
+def hf_to_flan(hf_dir: str, out: str, *, scan_layers: bool = False,
+               overwrite: bool = False) -> network.T5Config:
   """Imports a HF directory and saves its params as an orbax checkpoint at `out`."""
   import orbax.checkpoint as ocp
 
+  out_path = pathlib.Path(out).expanduser().resolve()
+  _check_out(out_path, overwrite)  # before reading: a refused run costs nothing
   config, params = hf.params_from_hf(hf_dir, scan_layers=scan_layers)
-  out_path = pathlib.Path(out).resolve()
   if out_path.exists():
-    raise FileExistsError(f"--out {out_path} already exists; choose a new directory.")
+    out_path.rmdir()  # an empty directory: orbax wants to create it
   checkpointer = ocp.StandardCheckpointer()
   checkpointer.save(out_path, {"params": params})
   checkpointer.wait_until_finished()
@@ -49,16 +66,35 @@ def hf_to_flan(hf_dir: str, out: str, *, scan_layers: bool = False) -> network.T
 
 def _checkpoint_item(path: pathlib.Path) -> tuple[pathlib.Path, pathlib.Path | None]:
   """(orbax item directory, MODEL_DIR or None) for any accepted --checkpoint form."""
+  from flan.training import checkpoints
+
   if (path / CONFIG_FILE).is_file():
     return path, None
-  if (path / "state").is_dir():
-    return path / "state", path.parent
-  steps = sorted((int(d.name.rsplit("_", 1)[1]), d) for d in path.glob("checkpoint_*")
-                 if d.name.rsplit("_", 1)[1].isdigit() and (d / "state").is_dir())
-  if steps:
-    return steps[-1][1] / "state", path
+  if (path / checkpoints.STATE).is_dir() or any(path.glob(f"{checkpoints.STEP_PREFIX}_*")):
+    try:  # the newest checkpoint that verifies against its manifest
+      step_dir = checkpoints.resolve_step_dir(path, "--checkpoint")
+    except checkpoints.CheckpointError as e:
+      raise ValueError(str(e)) from None
+    return step_dir / checkpoints.STATE, step_dir.parent
   raise FileNotFoundError(f"--checkpoint {path} is not a flan checkpoint: expected the output of "
                           "hf_to_flan, a checkpoint_<step> directory, or a MODEL_DIR holding one.")
+
+
+def _config_from_record(model_dir: pathlib.Path) -> network.T5Config | None:
+  """The T5Config recorded by training in MODEL_DIR/model_config.json (plain JSON), if any."""
+  from flan.training import run_record
+
+  record = run_record.read(model_dir)
+  if record is None:
+    return None
+  fields = dict(record["model"])
+  if "mlp_activations" in fields:
+    fields["mlp_activations"] = tuple(fields["mlp_activations"])
+  try:
+    return network.T5Config(**fields)
+  except TypeError as e:
+    raise ValueError(f"{model_dir / run_record.RECORD_NAME} does not describe a T5Config ({e}); "
+                     "pass --gin_file with the model gin instead.") from None
 
 
 def _config_from_gin(files: Sequence[str], bindings: Sequence[str]) -> network.T5Config:
@@ -83,19 +119,23 @@ def _restore_params(item: pathlib.Path) -> Any:
 
 
 def flan_to_hf(checkpoint: str, out: str, *, gin_files: Sequence[str] = (),
-               gin_bindings: Sequence[str] = ()) -> network.T5Config:
+               gin_bindings: Sequence[str] = (), overwrite: bool = False) -> network.T5Config:
   """Exports a flan checkpoint's params as a Hugging Face T5 directory at `out`."""
-  item, model_dir = _checkpoint_item(pathlib.Path(checkpoint).resolve())
+  out_path = pathlib.Path(out).expanduser().resolve()
+  item, model_dir = _checkpoint_item(pathlib.Path(checkpoint).expanduser().resolve())
+  config = None
   if (item / CONFIG_FILE).is_file():
     config = network.T5Config(**json.loads((item / CONFIG_FILE).read_text()))
-  elif gin_files:
+  elif gin_files:  # the user's own gin files, never one found in a model directory
     config = _config_from_gin(gin_files, gin_bindings)
-  elif model_dir is not None and (model_dir / "config.gin").is_file():
-    config = _config_from_gin([str(model_dir / "config.gin")], gin_bindings)
-  else:
-    raise FileNotFoundError(f"No network config for {checkpoint}: pass --gin_file with the model "
-                            "gin it was trained with (e.g. configs/models/small.gin).")
-  hf.params_to_hf(config, _restore_params(item), out)
+  elif model_dir is not None:
+    config = _config_from_record(model_dir)
+  if config is None:
+    raise FileNotFoundError(f"No network config for {checkpoint} (no t5_config.json or "
+                            "model_config.json): pass --gin_file with the model gin it was "
+                            "trained with (e.g. configs/models/small.gin).")
+  _check_out(out_path, overwrite)
+  hf.params_to_hf(config, _restore_params(item), out_path)
   return config
 
 
@@ -106,6 +146,7 @@ def main(argv: Sequence[str] | None = None) -> None:
   to_flan = commands.add_parser("hf_to_flan", help="HF directory -> orbax params checkpoint")
   to_flan.add_argument("--hf_dir", required=True)
   to_flan.add_argument("--out", required=True)
+  to_flan.add_argument("--overwrite", action="store_true", help="replace an existing --out")
   to_flan.add_argument("--scan_layers", action="store_true",
                        help="save the stacked layout for models trained with SCAN_LAYERS=True")
   to_hf = commands.add_parser("flan_to_hf", help="flan checkpoint -> HF directory")
@@ -113,15 +154,17 @@ def main(argv: Sequence[str] | None = None) -> None:
   to_hf.add_argument("--out", required=True)
   to_hf.add_argument("--gin_file", action="append", default=[])
   to_hf.add_argument("--gin_bindings", action="append", default=[])
+  to_hf.add_argument("--overwrite", action="store_true", help="replace an existing --out")
   args = parser.parse_args(argv)
   try:
     if args.command == "hf_to_flan":
-      config = hf_to_flan(args.hf_dir, args.out, scan_layers=args.scan_layers)
+      config = hf_to_flan(args.hf_dir, args.out, scan_layers=args.scan_layers,
+                          overwrite=args.overwrite)
     else:
       config = flan_to_hf(args.checkpoint, args.out, gin_files=args.gin_file,
-                          gin_bindings=args.gin_bindings)
+                          gin_bindings=args.gin_bindings, overwrite=args.overwrite)
   except (FileNotFoundError, FileExistsError, ValueError) as e:
-    sys.exit(f"flan.convert {args.command}: {e}")
+    sys.exit(f"error: flan.convert {args.command}: {e}")
   print(f"wrote {args.out} ({config})")
 
 

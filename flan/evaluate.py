@@ -32,6 +32,7 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from flan.training import checkpoints as checkpoints_lib
+from flan.training import run_record
 from flan.model import partitioning
 
 
@@ -77,15 +78,18 @@ def restore_params(model: Any, mesh: jax.sharding.Mesh, path: str,
     checkpoints_lib.check_params_match(params, shapes, str(src))
     return jax.device_put(params, shardings), {"path": str(src), "step": None}
   import orbax.checkpoint as ocp  # deferred: heavy import.
-  step_dir = checkpoints_lib.resolve_step_dir(src, "CHECKPOINT_PATH")
-  state_dir = step_dir / checkpoints_lib.STATE
-  saved = checkpoints_lib.saved_params(ocp.PyTreeCheckpointer().metadata(state_dir))
-  checkpoints_lib.check_params_match(saved, shapes, str(step_dir))
   target = {"params": checkpoints_lib.abstract_state(shapes, shardings),
             "step": jax.ShapeDtypeStruct((), np.int32, sharding=NamedSharding(mesh, P()))}
-  restored = ocp.PyTreeCheckpointer().restore(state_dir, args=ocp.args.PyTreeRestore(
-      item=target, restore_args=ocp.checkpoint_utils.construct_restore_args(target),
-      partial_restore=True))
+
+  def read(step_dir: pathlib.Path) -> Any:
+    state_dir = step_dir / checkpoints_lib.STATE
+    saved = checkpoints_lib.saved_params(ocp.PyTreeCheckpointer().metadata(state_dir))
+    checkpoints_lib.check_params_match(saved, shapes, str(step_dir))
+    return ocp.PyTreeCheckpointer().restore(state_dir, args=ocp.args.PyTreeRestore(
+        item=target, restore_args=ocp.checkpoint_utils.construct_restore_args(target),
+        partial_restore=True))
+  # Training's fallback: a corrupt newest checkpoint gives way to the previous good one.
+  restored, step_dir = checkpoints_lib.read_good(src, read, "CHECKPOINT_PATH")
   return restored["params"], {"path": str(step_dir), "step": int(restored["step"])}
 
 
@@ -139,6 +143,8 @@ def evaluate(*, model: Any = gin.REQUIRED, checkpoint_path: str = gin.REQUIRED,
   output_dir = default_output_dir(checkpoint_path, model_dir, eval_output_dir)
   params, info = restore_params(model, device_mesh, checkpoint_path, task_feature_lengths)
   logging.info("Restored %s (step %s).", info["path"], info["step"])
+  run_record.check_vocabulary(pathlib.Path(info["path"]).parent,
+                              vocabularies.fingerprint(vocabulary))
   baseline, baseline_info = None, None
   if baseline_checkpoint_path:
     baseline, baseline_info = restore_params(model, device_mesh, baseline_checkpoint_path,

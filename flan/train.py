@@ -37,6 +37,8 @@ from flan.training import optimizer as optimizer_lib
 from flan.model import partitioning
 from flan.training import preemption
 from flan.training import progress as progress_lib
+from flan.training import run_lock
+from flan.training import run_record
 from flan.training import train_step as trainer_lib
 from flan.cli import parse_gin_flags, report_user_errors
 
@@ -114,6 +116,7 @@ def train(*, model: Any = gin.REQUIRED, mixture_or_task_name: str = gin.REQUIRED
           heldout_cluster: str | None = None, run_heldout_eval: bool = True,
           eval_batch_size: int = 32, eval_max_examples: int | None = None,
           eval_num_templates: int | None = None, preemption_grace_seconds: float = 120.0,
+          max_consecutive_skips: int = 100,
           coordinator_address: str | None = None, num_processes: int | None = None,
           process_id: int | None = None,
           make_iterator: Callable[..., Any] | None = None) -> dict[str, Any]:
@@ -124,6 +127,7 @@ def train(*, model: Any = gin.REQUIRED, mixture_or_task_name: str = gin.REQUIRED
   RANDOM_SEED, MESH, USE_MOCK_DATA, HELDOUT_CLUSTER, ...). Notable ones:
     use_mock_data: synthetic TFDS examples (tfds.testing.mock_data) unless DATA_DIR is set.
     nan_policy: "stop" raises at the first non-finite step (checkpoints stay good) or "skip".
+    max_consecutive_skips: with "skip", more skipped updates in a row than this stop the run.
     heldout_cluster: evaluated at the end; derived from a flan_holdout_<c>_train mixture.
     run_heldout_eval: False skips that evaluation (e.g. when `flan.evaluate` runs it apart).
     make_iterator: tests only: a replacement for the FLAN input pipeline, same signature.
@@ -137,9 +141,7 @@ def train(*, model: Any = gin.REQUIRED, mixture_or_task_name: str = gin.REQUIRED
     from flan.data import clusters
     clusters.check_cluster(heldout_cluster)
   _check_writable(model_dir)
-  if jax.process_index() == 0:
-    with open(os.path.join(model_dir, "config.gin"), "w") as f:
-      f.write(gin.config_str())
+  config_gin = gin.config_str()  # as parsed; written once the run is validated and locked
   device_mesh = partitioning.make_mesh(mesh)
   partitioning.check_batch_size(batch_size, device_mesh)
   lengths = dict(task_feature_lengths)
@@ -150,8 +152,12 @@ def train(*, model: Any = gin.REQUIRED, mixture_or_task_name: str = gin.REQUIRED
                      f"{model.config.vocab_size}; use a model gin sized for this vocabulary.")
   init_rng, step_rng = jax.random.split(jax.random.PRNGKey(random_seed))
   optimizer, schedule = optimizer_lib.make_optimizer()
+  guard = trainer_lib.NanGuard(nan_policy, max_consecutive_skips)
 
   with contextlib.ExitStack() as stack:
+    lock = stack.enter_context(run_lock.hold(model_dir))  # one trainer per MODEL_DIR
+    signals = stack.enter_context(preemption.PreemptionHandler(preemption_grace_seconds,
+                                                               on_abort=lock.release))
     if use_mock_data and data_dir is None:
       import tensorflow_datasets as tfds
       stack.enter_context(tfds.testing.mock_data(
@@ -163,11 +169,21 @@ def train(*, model: Any = gin.REQUIRED, mixture_or_task_name: str = gin.REQUIRED
     shapes = {k: (batch_size,) + tuple(s[1:]) for k, s in it.batch_shapes().items()}
     ckpts = checkpoints_lib.Checkpoints(model_dir, period=checkpoint_period, keep=keep_checkpoints)
     stack.callback(ckpts.close)
+    if ckpts.steps():  # resuming: the vocabulary must be the one the checkpoints learnt
+      run_record.check_vocabulary(model_dir, vocabularies.fingerprint(vocabulary))
     state, shardings, source = _restore_or_initialize(
         model, optimizer, device_mesh, init_rng, shapes, ckpts, it, fsdp=fsdp,
         initial_checkpoint_path=initial_checkpoint_path)
     start = int(state.step)
     logging.info("Train state %s (step %d of %d).", source, start, train_steps)
+    if jax.process_index() == 0:  # validated, locked, restored: now this run owns MODEL_DIR
+      run_record.write(model_dir, model_config=model.config, feature_lengths=lengths,
+                       vocabulary=vocabularies.fingerprint(vocabulary), config_gin=config_gin)
+    if signals.requested():  # signalled while the data or the state loaded
+      logging.warning("Stopped before the first step (%s); exiting.", source)
+      return {"step": start, "source": source, "first_loss": None, "history": [],
+              "eval": None, "preempted": True}
+    signals.phase = preemption.TRAIN
     train_step = trainer_lib.make_train_step(
         model, optimizer, mesh=device_mesh, shardings=shardings, schedule=schedule,
         num_microbatches=num_microbatches, nan_policy=nan_policy)
@@ -178,7 +194,6 @@ def train(*, model: Any = gin.REQUIRED, mixture_or_task_name: str = gin.REQUIRED
                                               target_length=lengths["targets"]),
         peak_flops=flops.peak_flops_per_device(jax.devices()[0]), data_stats=lambda: it.stats)
     stack.callback(progress.close)
-    signals = stack.enter_context(preemption.PreemptionHandler(preemption_grace_seconds))
     # Every host's own input position goes in (a collective: all hosts save together).
     save = lambda s: ckpts.save(s, state, checkpoints_lib.gather_dataset_states(it.state()))
 
@@ -187,8 +202,8 @@ def train(*, model: Any = gin.REQUIRED, mixture_or_task_name: str = gin.REQUIRED
     for step in range(start + 1, train_steps + 1):
       batch = partitioning.shard_batch(next(it), device_mesh)
       state, metrics = train_step(state, batch, step_rng)
-      if nan_policy == "stop" and pending is not None:
-        trainer_lib.check_finite(pending, step - 1)
+      if pending is not None:
+        guard.check(pending, step - 1)
       pending = metrics
       progress.update(step, metrics)
       if step == start + 1 and jax.process_index() == 0:
@@ -196,8 +211,8 @@ def train(*, model: Any = gin.REQUIRED, mixture_or_task_name: str = gin.REQUIRED
           f.write(gin.operative_config_str())
       preempted = signals.requested()
       if preempted or ckpts.should_save(step) or step == train_steps:
-        if nan_policy == "stop":
-          trainer_lib.check_finite(metrics, step)
+        guard.check(metrics, step)
+        guard.check_state(state, step)
         save(step)
       if preempted:
         logging.warning("Preempted: saving %s/checkpoint_%d and exiting.", model_dir, step)
@@ -209,11 +224,16 @@ def train(*, model: Any = gin.REQUIRED, mixture_or_task_name: str = gin.REQUIRED
     cluster = heldout_cluster or (match.group(1) if match else None)
     results = None
     if cluster and run_heldout_eval and not preempted:
-      results = _evaluate(model, state.params, device_mesh, cluster=cluster, vocabulary=vocab,
-                          data_dir=data_dir, lengths=lengths, model_dir=model_dir,
-                          batch_size=eval_batch_size, max_examples=eval_max_examples,
-                          num_templates=eval_num_templates, step=step,
-                          initial_checkpoint_path=initial_checkpoint_path)
+      signals.phase, signals.saved = preemption.EVALUATION, f"{model_dir}/checkpoint_{step}"
+      try:
+        results = _evaluate(model, state.params, device_mesh, cluster=cluster,
+                            vocabulary=vocab, data_dir=data_dir, lengths=lengths,
+                            model_dir=model_dir, batch_size=eval_batch_size,
+                            max_examples=eval_max_examples, num_templates=eval_num_templates,
+                            step=step, initial_checkpoint_path=initial_checkpoint_path)
+      except preemption.EvaluationInterrupted:
+        preempted = True
+      signals.phase = preemption.FINISHING
   return {"step": step, "source": source, "first_loss": progress.first_loss,
           "history": progress.history, "eval": results, "preempted": preempted}
 

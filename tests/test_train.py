@@ -279,6 +279,7 @@ def test_sigterm_sets_the_flag_and_a_save_past_the_grace_period_ends_the_process
   exits = []
   monkeypatch.setattr(preemption.os, "_exit", exits.append)
   with preemption.PreemptionHandler(grace_seconds=0.2) as handler:
+    handler.phase = preemption.TRAIN
     assert not handler.requested()
     signal.raise_signal(signal.SIGTERM)
     assert handler.requested()

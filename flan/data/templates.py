@@ -116,7 +116,14 @@ def load(dataset: str, directory: str | None = None) -> tuple[Template, ...]:
     path = root / f"{spec.template_file}.yaml"
   if not path.exists():
     raise TemplateError(f"No template file for dataset {dataset!r}: expected {path}.")
-  data = yaml.safe_load(path.read_text(encoding="utf-8"))
+  try:
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+  except yaml.YAMLError as e:  # name the file and line: the parser's own message has neither
+    mark = getattr(e, "problem_mark", None)
+    where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
+    problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+    raise TemplateError(f"{where}: YAML syntax error: {problem}; fix the file (quote a value "
+                        "holding ': ' or starting with '{').") from None
   if isinstance(data, Mapping):
     owners = data.get("datasets", [data.get("dataset", dataset)])
     if dataset not in owners:

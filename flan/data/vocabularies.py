@@ -10,7 +10,9 @@ to a multiple of 128); `DEFAULT_VOCAB_SIZE` records that number for checks.
 
 from __future__ import annotations
 
+import hashlib
 import os
+from typing import Any
 
 import seqio
 
@@ -28,6 +30,7 @@ def get_vocabulary(path: str | None = None) -> seqio.Vocabulary:
 
   Raises:
     FileNotFoundError: `path` names no file; the message says how to fix it.
+    ValueError: the file is not a SentencePiece model.
   """
   if path is None or path == BYTE:
     return seqio.ByteVocabulary()
@@ -43,4 +46,27 @@ def get_vocabulary(path: str | None = None) -> seqio.Vocabulary:
     import tensorflow as tf  # only remote paths need gfile.
     if not tf.io.gfile.exists(path):
       raise FileNotFoundError(f"SentencePiece model not found: {path!r}.")
-  return seqio.SentencePieceVocabulary(path, extra_ids=EXTRA_IDS)
+  vocab = seqio.SentencePieceVocabulary(path, extra_ids=EXTRA_IDS)
+  try:
+    vocab.vocab_size  # loads the model now: a wrong file fails here, not mid-pipeline
+  except Exception as e:  # noqa: BLE001 - sentencepiece raises RuntimeError/OSError/...
+    raise ValueError(f"VOCABULARY={path!r} is not a SentencePiece model ({type(e).__name__}: "
+                     f"{str(e).splitlines()[0] if str(e) else 'unreadable'}); pass T5's "
+                     "spiece.model, or \"byte\" / None for the byte vocabulary.") from None
+  return vocab
+
+
+def fingerprint(path: str | None) -> dict[str, Any]:
+  """What identifies a vocabulary: {"path", "sha256" of the model file (None for bytes)}."""
+  if path is None or path == BYTE:
+    return {"path": BYTE, "sha256": None}
+  path = os.fspath(path)
+  if "://" in path:
+    import tensorflow as tf
+    with tf.io.gfile.GFile(path, "rb") as f:
+      data = f.read()
+  else:
+    path = os.path.expanduser(path)
+    with open(path, "rb") as f:
+      data = f.read()
+  return {"path": path, "sha256": hashlib.sha256(data).hexdigest()}

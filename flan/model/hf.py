@@ -30,9 +30,24 @@ _MLP_ACTIVATIONS = {
 _SINGLE_ATTENTION = {"query": "q", "key": "k", "value": "v", "out": "o"}
 
 
+_T5_TYPES = ("t5", "mt5")
+_REQUIRED_KEYS = ("vocab_size", "d_model", "num_heads", "num_layers", "d_kv", "d_ff")
+
+
 def config_from_hf(hf_config: dict[str, Any], *, dtype: str = "bfloat16",
-                   scan_layers: bool = False) -> network.T5Config:
-  """Reads a Hugging Face T5 `config.json` dict into a `T5Config`."""
+                   scan_layers: bool = False, where: str = "config.json") -> network.T5Config:
+  """Reads a Hugging Face T5 `config.json` dict into a `T5Config`.
+
+  Raises:
+    ValueError: `where` (named in the message) is not a T5 config (another architecture).
+  """
+  model_type = hf_config.get("model_type")
+  missing = [k for k in _REQUIRED_KEYS if k not in hf_config]
+  if (model_type is not None and model_type not in _T5_TYPES) or missing:
+    raise ValueError(
+        f"{where} is not a T5 config (model_type {model_type!r}, architectures "
+        f"{hf_config.get('architectures')}{', missing ' + ', '.join(missing) if missing else ''}"
+        "); pass a T5 / FLAN-T5 checkpoint directory.")
   proj = hf_config.get("feed_forward_proj", "relu")
   if proj not in _MLP_ACTIVATIONS:
     raise ValueError(f"feed_forward_proj={proj!r} is not supported; use a T5 checkpoint with one "
@@ -69,15 +84,27 @@ def config_to_hf(config: network.T5Config) -> dict[str, Any]:
   }
 
 
+def _load_safetensors(path: pathlib.Path) -> dict[str, np.ndarray]:
+  """One safetensors file; a damaged (e.g. truncated) one is a ValueError naming it."""
+  if not path.is_file():
+    raise FileNotFoundError(f"{path} is missing (listed in model.safetensors.index.json); "
+                            "download the checkpoint again.")
+  try:
+    return safetensors.numpy.load_file(path)
+  except Exception as e:  # noqa: BLE001 - SafetensorError and friends: unreadable file
+    raise ValueError(f"{path} is not a readable safetensors file ({str(e).splitlines()[0]}); "
+                     "it may be truncated: download it again.") from None
+
+
 def _read_tensors(directory: pathlib.Path) -> dict[str, np.ndarray]:
   single = directory / "model.safetensors"
   index = directory / "model.safetensors.index.json"
   if single.is_file():
-    return safetensors.numpy.load_file(single)
+    return _load_safetensors(single)
   if index.is_file():
     tensors = {}
     for shard in sorted(set(json.loads(index.read_text())["weight_map"].values())):
-      tensors.update(safetensors.numpy.load_file(directory / shard))
+      tensors.update(_load_safetensors(directory / shard))
     return tensors
   raise FileNotFoundError(
       f"{directory} has no model.safetensors (or model.safetensors.index.json). Re-save the "
@@ -154,7 +181,8 @@ def params_from_hf(directory: str | pathlib.Path, *, dtype: str = "bfloat16",
     raise FileNotFoundError(f"{directory} has no config.json; pass a Hugging Face T5 checkpoint "
                             "directory (as written by save_pretrained).")
   hf_config = json.loads(config_path.read_text())
-  config = config_from_hf(hf_config, dtype=dtype, scan_layers=scan_layers)
+  config = config_from_hf(hf_config, dtype=dtype, scan_layers=scan_layers,
+                          where=str(config_path))
   tensors = _read_tensors(directory)
   if "shared.weight" not in tensors and "encoder.embed_tokens.weight" in tensors:
     tensors["shared.weight"] = tensors["encoder.embed_tokens.weight"]

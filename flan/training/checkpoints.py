@@ -9,6 +9,16 @@ exactly the batches that were not yet seen. Orbax writes each step into a tempor
 directory and renames it when complete, so a crash mid-save never leaves a half-written
 `checkpoint_<step>` (a leftover temporary directory is ignored and cleaned up).
 
+Every committed checkpoint gets a manifest, MODEL_DIR/checkpoint_<step>/MANIFEST_NAME: the
+size and SHA-256 of each of its files, written last and atomically (host 0, once orbax has
+committed the step). A restore verifies it first, so flipped bits, a truncated or missing
+file are found before any array is read. A checkpoint that fails (verification or orbax's
+read) is moved aside to `checkpoint_<step>.corrupt-<time>`: it is never used again, never
+counted by keep-N rotation, and kept for inspection; training falls back to the previous
+checkpoint and, when it reaches that step again, saves it anew. A checkpoint without a
+manifest (committed just before a crash, or written by an older flan) is read unverified,
+with a warning.
+
 Restore order (t5x's): the latest readable checkpoint in MODEL_DIR, else
 INITIAL_CHECKPOINT_PATH (one of ours, or a Hugging Face T5 directory via `flan.model.hf`), else
 from scratch. Arrays are restored straight into the CURRENT shardings, so a checkpoint
@@ -17,8 +27,11 @@ written on one mesh loads on any other.
 
 from __future__ import annotations
 
+import datetime
+import hashlib
 import json
 import logging
+import os
 import pathlib
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -29,10 +42,79 @@ import orbax.checkpoint as ocp
 
 STATE, DATASET = "state", "dataset"
 STEP_PREFIX = "checkpoint"
+MANIFEST_NAME = "flan_manifest.json"
+CORRUPT_MARK = ".corrupt-"
 
 
 class CheckpointError(RuntimeError):
   """No usable checkpoint, or one that does not fit the model being trained."""
+
+
+class CorruptCheckpointError(CheckpointError):
+  """A checkpoint's files do not match its manifest."""
+
+
+def _file_digest(path: pathlib.Path) -> str:
+  digest = hashlib.sha256()
+  with open(path, "rb") as f:
+    for block in iter(lambda: f.read(1 << 22), b""):
+      digest.update(block)
+  return digest.hexdigest()
+
+
+def _files(step_dir: pathlib.Path) -> list[pathlib.Path]:
+  return sorted(p for p in step_dir.rglob("*") if p.is_file() and p.name != MANIFEST_NAME)
+
+
+def write_manifest(step_dir: str | os.PathLike) -> None:
+  """Records the size and SHA-256 of every file under `step_dir`, atomically, last."""
+  from flan.training import run_record
+  step_dir = pathlib.Path(step_dir)
+  files = {str(p.relative_to(step_dir)): {"size": p.stat().st_size, "sha256": _file_digest(p)}
+           for p in _files(step_dir)}
+  run_record.write_atomic(step_dir / MANIFEST_NAME,
+                          json.dumps({"algorithm": "sha256", "files": files}, indent=1) + "\n")
+
+
+def verify(step_dir: str | os.PathLike) -> bool:
+  """Checks `step_dir` against its manifest; False if it has none (unverifiable).
+
+  Raises:
+    CorruptCheckpointError: a file is missing, or its size or checksum differs.
+  """
+  step_dir = pathlib.Path(step_dir)
+  manifest_path = step_dir / MANIFEST_NAME
+  if not manifest_path.is_file():
+    return False
+  try:
+    files = json.loads(manifest_path.read_text())["files"]
+  except (ValueError, KeyError, TypeError) as e:
+    raise CorruptCheckpointError(f"{manifest_path} is damaged ({type(e).__name__})") from None
+  for name, expected in sorted(files.items()):
+    path = step_dir / name
+    if not path.is_file():
+      raise CorruptCheckpointError(f"{path} is missing")
+    if path.stat().st_size != expected["size"]:
+      raise CorruptCheckpointError(f"{path} has {path.stat().st_size} bytes, the manifest "
+                                   f"{expected['size']}")
+    if _file_digest(path) != expected["sha256"]:
+      raise CorruptCheckpointError(f"{path} does not match its checksum (damaged on disk)")
+  return True
+
+
+def move_aside(step_dir: str | os.PathLike) -> pathlib.Path | None:
+  """Renames a bad `checkpoint_<step>` to `checkpoint_<step>.corrupt-<UTC time>` (host 0)."""
+  step_dir = pathlib.Path(step_dir)
+  if jax.process_index() != 0:
+    return None
+  stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
+  target = step_dir.with_name(f"{step_dir.name}{CORRUPT_MARK}{stamp}")
+  try:
+    os.rename(step_dir, target)
+  except OSError as e:
+    logging.warning("Could not move %s aside (%s).", step_dir, e)
+    return None
+  return target
 
 
 def _path_str(path: tuple) -> str:
@@ -131,14 +213,19 @@ class Checkpoints:
   Args:
     model_dir: MODEL_DIR (created if missing).
     period: `should_save(step)` is true every `period` steps.
-    keep: keep the newest `keep` checkpoints (None: all).
+    keep: keep the newest `keep` checkpoints (None: all; at least 1, so that rotation never
+      deletes the last good one).
     async_save: write in a background thread after the device-to-host copy.
   """
 
   def __init__(self, model_dir: str, *, period: int = 1000, keep: int | None = None,
                async_save: bool = True):
+    if keep is not None and int(keep) < 1:
+      raise ValueError(f"KEEP_CHECKPOINTS={keep} would delete every checkpoint; use 1 or more "
+                       "(or None to keep all).")
     self.model_dir = pathlib.Path(model_dir)
     self.period = max(1, int(period))
+    self._unsealed: list[int] = []  # committed or in flight, no manifest yet
     # The save decision is ours (`should_save`): orbax's own would also save the first step.
     options = ocp.CheckpointManagerOptions(
         save_interval_steps=1, max_to_keep=keep, step_prefix=STEP_PREFIX,
@@ -146,6 +233,18 @@ class Checkpoints:
     handlers = {STATE: ocp.StandardCheckpointHandler(), DATASET: ocp.JsonCheckpointHandler()}
     self.manager = ocp.CheckpointManager(self.model_dir.absolute(), options=options,
                                          item_handlers=handlers)
+
+  def step_dir(self, step: int) -> pathlib.Path:
+    return self.model_dir / f"{STEP_PREFIX}_{step}"
+
+  def _seal(self) -> None:
+    """Writes the manifests of the saves orbax has committed (call after waiting on them)."""
+    steps, self._unsealed = self._unsealed, []
+    if jax.process_index() != 0:
+      return
+    for step in steps:
+      if self.step_dir(step).is_dir():  # rotation may already have deleted it
+        write_manifest(self.step_dir(step))
 
   def steps(self) -> list[int]:
     """Steps of the complete checkpoints, oldest first."""
@@ -164,56 +263,80 @@ class Checkpoints:
     orbax-style callers and changes nothing.
     """
     del force
+    self.manager.wait_until_finished()  # orbax would wait here too; then seal the previous
+    self._seal()
     if step in self.manager.all_steps():
       return False
     items = {STATE: ocp.args.StandardSave(state),
              DATASET: ocp.args.JsonSave(dict(dataset_state or {}))}
-    return self.manager.save(step, args=ocp.args.Composite(**items), force=True)
+    started = self.manager.save(step, args=ocp.args.Composite(**items), force=True)
+    if started:
+      self._unsealed.append(step)
+    return started
 
   def wait(self) -> None:
-    """Blocks until the background save (if any) is committed."""
+    """Blocks until the background save (if any) is committed and its manifest written."""
     self.manager.wait_until_finished()
+    self._seal()
 
   def close(self) -> None:
-    self.manager.wait_until_finished()
+    self.wait()
     self.manager.close()
 
-  def restore_latest(self, target: Any) -> tuple[Any, dict | None, int] | None:
-    """(state, dataset_state, step) of the newest readable checkpoint, or None if none exist.
+  def _discard(self, step: int, reason: str, failures: list) -> None:
+    where = self.step_dir(step)
+    target = move_aside(where)
+    failures.append((str(where), reason))
+    logging.warning("Checkpoint %s is unreadable or corrupt (%s); %s; falling back to an older "
+                    "one.", where, reason,
+                    f"moved aside to {target.name}" if target else "left in place")
+    self.manager.reload()
 
-    A checkpoint that fails to read is skipped with a warning naming it; a checkpoint of
-    another model size is a CheckpointError (older ones would not fit either).
+  def restore_latest(self, target: Any) -> tuple[Any, dict | None, int] | None:
+    """(state, dataset_state, step) of the newest good checkpoint, or None if none exist.
+
+    A checkpoint that fails verification or reading is moved aside (`move_aside`) with a
+    warning naming it, and the next older one is tried; a checkpoint of another model size
+    is a CheckpointError (older ones would not fit either).
     """
-    steps = self.steps()
     failures = []
-    for step in reversed(steps):
-      where = str(self.model_dir / f"{STEP_PREFIX}_{step}")
+    for step in reversed(self.steps()):
+      where = str(self.step_dir(step))
+      try:
+        if not verify(where):
+          logging.warning("Checkpoint %s has no manifest (committed just before a crash, or "
+                          "written by an older flan): reading it unverified.", where)
+      except CorruptCheckpointError as e:
+        self._discard(step, str(e), failures)
+        continue
       try:
         saved = saved_params(self.manager.item_metadata(step)[STATE])
       except Exception as e:  # noqa: BLE001 - any unreadable metadata means a bad checkpoint
-        failures.append((where, e))
-        logging.warning("Checkpoint %s is unreadable (%s: %s); falling back to an older one.",
-                        where, type(e).__name__, e)
+        self._discard(step, f"{type(e).__name__}: {_first_line(e)}", failures)
         continue
       check_params_match(saved, target.params, where)
       try:
         restored = self.manager.restore(step, args=ocp.args.Composite(**{
             STATE: ocp.args.StandardRestore(target), DATASET: ocp.args.JsonRestore()}))
       except Exception as e:  # noqa: BLE001 - orbax raises many types for damaged files
-        failures.append((where, e))
-        logging.warning("Checkpoint %s is unreadable (%s: %s); falling back to an older one.",
-                        where, type(e).__name__, e)
+        self._discard(step, f"{type(e).__name__}: {_first_line(e)}", failures)
         continue
       if failures:
-        logging.warning("Resumed from %s after skipping unreadable %s.", where,
-                        ", ".join(w for w, _ in failures))
+        logging.warning("Resumed from %s after moving aside %s; that step will be saved anew "
+                        "when training reaches it.", where, ", ".join(w for w, _ in failures))
       return restored[STATE], restored[DATASET] or None, step
     if failures:
       raise CheckpointError(
-          "Every checkpoint in MODEL_DIR is unreadable: " +
-          "; ".join(f"{w} ({type(e).__name__}: {e})" for w, e in failures) +
-          ". Delete them (or use another MODEL_DIR) to start over.")
+          "Every checkpoint in MODEL_DIR is unreadable or corrupt and was moved aside (*"
+          f"{CORRUPT_MARK}*): " + "; ".join(f"{w} ({r})" for w, r in failures) +
+          ". Rerun to start over (from INITIAL_CHECKPOINT_PATH or scratch), or use another "
+          "MODEL_DIR.")
     return None
+
+
+def _first_line(e: BaseException) -> str:
+  text = str(e).strip()
+  return text.splitlines()[0][:300] if text else "no message"
 
 
 def is_hf_directory(path: str | pathlib.Path) -> bool:
@@ -223,13 +346,14 @@ def is_hf_directory(path: str | pathlib.Path) -> bool:
       any(p.glob("*.safetensors")) or (p / "pytorch_model.bin").is_file())
 
 
-def resolve_step_dir(path: pathlib.Path, flag: str = "INITIAL_CHECKPOINT_PATH") -> pathlib.Path:
-  """A `checkpoint_<step>` directory: `path` itself, or the newest one inside a MODEL_DIR.
+def step_dirs(path: pathlib.Path, flag: str = "INITIAL_CHECKPOINT_PATH") -> list[pathlib.Path]:
+  """The `checkpoint_<step>` directories `path` names, newest first: itself, or a MODEL_DIR's.
 
-  `flag` names the setting that gave `path`, for the error message.
+  `flag` names the setting that gave `path`, for the error message. Moved-aside
+  (`.corrupt-`) and temporary directories are not checkpoints.
   """
   if (path / STATE).is_dir():
-    return path
+    return [path]
   steps = sorted((int(d.name.rsplit("_", 1)[1]), d) for d in path.glob(f"{STEP_PREFIX}_*")
                  if d.name.rsplit("_", 1)[1].isdigit() and (d / STATE).is_dir())
   if not steps:
@@ -237,16 +361,55 @@ def resolve_step_dir(path: pathlib.Path, flag: str = "INITIAL_CHECKPOINT_PATH") 
                           f"{STEP_PREFIX}_<step> directory written by flan.train, a MODEL_DIR "
                           "containing one, or a Hugging Face T5 directory (config.json + "
                           "weights).")
-  return steps[-1][1]
+  return [d for _, d in reversed(steps)]
+
+
+def read_good(path: pathlib.Path, read: Callable[[pathlib.Path], Any],
+              flag: str = "INITIAL_CHECKPOINT_PATH") -> tuple[Any, pathlib.Path]:
+  """(read(step_dir), step_dir) for the newest checkpoint of `path` that verifies and reads.
+
+  For readers of a directory they do not own (evaluation, an initial checkpoint): a bad
+  checkpoint is skipped with a warning, not moved. `path` naming one checkpoint_<step>
+  directory that is bad is a CheckpointError; so is a MODEL_DIR of only bad ones. A
+  CheckpointError raised by `read` (another model size) is not a fallback case: it is raised.
+  """
+  candidates = step_dirs(path, flag)
+  failures = []
+  for step_dir in candidates:
+    try:
+      if not verify(step_dir):
+        logging.warning("Checkpoint %s has no manifest: reading it unverified.", step_dir)
+      value = read(step_dir)
+    except CorruptCheckpointError as e:
+      failures.append(f"{step_dir} ({e})")
+    except CheckpointError:
+      raise
+    except Exception as e:  # noqa: BLE001 - orbax raises many types for damaged files
+      failures.append(f"{step_dir} ({type(e).__name__}: {_first_line(e)})")
+    else:
+      if failures:
+        logging.warning("Using %s: skipped the unreadable or corrupt %s.", step_dir,
+                        "; ".join(failures))
+      return value, step_dir
+    logging.warning("Checkpoint %s is unreadable or corrupt.", failures[-1])
+  raise CheckpointError(f"{flag}={str(path)!r}: no readable checkpoint: " + "; ".join(failures) +
+                        ". Point it at an older checkpoint_<step> directory, or retrain.")
+
+
+def resolve_step_dir(path: pathlib.Path, flag: str = "INITIAL_CHECKPOINT_PATH") -> pathlib.Path:
+  """The newest `checkpoint_<step>` directory of `path` that passes `verify`."""
+  return read_good(path, lambda d: None, flag)[1]
 
 
 def load_initial(path: str, target: Any) -> Any:
   """The full train state (step, params, moments) from one of our checkpoints."""
-  step_dir = resolve_step_dir(pathlib.Path(path))
   checkpointer = ocp.StandardCheckpointer()
-  check_params_match(saved_params(checkpointer.metadata(step_dir / STATE)), target.params,
-                     str(step_dir))
-  return checkpointer.restore(step_dir / STATE, target)
+
+  def read(step_dir: pathlib.Path) -> Any:
+    check_params_match(saved_params(checkpointer.metadata(step_dir / STATE)), target.params,
+                       str(step_dir))
+    return checkpointer.restore(step_dir / STATE, target)
+  return read_good(pathlib.Path(path), read)[0]
 
 
 def restore_or_initialize(checkpoints: Checkpoints, target: Any, *,

@@ -155,11 +155,11 @@ class Progress:
       print("\r", end="", file=sys.stderr)
     logging.info(
         "step %d/%d  loss %.4f (%.3f/token)  acc %.3f  lr %.2e  %s tokens/s  non-pad %.1f%%  "
-        "truncated %d%s", step, self.total_steps, stats["loss"],
+        "truncated %d  skipped %d%s", step, self.total_steps, stats["loss"],
         stats["loss_per_target_token"], stats["accuracy"], stats["learning_rate"],
         f"{stats['timing/tokens_per_second']:,.0f}",
         100 * stats["non_padding_fraction/overall"],
-        int(stats.get("data/truncated_examples", 0)), mfu)
+        int(stats.get("data/truncated_examples", 0)), int(stats["skipped_updates"]), mfu)
     if self._writer is not None:
       with self._writer.as_default():
         for name, value in stats.items():

@@ -255,3 +255,53 @@ def check_finite(metrics: Mapping[str, Any], step: int) -> None:
         f"Non-finite loss ({loss}) or gradient at step {step}; stopping without saving "
         "(the last good checkpoint in MODEL_DIR is kept). Lower the learning rate, check the "
         "data, or run with NAN_POLICY='skip' to skip such updates.")
+
+
+_all_finite = jax.jit(lambda tree: jnp.all(jnp.stack(
+    [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)])))
+
+
+class NanGuard:
+  """The host side of NAN_POLICY: when to stop, and whether a state may be saved.
+
+  "stop": the first non-finite step raises (`check_finite`). "skip": skipped updates are
+  counted; more than `max_consecutive_skips` in a row means the model has diverged (every
+  step is skipped, the run would spin for nothing), so it raises. Either way a state is
+  saved only when its parameters are finite (`check_state`): a NaN model never replaces,
+  nor rotates out, the last good checkpoint.
+
+  Args:
+    nan_policy: "stop" or "skip".
+    max_consecutive_skips: the longest run of skipped updates tolerated ("skip").
+  """
+
+  def __init__(self, nan_policy: str, max_consecutive_skips: int = 100):
+    if max_consecutive_skips < 1:
+      raise ValueError(f"MAX_CONSECUTIVE_SKIPS must be >= 1, got {max_consecutive_skips}.")
+    self.nan_policy, self.max_consecutive_skips = nan_policy, int(max_consecutive_skips)
+    self.consecutive = 0
+    self._last_step = -1
+
+  def check(self, metrics: Mapping[str, Any], step: int) -> None:
+    """Looks at `step`'s metrics once (later calls for the same step do nothing)."""
+    if step <= self._last_step:
+      return
+    self._last_step = step
+    if self.nan_policy == "stop":
+      check_finite(metrics, step)
+      return
+    skipped = float(np.asarray(jax.device_get(metrics["skipped_updates"]))) > 0
+    self.consecutive = self.consecutive + 1 if skipped else 0
+    if self.consecutive > self.max_consecutive_skips:
+      raise NonFiniteLossError(
+          f"{self.consecutive} consecutive updates skipped (steps {step - self.consecutive + 1}"
+          f"-{step}): the model has diverged; stopping without saving (the last good checkpoint "
+          "in MODEL_DIR is kept). Lower the learning rate or check the data; "
+          "MAX_CONSECUTIVE_SKIPS sets the limit.")
+
+  def check_state(self, state: Any, step: int) -> None:
+    """Raises NonFiniteLossError if `state`'s parameters are not all finite."""
+    if not bool(jax.device_get(_all_finite(state.params))):
+      raise NonFiniteLossError(
+          f"The parameters are not finite at step {step}; not saving them (the last good "
+          "checkpoint in MODEL_DIR is kept). Lower the learning rate or check the data.")
