@@ -175,3 +175,76 @@ def test_python_m_flan_train_prints_one_message_and_exits_1(tmp_path):
   assert "Traceback" not in proc.stderr
   errors = [l for l in proc.stderr.splitlines() if l.startswith("error: ")]
   assert len(errors) == 1 and "Did you mean: flan_holdout_nli_train" in errors[0]
+
+
+# Issue 13's rows: each also checks that a file the previous run wrote is left as it was.
+
+def _error_keeping_files(capsys, tmp_path, *flags) -> str:
+  """`_error`, on a MODEL_DIR holding a previous run's config.gin, which must not change."""
+  run = tmp_path / "run"
+  run.mkdir(exist_ok=True)
+  (run / "config.gin").write_text("# the previous run's config\n")
+  msg = _error(capsys, tmp_path, *flags)
+  assert (run / "config.gin").read_text() == "# the previous run's config\n"
+  return msg
+
+
+def test_a_model_dir_in_use_by_another_trainer_names_the_holder(capsys, tmp_path):
+  import json
+  import socket
+  from flan.training import run_lock
+  (tmp_path / "run").mkdir()
+  lock = tmp_path / "run" / run_lock.LOCK_NAME
+  holder = {"host": socket.gethostname(), "pid": os.getpid(), "started": "2026-11-28T10:00:00"}
+  lock.write_text(json.dumps(holder))
+  msg = _error_keeping_files(capsys, tmp_path)
+  assert (f"is in use by another trainer: pid {os.getpid()} on host {socket.gethostname()} "
+          "(started 2026-11-28T10:00:00)") in msg
+  assert json.loads(lock.read_text()) == holder  # the holder's lock is left alone
+
+
+def test_a_vocabulary_file_that_is_not_sentencepiece(capsys, tmp_path):
+  bogus = tmp_path / "vocab.txt"
+  bogus.write_text("hello\nworld\n")
+  msg = _error_keeping_files(capsys, tmp_path, f"--gin.VOCABULARY='{bogus}'")
+  assert f"VOCABULARY='{bogus}' is not a SentencePiece model" in msg
+
+
+def test_template_yaml_syntax_error_names_file_and_line(capsys, tmp_path, monkeypatch):
+  from flan.data import templates
+  broken = tmp_path / "templates"
+  shutil.copytree(templates.TEMPLATES_DIR, broken)
+  lines = (broken / "rte.yaml").read_text().splitlines()
+  at = next(i for i, l in enumerate(lines) if l.strip().startswith("- input:"))
+  lines.insert(at + 1, "    target: [unclosed")
+  (broken / "rte.yaml").write_text("\n".join(lines) + "\n")
+  monkeypatch.setattr(templates, "TEMPLATES_DIR", broken)
+  templates.load.cache_clear()
+  try:
+    msg = _error_keeping_files(capsys, tmp_path)
+  finally:
+    monkeypatch.undo()
+    templates.load.cache_clear()
+  assert f"{broken / 'rte.yaml'}:" in msg and "YAML syntax error" in msg
+  line = int(msg.split(f"{broken / 'rte.yaml'}:")[1].split(":")[0])
+  assert at + 1 <= line <= at + 4  # where the parser gave up, near the broken line
+
+
+def test_a_missing_tfds_shard_names_the_file_and_how_to_prepare_it(capsys, tmp_path):
+  samples = pathlib.Path(os.environ.get("FLAN_TEST_DATA_DIR", "/nonexistent"))
+  if not samples.is_dir():
+    pytest.skip("FLAN_TEST_DATA_DIR (real TFDS samples) is not set")
+  data = tmp_path / "tfds"
+  shutil.copytree(samples / "super_glue" / "rte", data / "super_glue" / "rte")
+  for path in data.rglob("*"):
+    path.chmod(0o755 if path.is_dir() else 0o644)
+  shard = next(data.rglob("super_glue-train.tfrecord-*"))
+  shard.unlink()
+  msg = _error_keeping_files(capsys, tmp_path, f"--gin.DATA_DIR='{data}'")
+  assert "a data file is missing or damaged" in msg and str(shard) in msg
+  assert "scripts/prepare_data.py --datasets rte" in msg
+
+
+def test_keep_checkpoints_0_is_refused(capsys, tmp_path):
+  msg = _error_keeping_files(capsys, tmp_path, "--gin.KEEP_CHECKPOINTS=0")
+  assert "KEEP_CHECKPOINTS=0" in msg

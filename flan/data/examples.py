@@ -180,7 +180,8 @@ def _unbatch(batch: Mapping[str, Any]):
     yield pick(batch, i)
 
 
-def read_examples(read: datasets_lib.ReadSpec, data_dir: str | None = None):
+def read_examples(read: datasets_lib.ReadSpec, data_dir: str | None = None,
+                  dataset: str | None = None):
   """Decoded examples of one slice, in TFDS order (cut to the slice length: see top).
 
   Reads go through `ragged_batch(256)` (variable-length features become ragged), which
@@ -192,8 +193,21 @@ def read_examples(read: datasets_lib.ReadSpec, data_dir: str | None = None):
   ds = builder(read.tfds_name, data_dir).as_dataset(split=read.tfds_split,
                                                      shuffle_files=False)
   stream = (ex for batch in tfds.as_numpy(ds.ragged_batch(256)) for ex in _unbatch(batch))
-  for example in itertools.islice(stream, read.num_examples):
-    yield preprocessors.decode(example)
+  try:
+    for example in itertools.islice(stream, read.num_examples):
+      yield preprocessors.decode(example)
+  except Exception as e:  # pylint: disable=broad-except
+    # A shard deleted or damaged after preparation: TF's NotFoundError / DataLossError.
+    if type(e).__name__ not in ("NotFoundError", "DataLossError"):
+      raise
+    detail = str(getattr(e, "message", e)).split("}}")[-1].strip().split(" [Op:")[0]
+    if dataset is None:
+      raise DataNotPreparedError(f"TFDS builder {read.tfds_name!r} in data_dir "
+                                 f"{_default_data_dir(data_dir)!r}: a data file is missing or "
+                                 f"damaged ({detail}); prepare it again.") from None
+    raise DataNotPreparedError(not_prepared_message(
+        dataset, read.tfds_name, data_dir, f"a data file is missing or damaged ({detail})")
+    ) from None
 
 
 @functools.lru_cache(maxsize=256)
@@ -204,7 +218,7 @@ def _load(dataset: str, reads: tuple[datasets_lib.ReadSpec, ...], data_dir: str 
   out = []
   example_id = 0
   for read in reads:
-    for raw in read_examples(read, data_dir):
+    for raw in read_examples(read, data_dir, dataset):
       fields = fn(raw)
       if fields is not None:
         out.append({**fields, "example_id": example_id})
