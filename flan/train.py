@@ -137,6 +137,7 @@ def train(*, model: Any = gin.REQUIRED, mixture_or_task_name: str = gin.REQUIRED
     or None), "preempted"}.
   """
   partitioning.initialize_distributed(coordinator_address, num_processes, process_id)
+  model_dir = os.path.expandvars(os.path.expanduser(model_dir))  # smoke.gin's ~/flan_smoke
   if heldout_cluster:  # fail now, not after training, on a misspelt cluster
     from flan.data import clusters
     clusters.check_cluster(heldout_cluster)

@@ -205,6 +205,7 @@ def test_smoke_gin_uses_the_tiny_model_mock_data_and_small_lengths(monkeypatch):
   assert gin.query_parameter("%TASK_FEATURE_LENGTHS") == {"inputs": 256, "targets": 64}
   assert gin.query_parameter("%MIXTURE_OR_TASK_NAME").startswith("flan_holdout_")
   assert gin.query_parameter("network.T5Config.emb_dim") == 8
+  assert gin.query_parameter("%MODEL_DIR").startswith("~/")  # per user, never shared
 
 
 def test_progress_summary_derives_rates_fractions_and_mfu():
