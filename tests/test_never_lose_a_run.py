@@ -358,6 +358,21 @@ def test_evaluation_with_another_vocabulary_than_the_checkpoints_is_refused(tmp_
   run_record.check_vocabulary(tmp_path, {"path": "byte", "sha256": None})  # the same: fine
 
 
+def test_flan_evaluate_refuses_a_vocabulary_other_than_the_recorded_one(tmp_path,
+                                                                       monkeypatch):
+  from flan.data import vocabularies
+  _train(tmp_path / "run", 2)  # the byte vocabulary, recorded in model_config.json
+  other = tmp_path / "spiece.model"
+  other.write_bytes(b"another vocabulary")
+  monkeypatch.setattr(vocabularies, "get_vocabulary",  # sized like the bytes: only the file differs
+                      lambda path: type("Vocab", (), {"vocab_size": 259})())
+  with pytest.raises(ValueError, match=f"VOCABULARY='{other}' is not the vocabulary"):
+    eval_lib.evaluate(model=StandInModel(), checkpoint_path=str(tmp_path / "run"),
+                      heldout_cluster="nli", task_feature_lengths=LENGTHS, vocabulary=str(other),
+                      batch_size=8, use_mock_data=True)
+  assert not (tmp_path / "run" / "eval").exists()  # refused before evaluating anything
+
+
 # --- Converters do not replace a model -------------------------------------------------------
 
 def test_converter_out_refuses_an_existing_model_unless_overwrite(tmp_path):
