@@ -187,6 +187,14 @@ def test_a_checkpoint_without_a_manifest_is_read_unverified_with_a_warning(tmp_p
   assert "has no manifest" in caplog.text
 
 
+def test_keep_1_leaves_the_newest_checkpoint_sealed_and_verified(tmp_path, caplog):
+  with caplog.at_level(logging.WARNING):
+    _train(tmp_path, 6, keep_checkpoints=1)  # each save rotates out the one being sealed
+  assert [p.name for p in tmp_path.glob("checkpoint_*")] == ["checkpoint_6"]
+  assert checkpoints.verify(tmp_path / "checkpoint_6")
+  assert "manifest" not in caplog.text
+
+
 def test_keep_checkpoints_0_is_refused_by_rotation_itself(tmp_path):
   with pytest.raises(ValueError, match="KEEP_CHECKPOINTS=0 would delete every checkpoint"):
     checkpoints.Checkpoints(str(tmp_path), keep=0)

@@ -33,6 +33,7 @@ import json
 import logging
 import os
 import pathlib
+import threading
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -226,6 +227,7 @@ class Checkpoints:
     self.model_dir = pathlib.Path(model_dir)
     self.period = max(1, int(period))
     self._unsealed: list[int] = []  # committed or in flight, no manifest yet
+    self._sealer: threading.Thread | None = None
     # The save decision is ours (`should_save`): orbax's own would also save the first step.
     options = ocp.CheckpointManagerOptions(
         save_interval_steps=1, max_to_keep=keep, step_prefix=STEP_PREFIX,
@@ -237,14 +239,32 @@ class Checkpoints:
   def step_dir(self, step: int) -> pathlib.Path:
     return self.model_dir / f"{STEP_PREFIX}_{step}"
 
-  def _seal(self) -> None:
-    """Writes the manifests of the saves orbax has committed (call after waiting on them)."""
+  def _seal(self, *, block: bool) -> None:
+    """Writes the manifests of the saves orbax has committed (call after waiting on them).
+
+    Host 0 hashes in a background thread unless `block` (hashlib releases the GIL, so
+    training goes on meanwhile); one sealing runs at a time.
+    """
+    if self._sealer is not None:
+      self._sealer.join()
+      self._sealer = None
     steps, self._unsealed = self._unsealed, []
-    if jax.process_index() != 0:
+    if jax.process_index() != 0 or not steps:
       return
-    for step in steps:
-      if self.step_dir(step).is_dir():  # rotation may already have deleted it
-        write_manifest(self.step_dir(step))
+
+    def seal() -> None:
+      for step in steps:
+        try:
+          write_manifest(self.step_dir(step))
+        except OSError as e:  # rotation (KEEP_CHECKPOINTS=1) may have deleted it meanwhile
+          if self.step_dir(step).is_dir():
+            logging.warning("Could not write the manifest of %s (%s); it will be read "
+                            "unverified.", self.step_dir(step), e)
+    if block:
+      seal()
+    else:
+      self._sealer = threading.Thread(target=seal, name="checkpoint-manifest", daemon=True)
+      self._sealer.start()
 
   def steps(self) -> list[int]:
     """Steps of the complete checkpoints, oldest first."""
@@ -264,7 +284,7 @@ class Checkpoints:
     """
     del force
     self.manager.wait_until_finished()  # orbax would wait here too; then seal the previous
-    self._seal()
+    self._seal(block=False)
     if step in self.manager.all_steps():
       return False
     items = {STATE: ocp.args.StandardSave(state),
@@ -277,7 +297,7 @@ class Checkpoints:
   def wait(self) -> None:
     """Blocks until the background save (if any) is committed and its manifest written."""
     self.manager.wait_until_finished()
-    self._seal()
+    self._seal(block=True)
 
   def close(self) -> None:
     self.wait()
