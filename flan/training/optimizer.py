@@ -18,6 +18,8 @@ Per parameter p with gradient g (float32):
   otherwise: v = b*v + (1-b)*g2;  y = g * v**-1/2
   y /= max(1, rms(y) / clipping_threshold)
   update = -lr * max(rms(p), epsilon2) * y
+Dims named "layers" (a scanned stack, from the params' logical axes) are batch dims, as in
+t5x's factor rules: every mean and RMS above is taken within each layer (`factor_rule`).
 """
 
 from __future__ import annotations
