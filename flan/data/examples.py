@@ -244,13 +244,12 @@ def load_examples(dataset: str, split: str, data_dir: str | None = None,
     index within the split of the whole dataset, sources in table order (counted before the
     preprocessor drops any), so a source's examples keep the ids they have in the whole.
   """
-  datasets_lib.get(dataset)
+  _check_source(dataset, source)
   reads, first_id = [], 0
   for read in read_specs(dataset, split, data_dir):
     if source is None or read.source == source:
       reads.append((read, first_id))
     first_id += read.num_examples
-  _check_source(dataset, source)
   return list(_load(dataset, tuple(reads), data_dir, _tfds_context()))
 
 
