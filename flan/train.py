@@ -220,6 +220,7 @@ def train(*, model: Any = gin.REQUIRED, mixture_or_task_name: str = gin.REQUIRED
         break
 
     ckpts.wait()
+    preempted = preempted or signals.requested()  # a signal during the last save: no eval
     step = int(state.step)
     match = HOLDOUT_MIXTURE.match(mixture_or_task_name)
     cluster = heldout_cluster or (match.group(1) if match else None)
