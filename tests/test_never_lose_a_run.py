@@ -175,7 +175,8 @@ def test_an_empty_checkpoint_directory_is_not_a_step(tmp_path):
   (tmp_path / "checkpoint_80").mkdir()
   out = _train(tmp_path, 4)
   assert out["source"].endswith("checkpoint_2") and out["step"] == 4
-  assert list(tmp_path.glob("checkpoint_80.corrupt-*")) and not (tmp_path / "checkpoint_80").exists()
+  assert list(tmp_path.glob("checkpoint_80.corrupt-*"))
+  assert not (tmp_path / "checkpoint_80").exists()
 
 
 def test_a_checkpoint_without_a_manifest_is_read_unverified_with_a_warning(tmp_path, caplog):
@@ -412,8 +413,8 @@ def test_hf_directory_of_another_architecture_or_truncated_weights_is_one_error(
   with pytest.raises(ValueError) as e:
     hf.params_from_hf(bert)
   line = _one_error_line(capsys, e.value)
-  assert "is not a T5 config (model_type 'bert', architectures ['BertModel'], missing num_heads)" in (
-      line)
+  assert ("is not a T5 config (model_type 'bert', architectures ['BertModel'], missing "
+          "num_heads)") in line
   truncated = tmp_path / "truncated"
   shutil.copytree(HF_FIXTURE, truncated)
   weights = truncated / "model.safetensors"
