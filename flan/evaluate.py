@@ -141,10 +141,11 @@ def evaluate(*, model: Any = gin.REQUIRED, checkpoint_path: str = gin.REQUIRED,
                      f"{model.config.vocab_size}; use the model gin the checkpoint was trained "
                      "with and its VOCABULARY.")
   output_dir = default_output_dir(checkpoint_path, model_dir, eval_output_dir)
+  src = pathlib.Path(checkpoint_path)  # a checkpoint_<step> directory or its MODEL_DIR
+  run_record.check_vocabulary(src.parent if (src / checkpoints_lib.STATE).is_dir() else src,
+                              vocabularies.fingerprint(vocabulary))
   params, info = restore_params(model, device_mesh, checkpoint_path, task_feature_lengths)
   logging.info("Restored %s (step %s).", info["path"], info["step"])
-  run_record.check_vocabulary(pathlib.Path(info["path"]).parent,
-                              vocabularies.fingerprint(vocabulary))
   baseline, baseline_info = None, None
   if baseline_checkpoint_path:
     baseline, baseline_info = restore_params(model, device_mesh, baseline_checkpoint_path,
