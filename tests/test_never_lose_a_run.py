@@ -121,6 +121,13 @@ def test_a_stale_lock_of_a_dead_process_is_reported_and_taken_over(tmp_path, cap
   assert not (tmp_path / run_lock.LOCK_NAME).exists()
 
 
+def test_a_lock_naming_a_live_pid_of_another_process_start_is_stale():
+  me = {"host": socket.gethostname(), "pid": os.getpid(),
+        "process_start": run_lock._process_start(os.getpid())}
+  assert not run_lock.is_stale(me)
+  assert run_lock.is_stale(dict(me, process_start="1"))  # the pid was reused since
+
+
 def test_a_lock_of_another_host_is_refused_with_how_to_remove_it(tmp_path):
   (tmp_path / run_lock.LOCK_NAME).write_text(json.dumps(
       {"host": "elsewhere", "pid": 1, "started": "2026-01-01T00:00:00+00:00"}))
@@ -168,6 +175,19 @@ def test_flipped_bytes_are_detected_moved_aside_and_the_run_heals_bit_identical(
   assert checkpoints.verify(split / "checkpoint_4")
   for step in (4, 6):
     _assert_same_params(tmp_path / "whole" / f"checkpoint_{step}", split / f"checkpoint_{step}")
+
+
+def test_every_checkpoint_corrupt_is_one_error_then_the_rerun_starts_over(tmp_path, capsys):
+  _train(tmp_path, 4)
+  for step in (2, 4):
+    _flip_bytes(tmp_path / f"checkpoint_{step}")
+  with pytest.raises(checkpoints.CheckpointError) as e:
+    _train(tmp_path, 6)
+  line = _one_error_line(capsys, e.value)
+  assert "Every checkpoint in MODEL_DIR is unreadable or corrupt and was moved aside" in line
+  assert "checkpoint_2 (" in line and "checkpoint_4 (" in line
+  assert len(list(tmp_path.glob("checkpoint_*.corrupt-*"))) == 2
+  assert _train(tmp_path, 2)["source"] == "initialised from scratch"
 
 
 def test_an_empty_checkpoint_directory_is_not_a_step(tmp_path):
