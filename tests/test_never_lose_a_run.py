@@ -443,3 +443,56 @@ def test_hf_directory_of_another_architecture_or_truncated_weights_is_one_error(
     hf.params_from_hf(truncated)
   line = _one_error_line(capsys, e.value)
   assert f"{weights} is not a readable safetensors file" in line and "truncated" in line
+
+
+# --- The same, through the command line ------------------------------------------------------
+
+# `python -m flan.train`, paused after step 3 until the file named by argv[1] exists (a hold
+# that keeps the first trainer inside its run while the second one starts).
+_PAUSING_DRIVER = """
+import os, sys, time
+from flan.training import progress
+hold, original = sys.argv[1], progress.Progress.update
+def update(self, step, metrics):
+  original(self, step, metrics)
+  if hold != "none" and step == 3:
+    print("PAUSED", os.getpid(), flush=True)
+    while not os.path.exists(hold):
+      time.sleep(0.2)
+progress.Progress.update = update
+from flan import train
+sys.exit(train.main(sys.argv[2:]))
+"""
+
+
+@pytest.mark.slow
+def test_two_trainer_processes_on_one_model_dir(tmp_path):
+  import sys
+  env = dict(os.environ, PYTHONPATH=str(ROOT), JAX_PLATFORMS="cpu", TF_CPP_MIN_LOG_LEVEL="3")
+  flags = lambda d: ["--gin_file=configs/smoke.gin", f"--gin.MODEL_DIR={d}",
+                     "--gin.MIXTURE_OR_TASK_NAME='flan_rte_train'", "--gin.TRAIN_STEPS=6",
+                     "--gin.TASK_FEATURE_LENGTHS={'inputs': 32, 'targets': 8}",
+                     "--gin.CHECKPOINT_PERIOD=2", "--gin.LOG_EVERY=1"]
+  run = lambda hold, d, **kw: subprocess.Popen(
+      [sys.executable, "-c", _PAUSING_DRIVER, hold, *flags(d)], cwd=ROOT, env=env,
+      text=True, **kw)
+  go = tmp_path / "go"
+  first = run(str(go), tmp_path / "shared", stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+  try:
+    line = first.stdout.readline()
+    assert line.startswith("PAUSED"), line
+    second = run("none", tmp_path / "shared", stdout=subprocess.DEVNULL,
+                 stderr=subprocess.PIPE)
+    _, err = second.communicate(timeout=300)
+    go.touch()
+    assert first.wait(timeout=300) == 0
+  finally:
+    go.touch()
+    if first.poll() is None:
+      first.kill()
+  assert second.returncode == 1 and "Traceback" not in err
+  errors = [l for l in err.splitlines() if l.startswith("error: ")]
+  assert len(errors) == 1 and f"in use by another trainer: pid {first.pid} on host" in errors[0]
+  alone = run("none", tmp_path / "alone", stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+  assert alone.wait(timeout=300) == 0
+  _assert_same_params(tmp_path / "alone" / "checkpoint_6", tmp_path / "shared" / "checkpoint_6")
