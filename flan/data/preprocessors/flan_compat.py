@@ -440,6 +440,8 @@ def cosmos_qa(ex):
 @_task("record", "super_glue/record", ("answer", "passage", "query", "answers", "options"))
 def record(ex):
   parts = ex["query"].split("@placeholder")
+  if len(parts) < 2:  # FLAN's split(...)[0][1] fails: no placeholder.
+    return None
   query_left, query_right = _strip(parts[0]), parts[1]
   options = [entity + query_right for entity in ex["entities"]]
   answers = [answer + query_right for answer in ex["answers"]]
@@ -461,7 +463,10 @@ def definite_pronoun_resolution(ex):
 
 @_task("winogrande", "winogrande", ("context", "options", "label", "answer"))
 def winogrande(ex):
-  context, next_sentence = ex["sentence"].split("_")[:2]
+  parts = ex["sentence"].split("_")
+  if len(parts) < 2:  # FLAN's split(...)[0][1] fails: no blank.
+    return None
+  context, next_sentence = parts[:2]
   options = (ex["option1"] + next_sentence, ex["option2"] + next_sentence)
   return _classify(options, ex["label"], context=context, label=ex["label"])
 
