@@ -112,7 +112,8 @@ DATASETS: tuple[DatasetSpec, ...] = (
     _ds("qqp", "paraphrase", S("glue/qqp:2.0.0"), ("accuracy", "f1"), True),
     _ds("paws_wiki", "paraphrase", S("paws_wiki:1.1.0", eval_splits=("test",)), ACC, True),
     _ds("stsb", "paraphrase", S("glue/stsb:2.0.0", tail=100), ("pearson", "spearman"), True,
-        note="Scores are bucketed to 0..5 (steps of 1) to make options, as FLAN does."),
+        note="Scores are rounded to 0..5 to make options, as FLAN does, but half up (2.5 -> "
+             "3); FLAN's printf rounding of the float32 label is half to even (2.5 -> 2)."),
     # --- Closed-book QA (3) ---
     _ds("arc", "closed_book_qa",
         (S("ai2_arc/ARC-Challenge:1.0.0", eval_splits=("test",), tail=200),

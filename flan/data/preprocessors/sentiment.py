@@ -49,7 +49,10 @@ def imdb_reviews(example: Mapping[str, Any]) -> Fields | None:
 
 @preprocessor("sentiment140", fields=("text", "options", "answer"))
 def sentiment140(example: Mapping[str, Any]) -> Fields | None:
-  """Tweets with polarity 0 (negative), 2 (neutral, dropped as FLAN does) or 4 (positive).
+  """Tweets with polarity 0 (negative), 2 (neutral, dropped) or 4 (positive).
+
+  FLAN's code defines a filter that would drop the neutral tweets, but never applies it: its
+  preprocessing labels polarity 2 "negative" (as `flan_compat` does). We drop them.
 
   Polarity is compared with the neutral 2, which on the source's three values is the same
   as mapping 0 and 4, and keeps arbitrary mock integers usable.
