@@ -181,6 +181,37 @@ def test_fix_punct_removes_non_ascii_as_re2_does():
   assert fields["no_punct"] == "Caf nave"
 
 
+# Inputs beyond the shared samples, with what FLAN's own TF code returns for them.
+@pytest.mark.parametrize("task, example, expected", [
+    ("hellaswag", {"context": "[header] How to x [title] Do a thing. [step] Then more.",
+                   "endings": ["[sub] a", "b", "c", "d"], "label": 1, "activity_label": "q"},
+     {"context": "How to x \nDo a thing. \nThen more.", "options": ["a", "b", "c", "d"],
+      "answer": "b"}),
+    ("samsum", {"dialogue": "A: hi <file_photo> ok <b>\r\nB: <x>", "summary": "s"},
+     {"dialogue": "A: hi  \nB:  "}),  # `<.*>` is greedy within a line
+    ("copa", {"premise": "The man fell.", "question": "cause", "choice1": "a", "choice2": "b",
+              "label": 1}, {"glm_premise": "The man fell because", "answer": "b"}),
+    ("record", {"query": " Hi @placeholder said x", "entities": ["A", "B"], "answers": ["B"],
+                "passage": "P1\n@highlight\nH1"},
+     {"query": "Hi", "passage": "P1", "options": ["A said x", "B said x"],
+      "answer": "B said x", "answers": ["B said x"]}),
+    ("winogrande", {"sentence": "The cat _ sat.", "option1": "A", "option2": "B", "label": 1},
+     {"context": "The cat ", "options": ["A sat.", "B sat."], "answer": "B sat."}),
+    ("e2e_nlg", {"meaning_representation": "name[The Eagle], food[French]", "target": "t",
+                 "references": ["r0"]},
+     {"meaning_representation": "name = The Eagle, food = French", "references": ["r0", "t"]}),
+    ("web_nlg_en", {"input": ["A_b | c_d | e", "x | y"], "target": "t", "references": []},
+     {"input_string": "A b, c d, e; x, y"}),
+    ("dart", {"tripleset": ["[TITLE] x", "a B [c] d"], "target": "t", "references": []},
+     {"tripleset": " x; a B  d", "tripleset_newline": "[TITLE] x\na B [c] d"}),
+    ("yelp_polarity_reviews", {"text": 'a\\""b\\nc', "label": 1}, {"text": 'a"b c'}),
+    ("true_case", {"en": "École Hello"}, {"lower": "École hello"}),  # ASCII-only lower
+])
+def test_flan_preprocessing_matches_flans_code_beyond_the_samples(task, example, expected):
+  fields = F.TASKS[task](example)
+  assert {k: fields[k] for k in expected} == expected
+
+
 def test_every_dataset_and_source_has_a_flan_task():
   for spec in D.DATASETS:
     for source in spec.sources:

@@ -13,8 +13,8 @@ questions appends "?"; STS-B rounds the float32 label printf-style, half to even
 sentiment140 filter FLAN defines is never applied, so polarity 2 counts as negative).
 
 TensorFlow semantics are kept where Python's differ: regular expressions are RE2's, whose
-`\\w` and `\\s` are ASCII-only; `tf.strings.strip` strips ASCII whitespace only; string
-offsets (wsc273) count UTF-8 bytes.
+`\\w` and `\\s` are ASCII-only and whose `$` is the end of the text; `tf.strings.strip` and
+`tf.strings.lower` touch ASCII only; string offsets (wsc273) count UTF-8 bytes.
 
 Field names are FLAN's, with three changes that keep our field conventions
 (`flan.data.preprocessors`) and change no rendered byte:
@@ -527,10 +527,14 @@ def math_dataset(ex):
   return {"question": ex["question"], "answer": ex["answer"]}
 
 
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+
+
 @_task("true_case", "para_crawl/enda", ("lower", "answer"), dataset="")
 def true_case(ex):
   text = ex["en"]
-  return None if text.lower() == text else {"lower": text.lower(), "answer": text}
+  lower = text.translate(_ASCII_LOWER)  # tf.strings.lower without an encoding: ASCII only
+  return None if lower == text else {"lower": lower, "answer": text}
 
 
 # RE2's [^\w\s]: \w and \s are ASCII-only, so every non-ASCII character is removed too.
