@@ -25,8 +25,9 @@ Field names are FLAN's, with three changes that keep our field conventions
     ReCoRD keeps `answers` (its correct options);
   * STS-B's `answer` is FLAN's `answer_str` (the rounded label, one of the options; FLAN's
     own `answer` is the float label, which no template shows, kept here as `label`).
-Rows FLAN's code could not process (a label outside the option range, as on unlabeled test
-splits, where `tf.boolean_mask(options, one_hot)[0]` fails) are dropped (None).
+Rows FLAN's code could not process are dropped (None): a label outside the option range, as
+on unlabeled test splits, where `tf.boolean_mask(options, one_hot)[0]` fails; a ReCoRD query
+without `@placeholder` or a WinoGrande sentence without `_`.
 
 Every example also carries `flan_task`, the FLAN task config it went through: the converted
 template file is chosen by that task's PATTERNS key (`squad` reads v1.1 and v2.0, whose
