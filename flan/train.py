@@ -149,7 +149,7 @@ def train(*, model: Any = gin.REQUIRED, mixture_or_task_name: str = gin.REQUIRED
     raise ValueError(f"The vocabulary has {vocab.vocab_size} ids but the model's vocab_size is "
                      f"{model.config.vocab_size}; use a model gin sized for this vocabulary.")
   init_rng, step_rng = jax.random.split(jax.random.PRNGKey(random_seed))
-  optimizer, schedule = optimizer_lib.make_optimizer()
+  optimizer, schedule = optimizer_lib.make_optimizer(param_axes=model.param_logical_specs())
 
   with contextlib.ExitStack() as stack:
     if use_mock_data and data_dir is None:
