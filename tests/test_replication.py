@@ -215,8 +215,9 @@ def test_flan_preprocessing_matches_flans_code_beyond_the_samples(task, example,
 def test_every_dataset_and_source_has_a_flan_task():
   for spec in D.DATASETS:
     for source in spec.sources:
-      task = F.task_for_source(spec.name, source.tfds_name)
+      task = F.task_for_source(spec.name, source.tfds_name, source.name)
       assert task.dataset == spec.name
+  assert F.task_for_source("mnli", "glue/mnli:2.0.0", "mismatched").name == "mnli_mismatched"
   assert len(F.TASKS) == 70  # FLAN v1's task configs
   assert len(F.pattern_keys()) == 61  # and its PATTERNS keys
 

@@ -223,8 +223,8 @@ def _load(dataset: str, reads: tuple[tuple[datasets_lib.ReadSpec, int], ...],
   out = []
   for read, first_id in reads:
     # Replication mode: FLAN's own preprocessing of the task config that reads this source.
-    fn = (flan_compat_lib.task_for_source(dataset, read.tfds_name) if flan_compat
-          else preprocessors.get(dataset))
+    fn = (flan_compat_lib.task_for_source(dataset, read.tfds_name, read.source)
+          if flan_compat else preprocessors.get(dataset))
     for offset, raw in enumerate(read_examples(read, data_dir)):
       fields = fn(raw)
       if fields is not None:

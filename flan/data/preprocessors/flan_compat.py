@@ -651,15 +651,20 @@ def pattern_keys() -> dict[str, tuple[str, ...]]:
   return {k: tuple(sorted(v)) for k, v in out.items()}
 
 
-def task_for_source(dataset: str, tfds_name: str) -> FlanTask:
-  """The FLAN task config that reads `tfds_name` for our dataset `dataset`."""
+def task_for_source(dataset: str, tfds_name: str, source: str = "") -> FlanTask:
+  """The FLAN task config that reads `tfds_name` for our dataset `dataset`.
+
+  `source` (a `Source.name`) tells apart configs on one builder (MNLI matched / mismatched,
+  which preprocess alike).
+  """
   builder = _unversioned(tfds_name)
   candidates = [t for t in TASKS.values() if t.dataset == dataset]
   matches = [t for t in candidates if builder in t.builders]
   if not matches:
     raise KeyError(f"No FLAN task config reads {tfds_name!r} for dataset {dataset!r} "
                    f"(its FLAN configs: {', '.join(t.name for t in candidates) or 'none'}).")
-  return matches[0]  # mnli_matched / mnli_mismatched: the same function.
+  named = [t for t in matches if source and t.name.endswith(f"_{source}")]
+  return (named or matches)[0]
 
 
 def tasks_of(dataset: str) -> tuple[FlanTask, ...]:
