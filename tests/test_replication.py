@@ -148,6 +148,15 @@ def test_registered_tasks_use_the_replication_mode(reference, golden, flan_templ
     assert checked == 20
     scoring = tasks.get(tasks.scoring_task("rte", 0)).source.columns("test")
     assert set(scoring["targets"]) == {"yes", "no"}  # FLAN's rte options
+    # A source's own task (anli r2): its example ids follow r1's in the dataset.
+    first_id = examples.num_input_examples("anli", "train", reference, "r1")
+    by_index = {r["index"]: r for r in golden[("anli/r2:0.1.0", "train")]}
+    cols = tasks.get(tasks.train_task("anli", "r2")).source.columns("train", seed=3)
+    rows = [(x, y, t, i - first_id) for x, y, t, i in zip(
+        cols["inputs"], cols["targets"], cols["template_idx"], cols["example_id"])
+        if i - first_id in by_index]
+    assert len(rows) == 20
+    assert all([x, y] == by_index[i]["renders"][t] for x, y, t, i in rows)
   finally:
     tasks.register()
 
