@@ -4,6 +4,10 @@ All four are binary: options are `NEG_POS` ("negative", "positive"), in that ord
 sources need some cleanup to read as text: IMDB keeps HTML line breaks (`<br />`) and a
 few Windows-1252 characters, Yelp keeps its CSV escapes (`\\n`, `\\""`), tweets are
 HTML-escaped (`&amp;`), and SST-2 (and the shared IMDB/Yelp samples) are PTB-tokenized.
+
+Differences from FLAN v1's preprocessing, on purpose (`flan_compat` has FLAN's): FLAN only
+turns IMDB's `<br />` into a newline and Yelp's `\\n` into a space (and `\\""` into `"`);
+it neither unescapes nor detokenizes, and it keeps neutral Sentiment140 tweets (see below).
 """
 
 from __future__ import annotations
