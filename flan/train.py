@@ -95,6 +95,7 @@ def _evaluate(model, params, mesh, *, cluster, vocabulary, data_dir, lengths, mo
   from flan.evaluation import holdout as evaluation
   baseline, baseline_info = None, None
   if initial_checkpoint_path:
+    logging.info("Restoring the baseline %s for evaluation.", initial_checkpoint_path)
     baseline, baseline_info = eval_lib.restore_params(model, mesh, initial_checkpoint_path,
                                                       lengths)
   logging.info("Evaluating held-out cluster %r at step %d%s.", cluster, step,
@@ -111,14 +112,14 @@ def _periodic_evaluator(model, mesh, *, cluster, vocabulary, data_dir, lengths, 
                         max_examples, num_templates, initial_checkpoint_path):
   """The evaluator of the held-out cluster's subset every EVAL_PERIOD steps."""
   from flan.evaluation import periodic
-  load_baseline = None
-  if initial_checkpoint_path:
-    load_baseline = lambda: eval_lib.restore_params(model, mesh, initial_checkpoint_path,
-                                                    lengths)[0]
+  def load_baseline():
+    logging.info("Restoring the baseline %s for evaluation.", initial_checkpoint_path)
+    return eval_lib.restore_params(model, mesh, initial_checkpoint_path, lengths)[0]
   return periodic.PeriodicEvaluator(
       model, mesh, cluster=cluster, vocabulary=vocabulary, data_dir=data_dir,
       feature_lengths=lengths, batch_size=batch_size, max_examples=max_examples,
-      num_templates=num_templates, load_baseline=load_baseline)
+      num_templates=num_templates,
+      load_baseline=load_baseline if initial_checkpoint_path else None)
 
 
 def _bound_args(fn) -> dict[str, Any]:
@@ -233,8 +234,8 @@ def train(*, model: Any = gin.REQUIRED, mixture_or_task_name: str = gin.REQUIRED
     start = int(state.step)
     logging.info("Train state %s (step %d of %d).", source, start, train_steps)
     timing = {"timing/init_or_restore_seconds": time.perf_counter() - tick}
-    summaries.texts(summaries_lib.TRAIN, start, {"config": gin.markdown(gin.config_str())})
     summaries.hparams(hparams)
+    summaries.texts(summaries_lib.TRAIN, start, {"config": gin.markdown(gin.config_str())})
     train_step = trainer_lib.make_train_step(
         model, optimizer, mesh=device_mesh, shardings=shardings, schedule=schedule,
         num_microbatches=num_microbatches, nan_policy=nan_policy)
@@ -316,6 +317,7 @@ def main(argv: list[str] | None = None) -> int:
   """Entry point: parse gin flags, run `train()`, turn user errors into one message."""
   logs.setup()  # our log format; library noise off unless FLAN_VERBOSE_LIBS=1
   with report_user_errors():
+    logging.info("Reading the gin config (and loading seqio and TensorFlow).")
     parse_gin_flags(argv)
     train()
     return 0
