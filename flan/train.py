@@ -172,7 +172,8 @@ def train(*, model: Any = gin.REQUIRED, mixture_or_task_name: str = gin.REQUIRED
     heldout_cluster: evaluated at the end; derived from a flan_holdout_<c>_train mixture.
     run_heldout_eval: False skips that evaluation (e.g. when `flan.evaluate` runs it apart).
     eval_period: every this many steps, evaluate the held-out cluster on a fixed subset
-      (t5x's infer-eval) into MODEL_DIR/inference_eval; None or 0: never.
+      (t5x's infer-eval) into MODEL_DIR/inference_eval; None or 0: never. Independent of
+      run_heldout_eval, which is about the full evaluation at the end.
     evaluator_num_examples: that subset: the first N examples of each split (None: all).
     make_iterator: tests only: a replacement for the FLAN input pipeline, same signature.
 
@@ -242,7 +243,7 @@ def train(*, model: Any = gin.REQUIRED, mixture_or_task_name: str = gin.REQUIRED
     timing["timing/compilation_seconds"] = _compile(train_step, state, shapes, device_mesh,
                                                     step_rng)
     infer_eval = None
-    if eval_period and run_heldout_eval:
+    if eval_period:
       infer_eval = _periodic_evaluator(
           model, device_mesh, cluster=cluster, vocabulary=vocab, data_dir=data_dir,
           lengths=lengths, batch_size=eval_batch_size, max_examples=evaluator_num_examples,

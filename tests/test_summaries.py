@@ -236,3 +236,39 @@ def test_smoke_run_logs_every_phase_in_our_format_and_tensorboard_holds_its_eval
   assert hparams["model/emb_dim"].number_value == 8
   assert hparams["heldout_cluster"].string_value == "coreference"
   np.testing.assert_allclose(hparams["optimizer/base_learning_rate"].number_value, 1e-2)
+
+
+@pytest.mark.slow
+def test_periodic_evaluation_compiles_once_and_evaluates_the_baseline_once():
+  import jax
+  import tensorflow_datasets as tfds
+  from flan.data import vocabularies
+  from flan.evaluation import periodic
+  from flan.model import partitioning
+  from tiny_training import tiny_model
+  model = tiny_model(dropout_rate=0.0)
+  mesh = partitioning.make_mesh({"data": -1, "model": 1})
+  shapes = {"encoder_input_tokens": (8, 32), "decoder_input_tokens": (8, 8),
+            "decoder_target_tokens": (8, 8), "decoder_loss_weights": (8, 8)}
+  params = model.init(jax.random.PRNGKey(0), shapes)
+  loads = []
+
+  def load_baseline():
+    loads.append(1)
+    return params
+
+  with tfds.testing.mock_data(num_examples=8, max_value=3):
+    evaluator = periodic.PeriodicEvaluator(
+        model, mesh, cluster="coreference", vocabulary=vocabularies.get_vocabulary(None),
+        data_dir=None, feature_lengths={"inputs": 32, "targets": 8}, batch_size=8,
+        max_examples=2, num_templates=1, load_baseline=load_baseline)
+    runner = evaluator.runner
+    first = evaluator.evaluate(params, step=1)
+    compiled = runner._score_shared._cache_size()  # coreference: rank classification only
+    second = evaluator.evaluate(params, step=2)
+  assert evaluator.runner is runner
+  assert compiled > 0 and runner._score_shared._cache_size() == compiled
+  assert loads == [1] and sorted(second) == ["baseline", "tuned"]
+  assert all(len(d["examples"]["test"]) == 2 for d in evaluator.data.values())
+  for label in ("tuned", "baseline"):  # same parameters, same fixed subset: same scores
+    assert second[label]["cluster"] == first[label]["cluster"] == first["tuned"]["cluster"]
