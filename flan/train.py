@@ -122,11 +122,14 @@ def _periodic_evaluator(model, mesh, *, cluster, vocabulary, data_dir, lengths, 
       load_baseline=load_baseline if initial_checkpoint_path else None)
 
 
-def _bound_args(fn) -> dict[str, Any]:
-  """A configurable's arguments as this run sets them: its defaults, then gin's bindings."""
-  defaults = {k: p.default for k, p in inspect.signature(fn).parameters.items()
-              if p.default is not p.empty}
-  return {**defaults, **gin.get_bindings(fn)}
+def _hparams(model, **settings) -> dict[str, Any]:
+  """TensorBoard's hparams: these settings, the model's config, the optimizer's arguments
+  as this run sets them (its defaults, then gin's bindings)."""
+  fn = optimizer_lib.make_optimizer
+  optimizer_args = {k: p.default for k, p in inspect.signature(fn).parameters.items()
+                    if p.default is not p.empty and k != "param_axes"}
+  optimizer_args.update(gin.get_bindings(fn))
+  return summaries_lib.hparams(settings, getattr(model, "config", None), optimizer_args)
 
 
 def _compile(train_step, state, shapes, mesh, rng) -> float:
@@ -198,21 +201,19 @@ def train(*, model: Any = gin.REQUIRED, mixture_or_task_name: str = gin.REQUIRED
     raise ValueError(f"The vocabulary has {vocab.vocab_size} ids but the model's vocab_size is "
                      f"{model.config.vocab_size}; use a model gin sized for this vocabulary.")
   init_rng, step_rng = jax.random.split(jax.random.PRNGKey(random_seed))
-  optimizer, schedule = optimizer_lib.make_optimizer()
+  optimizer, schedule = optimizer_lib.make_optimizer(param_axes=model.param_logical_specs())
   match = HOLDOUT_MIXTURE.match(mixture_or_task_name)
   cluster = heldout_cluster or (match.group(1) if match else None)
   if eval_period and not cluster:
     logging.warning("EVAL_PERIOD=%d but there is no held-out cluster to evaluate (set "
                     "HELDOUT_CLUSTER); no evaluation during training.", eval_period)
     eval_period = None
-  hparams = summaries_lib.hparams(
-      {"mixture_or_task_name": mixture_or_task_name, "task_feature_lengths": lengths,
-       "train_steps": train_steps, "batch_size": batch_size, "random_seed": random_seed,
-       "initial_checkpoint_path": initial_checkpoint_path, "vocabulary": vocabulary,
-       "mesh": dict(device_mesh.shape), "fsdp": fsdp, "pack": pack,
-       "num_microbatches": num_microbatches, "heldout_cluster": cluster,
-       "eval_period": eval_period}, getattr(model, "config", None),
-      _bound_args(optimizer_lib.make_optimizer))
+  hparams = _hparams(
+      model, mixture_or_task_name=mixture_or_task_name, task_feature_lengths=lengths,
+      train_steps=train_steps, batch_size=batch_size, random_seed=random_seed,
+      initial_checkpoint_path=initial_checkpoint_path, vocabulary=vocabulary,
+      mesh=dict(device_mesh.shape), fsdp=fsdp, pack=pack, num_microbatches=num_microbatches,
+      heldout_cluster=cluster, eval_period=eval_period)
 
   with contextlib.ExitStack() as stack:
     summaries = summaries_lib.Summaries(model_dir)
