@@ -73,7 +73,8 @@ def test_train_stats_carry_t5x_metric_names_with_t5x_meanings():
   sums = {"loss": 30.0, "z_loss": 2.0, "cross_ent_loss": 28.0, "num_tokens": 10.0,
           "accuracy": 5.0, "num_loss_weights": 10.0, "num_encoder_tokens": 20.0,
           "num_decoder_tokens": 10.0, "encoder_slots": 32.0, "decoder_slots": 16.0,
-          "num_sequences": 4.0, "num_encoder_segments": 6.0, "num_decoder_segments": 6.0}
+          "num_sequences": 4.0, "num_encoder_segments": 6.0, "num_decoder_segments": 6.0,
+          "learning_rate": 0.3}
   s = progress.summarize(sums, steps=2, seconds=4.0, flops_per_step=None, peak_flops=None)
   assert s["loss"] == 15.0 and s["cross_ent_loss"] == 14.0 and s["z_loss"] == 1.0
   assert s["loss_per_nonpadding_target_token"] == 3.0
@@ -85,6 +86,7 @@ def test_train_stats_carry_t5x_metric_names_with_t5x_meanings():
   assert s["timing/seconds"] == 4.0 and s["timing/seqs"] == 4.0
   assert s["timing/target_tokens_per_second"] == 4.0  # slots, padding included, as t5x
   assert s["effective_batch_size/encoder"] == s["effective_batch_size/decoder"] == 3.0
+  assert s["learning_rate"] == 0.15  # t5x: the window's mean (learning_rate/current: last)
 
 
 def test_packed_examples_are_counted_as_t5x_counts_them():

@@ -65,6 +65,7 @@ def summarize(sums: Mapping[str, float], *, steps: int, seconds: float,
       "cross_ent_loss_per_all_target_tokens": ratio(get("cross_ent_loss"), target_slots),
       "accuracy": get("accuracy") / max(get("num_tokens"), 1.0),
       "grad_norm": per_step("grad_norm"),
+      "learning_rate": per_step("learning_rate"),  # t5x: the mean; learning_rate/current: last
       "skipped_updates": get("skipped_updates"),
       "timing/seconds": seconds,
       "timing/steps_per_second": rate(steps),
@@ -171,7 +172,7 @@ class Progress:
     now = time.time()  # ... so the window's time covers its work, not just its dispatch
     stats = summarize(sums, steps=steps, seconds=now - self._window_start_time,
                       flops_per_step=self.flops_per_step, peak_flops=self.peak_flops)
-    stats["learning_rate"] = float(self._last_lr())
+    stats["learning_rate/current"] = float(self._last_lr())
     data = self.data_stats()
     if "truncated_examples" in data:
       stats["data/truncated_examples"] = float(data["truncated_examples"])
@@ -184,7 +185,7 @@ class Progress:
     logging.info(
         "step %d/%d  loss %.3f/token  acc %.3f  lr %.2e  %s tokens/s  non-pad %.1f%%  "
         "truncated %d%s", step, self.total_steps,
-        stats["loss_per_target_token"], stats["accuracy"], stats["learning_rate"],
+        stats["loss_per_target_token"], stats["accuracy"], stats["learning_rate/current"],
         f"{stats['timing/tokens_per_second']:,.0f}",
         100 * stats["non_padding_fraction/overall"],
         int(stats.get("data/truncated_examples", 0)), mfu)
