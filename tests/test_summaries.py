@@ -224,6 +224,7 @@ def test_smoke_run_logs_every_phase_in_our_format_and_tensorboard_holds_its_eval
               "loss_per_all_target_tokens", "loss_per_nonpadding_target_token",
               "timing/seconds", "timing/steps_per_second", "effective_batch_size/decoder",
               "timing/compilation_seconds", "timing/train_iter_warmup",
+              "timing/init_or_restore_seconds", "timing/dataset_loading_seconds",
               "timing/evaluate_seconds", "loss_per_target_token"):
     assert tag in train, tag
   # The run continues from the baseline's step 1; its first step (2) compiles: untimed.
