@@ -289,6 +289,7 @@ class Checkpoints:
       return False
     items = {STATE: ocp.args.StandardSave(state),
              DATASET: ocp.args.JsonSave(dict(dataset_state or {}))}
+    logging.info("Saving checkpoint %s (in the background).", self.step_dir(step))
     started = self.manager.save(step, args=ocp.args.Composite(**items), force=True)
     if started:
       self._unsealed.append(step)
@@ -335,6 +336,7 @@ class Checkpoints:
         self._discard(step, f"{type(e).__name__}: {_first_line(e)}", failures)
         continue
       check_params_match(saved, target.params, where)
+      logging.info("Restoring checkpoint %s.", where)
       try:
         restored = self.manager.restore(step, args=ocp.args.Composite(**{
             STATE: ocp.args.StandardRestore(target), DATASET: ocp.args.JsonRestore()}))
@@ -426,6 +428,7 @@ def load_initial(path: str, target: Any) -> Any:
   checkpointer = ocp.StandardCheckpointer()
 
   def read(step_dir: pathlib.Path) -> Any:
+    logging.info("Restoring the initial checkpoint %s.", step_dir)
     check_params_match(saved_params(checkpointer.metadata(step_dir / STATE)), target.params,
                        str(step_dir))
     return checkpointer.restore(step_dir / STATE, target)
@@ -462,6 +465,7 @@ def restore_or_initialize(checkpoints: Checkpoints, target: Any, *,
       if model_config is None:
         raise CheckpointError(f"INITIAL_CHECKPOINT_PATH={str(path)!r} is a Hugging Face "
                               "directory: pass the model's config to lay out its weights.")
+      logging.info("Loading Hugging Face weights from %s.", path)
       try:
         params = hf.load_params(str(path), model_config)
       except ValueError as e:  # sizes differ: name them as a checkpoint error
@@ -472,4 +476,5 @@ def restore_or_initialize(checkpoints: Checkpoints, target: Any, *,
       return init_state(params), None, f"initialised from Hugging Face weights in {path}"
     state = load_initial(str(path), target)
     return state, None, f"initialised from {path}"
+  logging.info("Initialising the train state from scratch.")
   return init_state(None), None, "initialised from scratch"
