@@ -26,6 +26,7 @@ from typing import Any
 import jax
 import numpy as np
 
+from flan.errors import EXIT_USER_ERROR, UserError
 from flan.model import hf
 from flan.model import network
 
@@ -39,7 +40,7 @@ def hf_to_flan(hf_dir: str, out: str, *, scan_layers: bool = False) -> network.T
   config, params = hf.params_from_hf(hf_dir, scan_layers=scan_layers)
   out_path = pathlib.Path(out).resolve()
   if out_path.exists():
-    raise FileExistsError(f"--out {out_path} already exists; choose a new directory.")
+    raise UserError(f"--out {out_path} already exists; choose a new directory.")
   checkpointer = ocp.StandardCheckpointer()
   checkpointer.save(out_path, {"params": params})
   checkpointer.wait_until_finished()
@@ -57,7 +58,7 @@ def _checkpoint_item(path: pathlib.Path) -> tuple[pathlib.Path, pathlib.Path | N
                  if d.name.rsplit("_", 1)[1].isdigit() and (d / "state").is_dir())
   if steps:
     return steps[-1][1] / "state", path
-  raise FileNotFoundError(f"--checkpoint {path} is not a flan checkpoint: expected the output of "
+  raise UserError(f"--checkpoint {path} is not a flan checkpoint: expected the output of "
                           "hf_to_flan, a checkpoint_<step> directory, or a MODEL_DIR holding one.")
 
 
@@ -93,7 +94,7 @@ def flan_to_hf(checkpoint: str, out: str, *, gin_files: Sequence[str] = (),
   elif model_dir is not None and (model_dir / "config.gin").is_file():
     config = _config_from_gin([str(model_dir / "config.gin")], gin_bindings)
   else:
-    raise FileNotFoundError(f"No network config for {checkpoint}: pass --gin_file with the model "
+    raise UserError(f"No network config for {checkpoint}: pass --gin_file with the model "
                             "gin it was trained with (e.g. configs/models/small.gin).")
   hf.params_to_hf(config, _restore_params(item), out)
   return config
@@ -120,8 +121,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     else:
       config = flan_to_hf(args.checkpoint, args.out, gin_files=args.gin_file,
                           gin_bindings=args.gin_bindings)
-  except (FileNotFoundError, FileExistsError, ValueError) as e:
-    sys.exit(f"flan.convert {args.command}: {e}")
+  except UserError as e:  # one line; anything else is a bug and keeps its traceback
+    print(f"error: flan.convert {args.command}: {e}", file=sys.stderr)
+    sys.exit(EXIT_USER_ERROR)
   print(f"wrote {args.out} ({config})")
 
 

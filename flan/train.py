@@ -30,6 +30,7 @@ from typing import Any
 import gin
 import jax
 
+from flan.errors import UserError
 from flan.training import checkpoints as checkpoints_lib
 from flan import evaluate as eval_lib  # registers its gin configurable before gin locks
 from flan.training import flops
@@ -49,7 +50,7 @@ def _check_writable(model_dir: str) -> None:
     with tempfile.NamedTemporaryFile(dir=model_dir):
       pass
   except OSError as e:
-    raise ValueError(f"MODEL_DIR={model_dir!r} is not writable ({e.strerror}); set "
+    raise UserError(f"MODEL_DIR={model_dir!r} is not writable ({e.strerror}); set "
                      "--gin.MODEL_DIR to a directory you can write to.") from None
 
 
@@ -59,6 +60,7 @@ def _make_iterator(name, lengths, batch_size, seed, *, pack, data_dir, vocabular
   from flan.data import tasks
   tasks.register(data_dir=data_dir, vocabulary=vocabulary)
   tasks.get(name)  # an unknown name fails here, listing close matches
+  tasks.check_prepared(name)  # every missing TFDS builder in one message
   shard, num_shards = partitioning.data_shard_info(mesh)
   return input_pipeline.make_train_iterator(name, lengths, batch_size, seed, pack=pack,
                                             shard_index=shard, num_shards=num_shards)
@@ -146,7 +148,7 @@ def train(*, model: Any = gin.REQUIRED, mixture_or_task_name: str = gin.REQUIRED
   from flan.data import vocabularies
   vocab = vocabularies.get_vocabulary(vocabulary)
   if vocab.vocab_size > model.config.vocab_size:
-    raise ValueError(f"The vocabulary has {vocab.vocab_size} ids but the model's vocab_size is "
+    raise UserError(f"The vocabulary has {vocab.vocab_size} ids but the model's vocab_size is "
                      f"{model.config.vocab_size}; use a model gin sized for this vocabulary.")
   init_rng, step_rng = jax.random.split(jax.random.PRNGKey(random_seed))
   optimizer, schedule = optimizer_lib.make_optimizer()
@@ -226,7 +228,8 @@ def main(argv: list[str] | None = None) -> int:
   for noisy in ("absl", "jax", "tensorflow"):  # TFDS/orbax chatter at INFO goes through absl
     logging.getLogger(noisy).setLevel(logging.WARNING)
   with report_user_errors():
-    parse_gin_flags(argv)
+    parse_gin_flags(argv, prog="python -m flan.train", doc=__doc__,
+                    run_config="configs/runs/finetune.gin", entry=train)
     train()
     return 0
   return 1

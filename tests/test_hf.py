@@ -16,6 +16,7 @@ import pytest
 import safetensors.numpy
 
 from flan import convert
+from flan.errors import UserError
 from flan.model import hf
 from flan.model import network
 
@@ -77,10 +78,10 @@ def test_tied_t5_1_0_checkpoint_gets_scaled_untied_logits(tmp_path):
 
 
 def test_unreadable_directories_say_what_is_missing(tmp_path):
-  with pytest.raises(FileNotFoundError, match="config.json"):
+  with pytest.raises(UserError, match="config.json"):
     hf.params_from_hf(tmp_path)
   shutil.copy(FIXTURE / "config.json", tmp_path / "config.json")
-  with pytest.raises(FileNotFoundError, match="safetensors"):
+  with pytest.raises(UserError, match="safetensors"):
     hf.params_from_hf(tmp_path)
   config = json.loads((FIXTURE / "config.json").read_text())
   config["feed_forward_proj"] = "gated-silu"

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import safetensors.numpy
 
+from flan.errors import UserError
 from flan.model import network
 
 _MLP_ACTIVATIONS = {
@@ -35,7 +36,7 @@ def config_from_hf(hf_config: dict[str, Any], *, dtype: str = "bfloat16",
   """Reads a Hugging Face T5 `config.json` dict into a `T5Config`."""
   proj = hf_config.get("feed_forward_proj", "relu")
   if proj not in _MLP_ACTIVATIONS:
-    raise ValueError(f"feed_forward_proj={proj!r} is not supported; use a T5 checkpoint with one "
+    raise UserError(f"feed_forward_proj={proj!r} is not supported; use a T5 checkpoint with one "
                      f"of {sorted(_MLP_ACTIVATIONS)} (FLAN-T5 is 'gated-gelu').")
   return network.T5Config(
       vocab_size=hf_config["vocab_size"], emb_dim=hf_config["d_model"],
@@ -53,7 +54,7 @@ def config_to_hf(config: network.T5Config) -> dict[str, Any]:
   """The `config.json` dict of an untied T5 1.1-style checkpoint for `config`."""
   proj = {v: k for k, v in _MLP_ACTIVATIONS.items()}.get(config.mlp_activations)
   if proj is None:
-    raise ValueError(f"mlp_activations={config.mlp_activations} has no Hugging Face equivalent.")
+    raise UserError(f"mlp_activations={config.mlp_activations} has no Hugging Face equivalent.")
   return {
       "architectures": ["T5ForConditionalGeneration"], "model_type": "t5",
       "vocab_size": config.vocab_size, "d_model": config.emb_dim, "d_kv": config.head_dim,
@@ -79,7 +80,7 @@ def _read_tensors(directory: pathlib.Path) -> dict[str, np.ndarray]:
     for shard in sorted(set(json.loads(index.read_text())["weight_map"].values())):
       tensors.update(safetensors.numpy.load_file(directory / shard))
     return tensors
-  raise FileNotFoundError(
+  raise UserError(
       f"{directory} has no model.safetensors (or model.safetensors.index.json). Re-save the "
       "checkpoint with `save_pretrained(dir, safe_serialization=True)`; torch .bin files are "
       "not read.")
@@ -151,7 +152,7 @@ def params_from_hf(directory: str | pathlib.Path, *, dtype: str = "bfloat16",
   directory = pathlib.Path(directory)
   config_path = directory / "config.json"
   if not config_path.is_file():
-    raise FileNotFoundError(f"{directory} has no config.json; pass a Hugging Face T5 checkpoint "
+    raise UserError(f"{directory} has no config.json; pass a Hugging Face T5 checkpoint "
                             "directory (as written by save_pretrained).")
   hf_config = json.loads(config_path.read_text())
   config = config_from_hf(hf_config, dtype=dtype, scan_layers=scan_layers)
@@ -174,7 +175,7 @@ def params_from_hf(directory: str | pathlib.Path, *, dtype: str = "bfloat16",
     value = np.asarray(tensors[name], dtype=np.float32)
     _set(params, path, np.ascontiguousarray(value.T if transpose else value))
   if missing:
-    raise ValueError(f"{directory} lacks {len(missing)} expected tensors, e.g. {missing[:3]}; "
+    raise UserError(f"{directory} lacks {len(missing)} expected tensors, e.g. {missing[:3]}; "
                      "is it a T5 encoder-decoder checkpoint matching its config.json?")
   if scan_layers:
     params = network.scan_layer_params(params, config)
@@ -195,7 +196,7 @@ def load_params(directory: str | pathlib.Path, config: network.T5Config) -> dict
   diff = {k: (getattr(hf_config, k), getattr(config, k)) for k in sizes
           if getattr(hf_config, k) != getattr(config, k)}
   if diff:
-    raise ValueError(f"{directory} does not fit the model: (checkpoint, model) = {diff}; use the "
+    raise UserError(f"{directory} does not fit the model: (checkpoint, model) = {diff}; use the "
                      "model gin of that checkpoint's size.")
   return params
 

@@ -32,6 +32,8 @@ import jax.numpy as jnp
 import optax
 from jax.sharding import PartitionSpec as P
 
+from flan.errors import UserError
+
 Schedule = Callable[[jax.Array], jax.Array]
 
 
@@ -58,7 +60,7 @@ def learning_rate_schedule(*, factors: str = "constant", base_learning_rate: flo
            "linear_decay", "cosine_decay"}
   unknown = [n for n in names if n not in known]
   if unknown or not names:
-    raise ValueError(f"Unknown learning-rate factor(s) {unknown or factors!r} in {factors!r}; "
+    raise UserError(f"Unknown learning-rate factor(s) {unknown or factors!r} in {factors!r}; "
                      f"use a '*'-product of {sorted(known)}.")
 
   def schedule(step):
