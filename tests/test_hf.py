@@ -90,7 +90,7 @@ def test_unreadable_directories_say_what_is_missing(tmp_path):
     hf.params_from_hf(tmp_path)
 
 
-def test_convert_cli_round_trip(tmp_path):
+def test_convert_cli_round_trip(tmp_path, capsys):
   ours, back = tmp_path / "flan_ckpt", tmp_path / "hf_back"
   convert.main(["hf_to_flan", "--hf_dir", str(FIXTURE), "--out", str(ours)])
   assert (ours / convert.CONFIG_FILE).is_file()
@@ -98,8 +98,11 @@ def test_convert_cli_round_trip(tmp_path):
   original = safetensors.numpy.load_file(FIXTURE / "model.safetensors")
   for name, value in safetensors.numpy.load_file(back / "model.safetensors").items():
     np.testing.assert_array_equal(value, original[name], err_msg=name)
-  with pytest.raises(SystemExit, match="not a flan checkpoint"):
+  capsys.readouterr()
+  with pytest.raises(SystemExit) as e:
     convert.main(["flan_to_hf", "--checkpoint", str(tmp_path / "nope"), "--out", str(back)])
+  errors = [l for l in capsys.readouterr().err.splitlines() if l.startswith("error: ")]
+  assert e.value.code == 1 and len(errors) == 1 and "not a flan checkpoint" in errors[0]
 
 
 def test_flan_to_hf_reads_a_trainer_checkpoint_with_a_model_gin(tmp_path):

@@ -8,13 +8,20 @@ each stack in Hugging Face and once per stack here.
 T5 1.0 checkpoints (ReLU MLP, logits through the tied embedding scaled by d_model**-0.5)
 import too: the scaled embedding becomes an untied `logits_dense`, which is exact. Export
 always writes the untied T5 1.1 form: `lm_head.weight` plus `"tie_word_embeddings": false`
-(transformers 5 would otherwise tie lm_head to the embedding; see docs/pitfalls.md).
+(transformers 5 ties lm_head to the shared embedding unless the config says false, and would
+then silently use the embedding as the output layer).
+
+An export is a complete model directory, as `save_pretrained` writes one (files 0644 under
+the usual umask): config.json, model.safetensors, generation_config.json (T5's ids: decoder
+start = pad = 0, eos = 1) and the tokenizer of the run's vocabulary (`write_tokenizer`).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import pathlib
+import shutil
 from typing import Any
 
 import numpy as np
@@ -29,6 +36,9 @@ _MLP_ACTIVATIONS = {
     "relu": ("relu",),  # T5 1.0
 }
 _SINGLE_ATTENTION = {"query": "q", "key": "k", "value": "v", "out": "o"}
+# T5's special ids, as seqio's vocabularies and HF's T5 generation config have them.
+GENERATION_CONFIG = {"decoder_start_token_id": 0, "eos_token_id": 1, "pad_token_id": 0}
+_SPECIAL_TOKENS = {"eos_token": "</s>", "pad_token": "<pad>", "unk_token": "<unk>"}
 
 
 def config_from_hf(hf_config: dict[str, Any], *, dtype: str = "bfloat16",
@@ -212,4 +222,57 @@ def params_to_hf(config: network.T5Config, params: Any, directory: str | pathlib
     value = np.asarray(_get(params, path), dtype=np.float32)
     tensors[name] = np.ascontiguousarray(value.T if transpose else value)
   safetensors.numpy.save_file(tensors, directory / "model.safetensors", metadata={"format": "pt"})
-  (directory / "config.json").write_text(json.dumps(config_to_hf(config), indent=2) + "\n")
+  _write_json(directory / "config.json", config_to_hf(config))
+  _write_json(directory / "generation_config.json", GENERATION_CONFIG)
+  _set_modes(directory)
+
+
+def write_tokenizer(directory: str | pathlib.Path, spiece_model: str | None, *,
+                    extra_ids: int = 100) -> str:
+  """Writes the Hugging Face tokenizer files of a flan vocabulary; returns its HF class.
+
+  Args:
+    directory: the export directory.
+    spiece_model: T5's SentencePiece model (a local path or a gfile URL) -> `spiece.model`,
+      `tokenizer_config.json` and `special_tokens_map.json` for `T5Tokenizer`, the files
+      its `save_pretrained` writes. None: seqio's byte vocabulary (UTF-8 byte + 3 after pad,
+      eos, unk), which is ByT5's: `ByT5Tokenizer` with no sentinels encodes the same ids
+      (except text that spells a special token, e.g. a literal "</s>", which it maps to that
+      token while seqio encodes its bytes).
+    extra_ids: the sentinels the SentencePiece vocabulary appends (seqio's extra_ids).
+  """
+  directory = pathlib.Path(directory)
+  if spiece_model is None:
+    tokenizer_class, extra = "ByT5Tokenizer", []
+    config = {"tokenizer_class": tokenizer_class, "extra_ids": 0, **_SPECIAL_TOKENS}
+  else:
+    tokenizer_class = "T5Tokenizer"
+    extra = [f"<extra_id_{i}>" for i in range(extra_ids)]
+    if "://" in spiece_model:
+      import tensorflow as tf  # only remote paths need gfile
+      tf.io.gfile.copy(spiece_model, str(directory / "spiece.model"), overwrite=True)
+    else:
+      shutil.copyfile(spiece_model, directory / "spiece.model")
+    config = {"tokenizer_class": tokenizer_class, "extra_ids": extra_ids,
+              "additional_special_tokens": extra, "legacy": True, **_SPECIAL_TOKENS}
+  _write_json(directory / "tokenizer_config.json", config)
+  _write_json(directory / "special_tokens_map.json",
+              {**_SPECIAL_TOKENS, **({"additional_special_tokens": extra} if extra else {})})
+  _set_modes(directory)
+  return tokenizer_class
+
+
+def _write_json(path: pathlib.Path, value: dict[str, Any]) -> None:
+  path.write_text(json.dumps(value, indent=2) + "\n")
+
+
+def _set_modes(directory: pathlib.Path) -> None:
+  """Gives every file the mode a plain `open()` would (0644 under umask 022), as HF does.
+
+  safetensors writes through a private temporary file (mode 0600).
+  """
+  umask = os.umask(0)
+  os.umask(umask)
+  for path in directory.iterdir():
+    if path.is_file():
+      path.chmod(0o666 & ~umask)
