@@ -87,6 +87,31 @@ def test_write_all_writes_json_markdown_chart_and_predictions(tmp_path):
   assert "premise \u00e9" in tuned  # kept readable, not \\u-escaped
 
 
+def test_chart_shares_one_y_axis_per_metric_family_and_hatching_legend_only_where_hatched():
+  import matplotlib.pyplot as plt
+  results = _results([12.5, 62.5], [10.0, 20.0])
+  for label, model in results["models"].items():  # a second accuracy panel, nothing hatched
+    templates = [_template(i, s, None) for i, s in enumerate((40.0, 45.0))]
+    model["datasets"]["cb"] = {"status": "ok", "metrics": ["accuracy"], "templates": templates,
+                               **report.summarize_dataset(templates)}
+    templates = [_template(i, s, None) for i, s in enumerate((-20.0, 30.0))]  # a correlation
+    model["datasets"]["stsb"] = {"status": "ok", "metrics": ["pearson"],
+                                 "templates": templates, **report.summarize_dataset(templates)}
+  results["datasets"] += ["cb", "stsb"]
+  fig = report.figure(results)
+  try:
+    panels = {ax.get_title().split(" ")[0]: ax for ax in fig.axes if ax.get_title()}
+    assert panels["rte"].get_ylim() == panels["cb"].get_ylim() == (0.0, 100.0)
+    assert panels["stsb"].get_ylim() == (-100.0, 100.0)
+    legend_texts = lambda ax: [t.get_text() for t in ax.get_legend().get_texts()] if (
+        ax.get_legend()) else []
+    assert legend_texts(panels["rte"]) == [report.HATCH_LABEL]  # rte has a turned-around one
+    assert report.HATCH_LABEL not in legend_texts(panels["cb"]) + legend_texts(panels["stsb"])
+    assert "hatched" not in panels["cb"].get_xlabel()
+  finally:
+    plt.close(fig)
+
+
 def test_write_all_refuses_non_finite_numbers(tmp_path):
   results = _results([60.0, math.nan], [50.0, 52.0])
   assert not report.is_finite_tree(results)
