@@ -130,10 +130,12 @@ def _run_holdouts():
   return module
 
 
-def test_run_holdouts_dry_run_prints_one_train_command_per_cluster(capsys, tmp_path):
+def test_run_holdouts_dry_run_prints_one_train_command_per_cluster(capsys, tmp_path,
+                                                                   clean_gin):
   from flan.data import clusters
   script = _run_holdouts()
   assert script.main([f"--root={tmp_path}", "--gin_file=configs/models/tiny.gin",
+                      "--gin_file=configs/runs/finetune.gin", "--gin.VOCABULARY=None",
                       "--gin.TRAIN_STEPS=5", "--dry_run"]) == 0
   lines = capsys.readouterr().out.strip().splitlines()
   assert len(lines) == len(clusters.CLUSTERS) == 12
@@ -159,11 +161,26 @@ def test_run_holdouts_collects_results_into_one_table(tmp_path, capsys):
   assert summary["sentiment"] is None and summary["nli"]["tuned"]["dev_selected"] == 70.0
 
 
-def test_run_holdouts_uses_each_clusters_experiment_gin_by_default(capsys, tmp_path):
+def test_run_holdouts_uses_each_clusters_experiment_gin_by_default(capsys, tmp_path,
+                                                                   clean_gin):
   script = _run_holdouts()
-  assert script.main([f"--root={tmp_path}", "--clusters=nli,misc", "--dry_run"]) == 0
+  assert script.main([f"--root={tmp_path}", "--clusters=nli,misc", "--gin.VOCABULARY=None",
+                      "--dry_run"]) == 0
   lines = capsys.readouterr().out.strip().splitlines()
   assert "--gin_file=configs/experiments/holdout_nli.gin" in lines[0]
   assert "--gin_file=configs/experiments/holdout_misc.gin" in lines[1]
   for cluster in ("nli", "misc"):
     assert (script.ROOT / "configs" / "experiments" / f"holdout_{cluster}.gin").is_file()
+
+
+def test_run_holdouts_refuses_commands_that_would_fail_in_one_line(capsys, tmp_path, clean_gin):
+  script = _run_holdouts()
+  assert script.main([f"--root={tmp_path}", "--dry_run"]) == 1  # no VOCABULARY
+  out, err = capsys.readouterr()
+  assert out == ""  # no command printed that would fail
+  errors = [line for line in err.splitlines() if line.startswith("error: ")]
+  assert len(errors) == 1 and "VOCABULARY is required but not set" in errors[0]
+  assert "--gin.VOCABULARY=..." in errors[0] and "passed to every run" in errors[0]
+  assert script.main([f"--root={tmp_path}", "--clusters=nli", "--gin.VOCABULARY=None",
+                      "--gin.TRAIN_STEP=5", "--dry_run"]) == 1
+  assert "Did you mean TRAIN_STEPS?" in capsys.readouterr().err
