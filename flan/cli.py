@@ -343,6 +343,13 @@ def parse_gin_flags(argv: Sequence[str] | None = None, *, prog: str = "python -m
                       "check its spelling (and PYTHONPATH).") from None
     except (ValueError, OSError) as e:
       raise UserError(_one_line(e)) from None
+    except TypeError as e:  # gin's package-resource lookup of an include found nowhere
+      if not any(f.filename.endswith(os.path.join("gin", "resource_reader.py"))
+                 for f in traceback.extract_tb(e.__traceback__)):
+        raise
+      context = _one_line(e).partition(" (")[2].rstrip(")")
+      raise UserError(f"A gin include names a file found nowhere ({context}); searched "
+                      f"{', '.join(search_paths)}.") from None
     for binding in bindings:
       try:
         gin.parse_config(binding)
