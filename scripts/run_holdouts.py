@@ -99,7 +99,10 @@ def write_table(root: pathlib.Path, results: dict[str, dict | None]) -> str:
 
 
 def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
-  parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+  parser = argparse.ArgumentParser(
+      description=__doc__.split("\n\n")[0],
+      epilog="Every other flag must be --gin.X=V; it is passed through to each run, after "
+             "the gin files (e.g. --gin.VOCABULARY=\\\"spiece.model\\\" --gin.TRAIN_STEPS=1000).")
   parser.add_argument("--root", required=True, help="parent of the 12 MODEL_DIRs")
   parser.add_argument("--gin_file", action="append", default=[],
                       help="gin files for every run, in order (default: each cluster's "

@@ -222,7 +222,7 @@ def figure(results: Mapping[str, Any]) -> Any:
   handles, _ = summary.get_legend_handles_labels()
   if names:
     handles.append(Line2D([], [], color="black", linestyle="--", linewidth=1,
-                          label="mean over counted templates"))
+                          label="dashed, dataset panels: mean over counted templates"))
   summary.legend(handles=handles, fontsize=8)
   for ax in list(axes.flat)[panels:]:
     ax.axis("off")
