@@ -228,3 +228,15 @@ def test_a_real_terminal_sees_one_error_line_per_cli():
     errors = [l for l in proc.stderr.splitlines() if l.startswith("error: ")]
     assert proc.returncode == EXIT_USER_ERROR and "Traceback" not in proc.stderr, proc.stderr
     assert len(errors) == 1 and "Did you mean configs/smoke.gin?" in errors[0]
+
+
+def test_the_mock_data_hint_works_for_both_entry_points():
+  from flan.data import examples
+  assert "--gin.USE_MOCK_DATA=True" in examples.MOCK_HINT
+  cli.parse_gin_flags([SMOKE, "--gin.USE_MOCK_DATA=True"])
+  assert gin.query_parameter("%USE_MOCK_DATA") is True
+  gin.clear_config()
+  cli.parse_gin_flags(["--gin_file=configs/models/tiny.gin", "--gin_file=configs/runs/eval.gin",
+                       "--gin.CHECKPOINT_PATH='/x'", "--gin.HELDOUT_CLUSTER='nli'",
+                       "--gin.USE_MOCK_DATA=True"], run_config="configs/runs/eval.gin")
+  assert gin.query_parameter("%USE_MOCK_DATA") is True
