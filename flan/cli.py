@@ -26,6 +26,7 @@ import os
 import pathlib
 import re
 import sys
+import textwrap
 import tokenize
 import traceback
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -53,6 +54,7 @@ _T5X_FLAGS_IGNORED = {
     "multiprocess_gpu": ("flan joins a multi-process job when COORDINATOR_ADDRESS is set "
                          "(--coordinator_address, --process_count, --process_index work too)"),
 }
+MODEL_CONFIG = "configs/models/base.gin"  # its macros are every model gin's
 _REQUIRED_SELECTOR = "gin.REQUIRED/gin.constant"  # what `X = %gin.REQUIRED` binds X to
 EXIT_CODES = (f"exit status: 0 done; {EXIT_USER_ERROR} a mistake in the input (one `error:` "
               f"line says what and how to fix it; FLAN_DEBUG=1 adds the traceback); "
@@ -112,17 +114,24 @@ def _epilog(run_config: str | None) -> str:
   lines = []
   if run_config:
     lines.append(f"macros (set with --gin.NAME=VALUE; defaults from {run_config}):")
+    listed = set()
     for name, default, comment in run_macros(run_config):
+      listed.add(name)
       default = "required" if default == "%gin.REQUIRED" else f"default {default}"
       lines.append(f"  {name} ({default})" + (f": {comment}" if comment else ""))
+    model = [name for name, _, _ in run_macros(MODEL_CONFIG) if name not in listed]
+    if model:
+      lines.append(textwrap.fill(f"and the model gin's (configs/models/*.gin): "
+                                 f"{', '.join(model)}", 90, initial_indent="  ",
+                                 subsequent_indent="    "))
     lines.append("")
-  lines.append("t5x flags: --tfds_data_dir=D sets DATA_DIR; --coordinator_address, "
-               "--process_count, --process_index set COORDINATOR_ADDRESS, NUM_PROCESSES, "
-               "PROCESS_ID; --alsologtostderr, --logtostderr and --multiprocess_gpu are "
-               "accepted and need nothing (flan logs to stderr; a coordinator address "
-               "starts multi-process mode).")
+  lines.append(textwrap.fill(
+      "t5x flags: --tfds_data_dir=D sets DATA_DIR; --coordinator_address, --process_count, "
+      "--process_index set COORDINATOR_ADDRESS, NUM_PROCESSES, PROCESS_ID; --alsologtostderr, "
+      "--logtostderr and --multiprocess_gpu are accepted and need nothing (flan logs to "
+      "stderr; a coordinator address starts multi-process mode).", 90))
   lines.append("")
-  lines.append(EXIT_CODES)
+  lines.append(textwrap.fill(EXIT_CODES, 90))
   return "\n".join(lines)
 
 
