@@ -64,7 +64,7 @@ def _checkpoint_item(path: pathlib.Path) -> tuple[pathlib.Path, pathlib.Path | N
   if steps:
     return steps[-1][1] / "state", path
   raise UserError(f"--checkpoint {path} is not a flan checkpoint: expected the output of "
-                          "hf_to_flan, a checkpoint_<step> directory, or a MODEL_DIR holding one.")
+                  "hf_to_flan, a checkpoint_<step> directory, or a MODEL_DIR holding one.")
 
 
 _UNKNOWN = object()  # no vocabulary was given or recorded

@@ -135,8 +135,8 @@ def evaluate(*, model: Any = gin.REQUIRED, checkpoint_path: str = gin.REQUIRED,
   vocab = vocabularies.get_vocabulary(vocabulary)
   if vocab.vocab_size > model.config.vocab_size:
     raise UserError(f"The vocabulary has {vocab.vocab_size} ids but the model's vocab_size is "
-                     f"{model.config.vocab_size}; use the model gin the checkpoint was trained "
-                     "with and its VOCABULARY.")
+                    f"{model.config.vocab_size}; use the model gin the checkpoint was trained "
+                    "with and its VOCABULARY.")
   output_dir = default_output_dir(checkpoint_path, model_dir, eval_output_dir)
   params, info = restore_params(model, device_mesh, checkpoint_path, task_feature_lengths)
   logging.info("Restored %s (step %s).", info["path"], info["step"])

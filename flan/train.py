@@ -51,7 +51,7 @@ def _check_writable(model_dir: str) -> None:
       pass
   except OSError as e:
     raise UserError(f"MODEL_DIR={model_dir!r} is not writable ({e.strerror}); set "
-                     "--gin.MODEL_DIR to a directory you can write to.") from None
+                    "--gin.MODEL_DIR to a directory you can write to.") from None
 
 
 def _make_iterator(name, lengths, batch_size, seed, *, pack, data_dir, vocabulary, mesh):
@@ -149,9 +149,9 @@ def train(*, model: Any = gin.REQUIRED, mixture_or_task_name: str = gin.REQUIRED
   vocab = vocabularies.get_vocabulary(vocabulary)
   if vocab.vocab_size > model.config.vocab_size:
     raise UserError(f"The vocabulary has {vocab.vocab_size} ids but the model's vocab_size is "
-                     f"{model.config.vocab_size}; use a model gin sized for this vocabulary.")
+                    f"{model.config.vocab_size}; use a model gin sized for this vocabulary.")
   init_rng, step_rng = jax.random.split(jax.random.PRNGKey(random_seed))
-  optimizer, schedule = optimizer_lib.make_optimizer()
+  optimizer, schedule = optimizer_lib.make_optimizer(param_axes=model.param_logical_specs())
 
   with contextlib.ExitStack() as stack:
     if use_mock_data and data_dir is None:

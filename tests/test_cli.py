@@ -212,7 +212,7 @@ def test_missing_data_names_every_missing_builder_at_once(capsys, tmp_path):
   message = err[err.index("error: "):]
   from flan.data import mixtures
   missing = mixtures.train_datasets("flan_holdout_sentiment_train")
-  assert f"{len(missing)} TFDS builders that 'flan_holdout_sentiment_train' reads are not " \
+  assert f"{len(missing)} FLAN datasets that 'flan_holdout_sentiment_train' reads are not " \
          "prepared" in message
   assert f"--datasets {','.join(sorted(missing))} --data_dir {empty}" in message
   assert "--gin.USE_MOCK_DATA=True" in message and "--mock_data (flan.show)" in message

@@ -50,7 +50,7 @@ def check_cluster(name: str) -> str:
   close = difflib.get_close_matches(name, CLUSTERS, n=3, cutoff=0.4)
   hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
   raise UserError(f"Unknown cluster {name!r}.{hint} The 12 clusters are: "
-                   f"{', '.join(CLUSTERS)}.")
+                  f"{', '.join(CLUSTERS)}.")
 
 
 def members(cluster: str) -> tuple[str, ...]:

@@ -78,14 +78,14 @@ class TrainIterator:
     """Continues from `state` (from `state()` of an iterator with the same configuration)."""
     if state.get("version") != STATE_VERSION:
       raise UserError(f"Input-pipeline state version {state.get('version')!r} is not "
-                       f"{STATE_VERSION}; it was written by an incompatible flan version.")
+                      f"{STATE_VERSION}; it was written by an incompatible flan version.")
     mine = self._config()
     diff = {k: (state.get(k), v) for k, v in mine.items() if state.get(k) != v}
     if diff:
       detail = "; ".join(f"{k}: saved {a!r}, now {b!r}" for k, (a, b) in diff.items())
       raise UserError(f"The saved input-pipeline state belongs to a different stream ({detail}). "
-                       "Resume with the same mixture, seed, feature lengths, packing and hosts, or "
-                       "start the data from scratch.")
+                      "Resume with the same mixture, seed, feature lengths, packing and hosts, or "
+                      "start the data from scratch.")
     owner = state.get("position_of_shard", state.get("shard_index"))
     if owner != mine["shard_index"] and (state.get("window"), state.get("row")) != (0, 0):
       raise UserError(
@@ -293,19 +293,19 @@ def make_train_iterator(mixture_or_task_name: str, feature_lengths: Mapping[str,
     raise UserError(f"shard_index={shard_index} must be in [0, num_shards={num_shards}).")
   if global_batch_size <= 0 or global_batch_size % num_shards:
     raise UserError(f"global_batch_size={global_batch_size} must be a positive multiple of the "
-                     f"number of data shards ({num_shards}); pick e.g. "
-                     f"{max(num_shards, global_batch_size // num_shards * num_shards)}.")
+                    f"number of data shards ({num_shards}); pick e.g. "
+                    f"{max(num_shards, global_batch_size // num_shards * num_shards)}.")
   missing = {"inputs", "targets"} - set(feature_lengths or {})
   if missing:
     raise UserError(f"feature_lengths must give 'inputs' and 'targets' (missing "
-                     f"{sorted(missing)}), e.g. {{'inputs': 1024, 'targets': 256}}.")
+                    f"{sorted(missing)}), e.g. {{'inputs': 1024, 'targets': 256}}.")
   if any(int(v) <= 0 for v in feature_lengths.values()):
     raise UserError(f"feature_lengths must be positive, got {dict(feature_lengths)}.")
   if window_size <= 0:
     raise UserError(f"window_size must be positive, got {window_size}.")
   if strategy not in packing.STRATEGIES:
     raise UserError(f"Unknown packing strategy {strategy!r}; choose one of "
-                     f"{packing.STRATEGIES}.")
+                    f"{packing.STRATEGIES}.")
   stream = MixtureStream(mixture_or_task_name, feature_lengths, seed, shard_index, num_shards,
                          pack, window_size, strategy)
   return TrainIterator(stream, mixture_or_task_name, global_batch_size // num_shards, prefetch)

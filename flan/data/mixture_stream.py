@@ -72,7 +72,7 @@ def _tasks_and_rates(name: str) -> list[tuple[Any, float]]:
     provider = seqio.get_mixture_or_task(name)
   except ValueError as e:
     raise UserError(f"No seqio task or mixture named {name!r} is registered ({e}). Import the "
-                     "module that registers it (e.g. `flan.data.tasks`) or check the name.") from None
+                    "module that registers it (e.g. `flan.data.tasks`) or check the name.") from None
   if isinstance(provider, seqio.Mixture):
     return [(t, float(provider.get_rate(t))) for t in provider.tasks]
   return [(provider, 1.0)]
@@ -105,7 +105,7 @@ class MixtureStream:
     rates = np.asarray(rates, np.float64)
     if rates.sum() <= 0:
       raise UserError(f"Mixture {name!r} has no examples to sample on shard {shard_index} of "
-                       f"{num_shards} (tasks: {self.task_names}, sizes: {self.sizes.tolist()}).")
+                      f"{num_shards} (tasks: {self.task_names}, sizes: {self.sizes.tolist()}).")
     self.probs = rates / rates.sum()
     self._cdf = np.cumsum(self.probs)
     self.offsets = np.concatenate([[0], np.cumsum(self.sizes)[:-1]]).astype(np.int64)

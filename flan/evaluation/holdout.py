@@ -254,7 +254,7 @@ def evaluate_cluster(model: Any, params: Any, mesh: jax.sharding.Mesh, *, cluste
     unknown = sorted(set(datasets) - set(members))
     if unknown:
       raise UserError(f"Datasets {unknown} are not in cluster {cluster!r}, whose members "
-                       f"are: {', '.join(members)}.")
+                      f"are: {', '.join(members)}.")
     members = tuple(m for m in members if m in datasets)
   options = EvalOptions(dict(feature_lengths), num_shots, seed, num_beams, max_decode_length,
                         num_templates, max_examples, template_mode)

@@ -59,7 +59,7 @@ def dot_product_attention(query: Array, key: Array, value: Array, bias: Array | 
   """
   if implementation not in IMPLEMENTATIONS:
     raise UserError(f"attention implementation {implementation!r} is not one of "
-                     f"{IMPLEMENTATIONS}.")
+                    f"{IMPLEMENTATIONS}.")
   if implementation == "auto":
     implementation = "rows" if jax.default_backend() == "cpu" else "xla"
   if implementation == "xla":

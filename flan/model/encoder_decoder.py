@@ -90,7 +90,7 @@ class EncoderDecoderModel:
                loss_normalizing_factor: float | str | None = None):
     if isinstance(loss_normalizing_factor, str) and loss_normalizing_factor not in NORMALIZERS:
       raise UserError(f"loss_normalizing_factor={loss_normalizing_factor!r} is not supported; "
-                       f"use None, a number, or one of {NORMALIZERS}.")
+                      f"use None, a number, or one of {NORMALIZERS}.")
     if not 0.0 <= label_smoothing < 1.0:
       raise UserError(f"label_smoothing={label_smoothing} must lie in [0, 1).")
     self.config = config

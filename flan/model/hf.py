@@ -47,7 +47,7 @@ def config_from_hf(hf_config: dict[str, Any], *, dtype: str = "bfloat16",
   proj = hf_config.get("feed_forward_proj", "relu")
   if proj not in _MLP_ACTIVATIONS:
     raise UserError(f"feed_forward_proj={proj!r} is not supported; use a T5 checkpoint with one "
-                     f"of {sorted(_MLP_ACTIVATIONS)} (FLAN-T5 is 'gated-gelu').")
+                    f"of {sorted(_MLP_ACTIVATIONS)} (FLAN-T5 is 'gated-gelu').")
   return network.T5Config(
       vocab_size=hf_config["vocab_size"], emb_dim=hf_config["d_model"],
       num_heads=hf_config["num_heads"], num_encoder_layers=hf_config["num_layers"],
@@ -163,7 +163,7 @@ def params_from_hf(directory: str | pathlib.Path, *, dtype: str = "bfloat16",
   config_path = directory / "config.json"
   if not config_path.is_file():
     raise UserError(f"{directory} has no config.json; pass a Hugging Face T5 checkpoint "
-                            "directory (as written by save_pretrained).")
+                    "directory (as written by save_pretrained).")
   hf_config = json.loads(config_path.read_text())
   config = config_from_hf(hf_config, dtype=dtype, scan_layers=scan_layers)
   tensors = _read_tensors(directory)
@@ -186,7 +186,7 @@ def params_from_hf(directory: str | pathlib.Path, *, dtype: str = "bfloat16",
     _set(params, path, np.ascontiguousarray(value.T if transpose else value))
   if missing:
     raise UserError(f"{directory} lacks {len(missing)} expected tensors, e.g. {missing[:3]}; "
-                     "is it a T5 encoder-decoder checkpoint matching its config.json?")
+                    "is it a T5 encoder-decoder checkpoint matching its config.json?")
   if scan_layers:
     params = network.scan_layer_params(params, config)
   return config, params
@@ -207,7 +207,7 @@ def load_params(directory: str | pathlib.Path, config: network.T5Config) -> dict
           if getattr(hf_config, k) != getattr(config, k)}
   if diff:
     raise UserError(f"{directory} does not fit the model: (checkpoint, model) = {diff}; use the "
-                     "model gin of that checkpoint's size.")
+                    "model gin of that checkpoint's size.")
   return params
 
 

@@ -79,18 +79,18 @@ class T5Config:
     unknown = [a for a in self.mlp_activations if a not in ACTIVATIONS]
     if unknown:
       raise UserError(f"T5Config.mlp_activations has unknown {unknown}; use names from "
-                       f"{sorted(ACTIVATIONS)} (T5 1.1: ('gelu', 'linear')).")
+                      f"{sorted(ACTIVATIONS)} (T5 1.1: ('gelu', 'linear')).")
     if self.attention not in attention_lib.IMPLEMENTATIONS:
       raise UserError(f"T5Config.attention={self.attention!r} is not one of "
-                       f"{attention_lib.IMPLEMENTATIONS}.")
+                      f"{attention_lib.IMPLEMENTATIONS}.")
     if self.remat_policy not in REMAT_POLICIES:
       raise UserError(f"T5Config.remat_policy={self.remat_policy!r} is not one of "
-                       f"{REMAT_POLICIES}.")
+                      f"{REMAT_POLICIES}.")
     try:
       jnp.dtype(self.dtype)
     except TypeError:
       raise UserError(f"T5Config.dtype={self.dtype!r} is not a dtype name; use 'bfloat16' "
-                       "or 'float32'.") from None
+                      "or 'float32'.") from None
 
   @property
   def activation_dtype(self) -> jnp.dtype:
