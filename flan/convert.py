@@ -176,6 +176,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                      "(default: what the gin files set)")
   args = parser.parse_args(argv)
   logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+  logging.getLogger("absl").setLevel(logging.WARNING)  # orbax's per-read chatter
   try:
     if args.command == "hf_to_flan":
       config = hf_to_flan(args.hf_dir, args.out, scan_layers=args.scan_layers)
