@@ -32,6 +32,7 @@ from flan.errors import UserError
 from flan.data import datasets as datasets_lib
 from flan.data import preprocessors
 from flan.data import templates as templates_lib
+from flan.data.preprocessors import flan_compat as flan_compat_lib
 
 SPLITS = ("train", "validation", "test")
 PREPARE_COMMAND = "python scripts/prepare_data.py --datasets {dataset} --data_dir {data_dir}"
@@ -236,12 +237,15 @@ def read_examples(read: datasets_lib.ReadSpec, data_dir: str | None = None):
 
 @functools.lru_cache(maxsize=256)
 def _load(dataset: str, reads: tuple[tuple[datasets_lib.ReadSpec, int], ...],
-          data_dir: str | None, context: object) -> tuple[dict[str, Any], ...]:
+          data_dir: str | None, context: object,
+          flan_compat: bool = False) -> tuple[dict[str, Any], ...]:
   """Preprocessed examples of `reads`, each read given with its first example id."""
   del context  # only part of the cache key.
-  fn = preprocessors.get(dataset)
   out = []
   for read, first_id in reads:
+    # Replication mode: FLAN's own preprocessing of the task config that reads this source.
+    fn = (flan_compat_lib.task_for_source(dataset, read.tfds_name, read.source)
+          if flan_compat else preprocessors.get(dataset))
     for offset, raw in enumerate(read_examples(read, data_dir)):
       fields = fn(raw)
       if fields is not None:
@@ -250,7 +254,7 @@ def _load(dataset: str, reads: tuple[tuple[datasets_lib.ReadSpec, int], ...],
 
 
 def load_examples(dataset: str, split: str, data_dir: str | None = None,
-                  source: str | None = None) -> list[dict]:
+                  source: str | None = None, *, flan_compat: bool = False) -> list[dict]:
   """The preprocessed examples of one split (cached; treat the dicts as read-only).
 
   Args:
@@ -259,6 +263,9 @@ def load_examples(dataset: str, split: str, data_dir: str | None = None,
       "test" (the zero-shot evaluation splits).
     data_dir: the TFDS data_dir (None: TFDS's default).
     source: only this source's examples (a `Source.name`, e.g. "r1" of anli); None: all.
+    flan_compat: the replication mode: FLAN's own preprocessing
+      (`flan.data.preprocessors.flan_compat`) instead of ours; each example then carries
+      `flan_task`, the FLAN task config of its source.
 
   Returns:
     One dict per kept example: the preprocessor's fields plus `example_id`, the example's
@@ -271,7 +278,7 @@ def load_examples(dataset: str, split: str, data_dir: str | None = None,
     if source is None or read.source == source:
       reads.append((read, first_id))
     first_id += read.num_examples
-  return list(_load(dataset, tuple(reads), data_dir, _tfds_context()))
+  return list(_load(dataset, tuple(reads), data_dir, _tfds_context(), flan_compat))
 
 
 # ----------------------------------------------------------------------------- templates
@@ -304,15 +311,33 @@ def template_indices(seed: int, dataset: str, example_ids: Sequence[int] | np.nd
   return (x % np.uint64(num_templates)).astype(np.int32)
 
 
-def get_templates(dataset: str) -> tuple[templates_lib.Template, ...]:
-  """The validated templates of `dataset` (`templates/<dataset>.yaml`)."""
-  return templates_lib.load(dataset)
+def get_templates(dataset: str, flan_templates_dir: str | None = None,
+                  fields: Mapping[str, Any] | None = None) -> tuple[templates_lib.Template, ...]:
+  """The validated templates of `dataset` (`templates/<dataset>.yaml`).
+
+  With `flan_templates_dir` (the replication mode), FLAN's converted templates of the
+  `PATTERNS` key of the example's FLAN task config (`fields["flan_task"]`), or without
+  `fields`, of the dataset's first FLAN task config (all of a dataset's keys have as many
+  templates).
+  """
+  if flan_templates_dir is None:
+    return templates_lib.load(dataset)
+  if fields is not None:
+    task = flan_compat_lib.TASKS[fields[flan_compat_lib.TASK_FIELD]]
+  else:
+    task = flan_compat_lib.tasks_of(dataset)[0]
+  return templates_lib.load_flan(task.pattern_key, str(flan_templates_dir))
 
 
 def render_example(dataset: str, fields: Mapping[str, Any], template_idx: int,
-                   mode: str = "instructions") -> tuple[str, str]:
-  """`(inputs, targets)` of one example under template `template_idx`."""
-  templates = get_templates(dataset)
+                   mode: str = "instructions",
+                   flan_templates_dir: str | None = None) -> tuple[str, str]:
+  """`(inputs, targets)` of one example under template `template_idx`.
+
+  `flan_templates_dir`: the replication mode (see `get_templates`); `fields` must then come
+  from `load_examples(..., flan_compat=True)`.
+  """
+  templates = get_templates(dataset, flan_templates_dir, fields)
   if not 0 <= template_idx < len(templates):
     raise IndexError(f"Dataset {dataset!r} has {len(templates)} templates; got index "
                      f"{template_idx}.")
@@ -326,13 +351,14 @@ def correct_answers(fields: Mapping[str, Any]) -> list[str]:
 
 
 def scoring_rows(dataset: str, fields: Mapping[str, Any], template_idx: int,
-                 mode: str = "instructions") -> list[tuple[str, str, int, int]]:
+                 mode: str = "instructions",
+                 flan_templates_dir: str | None = None) -> list[tuple[str, str, int, int]]:
   """Rank classification: `(inputs, targets, option_idx, is_correct)` per option.
 
   The inputs are the example's rendered inputs; each row's target is the template's target
   filled with that option as the answer. `is_correct` is 1 for every correct option.
   """
-  template = get_templates(dataset)[template_idx]
+  template = get_templates(dataset, flan_templates_dir, fields)[template_idx]
   inputs, _ = templates_lib.render(template, fields, mode, dataset)
   correct = set(correct_answers(fields))
   rows = []
