@@ -10,11 +10,14 @@ substitutions, so what runs is what a reader types:
 | `python`, `python3.11`, `.venv/bin/python` at the start | this interpreter     | the environment under test |
 | `../shared/data/tfds`                | conftest's DATA_DIR (FLAN_TEST_DATA_DIR) | the worktree may sit elsewhere |
 | `../shared/vocab/t5_spiece.model`    | conftest's VOCAB (FLAN_TEST_VOCAB)       | same                      |
+| any other `../shared/...`            | the same path under SHARED (the parent of DATA_DIR's `data/`) | same     |
 | `--root /runs`                       | `--root <tmp>/runs`                      | no writes outside tmp     |
 | a command in SHORTENED               | its extra flags appended                 | a long run, cut short     |
 
-A command reading ../shared skips (with the reason) where that data is absent. Exit status 0
-is required, except where EXIT_CODES allows another with the output that proves it worked.
+A command reading ../shared skips (with the reason) where that data is absent. Commands run
+in README order: one that reads what an earlier one writes (templates_flan/) skips with that
+reason when run alone. Exit status 0 is required, except where EXIT_CODES allows another with
+the output that proves it worked.
 """
 
 import os
@@ -55,6 +58,10 @@ SHORTENED = {
 EXIT_CODES = {
     "prepare_data.py --check": ((0, 1), "builders)"),  # 1: some builder is not prepared
 }
+SHARED = DATA_DIR.parent.parent  # ../shared/data/tfds -> ../shared
+# README text -> (a path an earlier README command writes, that command).
+NEEDS = {"--flan_templates_dir templates_flan": (ROOT / "templates_flan",
+                                                 "scripts/import_flan_templates.py")}
 _INTERPRETER = re.compile(r"^(\.venv/bin/python|python3\.11|python)(?=\s)")
 
 
@@ -81,6 +88,7 @@ def as_run(command: str, tmp: pathlib.Path) -> str:
   run = _INTERPRETER.sub(shlex.quote(sys.executable), command)
   run = run.replace("../shared/data/tfds", str(DATA_DIR))
   run = run.replace("../shared/vocab/t5_spiece.model", str(VOCAB))
+  run = run.replace("../shared/", f"{SHARED}/")
   run = run.replace("--root /runs", f"--root {tmp / 'runs'}")
   for text, flags in SHORTENED.items():
     if text in run:
@@ -92,7 +100,7 @@ def test_every_readme_command_is_run_or_skipped_for_a_stated_reason():
   assert len(COMMANDS) >= 15, COMMANDS  # the parser found the blocks
   assert all(_INTERPRETER.match(c) or _skip_reason(c) or c.startswith("scripts/")
              for c in COMMANDS), [c for c in COMMANDS if not _INTERPRETER.match(c)]
-  for table in (SKIPPED, SHORTENED, EXIT_CODES):  # no stale entry
+  for table in (SKIPPED, SHORTENED, EXIT_CODES, NEEDS):  # no stale entry
     for text in table:
       assert any(text in c for c in COMMANDS), f"{text!r} is in no README command"
 
@@ -116,6 +124,11 @@ def test_readme_command_works_as_printed(command, tmp_path):
     pytest.skip(f"realdata: no prepared TFDS data at {DATA_DIR}")
   if "../shared/vocab" in command and not VOCAB.is_file():
     pytest.skip(f"realdata: no T5 SentencePiece model at {VOCAB}")
+  if "../shared/" in command and not SHARED.is_dir():
+    pytest.skip(f"realdata: no {SHARED}")
+  for text, (path, writer) in NEEDS.items():
+    if text in command and not path.exists():
+      pytest.skip(f"reads {path.name}/, which the README's {writer} command writes first")
   env = dict(os.environ, PYTHONPATH=str(ROOT), JAX_PLATFORMS="cpu", TF_CPP_MIN_LOG_LEVEL="3")
   proc = subprocess.run(["bash", "-c", as_run(command, tmp_path)], cwd=ROOT, env=env,
                         capture_output=True, text=True, timeout=900)
