@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import time
 import zlib
 from collections.abc import Mapping
 from typing import Any
@@ -90,8 +91,15 @@ class MixtureStream:
     self.task_names: list[str] = []
     rates, inputs, targets = [], [], []
     eos_ids = set()
-    for task, rate in _tasks_and_rates(name):
+    tasks = _tasks_and_rates(name)
+    start = time.perf_counter()
+    logging.info("Reading the %d task(s) of %s into memory (data shard %d of %d).", len(tasks),
+                 name, shard_index, num_shards)
+    for i, (task, rate) in enumerate(tasks):
+      tick = time.perf_counter()
       inp, tgt = _materialize(task.name, id(task), self.seed, shard_index, num_shards)
+      logging.info("Read %s (%d/%d): %d train examples in %.1f s.", task.name, i + 1,
+                   len(tasks), len(inp.lengths), time.perf_counter() - tick)
       self.task_names.append(task.name)
       inputs.append(inp)
       targets.append(tgt)
@@ -102,6 +110,8 @@ class MixtureStream:
         rate = 0.0
       rates.append(rate)
     self.sizes = np.array([len(x.lengths) for x in inputs], np.int64)
+    logging.info("Read %d train examples of %d task(s) in %.1f s.", int(self.sizes.sum()),
+                 len(tasks), time.perf_counter() - start)
     rates = np.asarray(rates, np.float64)
     if rates.sum() <= 0:
       raise UserError(f"Mixture {name!r} has no examples to sample on shard {shard_index} of "
