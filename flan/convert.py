@@ -4,15 +4,20 @@
     python -m flan.convert hf_to_flan --hf_dir /path/flan-t5-small --out /tmp/flan_t5_small
     # flan checkpoint -> HF directory loadable by transformers' T5ForConditionalGeneration
     python -m flan.convert flan_to_hf --checkpoint /tmp/model_dir --out /tmp/hf_export \
-        [--gin_file configs/models/small.gin] [--overwrite]
+        [--gin_file configs/models/small.gin] [--vocabulary ../shared/vocab/t5_spiece.model] \
+        [--overwrite]
 
 `hf_to_flan` writes `{"params": ...}` with orbax's StandardCheckpointer plus `t5_config.json`.
 `flan_to_hf` reads that, a trainer `checkpoint_<step>` directory, or a MODEL_DIR (its newest
 checkpoint that verifies). The network config comes from `t5_config.json`, else from
 `--gin_file` (a model gin), else from MODEL_DIR/model_config.json recorded by training. A
 directory's `config.gin` is never parsed: gin can call any function, and a checkpoint
-directory is data. `--out` must not hold a model already, unless `--overwrite`. Training
-itself needs no conversion: INITIAL_CHECKPOINT_PATH may name a Hugging Face directory.
+directory is data. The export is a complete HF model: weights, config.json,
+generation_config.json and the tokenizer of the run's vocabulary (`--vocabulary`, else the
+VOCABULARY those gin files or that record set: T5Tokenizer files for a SentencePiece model,
+ByT5Tokenizer's for the byte vocabulary). `--out` must not hold a model already, unless
+`--overwrite`. Training itself needs no conversion: INITIAL_CHECKPOINT_PATH may name a
+Hugging Face directory directly.
 """
 
 from __future__ import annotations
@@ -20,6 +25,8 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import logging
+import os
 import pathlib
 import shutil
 import sys
@@ -29,6 +36,7 @@ from typing import Any
 import jax
 import numpy as np
 
+from flan.errors import EXIT_USER_ERROR, UserError
 from flan.model import hf
 from flan.model import network
 
@@ -39,8 +47,8 @@ def _check_out(out: pathlib.Path, overwrite: bool) -> None:
   """Refuses an `--out` that exists and is not empty, unless `overwrite` (then clears it)."""
   if out.exists() and (not out.is_dir() or any(out.iterdir())):
     if not overwrite:
-      raise FileExistsError(f"--out {out} already exists and is not empty; choose a new "
-                            "directory, or pass --overwrite to replace it.")
+      raise UserError(f"--out {out} already exists and is not empty; choose a new directory, "
+                      "or pass --overwrite to replace it.")
     if out.is_dir():
       shutil.rmtree(out)
     else:
@@ -71,30 +79,36 @@ def _checkpoint_item(path: pathlib.Path) -> tuple[pathlib.Path, pathlib.Path | N
   if (path / CONFIG_FILE).is_file():
     return path, None
   if (path / checkpoints.STATE).is_dir() or any(path.glob(f"{checkpoints.STEP_PREFIX}_*")):
-    try:  # the newest checkpoint that verifies against its manifest
-      step_dir = checkpoints.resolve_step_dir(path, "--checkpoint")
-    except checkpoints.CheckpointError as e:
-      raise ValueError(str(e)) from None
+    # the newest checkpoint that verifies against its manifest (a CheckpointError if none)
+    step_dir = checkpoints.resolve_step_dir(path, "--checkpoint")
     return step_dir / checkpoints.STATE, step_dir.parent
-  raise FileNotFoundError(f"--checkpoint {path} is not a flan checkpoint: expected the output of "
-                          "hf_to_flan, a checkpoint_<step> directory, or a MODEL_DIR holding one.")
+  raise UserError(f"--checkpoint {path} is not a flan checkpoint: expected the output of "
+                  "hf_to_flan, a checkpoint_<step> directory, or a MODEL_DIR holding one.")
 
 
-def _config_from_record(model_dir: pathlib.Path) -> network.T5Config | None:
-  """The T5Config recorded by training in MODEL_DIR/model_config.json (plain JSON), if any."""
+_UNKNOWN = object()  # no vocabulary was given or recorded
+BYTE = "byte"
+
+
+def _config_from_record(model_dir: pathlib.Path) -> tuple[network.T5Config | None, Any]:
+  """(T5Config, vocabulary path) recorded by training in MODEL_DIR/model_config.json.
+
+  Plain JSON: (None, _UNKNOWN) when the MODEL_DIR has no record.
+  """
   from flan.training import run_record
 
   record = run_record.read(model_dir)
   if record is None:
-    return None
+    return None, _UNKNOWN
   fields = dict(record["model"])
   if "mlp_activations" in fields:
     fields["mlp_activations"] = tuple(fields["mlp_activations"])
   try:
-    return network.T5Config(**fields)
+    config = network.T5Config(**fields)
   except TypeError as e:
-    raise ValueError(f"{model_dir / run_record.RECORD_NAME} does not describe a T5Config ({e}); "
-                     "pass --gin_file with the model gin instead.") from None
+    raise UserError(f"{model_dir / run_record.RECORD_NAME} does not describe a T5Config ({e}); "
+                    "pass --gin_file with the model gin instead.") from None
+  return config, record.get("vocabulary", {}).get("path", _UNKNOWN)
 
 
 def _config_from_gin(files: Sequence[str], bindings: Sequence[str]) -> network.T5Config:
@@ -102,6 +116,28 @@ def _config_from_gin(files: Sequence[str], bindings: Sequence[str]) -> network.T
 
   gin.parse_config_files_and_bindings(list(files), list(bindings), finalize_config=False)
   return gin.get_configurable(network.T5Config)()
+
+
+def _gin_vocabulary() -> Any:
+  """The VOCABULARY macro of the parsed gin (None: bytes), or _UNKNOWN when unset."""
+  import gin
+
+  try:
+    value = gin.query_parameter("VOCABULARY/gin.macro.value")
+  except ValueError:
+    return _UNKNOWN
+  return value if value is None or isinstance(value, str) else _UNKNOWN
+
+
+def _spiece_model(vocabulary: str | None) -> str | None:
+  """The SentencePiece model path of a VOCABULARY value (None for the byte vocabulary)."""
+  if vocabulary is None or vocabulary == BYTE:
+    return None
+  path = os.path.expanduser(vocabulary)
+  if "://" not in path and not os.path.isfile(path):
+    raise UserError(f"Vocabulary {vocabulary!r} not found; pass --vocabulary with the run's "
+                    "SentencePiece model (or --vocabulary byte).")
+  return path
 
 
 def _restore_params(item: pathlib.Path) -> Any:
@@ -119,23 +155,51 @@ def _restore_params(item: pathlib.Path) -> Any:
 
 
 def flan_to_hf(checkpoint: str, out: str, *, gin_files: Sequence[str] = (),
-               gin_bindings: Sequence[str] = (), overwrite: bool = False) -> network.T5Config:
-  """Exports a flan checkpoint's params as a Hugging Face T5 directory at `out`."""
+               gin_bindings: Sequence[str] = (), vocabulary: str | None = None,
+               overwrite: bool = False) -> network.T5Config:
+  """Exports a flan checkpoint as a complete Hugging Face T5 directory at `out`.
+
+  Args:
+    checkpoint: see the module docstring.
+    out: the export directory (refused if it holds anything, unless `overwrite`).
+    gin_files: the model gin (and run gin) when the checkpoint has no t5_config.json.
+    gin_bindings: bindings applied after `gin_files`.
+    vocabulary: the run's VOCABULARY: a SentencePiece model path or "byte"; None: the one
+      the gin files or MODEL_DIR/model_config.json set, else the export gets no tokenizer
+      (a warning says so).
+    overwrite: replace an existing `out`.
+  """
   out_path = pathlib.Path(out).expanduser().resolve()
   item, model_dir = _checkpoint_item(pathlib.Path(checkpoint).expanduser().resolve())
-  config = None
+  recorded, config = _UNKNOWN, None
   if (item / CONFIG_FILE).is_file():
     config = network.T5Config(**json.loads((item / CONFIG_FILE).read_text()))
   elif gin_files:  # the user's own gin files, never one found in a model directory
     config = _config_from_gin(gin_files, gin_bindings)
+    recorded = _gin_vocabulary()
   elif model_dir is not None:
-    config = _config_from_record(model_dir)
+    config, recorded = _config_from_record(model_dir)
   if config is None:
-    raise FileNotFoundError(f"No network config for {checkpoint} (no t5_config.json or "
-                            "model_config.json): pass --gin_file with the model gin it was "
-                            "trained with (e.g. configs/models/small.gin).")
+    raise UserError(f"No network config for {checkpoint} (no t5_config.json or "
+                    "model_config.json): pass --gin_file with the model gin it was trained "
+                    "with (e.g. configs/models/small.gin).")
+  if vocabulary is not None:
+    recorded = vocabulary
+  spiece = None if recorded is _UNKNOWN else _spiece_model(recorded)
   _check_out(out_path, overwrite)
-  hf.params_to_hf(config, _restore_params(item), out_path)
+  out = str(out_path)
+  hf.params_to_hf(config, _restore_params(item), out)
+  if recorded is _UNKNOWN:
+    logging.warning("No tokenizer written to %s: the run's vocabulary is unknown; rerun with "
+                    "--vocabulary (its spiece.model, or byte).", out)
+  else:
+    from flan.data import vocabularies  # seqio: only when a tokenizer is written
+    tokenizer = hf.write_tokenizer(out, spiece, extra_ids=vocabularies.EXTRA_IDS)
+    if spiece is None:
+      logging.info("Byte vocabulary: the export's tokenizer is %s (seqio's ByteVocabulary "
+                   "ids, UTF-8 bytes + 3); HF's T5Tokenizer does not apply.", tokenizer)
+    logging.info("Wrote %s: weights, config.json, generation_config.json, %s files.", out,
+                 tokenizer)
   return config
 
 
@@ -154,17 +218,23 @@ def main(argv: Sequence[str] | None = None) -> None:
   to_hf.add_argument("--out", required=True)
   to_hf.add_argument("--gin_file", action="append", default=[])
   to_hf.add_argument("--gin_bindings", action="append", default=[])
+  to_hf.add_argument("--vocabulary", help="the run's VOCABULARY: its spiece.model, or 'byte' "
+                     "(default: what the gin files or the run's model_config.json set)")
   to_hf.add_argument("--overwrite", action="store_true", help="replace an existing --out")
   args = parser.parse_args(argv)
+  logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+  logging.getLogger("absl").setLevel(logging.WARNING)  # orbax's per-read chatter
   try:
     if args.command == "hf_to_flan":
       config = hf_to_flan(args.hf_dir, args.out, scan_layers=args.scan_layers,
                           overwrite=args.overwrite)
     else:
       config = flan_to_hf(args.checkpoint, args.out, gin_files=args.gin_file,
-                          gin_bindings=args.gin_bindings, overwrite=args.overwrite)
-  except (FileNotFoundError, FileExistsError, ValueError) as e:
-    sys.exit(f"error: flan.convert {args.command}: {e}")
+                          gin_bindings=args.gin_bindings, vocabulary=args.vocabulary,
+                          overwrite=args.overwrite)
+  except UserError as e:  # one line; anything else is a bug and keeps its traceback
+    print(f"error: flan.convert {args.command}: {e}", file=sys.stderr)
+    sys.exit(EXIT_USER_ERROR)
   print(f"wrote {args.out} ({config})")
 
 

@@ -67,6 +67,16 @@ def _snapshot(directory, names):
   return {n: (directory / n).read_bytes() for n in names if (directory / n).is_file()}
 
 
+def _convert_error(capsys, *argv) -> str:
+  """Runs flan.convert's main, which must fail with exit 1 and one `error:` line; returns it."""
+  capsys.readouterr()
+  with pytest.raises(SystemExit) as e:
+    convert.main(list(argv))
+  errors = [l for l in capsys.readouterr().err.splitlines() if l.startswith("error: ")]
+  assert e.value.code == 1 and len(errors) == 1, errors
+  return errors[0]
+
+
 def _one_error_line(capsys, error) -> str:
   with report_user_errors():
     raise error
@@ -340,7 +350,8 @@ def _trainer_checkpoint_of_the_hf_fixture(model_dir: pathlib.Path):
   return config
 
 
-def test_a_config_gin_with_a_gin_call_in_a_model_dir_is_never_executed(tmp_path, monkeypatch):
+def test_a_config_gin_with_a_gin_call_in_a_model_dir_is_never_executed(tmp_path, monkeypatch,
+                                                                        capsys):
   model_dir = tmp_path / "model_dir"
   config = _trainer_checkpoint_of_the_hf_fixture(model_dir)
   (tmp_path / "canary.py").write_text(_CANARY)
@@ -349,8 +360,8 @@ def test_a_config_gin_with_a_gin_call_in_a_model_dir_is_never_executed(tmp_path,
       "from __gin__ import dynamic_registration\nimport canary\nfrom flan.model import network\n"
       "network.T5Config.emb_dim = @canary.fire()\n")
   # No recorded config: the converter asks for a model gin instead of reading config.gin.
-  with pytest.raises(SystemExit, match="pass --gin_file"):
-    convert.main(["flan_to_hf", "--checkpoint", str(model_dir), "--out", str(tmp_path / "a")])
+  assert "pass --gin_file" in _convert_error(
+      capsys, "flan_to_hf", "--checkpoint", str(model_dir), "--out", str(tmp_path / "a"))
   # With the record training writes (plain JSON), the export uses it.
   run_record.write(model_dir, model_config=config, vocabulary={"path": "byte", "sha256": None},
                    feature_lengths=LENGTHS, config_gin="# the run's config\n")
@@ -404,18 +415,18 @@ def test_flan_evaluate_refuses_a_vocabulary_other_than_the_recorded_one(tmp_path
 
 # --- Converters do not replace a model -------------------------------------------------------
 
-def test_converter_out_refuses_an_existing_model_unless_overwrite(tmp_path):
+def test_converter_out_refuses_an_existing_model_unless_overwrite(tmp_path, capsys):
   out = tmp_path / "ours"
   convert.main(["hf_to_flan", "--hf_dir", str(HF_FIXTURE), "--out", str(out)])
   before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
-  with pytest.raises(SystemExit, match="already exists and is not empty.*--overwrite"):
-    convert.main(["hf_to_flan", "--hf_dir", str(HF_FIXTURE), "--out", str(out)])
+  line = _convert_error(capsys, "hf_to_flan", "--hf_dir", str(HF_FIXTURE), "--out", str(out))
+  assert "already exists and is not empty" in line and "--overwrite" in line
   assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
   back = tmp_path / "back"
   back.mkdir()
   (back / "config.json").write_text("{}")
-  with pytest.raises(SystemExit, match="already exists"):
-    convert.main(["flan_to_hf", "--checkpoint", str(out), "--out", str(back)])
+  assert "already exists" in _convert_error(capsys, "flan_to_hf", "--checkpoint", str(out),
+                                            "--out", str(back))
   assert (back / "config.json").read_text() == "{}"
   convert.main(["flan_to_hf", "--checkpoint", str(out), "--out", str(back), "--overwrite"])
   assert json.loads((back / "config.json").read_text())["model_type"] == "t5"

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from flan.errors import UserError
 from flan.data import packing
 
 _MIX, _PERM, _ROWS = 0x6D6978, 0x7065726D, 0x726F7773  # Stream tags for the RNG keys.
@@ -71,8 +72,8 @@ def _tasks_and_rates(name: str) -> list[tuple[Any, float]]:
   try:
     provider = seqio.get_mixture_or_task(name)
   except ValueError as e:
-    raise ValueError(f"No seqio task or mixture named {name!r} is registered ({e}). Import the "
-                     "module that registers it (e.g. `flan.data.tasks`) or check the name.") from None
+    raise UserError(f"No seqio task or mixture named {name!r} is registered ({e}). Import the "
+                    "module that registers it (e.g. `flan.data.tasks`) or check the name.") from None
   if isinstance(provider, seqio.Mixture):
     return [(t, float(provider.get_rate(t))) for t in provider.tasks]
   return [(provider, 1.0)]
@@ -113,8 +114,8 @@ class MixtureStream:
                  len(tasks), time.perf_counter() - start)
     rates = np.asarray(rates, np.float64)
     if rates.sum() <= 0:
-      raise ValueError(f"Mixture {name!r} has no examples to sample on shard {shard_index} of "
-                       f"{num_shards} (tasks: {self.task_names}, sizes: {self.sizes.tolist()}).")
+      raise UserError(f"Mixture {name!r} has no examples to sample on shard {shard_index} of "
+                      f"{num_shards} (tasks: {self.task_names}, sizes: {self.sizes.tolist()}).")
     self.probs = rates / rates.sum()
     self._cdf = np.cumsum(self.probs)
     self.offsets = np.concatenate([[0], np.cumsum(self.sizes)[:-1]]).astype(np.int64)

@@ -16,6 +16,8 @@ from typing import Any
 
 import seqio
 
+from flan.errors import UserError
+
 EXTRA_IDS = 100  # T5's sentinels <extra_id_0..99>.
 DEFAULT_VOCAB_SIZE = 32128  # The T5 SentencePiece model (32000 + 100 extra ids, padded).
 BYTE = "byte"
@@ -29,8 +31,8 @@ def get_vocabulary(path: str | None = None) -> seqio.Vocabulary:
       None / "byte" for `seqio.ByteVocabulary` (no file needed).
 
   Raises:
-    FileNotFoundError: `path` names no file; the message says how to fix it.
-    ValueError: the file is not a SentencePiece model.
+    UserError: `path` names no file, or not a SentencePiece model; the message says how to
+      fix it.
   """
   if path is None or path == BYTE:
     return seqio.ByteVocabulary()
@@ -38,21 +40,21 @@ def get_vocabulary(path: str | None = None) -> seqio.Vocabulary:
   if "://" not in path:
     path = os.path.expanduser(path)
     if not os.path.isfile(path):
-      raise FileNotFoundError(
+      raise UserError(
           f"SentencePiece model not found: {path!r}. Pass the path of T5's spiece.model "
           "(e.g. --gin.VOCABULARY=\"'../shared/vocab/t5_spiece.model'\"), or \"byte\" / None "
           "for the byte vocabulary.")
   else:
     import tensorflow as tf  # only remote paths need gfile.
     if not tf.io.gfile.exists(path):
-      raise FileNotFoundError(f"SentencePiece model not found: {path!r}.")
+      raise UserError(f"SentencePiece model not found: {path!r}.")
   vocab = seqio.SentencePieceVocabulary(path, extra_ids=EXTRA_IDS)
   try:
     vocab.vocab_size  # loads the model now: a wrong file fails here, not mid-pipeline
   except Exception as e:  # noqa: BLE001 - sentencepiece raises RuntimeError/OSError/...
-    raise ValueError(f"VOCABULARY={path!r} is not a SentencePiece model ({type(e).__name__}: "
-                     f"{str(e).splitlines()[0] if str(e) else 'unreadable'}); pass T5's "
-                     "spiece.model, or \"byte\" / None for the byte vocabulary.") from None
+    raise UserError(f"VOCABULARY={path!r} is not a SentencePiece model ({type(e).__name__}: "
+                    f"{str(e).splitlines()[0] if str(e) else 'unreadable'}); pass T5's "
+                    "spiece.model, or \"byte\" / None for the byte vocabulary.") from None
   return vocab
 
 

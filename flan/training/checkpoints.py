@@ -41,13 +41,15 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
+from flan.errors import UserError
+
 STATE, DATASET = "state", "dataset"
 STEP_PREFIX = "checkpoint"
 MANIFEST_NAME = "flan_manifest.json"
 CORRUPT_MARK = ".corrupt-"
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(UserError, RuntimeError):
   """No usable checkpoint, or one that does not fit the model being trained."""
 
 
@@ -222,8 +224,8 @@ class Checkpoints:
   def __init__(self, model_dir: str, *, period: int = 1000, keep: int | None = None,
                async_save: bool = True):
     if keep is not None and int(keep) < 1:
-      raise ValueError(f"KEEP_CHECKPOINTS={keep} would delete every checkpoint; use 1 or more "
-                       "(or None to keep all).")
+      raise UserError(f"KEEP_CHECKPOINTS={keep} would delete every checkpoint; use 1 or more "
+                      "(or None to keep all).")
     self.model_dir = pathlib.Path(model_dir)
     self.period = max(1, int(period))
     self._unsealed: list[int] = []  # committed or in flight, no manifest yet

@@ -30,10 +30,12 @@ from typing import Any
 import jax
 import numpy as np
 
+from flan.errors import UserError
+
 LOCK_NAME = "flan_train.lock"
 
 
-class RunLockError(RuntimeError):
+class RunLockError(UserError, RuntimeError):
   """MODEL_DIR is held by another trainer (or its lock could not be taken)."""
 
 

@@ -21,6 +21,8 @@ import tempfile
 from collections.abc import Mapping
 from typing import Any
 
+from flan.errors import UserError
+
 RECORD_NAME = "model_config.json"
 CONFIG_GIN = "config.gin"
 
@@ -60,7 +62,7 @@ def read(model_dir: str | os.PathLike) -> dict[str, Any] | None:
   """The record in `model_dir`, or None if it has none.
 
   Raises:
-    ValueError: the file exists but is not a record (damaged or hand-edited).
+    UserError: the file exists but is not a record (damaged or hand-edited).
   """
   path = pathlib.Path(model_dir) / RECORD_NAME
   if not path.is_file():
@@ -68,15 +70,15 @@ def read(model_dir: str | os.PathLike) -> dict[str, Any] | None:
   try:
     record = json.loads(path.read_text())
   except ValueError as e:
-    raise ValueError(f"{path} is not valid JSON ({e}); it is written by flan.train: restore it "
-                     "or pass the model config explicitly.") from None
+    raise UserError(f"{path} is not valid JSON ({e}); it is written by flan.train: restore it "
+                    "or pass the model config explicitly.") from None
   if not isinstance(record, dict) or not isinstance(record.get("model"), dict):
-    raise ValueError(f"{path} has no `model` mapping; it is written by flan.train.")
+    raise UserError(f"{path} has no `model` mapping; it is written by flan.train.")
   return record
 
 
 def check_vocabulary(model_dir: str | os.PathLike, vocabulary: Mapping[str, Any]) -> None:
-  """Raises ValueError if `vocabulary` (a `vocabularies.fingerprint`) is not the recorded one.
+  """Raises UserError if `vocabulary` (a `vocabularies.fingerprint`) is not the recorded one.
 
   A MODEL_DIR without a record (an older run, a converted model) is not checked.
   """
@@ -85,7 +87,7 @@ def check_vocabulary(model_dir: str | os.PathLike, vocabulary: Mapping[str, Any]
     return
   recorded = record["vocabulary"]
   if recorded.get("sha256") != vocabulary.get("sha256"):
-    raise ValueError(
+    raise UserError(
         f"VOCABULARY={vocabulary.get('path')!r} is not the vocabulary the checkpoints in "
         f"{str(model_dir)!r} were trained with ({recorded.get('path')!r}, recorded in "
         f"{RECORD_NAME}); scores with another vocabulary are meaningless: set "
