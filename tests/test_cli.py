@@ -172,9 +172,10 @@ def test_user_facing_errors_are_user_errors():
   from flan.data import examples
   from flan.data import templates
   from flan.training import checkpoints
+  from flan.training import run_lock
   from flan.training import train_step
   for error in (checkpoints.CheckpointError, train_step.NonFiniteLossError,
-                examples.DataNotPreparedError, templates.TemplateError):
+                examples.DataNotPreparedError, templates.TemplateError, run_lock.RunLockError):
     assert issubclass(error, UserError), error
   assert issubclass(UserError, ValueError)  # code catching the old ValueErrors still works
 
