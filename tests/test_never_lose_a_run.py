@@ -21,18 +21,15 @@ import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 import pytest
+from tiny_training import LENGTHS, PoisonedModel, StandInModel, SyntheticIterator
 
 from flan import convert
 from flan import evaluate as eval_lib
 from flan import train as train_lib
 from flan.cli import report_user_errors
 from flan.model import partitioning
-from flan.training import checkpoints
-from flan.training import preemption
-from flan.training import run_lock
-from flan.training import run_record
+from flan.training import checkpoints, preemption, run_lock, run_record
 from flan.training import train_step as trainer
-from tiny_training import LENGTHS, PoisonedModel, StandInModel, SyntheticIterator
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 HF_FIXTURE = ROOT / "tests/testdata/hf_tiny_t5"
@@ -41,12 +38,21 @@ pytestmark = pytest.mark.usefixtures("clean_gin")
 
 
 def _train(model_dir, steps, *, iterator=SyntheticIterator, model=None, **kw):
-  args = dict(model=model or StandInModel(), mixture_or_task_name="synthetic",
-              task_feature_lengths=LENGTHS, train_steps=steps, model_dir=str(model_dir),
-              batch_size=8, random_seed=3, checkpoint_period=2, log_every=2,
-              make_iterator=iterator)
+  args = dict(
+    model=model or StandInModel(),
+    mixture_or_task_name="synthetic",
+    task_feature_lengths=LENGTHS,
+    train_steps=steps,
+    model_dir=str(model_dir),
+    batch_size=8,
+    random_seed=3,
+    checkpoint_period=2,
+    log_every=2,
+    make_iterator=iterator,
+  )
   args.update(kw)
   import tiny_training
+
   # tiny_training.train builds train()'s option groups from these flat knobs where it exists.
   return getattr(tiny_training, "train", train_lib.train)(**args)
 
@@ -87,8 +93,10 @@ def _one_error_line(capsys, error) -> str:
 
 # --- MODEL_DIR ownership ---------------------------------------------------------------------
 
+
 def test_a_second_trainer_on_one_model_dir_is_refused_and_the_first_ends_as_if_alone(
-    tmp_path, capsys):
+  tmp_path, capsys
+):
   _train(tmp_path / "alone", 6)
   shared = tmp_path / "shared"
   refusals = []
@@ -121,26 +129,32 @@ def test_a_stale_lock_of_a_dead_process_is_reported_and_taken_over(tmp_path, cap
   dead = subprocess.Popen(["true"])
   dead.wait()
   tmp_path.mkdir(exist_ok=True)
-  (tmp_path / run_lock.LOCK_NAME).write_text(json.dumps(
-      {"host": socket.gethostname(), "pid": dead.pid, "started": "earlier"}))
+  (tmp_path / run_lock.LOCK_NAME).write_text(
+    json.dumps({"host": socket.gethostname(), "pid": dead.pid, "started": "earlier"})
+  )
   with caplog.at_level(logging.WARNING):
     out = _train(tmp_path, 2)
   assert out["step"] == 2
   assert f"Taking over the stale lock {tmp_path / run_lock.LOCK_NAME} of pid {dead.pid}" in (
-      caplog.text)
+    caplog.text
+  )
   assert not (tmp_path / run_lock.LOCK_NAME).exists()
 
 
 def test_a_lock_naming_a_live_pid_of_another_process_start_is_stale():
-  me = {"host": socket.gethostname(), "pid": os.getpid(),
-        "process_start": run_lock._process_start(os.getpid())}
+  me = {
+    "host": socket.gethostname(),
+    "pid": os.getpid(),
+    "process_start": run_lock._process_start(os.getpid()),
+  }
   assert not run_lock.is_stale(me)
   assert run_lock.is_stale(dict(me, process_start="1"))  # the pid was reused since
 
 
 def test_a_lock_of_another_host_is_refused_with_how_to_remove_it(tmp_path):
-  (tmp_path / run_lock.LOCK_NAME).write_text(json.dumps(
-      {"host": "elsewhere", "pid": 1, "started": "2026-01-01T00:00:00+00:00"}))
+  (tmp_path / run_lock.LOCK_NAME).write_text(
+    json.dumps({"host": "elsewhere", "pid": 1, "started": "2026-01-01T00:00:00+00:00"})
+  )
   with pytest.raises(run_lock.RunLockError, match=r"pid 1 on host elsewhere .*delete "):
     run_lock.RunLock(tmp_path).acquire()
 
@@ -154,19 +168,20 @@ def test_a_failing_run_releases_its_lock(tmp_path):
 
 # --- Checkpoints verified end to end ---------------------------------------------------------
 
+
 def _flip_bytes(step_dir: pathlib.Path) -> pathlib.Path:
   """XORs 64 bytes in the middle of the checkpoint's largest data file (bit rot)."""
-  target = max((p for p in (step_dir / "state").rglob("*") if p.is_file()),
-               key=lambda p: p.stat().st_size)
+  target = max(
+    (p for p in (step_dir / "state").rglob("*") if p.is_file()), key=lambda p: p.stat().st_size
+  )
   data = bytearray(target.read_bytes())
   middle = len(data) // 2
-  data[middle:middle + 64] = bytes(b ^ 0xFF for b in data[middle:middle + 64])
+  data[middle : middle + 64] = bytes(b ^ 0xFF for b in data[middle : middle + 64])
   target.write_bytes(bytes(data))
   return target
 
 
-def test_flipped_bytes_are_detected_moved_aside_and_the_run_heals_bit_identical(tmp_path,
-                                                                               caplog):
+def test_flipped_bytes_are_detected_moved_aside_and_the_run_heals_bit_identical(tmp_path, caplog):
   _train(tmp_path / "whole", 6, keep_checkpoints=2)
   split = tmp_path / "split"
   _train(split, 4, keep_checkpoints=2)
@@ -181,7 +196,9 @@ def test_flipped_bytes_are_detected_moved_aside_and_the_run_heals_bit_identical(
   # Fallback re-saves 4 when training reaches it again, and rotation (keep 2) did not count
   # the moved-aside copy.
   assert sorted(p.name for p in split.glob("checkpoint_*") if "." not in p.name) == [
-      "checkpoint_4", "checkpoint_6"]
+    "checkpoint_4",
+    "checkpoint_6",
+  ]
   assert checkpoints.verify(split / "checkpoint_4")
   for step in (4, 6):
     _assert_same_params(tmp_path / "whole" / f"checkpoint_{step}", split / f"checkpoint_{step}")
@@ -231,8 +248,7 @@ def test_keep_checkpoints_0_is_refused_by_rotation_itself(tmp_path):
     checkpoints.Checkpoints(str(tmp_path), keep=0)
 
 
-def test_evaluate_falls_back_from_a_corrupt_newest_checkpoint_without_moving_it(tmp_path,
-                                                                                 caplog):
+def test_evaluate_falls_back_from_a_corrupt_newest_checkpoint_without_moving_it(tmp_path, caplog):
   _train(tmp_path, 4)
   _flip_bytes(tmp_path / "checkpoint_4")
   mesh = partitioning.make_mesh()
@@ -246,22 +262,32 @@ def test_evaluate_falls_back_from_a_corrupt_newest_checkpoint_without_moving_it(
 
 # --- Guards on settings that lose work -------------------------------------------------------
 
+
 def test_nan_skip_stops_after_max_consecutive_skips_and_keeps_the_good_checkpoints(tmp_path):
   poisoned = lambda *a, **k: SyntheticIterator(*a, poison_at=range(3, 100), **k)
-  with pytest.raises(trainer.NonFiniteLossError, match=r"3 consecutive updates skipped "
-                     r"\(steps 3-5\)"):
-    _train(tmp_path, 40, model=PoisonedModel(StandInModel()), iterator=poisoned,
-           nan_policy="skip", max_consecutive_skips=2)
+  with pytest.raises(
+    trainer.NonFiniteLossError,
+    match=r"3 consecutive updates skipped "
+    r"\(steps 3-5\)",
+  ):
+    _train(
+      tmp_path,
+      40,
+      model=PoisonedModel(StandInModel()),
+      iterator=poisoned,
+      nan_policy="skip",
+      max_consecutive_skips=2,
+    )
   # 4 holds step 2's parameters (its updates were skipped): finite, saved; nothing after.
-  assert sorted(p.name for p in tmp_path.glob("checkpoint_*")) == ["checkpoint_2",
-                                                                   "checkpoint_4"]
+  assert sorted(p.name for p in tmp_path.glob("checkpoint_*")) == ["checkpoint_2", "checkpoint_4"]
   _assert_same_params(tmp_path / "checkpoint_2", tmp_path / "checkpoint_4")
 
 
 def test_a_state_with_non_finite_parameters_is_never_saved():
   guard = trainer.NanGuard("skip")
-  state = trainer.TrainState(step=jnp.int32(3), params={"w": jnp.array([1.0, jnp.nan])},
-                             opt_state=())
+  state = trainer.TrainState(
+    step=jnp.int32(3), params={"w": jnp.array([1.0, jnp.nan])}, opt_state=()
+  )
   with pytest.raises(trainer.NonFiniteLossError, match="not finite at step 3; not saving"):
     guard.check_state(state, 3)
   guard.check_state(state.replace(params={"w": jnp.ones(2)}), 3)
@@ -270,14 +296,14 @@ def test_a_state_with_non_finite_parameters_is_never_saved():
 def test_skipped_updates_appear_in_the_log_line(tmp_path, caplog):
   poisoned = lambda *a, **k: SyntheticIterator(*a, poison_at=(3,), **k)
   with caplog.at_level(logging.INFO):
-    _train(tmp_path, 4, model=PoisonedModel(StandInModel()), iterator=poisoned,
-           nan_policy="skip")
+    _train(tmp_path, 4, model=PoisonedModel(StandInModel()), iterator=poisoned, nan_policy="skip")
   lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("step ")]
-  assert [l for l in lines if l.startswith("step 4/4")][0].count("skipped 1") == 1
-  assert "skipped 0" in [l for l in lines if l.startswith("step 2/4")][0]
+  assert next(l for l in lines if l.startswith("step 4/4")).count("skipped 1") == 1
+  assert "skipped 0" in next(l for l in lines if l.startswith("step 2/4"))
 
 
 # --- Signals everywhere ----------------------------------------------------------------------
+
 
 def test_sigterm_while_the_data_loads_exits_cleanly_before_the_first_step(tmp_path, caplog):
   _train(tmp_path, 2)
@@ -285,20 +311,24 @@ def test_sigterm_while_the_data_loads_exits_cleanly_before_the_first_step(tmp_pa
   def signalled_while_loading(*a, **k):
     signal.raise_signal(signal.SIGTERM)
     return SyntheticIterator(*a, **k)
+
   with caplog.at_level(logging.WARNING):
     out = _train(tmp_path, 6, iterator=signalled_while_loading)
   assert out["preempted"] and out["step"] == 2 and out["history"] == []
   assert sorted(p.name for p in tmp_path.glob("checkpoint_*")) == ["checkpoint_2"]
   assert "before training started" in caplog.text and "Stopped before the first step" in (
-      caplog.text)
+    caplog.text
+  )
 
 
-def test_sigterm_during_the_final_evaluation_says_the_checkpoint_is_saved(tmp_path, caplog,
-                                                                          monkeypatch):
+def test_sigterm_during_the_final_evaluation_says_the_checkpoint_is_saved(
+  tmp_path, caplog, monkeypatch
+):
   def evaluation_killed(*args, **kwargs):
     signal.raise_signal(signal.SIGTERM)
     time.sleep(30)  # interrupted by the handler's exception
     raise AssertionError("the evaluation was not interrupted")
+
   monkeypatch.setattr(train_lib, "_evaluate", evaluation_killed)
   with caplog.at_level(logging.WARNING):
     out = _train(tmp_path, 4, heldout_cluster="nli")
@@ -313,6 +343,7 @@ def test_ctrl_c_saves_like_sigterm(tmp_path):
       if self.position == 2:
         signal.raise_signal(signal.SIGINT)
       return super().__next__()
+
   out = _train(tmp_path, 10, iterator=Interrupted)
   assert out["preempted"] and out["step"] == 3
   assert checkpoints.verify(tmp_path / "checkpoint_3")
@@ -341,39 +372,50 @@ def fire():
 
 def _trainer_checkpoint_of_the_hf_fixture(model_dir: pathlib.Path):
   from flan.model import hf
+
   config, params = hf.params_from_hf(HF_FIXTURE)
-  state = {"step": np.int32(7), "params": params,
-           "opt_state": jax.tree.map(np.zeros_like, params)}
+  state = {"step": np.int32(7), "params": params, "opt_state": jax.tree.map(np.zeros_like, params)}
   saver = checkpoints.Checkpoints(str(model_dir), async_save=False)
   saver.save(7, jax.tree.map(jnp.asarray, state), {"position": 3})
   saver.close()
   return config
 
 
-def test_a_config_gin_with_a_gin_call_in_a_model_dir_is_never_executed(tmp_path, monkeypatch,
-                                                                        capsys):
+def test_a_config_gin_with_a_gin_call_in_a_model_dir_is_never_executed(
+  tmp_path, monkeypatch, capsys
+):
   model_dir = tmp_path / "model_dir"
   config = _trainer_checkpoint_of_the_hf_fixture(model_dir)
   (tmp_path / "canary.py").write_text(_CANARY)
   monkeypatch.syspath_prepend(str(tmp_path))
   (model_dir / "config.gin").write_text(
-      "from __gin__ import dynamic_registration\nimport canary\nfrom flan.model import network\n"
-      "network.T5Config.emb_dim = @canary.fire()\n")
+    "from __gin__ import dynamic_registration\nimport canary\nfrom flan.model import network\n"
+    "network.T5Config.emb_dim = @canary.fire()\n"
+  )
   # No recorded config: the converter asks for a model gin instead of reading config.gin.
   assert "pass --gin_file" in _convert_error(
-      capsys, "flan_to_hf", "--checkpoint", str(model_dir), "--out", str(tmp_path / "a"))
+    capsys, "flan_to_hf", "--checkpoint", str(model_dir), "--out", str(tmp_path / "a")
+  )
   # With the record training writes (plain JSON), the export uses it.
-  run_record.write(model_dir, model_config=config, vocabulary={"path": "byte", "sha256": None},
-                   feature_lengths=LENGTHS, config_gin="# the run's config\n")
+  run_record.write(
+    model_dir,
+    model_config=config,
+    vocabulary={"path": "byte", "sha256": None},
+    feature_lengths=LENGTHS,
+    config_gin="# the run's config\n",
+  )
   (model_dir / "config.gin").write_text(
-      "from __gin__ import dynamic_registration\nimport canary\nfrom flan.model import network\n"
-      "network.T5Config.emb_dim = @canary.fire()\n")
+    "from __gin__ import dynamic_registration\nimport canary\nfrom flan.model import network\n"
+    "network.T5Config.emb_dim = @canary.fire()\n"
+  )
   convert.main(["flan_to_hf", "--checkpoint", str(model_dir), "--out", str(tmp_path / "b")])
   assert json.loads((tmp_path / "b" / "config.json").read_text())["d_model"] == config.emb_dim
   # Evaluation reads the same directory without parsing it either.
   from flan.model import encoder_decoder
-  eval_lib.restore_params(encoder_decoder.EncoderDecoderModel(config), partitioning.make_mesh(),
-                          str(model_dir), LENGTHS)
+
+  eval_lib.restore_params(
+    encoder_decoder.EncoderDecoderModel(config), partitioning.make_mesh(), str(model_dir), LENGTHS
+  )
   assert not (tmp_path / "FIRED").exists()
 
 
@@ -382,6 +424,7 @@ def test_a_refused_run_leaves_the_previous_config_and_record(tmp_path):
   before = _snapshot(tmp_path, ["config.gin", run_record.RECORD_NAME])
   assert json.loads(before[run_record.RECORD_NAME])["model"]["mlp_dim"] == 64
   from tiny_training import StandInConfig
+
   with pytest.raises(checkpoints.CheckpointError, match="another model size"):
     _train(tmp_path, 4, model=StandInModel(StandInConfig(mlp_dim=96)))
   assert _snapshot(tmp_path, ["config.gin", run_record.RECORD_NAME]) == before
@@ -398,22 +441,32 @@ def test_evaluation_with_another_vocabulary_than_the_checkpoints_is_refused(tmp_
   run_record.check_vocabulary(tmp_path, {"path": "byte", "sha256": None})  # the same: fine
 
 
-def test_flan_evaluate_refuses_a_vocabulary_other_than_the_recorded_one(tmp_path,
-                                                                       monkeypatch):
+def test_flan_evaluate_refuses_a_vocabulary_other_than_the_recorded_one(tmp_path, monkeypatch):
   from flan.data import vocabularies
+
   _train(tmp_path / "run", 2)  # the byte vocabulary, recorded in model_config.json
   other = tmp_path / "spiece.model"
   other.write_bytes(b"another vocabulary")
-  monkeypatch.setattr(vocabularies, "get_vocabulary",  # sized like the bytes: only the file differs
-                      lambda path: type("Vocab", (), {"vocab_size": 259})())
+  monkeypatch.setattr(
+    vocabularies,
+    "get_vocabulary",  # sized like the bytes: only the file differs
+    lambda path: type("Vocab", (), {"vocab_size": 259})(),
+  )
   with pytest.raises(ValueError, match=f"VOCABULARY='{other}' is not the vocabulary"):
-    eval_lib.evaluate(model=StandInModel(), checkpoint_path=str(tmp_path / "run"),
-                      heldout_cluster="nli", task_feature_lengths=LENGTHS, vocabulary=str(other),
-                      batch_size=8, use_mock_data=True)
+    eval_lib.evaluate(
+      model=StandInModel(),
+      checkpoint_path=str(tmp_path / "run"),
+      heldout_cluster="nli",
+      task_feature_lengths=LENGTHS,
+      vocabulary=str(other),
+      batch_size=8,
+      use_mock_data=True,
+    )
   assert not (tmp_path / "run" / "eval").exists()  # refused before evaluating anything
 
 
 # --- Converters do not replace a model -------------------------------------------------------
+
 
 def test_converter_out_refuses_an_existing_model_unless_overwrite(tmp_path, capsys):
   out = tmp_path / "ours"
@@ -425,16 +478,17 @@ def test_converter_out_refuses_an_existing_model_unless_overwrite(tmp_path, caps
   back = tmp_path / "back"
   back.mkdir()
   (back / "config.json").write_text("{}")
-  assert "already exists" in _convert_error(capsys, "flan_to_hf", "--checkpoint", str(out),
-                                            "--out", str(back))
+  assert "already exists" in _convert_error(
+    capsys, "flan_to_hf", "--checkpoint", str(out), "--out", str(back)
+  )
   assert (back / "config.json").read_text() == "{}"
   convert.main(["flan_to_hf", "--checkpoint", str(out), "--out", str(back), "--overwrite"])
   assert json.loads((back / "config.json").read_text())["model_type"] == "t5"
 
 
-def test_hf_directory_of_another_architecture_or_truncated_weights_is_one_error(tmp_path,
-                                                                               capsys):
+def test_hf_directory_of_another_architecture_or_truncated_weights_is_one_error(tmp_path, capsys):
   from flan.model import hf
+
   bert = tmp_path / "bert"
   shutil.copytree(HF_FIXTURE, bert)
   cfg = json.loads((bert / "config.json").read_text())
@@ -444,12 +498,13 @@ def test_hf_directory_of_another_architecture_or_truncated_weights_is_one_error(
   with pytest.raises(ValueError) as e:
     hf.params_from_hf(bert)
   line = _one_error_line(capsys, e.value)
-  assert ("is not a T5 config (model_type 'bert', architectures ['BertModel'], missing "
-          "num_heads)") in line
+  assert (
+    "is not a T5 config (model_type 'bert', architectures ['BertModel'], missing num_heads)"
+  ) in line
   truncated = tmp_path / "truncated"
   shutil.copytree(HF_FIXTURE, truncated)
   weights = truncated / "model.safetensors"
-  weights.write_bytes(weights.read_bytes()[:weights.stat().st_size // 2])
+  weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
   with pytest.raises(ValueError) as e:
     hf.params_from_hf(truncated)
   line = _one_error_line(capsys, e.value)
@@ -479,21 +534,26 @@ sys.exit(train.main(sys.argv[2:]))
 @pytest.mark.slow
 def test_two_trainer_processes_on_one_model_dir(tmp_path):
   import sys
+
   env = dict(os.environ, PYTHONPATH=str(ROOT), JAX_PLATFORMS="cpu", TF_CPP_MIN_LOG_LEVEL="3")
-  flags = lambda d: ["--gin_file=configs/smoke.gin", f"--gin.MODEL_DIR={d}",
-                     "--gin.MIXTURE_OR_TASK_NAME='flan_rte_train'", "--gin.TRAIN_STEPS=6",
-                     "--gin.TASK_FEATURE_LENGTHS={'inputs': 32, 'targets': 8}",
-                     "--gin.CHECKPOINT_PERIOD=2", "--gin.LOG_EVERY=1"]
+  flags = lambda d: [
+    "--gin_file=configs/smoke.gin",
+    f"--gin.MODEL_DIR={d}",
+    "--gin.MIXTURE_OR_TASK_NAME='flan_rte_train'",
+    "--gin.TRAIN_STEPS=6",
+    "--gin.TASK_FEATURE_LENGTHS={'inputs': 32, 'targets': 8}",
+    "--gin.CHECKPOINT_PERIOD=2",
+    "--gin.LOG_EVERY=1",
+  ]
   run = lambda hold, d, **kw: subprocess.Popen(
-      [sys.executable, "-c", _PAUSING_DRIVER, hold, *flags(d)], cwd=ROOT, env=env,
-      text=True, **kw)
+    [sys.executable, "-c", _PAUSING_DRIVER, hold, *flags(d)], cwd=ROOT, env=env, text=True, **kw
+  )
   go = tmp_path / "go"
   first = run(str(go), tmp_path / "shared", stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
   try:
     line = first.stdout.readline()
     assert line.startswith("PAUSED"), line
-    second = run("none", tmp_path / "shared", stdout=subprocess.DEVNULL,
-                 stderr=subprocess.PIPE)
+    second = run("none", tmp_path / "shared", stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     _, err = second.communicate(timeout=300)
     go.touch()
     assert first.wait(timeout=300) == 0

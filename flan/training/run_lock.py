@@ -61,8 +61,10 @@ def _pid_alive(pid: int) -> bool:
 def describe(holder: dict[str, Any]) -> str:
   """'pid 123 on host h (started 2026-...; command ...)' for messages."""
   command = holder.get("command")
-  return (f"pid {holder.get('pid', '?')} on host {holder.get('host', '?')} (started "
-          f"{holder.get('started', '?')}{'; ' + command if command else ''})")
+  return (
+    f"pid {holder.get('pid', '?')} on host {holder.get('host', '?')} (started "
+    f"{holder.get('started', '?')}{'; ' + command if command else ''})"
+  )
 
 
 def is_stale(holder: dict[str, Any]) -> bool:
@@ -114,10 +116,18 @@ class RunLock:
 
   def _record(self) -> str:
     pid = os.getpid()
-    return json.dumps({
-        "host": socket.gethostname(), "pid": pid, "process_start": _process_start(pid),
-        "started": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "command": " ".join([os.path.basename(sys.executable)] + sys.argv)[:500]}) + "\n"
+    return (
+      json.dumps(
+        {
+          "host": socket.gethostname(),
+          "pid": pid,
+          "process_start": _process_start(pid),
+          "started": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+          "command": " ".join([os.path.basename(sys.executable)] + sys.argv)[:500],
+        }
+      )
+      + "\n"
+    )
 
   def _create(self) -> bool:
     """Creates the lock file atomically; False if it exists."""
@@ -156,20 +166,25 @@ class RunLock:
         continue  # released between our two looks: try again
       if holder and not is_stale(holder):
         raise RunLockError(
-            f"MODEL_DIR {str(self.path.parent)!r} is in use by another trainer: "
-            f"{describe(holder)}. Wait for it to finish, or use another --gin.MODEL_DIR; if "
-            f"that run is gone (another host cannot be checked from here), delete {self.path}.")
+          f"MODEL_DIR {str(self.path.parent)!r} is in use by another trainer: "
+          f"{describe(holder)}. Wait for it to finish, or use another --gin.MODEL_DIR; if "
+          f"that run is gone (another host cannot be checked from here), delete {self.path}."
+        )
       if not holder and _age_seconds(self.path) < 10:  # another starter is writing it
-        raise RunLockError(f"MODEL_DIR {str(self.path.parent)!r} is being locked by another "
-                           "trainer that is starting now; use another --gin.MODEL_DIR.")
+        raise RunLockError(
+          f"MODEL_DIR {str(self.path.parent)!r} is being locked by another "
+          "trainer that is starting now; use another --gin.MODEL_DIR."
+        )
       if not holder:
         logging.warning("The lock file %s is unreadable; taking it over.", self.path)
       else:
-        logging.warning("Taking over the stale lock %s of %s, which no longer runs.",
-                        self.path, describe(holder))
+        logging.warning(
+          "Taking over the stale lock %s of %s, which no longer runs.", self.path, describe(holder)
+        )
       self._take_over(holder)
-    raise RunLockError(f"Could not take the lock {self.path}: other trainers keep starting on "
-                       "this MODEL_DIR.")
+    raise RunLockError(
+      f"Could not take the lock {self.path}: other trainers keep starting on this MODEL_DIR."
+    )
 
   def release(self) -> None:
     """Removes the lock file if it is still ours (safe to call twice, or from a signal)."""
@@ -197,10 +212,12 @@ def hold(model_dir: str | os.PathLike) -> Iterator[RunLock]:
       error = e
   if jax.process_count() > 1:  # the others learn process 0's outcome
     from jax.experimental import multihost_utils
+
     ok = multihost_utils.broadcast_one_to_all(np.int32(error is None))
     if error is None and not int(ok):
-      error = RunLockError(f"Process 0 could not lock MODEL_DIR {str(model_dir)!r}; see its "
-                           "error line.")
+      error = RunLockError(
+        f"Process 0 could not lock MODEL_DIR {str(model_dir)!r}; see its error line."
+      )
   if error is not None:
     raise error
   try:

@@ -47,13 +47,21 @@ def model_fields(config: Any) -> dict[str, Any]:
   return json.loads(json.dumps(dataclasses.asdict(config)))
 
 
-def write(model_dir: str | os.PathLike, *, model_config: Any, vocabulary: Mapping[str, Any],
-          feature_lengths: Mapping[str, int], config_gin: str) -> None:
+def write(
+  model_dir: str | os.PathLike,
+  *,
+  model_config: Any,
+  vocabulary: Mapping[str, Any],
+  feature_lengths: Mapping[str, int],
+  config_gin: str,
+) -> None:
   """Writes MODEL_DIR/model_config.json and MODEL_DIR/config.gin (call on process 0)."""
-  record = {"model": model_fields(model_config),
-            "model_class": type(model_config).__name__,
-            "vocabulary": dict(vocabulary),
-            "task_feature_lengths": {k: int(v) for k, v in feature_lengths.items()}}
+  record = {
+    "model": model_fields(model_config),
+    "model_class": type(model_config).__name__,
+    "vocabulary": dict(vocabulary),
+    "task_feature_lengths": {k: int(v) for k, v in feature_lengths.items()},
+  }
   write_atomic(pathlib.Path(model_dir) / RECORD_NAME, json.dumps(record, indent=2) + "\n")
   write_atomic(pathlib.Path(model_dir) / CONFIG_GIN, config_gin)
 
@@ -70,8 +78,10 @@ def read(model_dir: str | os.PathLike) -> dict[str, Any] | None:
   try:
     record = json.loads(path.read_text())
   except ValueError as e:
-    raise UserError(f"{path} is not valid JSON ({e}); it is written by flan.train: restore it "
-                    "or pass the model config explicitly.") from None
+    raise UserError(
+      f"{path} is not valid JSON ({e}); it is written by flan.train: restore it "
+      "or pass the model config explicitly."
+    ) from None
   if not isinstance(record, dict) or not isinstance(record.get("model"), dict):
     raise UserError(f"{path} has no `model` mapping; it is written by flan.train.")
   return record
@@ -88,7 +98,8 @@ def check_vocabulary(model_dir: str | os.PathLike, vocabulary: Mapping[str, Any]
   recorded = record["vocabulary"]
   if recorded.get("sha256") != vocabulary.get("sha256"):
     raise UserError(
-        f"VOCABULARY={vocabulary.get('path')!r} is not the vocabulary the checkpoints in "
-        f"{str(model_dir)!r} were trained with ({recorded.get('path')!r}, recorded in "
-        f"{RECORD_NAME}); scores with another vocabulary are meaningless: set "
-        f"--gin.VOCABULARY=\"'{recorded.get('path')}'\".")
+      f"VOCABULARY={vocabulary.get('path')!r} is not the vocabulary the checkpoints in "
+      f"{str(model_dir)!r} were trained with ({recorded.get('path')!r}, recorded in "
+      f"{RECORD_NAME}); scores with another vocabulary are meaningless: set "
+      f"--gin.VOCABULARY=\"'{recorded.get('path')}'\"."
+    )
