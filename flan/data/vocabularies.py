@@ -10,6 +10,7 @@ to a multiple of 128); `DEFAULT_VOCAB_SIZE` records that number for checks.
 
 from __future__ import annotations
 
+import hashlib
 import os
 
 import seqio
@@ -44,3 +45,16 @@ def get_vocabulary(path: str | None = None) -> seqio.Vocabulary:
     if not tf.io.gfile.exists(path):
       raise FileNotFoundError(f"SentencePiece model not found: {path!r}.")
   return seqio.SentencePieceVocabulary(path, extra_ids=EXTRA_IDS)
+
+
+def fingerprint(vocabulary: seqio.Vocabulary) -> dict:
+  """What identifies `vocabulary`'s token ids: its kind, sizes and a hash of its model.
+
+  Two SentencePiece models at the same path with different contents differ here.
+  """
+  out = {"kind": type(vocabulary).__name__, "extra_ids": int(vocabulary.extra_ids),
+         "eos_id": int(vocabulary.eos_id)}
+  model = getattr(vocabulary, "sp_model", None)
+  if model is not None:
+    out["model_sha256"] = hashlib.sha256(model).hexdigest()
+  return out
