@@ -20,6 +20,7 @@ if __name__ == "__main__":
   sys.exit(_module.main())
 
 import contextlib
+import functools
 import logging
 import os
 import re
@@ -53,7 +54,8 @@ def _check_writable(model_dir: str) -> None:
                      "--gin.MODEL_DIR to a directory you can write to.") from None
 
 
-def _make_iterator(name, lengths, batch_size, seed, *, pack, data_dir, vocabulary, mesh):
+def _make_iterator(name, lengths, batch_size, seed, *, pack, data_dir, vocabulary, mesh,
+                   cache_dir=None):
   """Registers the FLAN tasks for this vocabulary/data_dir and opens the train stream."""
   from flan.data import input_pipeline  # seqio/TensorFlow load only when training
   from flan.data import tasks
@@ -61,7 +63,8 @@ def _make_iterator(name, lengths, batch_size, seed, *, pack, data_dir, vocabular
   tasks.get(name)  # an unknown name fails here, listing close matches
   shard, num_shards = partitioning.data_shard_info(mesh)
   return input_pipeline.make_train_iterator(name, lengths, batch_size, seed, pack=pack,
-                                            shard_index=shard, num_shards=num_shards)
+                                            shard_index=shard, num_shards=num_shards,
+                                            cache_dir=cache_dir)
 
 
 def _restore_or_initialize(model, optimizer, mesh, rng, shapes, ckpts, it, *, fsdp,
@@ -115,7 +118,7 @@ def train(*, model: Any = gin.REQUIRED, mixture_or_task_name: str = gin.REQUIRED
           eval_batch_size: int = 32, eval_max_examples: int | None = None,
           eval_num_templates: int | None = None, preemption_grace_seconds: float = 120.0,
           coordinator_address: str | None = None, num_processes: int | None = None,
-          process_id: int | None = None,
+          process_id: int | None = None, cache_dir: str | None = None,
           make_iterator: Callable[..., Any] | None = None) -> dict[str, Any]:
   """Trains `model` for `train_steps` (absolute: a resume continues to the same end).
 
@@ -126,6 +129,8 @@ def train(*, model: Any = gin.REQUIRED, mixture_or_task_name: str = gin.REQUIRED
     nan_policy: "stop" raises at the first non-finite step (checkpoints stay good) or "skip".
     heldout_cluster: evaluated at the end; derived from a flan_holdout_<c>_train mixture.
     run_heldout_eval: False skips that evaluation (e.g. when `flan.evaluate` runs it apart).
+    cache_dir: the token cache (CACHE_DIR; `flan.data.token_cache`, built ahead by
+      `scripts/prepare_data.py --cache`); None: every start reads and tokenizes the data.
     make_iterator: tests only: a replacement for the FLAN input pipeline, same signature.
 
   Returns:
@@ -156,7 +161,7 @@ def train(*, model: Any = gin.REQUIRED, mixture_or_task_name: str = gin.REQUIRED
       import tensorflow_datasets as tfds
       stack.enter_context(tfds.testing.mock_data(
           num_examples=mock_num_examples, max_value=3))  # small ints keep label-indexed data
-    it = (make_iterator or _make_iterator)(
+    it = (make_iterator or functools.partial(_make_iterator, cache_dir=cache_dir))(
         mixture_or_task_name, lengths, batch_size, random_seed, pack=pack, data_dir=data_dir,
         vocabulary=vocab, mesh=device_mesh)
     stack.callback(getattr(it, "close", lambda: None))

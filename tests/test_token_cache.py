@@ -30,9 +30,9 @@ def registered(data_dir, vocab_path):
       "temperature", "train_clusters")})
 
 
-def _batches(n=4, **kw):
+def _batches(n=4, name=MIXTURE, **kw):
   mixture_stream._LIVE.clear()  # nothing shared with an earlier stream: a real read or hit.
-  with input_pipeline.make_train_iterator(MIXTURE, LENGTHS, 8, 3, window_size=64, **kw) as it:
+  with input_pipeline.make_train_iterator(name, LENGTHS, 8, 3, window_size=64, **kw) as it:
     out = [next(it) for _ in range(n)]
     tokens = [t for t in it._stream._tokens]  # pylint: disable=protected-access
   return out, tokens
@@ -125,3 +125,23 @@ def test_writes_are_atomic_and_a_mismatched_manifest_is_never_read(tmp_path):
   assert token_cache.load(tmp_path, "t", parts, (0, 2), (0, 2)) is None  # not written
   (final.parent / "manifest.json").write_text('{"format": 1, "task": "t", "x": 2}')
   assert token_cache.load(tmp_path, "t", parts, (1, 2), (0, 2)) is None
+
+
+@pytest.mark.realdata
+def test_prepare_data_cache_builds_the_entries_a_run_maps(registered, vocab_path, tmp_path,
+                                                          capsys, monkeypatch):
+  import importlib.util
+  import pathlib
+  path = pathlib.Path(__file__).resolve().parent.parent / "scripts" / "prepare_data.py"
+  spec = importlib.util.spec_from_file_location("prepare_data", path)
+  prepare_data = importlib.util.module_from_spec(spec)
+  monkeypatch.setitem(__import__("sys").modules, "prepare_data", prepare_data)
+  spec.loader.exec_module(prepare_data)
+  name = tasks.train_task("rte")
+  assert prepare_data.main(["--cache", str(tmp_path), "--mixture", name, "--data_dir",
+                            registered, "--vocabulary", vocab_path, "--seed", "3"]) == 0
+  assert "1 tasks cached" in capsys.readouterr().out
+  before = sorted(p.name for p in tmp_path.iterdir())
+  _, tokens = _batches(1, name, shard_index=1, num_shards=2, cache_dir=str(tmp_path))
+  assert all(isinstance(t.inputs.values, np.memmap) for t in tokens)
+  assert sorted(p.name for p in tmp_path.iterdir()) == before

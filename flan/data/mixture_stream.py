@@ -230,3 +230,31 @@ class MixtureStream:
       packed.example_row = np.where(packed.example_row >= 0,
                                     new_index[np.maximum(packed.example_row, 0)], -1)
     return packed, new_counts
+
+
+def build_token_cache(name: str, seed: int, cache_dir: str) -> list[dict[str, Any]]:
+  """Writes the token cache of every task of mixture (or task) `name`, whole (shard 0 of 1).
+
+  What `scripts/prepare_data.py --cache` runs ahead of a pod run: each host then maps its
+  own rows out of these entries. Tasks already cached are only checked.
+
+  Returns:
+    One row per task: its name, rows, input and target tokens, and the entry directory.
+  """
+  out = []
+  for task, _ in _tasks_and_rates(name):
+    if not callable(getattr(task.source, "cache_key", None)):
+      raise ValueError(f"Task {task.name!r} cannot be cached: its source has no cache_key "
+                       "(only FLAN tasks can).")
+    tokens = _materialize(task, int(seed), 0, 1, cache_dir)
+    parts = task.source.cache_key("train", int(seed))
+    out.append({"task": task.name, "rows": len(tokens),
+                "input_tokens": int(tokens.inputs.values.shape[0]),
+                "target_tokens": int(tokens.targets.values.shape[0]),
+                "entry": str(token_cache.entry_dir(cache_dir, task.name,
+                                                   {"task": task.name, **parts}))
+                if parts is not None else None})
+    with _LIVE_LOCK:
+      _LIVE.clear()  # one task's tokens in memory at a time.
+    del tokens
+  return out
