@@ -13,6 +13,9 @@ Under `tfds.testing.mock_data(num_examples=N)` builders have no split metadata a
 read yields N random examples whatever its slice: sizes then come from the mocked
 dataset's cardinality (N), and each read is cut to its slice's length.
 
+A data shard (one host's share, `shard_reads`) is a contiguous range of a task's examples,
+cut before anything is read: a host decodes and preprocesses only its own examples.
+
 A training example's template is `template_indices(seed, dataset, example_id)`, a hash,
 so it does not depend on the order, sharding or number of examples read.
 """
