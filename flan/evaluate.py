@@ -156,7 +156,6 @@ def evaluate(*, model: Any = gin.REQUIRED, checkpoint_path: str = gin.REQUIRED,
       results = evaluation.evaluate_cluster(model, params, device_mesh, **kwargs)
   else:
     results = evaluation.evaluate_cluster(model, params, device_mesh, **kwargs)
-  logging.info("Wrote %s/results.json, results.md, scores.png and predictions/.", output_dir)
   for label, res in results["models"].items():
     c = res["cluster"]
     logging.info("%s: cluster %s mean over templates %s, dev-selected %s", label,
@@ -166,10 +165,9 @@ def evaluate(*, model: Any = gin.REQUIRED, checkpoint_path: str = gin.REQUIRED,
 
 def main(argv: list[str] | None = None) -> int:
   """Entry point: parse gin flags, run `evaluate()`, turn user errors into one message."""
+  from flan import logs
   from flan.cli import parse_gin_flags, report_user_errors
-  logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s",
-                      force=True)  # imports may have configured the root logger already
-  logging.getLogger("absl").setLevel(logging.WARNING)  # TFDS/orbax per-read chatter
+  logs.setup()  # our log format; library noise off unless FLAN_VERBOSE_LIBS=1
   with report_user_errors():
     parse_gin_flags(argv)
     evaluate()

@@ -36,6 +36,7 @@ import numpy as np
 from flan.data import datasets as datasets_lib
 from flan.data import preprocessors
 from flan.data import templates as templates_lib
+from flan.data.preprocessors import flan_compat as flan_compat_lib
 
 SPLITS = ("train", "validation", "test")
 PREPARE_COMMAND = "python scripts/prepare_data.py --datasets {dataset} --data_dir {data_dir}"
@@ -276,10 +277,13 @@ def shard_reads(reads: Sequence[tuple[datasets_lib.ReadSpec, int]],
   return tuple(out)
 
 
-def _preprocess(dataset: str, reads: tuple[ShardRead, ...], data_dir: str | None):
+def _preprocess(dataset: str, reads: tuple[ShardRead, ...], data_dir: str | None,
+                flan_compat: bool = False):
   """Yields the preprocessed examples of `reads`, each with its `example_id`."""
-  fn = preprocessors.get(dataset)
   for read, first_id, lo, hi in reads:
+    # Replication mode: FLAN's own preprocessing of the task config that reads this source.
+    fn = (flan_compat_lib.task_for_source(dataset, read.tfds_name, read.source)
+          if flan_compat else preprocessors.get(dataset))
     for offset, raw in enumerate(read_examples(read, data_dir, lo, hi), start=lo):
       fields = fn(raw)
       if fields is not None:
@@ -288,10 +292,10 @@ def _preprocess(dataset: str, reads: tuple[ShardRead, ...], data_dir: str | None
 
 @functools.lru_cache(maxsize=256)
 def _load(dataset: str, reads: tuple[ShardRead, ...], data_dir: str | None,
-          context: object) -> tuple[dict[str, Any], ...]:
+          context: object, flan_compat: bool = False) -> tuple[dict[str, Any], ...]:
   """Preprocessed examples of `reads` (cached)."""
   del context  # only part of the cache key.
-  return tuple(_preprocess(dataset, reads, data_dir))
+  return tuple(_preprocess(dataset, reads, data_dir, flan_compat))
 
 
 def task_reads(dataset: str, split: str, data_dir: str | None = None,
@@ -309,7 +313,7 @@ def task_reads(dataset: str, split: str, data_dir: str | None = None,
 
 def load_examples(dataset: str, split: str, data_dir: str | None = None,
                   source: str | None = None, shard: tuple[int, int] | None = None,
-                  cache: bool = True) -> list[dict]:
+                  cache: bool = True, *, flan_compat: bool = False) -> list[dict]:
   """The preprocessed examples of one split (cached; treat the dicts as read-only).
 
   Args:
@@ -323,6 +327,9 @@ def load_examples(dataset: str, split: str, data_dir: str | None = None,
     cache: keep the examples in memory for later calls (evaluation reads a split once per
       template). Training reads each split once and passes False, so nothing per example
       outlives the tokenization.
+    flan_compat: the replication mode: FLAN's own preprocessing
+      (`flan.data.preprocessors.flan_compat`) instead of ours; each example then carries
+      `flan_task`, the FLAN task config of its source.
 
   Returns:
     One dict per kept example: the preprocessor's fields plus `example_id`, the example's
@@ -332,8 +339,8 @@ def load_examples(dataset: str, split: str, data_dir: str | None = None,
   """
   reads = task_reads(dataset, split, data_dir, source, shard)
   if not cache:
-    return list(_preprocess(dataset, reads, data_dir))
-  return list(_load(dataset, reads, data_dir, _tfds_context()))
+    return list(_preprocess(dataset, reads, data_dir, flan_compat))
+  return list(_load(dataset, reads, data_dir, _tfds_context(), flan_compat))
 
 
 # ----------------------------------------------------------------------------- templates
@@ -366,15 +373,33 @@ def template_indices(seed: int, dataset: str, example_ids: Sequence[int] | np.nd
   return (x % np.uint64(num_templates)).astype(np.int32)
 
 
-def get_templates(dataset: str) -> tuple[templates_lib.Template, ...]:
-  """The validated templates of `dataset` (`templates/<dataset>.yaml`)."""
-  return templates_lib.load(dataset)
+def get_templates(dataset: str, flan_templates_dir: str | None = None,
+                  fields: Mapping[str, Any] | None = None) -> tuple[templates_lib.Template, ...]:
+  """The validated templates of `dataset` (`templates/<dataset>.yaml`).
+
+  With `flan_templates_dir` (the replication mode), FLAN's converted templates of the
+  `PATTERNS` key of the example's FLAN task config (`fields["flan_task"]`), or without
+  `fields`, of the dataset's first FLAN task config (all of a dataset's keys have as many
+  templates).
+  """
+  if flan_templates_dir is None:
+    return templates_lib.load(dataset)
+  if fields is not None:
+    task = flan_compat_lib.TASKS[fields[flan_compat_lib.TASK_FIELD]]
+  else:
+    task = flan_compat_lib.tasks_of(dataset)[0]
+  return templates_lib.load_flan(task.pattern_key, str(flan_templates_dir))
 
 
 def render_example(dataset: str, fields: Mapping[str, Any], template_idx: int,
-                   mode: str = "instructions") -> tuple[str, str]:
-  """`(inputs, targets)` of one example under template `template_idx`."""
-  templates = get_templates(dataset)
+                   mode: str = "instructions",
+                   flan_templates_dir: str | None = None) -> tuple[str, str]:
+  """`(inputs, targets)` of one example under template `template_idx`.
+
+  `flan_templates_dir`: the replication mode (see `get_templates`); `fields` must then come
+  from `load_examples(..., flan_compat=True)`.
+  """
+  templates = get_templates(dataset, flan_templates_dir, fields)
   if not 0 <= template_idx < len(templates):
     raise IndexError(f"Dataset {dataset!r} has {len(templates)} templates; got index "
                      f"{template_idx}.")
@@ -388,13 +413,14 @@ def correct_answers(fields: Mapping[str, Any]) -> list[str]:
 
 
 def scoring_rows(dataset: str, fields: Mapping[str, Any], template_idx: int,
-                 mode: str = "instructions") -> list[tuple[str, str, int, int]]:
+                 mode: str = "instructions",
+                 flan_templates_dir: str | None = None) -> list[tuple[str, str, int, int]]:
   """Rank classification: `(inputs, targets, option_idx, is_correct)` per option.
 
   The inputs are the example's rendered inputs; each row's target is the template's target
   filled with that option as the answer. `is_correct` is 1 for every correct option.
   """
-  template = get_templates(dataset)[template_idx]
+  template = get_templates(dataset, flan_templates_dir, fields)[template_idx]
   inputs, _ = templates_lib.render(template, fields, mode, dataset)
   correct = set(correct_answers(fields))
   rows = []

@@ -14,6 +14,7 @@ from __future__ import annotations
 import functools
 import logging
 import threading
+import time
 import weakref
 import zlib
 from collections.abc import Mapping, Sequence
@@ -155,8 +156,15 @@ class MixtureStream:
     self.task_names: list[str] = []
     rates, self._tokens = [], []
     eos_ids = set()
-    for task, rate in _tasks_and_rates(name):
+    tasks = _tasks_and_rates(name)
+    start = time.perf_counter()
+    logging.info("Reading the %d task(s) of %s into memory (data shard %d of %d).", len(tasks),
+                 name, shard_index, num_shards)
+    for i, (task, rate) in enumerate(tasks):
+      tick = time.perf_counter()
       tokens = _materialize(task, self.seed, shard_index, num_shards, cache_dir)
+      logging.info("Read %s (%d/%d): %d train examples in %.1f s.", task.name, i + 1,
+                   len(tasks), len(tokens), time.perf_counter() - tick)
       self.task_names.append(task.name)
       self._tokens.append(tokens)  # keeps the shared arrays alive while this stream is.
       eos_ids.add(task.output_features["targets"].vocabulary.eos_id)
@@ -166,6 +174,8 @@ class MixtureStream:
         rate = 0.0
       rates.append(rate)
     self.sizes = np.array([len(x) for x in self._tokens], np.int64)
+    logging.info("Read %d train examples of %d task(s) in %.1f s.", int(self.sizes.sum()),
+                 len(tasks), time.perf_counter() - start)
     rates = np.asarray(rates, np.float64)
     if rates.sum() <= 0:
       raise ValueError(f"Mixture {name!r} has no examples to sample on shard {shard_index} of "

@@ -29,6 +29,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import hashlib
+import pathlib
 from collections.abc import Iterable, Sequence
 
 import gin
@@ -41,6 +42,7 @@ from flan.data import datasets as datasets_lib
 from flan.data import examples
 from flan.data import templates as templates_lib
 from flan.data import vocabularies
+from flan.data.preprocessors import flan_compat
 
 # The pure-Python example API, re-exported (see `flan.data.examples`).
 load_examples = examples.load_examples
@@ -63,6 +65,7 @@ class Config:
   temperature: float = 1.0
   train_clusters: tuple[str, ...] | None = None
   missing_datasets: str = "error"
+  flan_templates_dir: str | None = None
 
 
 _CONFIG: Config | None = None
@@ -165,10 +168,19 @@ class FlanSource(seqio.FunctionDataSource):
             "seed": 0 if seed is None else int(seed), "builders": builders,
             "reads": [[r.tfds_name, r.tfds_split, first_id] for r, first_id, _, _ in reads],
             "vocabulary": vocabularies.fingerprint(cfg.vocabulary),
-            "templates": _digest(repr(examples.get_templates(d))),
+            "templates": _digest(repr(self._templates())),
+            "flan_compat": cfg.flan_templates_dir is not None,
             "preprocessors": examples.preprocessor_fingerprint(),
             "num_templates": cfg.num_templates, "template_mode": cfg.template_mode,
             "add_eos": True}
+
+  def _templates(self) -> tuple:
+    """Every template this source can render with (the replication mode's, per FLAN config)."""
+    flan_dir = self.config.flan_templates_dir
+    if flan_dir is None:
+      return examples.get_templates(self.dataset)
+    return tuple(templates_lib.load_flan(t.pattern_key, flan_dir)
+                 for t in flan_compat.tasks_of(self.dataset))
 
   def shard_id_bounds(self, split: str, shard: tuple[int, int]) -> tuple[int, int] | None:
     """`[first, last + 1)` example ids of data shard `shard` (None: it reads none)."""
@@ -188,26 +200,28 @@ class FlanSource(seqio.FunctionDataSource):
       raise ValueError(f"Task kind {self.kind!r} of {self.dataset!r} has splits "
                        f"{list(self.splits)}, not {split!r}.")
     d, cfg = self.dataset, self.config
+    flan_dir = cfg.flan_templates_dir  # None, or the replication mode
     # Training reads each split once (the stream keeps the tokens): nothing cached here.
     rows = examples.load_examples(d, split, cfg.data_dir, self.source, shard,
-                                  cache=self.kind != "train")[:limit]
+                                  cache=self.kind != "train",
+                                  flan_compat=flan_dir is not None)[:limit]
     ids = [r["example_id"] for r in rows]
     if self.kind == "scoring":
       cols = {"inputs": [], "targets": [], "example_id": [], "option_idx": [],
               "is_correct": [], "template_idx": []}
       for row in rows:
         for inputs, targets, option_idx, correct in examples.scoring_rows(
-            d, row, self.template_idx, cfg.template_mode):
+            d, row, self.template_idx, cfg.template_mode, flan_dir):
           for key, value in zip(cols, (inputs, targets, row["example_id"], option_idx,
                                        correct, self.template_idx)):
             cols[key].append(value)
       return cols
     if self.kind == "train":
-      count = min(cfg.num_templates, len(examples.get_templates(d)))
+      count = min(cfg.num_templates, len(examples.get_templates(d, flan_dir)))
       chosen = examples.template_indices(0 if seed is None else seed, d, ids, count).tolist()
     else:
       chosen = [self.template_idx] * len(rows)
-    rendered = [examples.render_example(d, r, t, cfg.template_mode)
+    rendered = [examples.render_example(d, r, t, cfg.template_mode, flan_dir)
                 for r, t in zip(rows, chosen)]
     return {"inputs": [x for x, _ in rendered], "targets": [y for _, y in rendered],
             "template_idx": chosen, "example_id": ids}
@@ -267,7 +281,8 @@ def register(*, data_dir: str | None = None,
              template_mode: str = "instructions", mixing_cap: int | None = 3000,
              temperature: float = 1.0,
              train_clusters: Iterable[str] | None = None,
-             missing_datasets: str = "error") -> Config:
+             missing_datasets: str = "error",
+             flan_templates_dir: str | None = None) -> Config:
   """(Re-)registers every FLAN task and mixture with these knobs.
 
   Args:
@@ -283,6 +298,11 @@ def register(*, data_dir: str | None = None,
       `data_dir` fails when the mixture is read, naming the builder and how to prepare it;
       "skip": mixtures leave such datasets out, with a warning listing them (for partial
       data such as ../shared's samples; never silently).
+    flan_templates_dir: the exact-replication mode. None (default): our templates and
+      preprocessing. A directory written by `scripts/import_flan_templates.py` from FLAN's
+      own `templates.py`: every example goes through FLAN's preprocessing of its task config
+      (`flan.data.preprocessors.flan_compat`) and is rendered with FLAN's templates, so
+      `(inputs, targets)` equal FLAN's rendering byte for byte.
 
   Returns:
     The configuration now registered.
@@ -298,9 +318,15 @@ def register(*, data_dir: str | None = None,
                                 train_clusters, missing_datasets)
   if not isinstance(vocabulary, seqio.Vocabulary):
     vocabulary = vocabularies.get_vocabulary(vocabulary)
+  if flan_templates_dir is not None:
+    flan_templates_dir = str(pathlib.Path(flan_templates_dir).resolve())
+    for spec in datasets_lib.DATASETS:  # fail now, naming the file, not when data is read.
+      for flan_task in flan_compat.tasks_of(spec.name):
+        templates_lib.load_flan(flan_task.pattern_key, flan_templates_dir)
   config = Config(data_dir, vocabulary, num_templates, template_mode, mixing_cap,
-                  temperature, train_clusters, missing_datasets)
-  all_templates = {d.name: examples.get_templates(d.name) for d in datasets_lib.DATASETS}
+                  temperature, train_clusters, missing_datasets, flan_templates_dir)
+  all_templates = {d.name: examples.get_templates(d.name, flan_templates_dir)
+                   for d in datasets_lib.DATASETS}
   for name in sorted(_REGISTERED):
     seqio.MixtureRegistry.remove(name)
     seqio.TaskRegistry.remove(name)

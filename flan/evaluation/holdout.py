@@ -170,9 +170,13 @@ def load_dataset_splits(dataset: str, data_dir: str | None, options: EvalOptions
   """test, validation (possibly empty) and, for few-shot, train examples of `dataset`."""
   cap = options.max_examples
   out = {}
+  start = time.perf_counter()
   for split in ("test", "validation") + (("train",) if options.num_shots else ()):
     rows = examples_lib.load_examples(dataset, split, data_dir)
     out[split] = rows if cap is None or split == "train" else rows[:cap]
+  logging.info("Loaded %s for evaluation: %s in %.1f s.", dataset,
+               ", ".join(f"{len(rows)} {split}" for split, rows in out.items()),
+               time.perf_counter() - start)
   return out
 
 
@@ -225,7 +229,8 @@ def evaluate_cluster(model: Any, params: Any, mesh: jax.sharding.Mesh, *, cluste
                      max_decode_length: int | None = None, num_templates: int | None = None,
                      max_examples: int | None = None, datasets: Sequence[str] | None = None,
                      template_mode: str = "instructions",
-                     metadata: Mapping[str, Any] | None = None) -> dict[str, Any]:
+                     metadata: Mapping[str, Any] | None = None,
+                     runner: inference.ModelRunner | None = None) -> dict[str, Any]:
   """Evaluates the held-out `cluster` (and a zero-shot baseline) and writes the report.
 
   Args:
@@ -244,6 +249,8 @@ def evaluate_cluster(model: Any, params: Any, mesh: jax.sharding.Mesh, *, cluste
       template_mode: see `EvalOptions`.
     datasets: restrict to these members of the cluster.
     metadata: recorded as-is in results.json (checkpoint paths, step, ...).
+    runner: a `ModelRunner` of this model, mesh, batch size and beams whose compiled
+      functions to reuse (default: a new one).
 
   Returns:
     The results dict written to `output_dir/results.json`.
@@ -264,7 +271,7 @@ def evaluate_cluster(model: Any, params: Any, mesh: jax.sharding.Mesh, *, cluste
     except (examples_lib.DataNotPreparedError, ValueError) as e:
       logging.warning("Skipping %s: %s", name, str(e).splitlines()[0])
       data[name] = {"error": str(e)}
-  runner = inference.ModelRunner(model, mesh, batch_size, num_beams=num_beams)
+  runner = runner or inference.ModelRunner(model, mesh, batch_size, num_beams=num_beams)
   tokenizer = inference.Tokenizer(vocabulary)
   models, records = {}, []
   for label, p in (("tuned", params), ("baseline", baseline_params)):

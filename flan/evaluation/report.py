@@ -226,6 +226,8 @@ def write_all(output_dir: str | os.PathLike, results: Mapping[str, Any],
   (out / "results.md").write_text(markdown(results) + "\n")
   chart(results, out / "scores.png")
   write_predictions(out, records)
+  logging.info("Evaluation results written to %s (results.json, results.md, scores.png, "
+               "predictions/).", out)
 
 
 # ----------------------------------------------------------------------------- all hold-outs

@@ -168,6 +168,8 @@ class Checkpoints:
       return False
     items = {STATE: ocp.args.StandardSave(state),
              DATASET: ocp.args.JsonSave(dict(dataset_state or {}))}
+    logging.info("Saving checkpoint %s (in the background).",
+                 self.model_dir / f"{STEP_PREFIX}_{step}")
     return self.manager.save(step, args=ocp.args.Composite(**items), force=True)
 
   def wait(self) -> None:
@@ -196,6 +198,7 @@ class Checkpoints:
                         where, type(e).__name__, e)
         continue
       check_params_match(saved, target.params, where)
+      logging.info("Restoring checkpoint %s.", where)
       try:
         restored = self.manager.restore(step, args=ocp.args.Composite(**{
             STATE: ocp.args.StandardRestore(target), DATASET: ocp.args.JsonRestore()}))
@@ -243,6 +246,7 @@ def resolve_step_dir(path: pathlib.Path, flag: str = "INITIAL_CHECKPOINT_PATH") 
 def load_initial(path: str, target: Any) -> Any:
   """The full train state (step, params, moments) from one of our checkpoints."""
   step_dir = resolve_step_dir(pathlib.Path(path))
+  logging.info("Restoring the initial checkpoint %s.", step_dir)
   checkpointer = ocp.StandardCheckpointer()
   check_params_match(saved_params(checkpointer.metadata(step_dir / STATE)), target.params,
                      str(step_dir))
@@ -279,6 +283,7 @@ def restore_or_initialize(checkpoints: Checkpoints, target: Any, *,
       if model_config is None:
         raise CheckpointError(f"INITIAL_CHECKPOINT_PATH={str(path)!r} is a Hugging Face "
                               "directory: pass the model's config to lay out its weights.")
+      logging.info("Loading Hugging Face weights from %s.", path)
       try:
         params = hf.load_params(str(path), model_config)
       except ValueError as e:  # sizes differ: name them as a checkpoint error
@@ -289,4 +294,5 @@ def restore_or_initialize(checkpoints: Checkpoints, target: Any, *,
       return init_state(params), None, f"initialised from Hugging Face weights in {path}"
     state = load_initial(str(path), target)
     return state, None, f"initialised from {path}"
+  logging.info("Initialising the train state from scratch.")
   return init_state(None), None, "initialised from scratch"

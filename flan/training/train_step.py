@@ -125,7 +125,18 @@ def _batch_statistics(batch: Mapping[str, jax.Array]) -> dict[str, jax.Array]:
       "encoder_slots": jnp.float32(enc.size),
       "decoder_slots": jnp.float32(dec.size),
       "num_sequences": jnp.float32(dec.shape[0]),
+      **{f"num_{side}_segments": _count_segments(batch[f"{side}_segment_ids"])
+         for side in ("encoder", "decoder") if f"{side}_segment_ids" in batch},
   }
+
+
+def _count_segments(segment_ids: jax.Array) -> jax.Array:
+  """Packed examples in a [B, L] batch: positions where a non-zero segment id starts.
+
+  t5x's `count_packed_examples` (behind `effective_batch_size/*`) counts the same.
+  """
+  previous = jnp.pad(segment_ids[:, :-1], ((0, 0), (1, 0)))  # [B, L], 0 before each row
+  return jnp.sum((segment_ids != 0) & (segment_ids != previous)).astype(jnp.float32)
 
 
 _NORMALISED = ("loss", "z_loss", "cross_ent_loss")  # metrics divided by the normaliser
