@@ -80,5 +80,7 @@ def test_benchmark_scale_reports_first_and_cached_runs_and_the_fit(tmp_path, dat
   for r in two:  # the two shards together hold the task, each example once
     assert sum(w["examples_on_shard"] for w in r["workers"]) == r["examples"]
     assert min(w["examples_on_shard"] for w in r["workers"]) > 0
+  for n in (300, 600):  # 2 shards read what 1 process reads
+    assert len({r["examples"] for r in rows if r["per_dataset"] == n}) == 1
   assert set(result["summary"]) >= {"first/1p", "cached/1p", "first/2p", "cached/2p"}
   assert "fit cached/1p" in stdout
