@@ -84,3 +84,16 @@ def test_benchmark_scale_reports_first_and_cached_runs_and_the_fit(tmp_path, dat
     assert len({r["examples"] for r in rows if r["per_dataset"] == n}) == 1
   assert set(result["summary"]) >= {"first/1p", "cached/1p", "first/2p", "cached/2p"}
   assert "fit cached/1p" in stdout
+
+
+@pytest.mark.slow
+def test_benchmark_eval_reports_both_methods_and_equal_scores(tmp_path, data_dir, vocab_path):
+  out = tmp_path / "eval.json"
+  stdout = _run("benchmark_eval.py", "--sizes", "tiny", "--max_examples", "12", "--datasets",
+                "rte,anli", "--data_dir", data_dir, "--vocabulary", vocab_path, "--out", str(out))
+  (row,) = json.loads(out.read_text())["rows"]
+  for method in ("padded", "sorted"):
+    assert row[method]["prompts_per_s"] > 0 and 0 < row[method]["real_encoder_fraction"] <= 1
+  assert row["sorted"]["real_encoder_fraction"] >= row["padded"]["real_encoder_fraction"]
+  assert row["max_abs_score_difference"] < 1e-3
+  assert "sorted / padded" in stdout
