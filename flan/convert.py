@@ -4,12 +4,15 @@
     python -m flan.convert hf_to_flan --hf_dir /path/flan-t5-small --out /tmp/flan_t5_small
     # flan checkpoint -> HF directory loadable by transformers' T5ForConditionalGeneration
     python -m flan.convert flan_to_hf --checkpoint /tmp/model_dir --out /tmp/hf_export \
-        [--gin_file configs/models/small.gin]
+        [--gin_file configs/models/small.gin] [--vocabulary ../shared/vocab/t5_spiece.model]
 
 `hf_to_flan` writes `{"params": ...}` with orbax's StandardCheckpointer plus `t5_config.json`.
 `flan_to_hf` reads that, a trainer `checkpoint_<step>` directory, or a MODEL_DIR (its newest
 checkpoint). The network config comes from `t5_config.json`, else from `--gin_file` (a model
-gin), else from MODEL_DIR/config.gin written by training. Training itself needs no
+gin), else from MODEL_DIR/config.gin written by training. The export is a complete HF
+model: weights, config.json, generation_config.json and the tokenizer of the run's
+vocabulary (`--vocabulary`, else the VOCABULARY those gin files set: T5Tokenizer files for a
+SentencePiece model, ByT5Tokenizer's for the byte vocabulary). Training itself needs no
 conversion: INITIAL_CHECKPOINT_PATH may name a Hugging Face directory directly.
 """
 
@@ -18,6 +21,8 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import logging
+import os
 import pathlib
 import sys
 from collections.abc import Sequence
@@ -26,6 +31,7 @@ from typing import Any
 import jax
 import numpy as np
 
+from flan.errors import EXIT_USER_ERROR, UserError
 from flan.model import hf
 from flan.model import network
 
@@ -39,7 +45,7 @@ def hf_to_flan(hf_dir: str, out: str, *, scan_layers: bool = False) -> network.T
   config, params = hf.params_from_hf(hf_dir, scan_layers=scan_layers)
   out_path = pathlib.Path(out).resolve()
   if out_path.exists():
-    raise FileExistsError(f"--out {out_path} already exists; choose a new directory.")
+    raise UserError(f"--out {out_path} already exists; choose a new directory.")
   checkpointer = ocp.StandardCheckpointer()
   checkpointer.save(out_path, {"params": params})
   checkpointer.wait_until_finished()
@@ -57,8 +63,12 @@ def _checkpoint_item(path: pathlib.Path) -> tuple[pathlib.Path, pathlib.Path | N
                  if d.name.rsplit("_", 1)[1].isdigit() and (d / "state").is_dir())
   if steps:
     return steps[-1][1] / "state", path
-  raise FileNotFoundError(f"--checkpoint {path} is not a flan checkpoint: expected the output of "
-                          "hf_to_flan, a checkpoint_<step> directory, or a MODEL_DIR holding one.")
+  raise UserError(f"--checkpoint {path} is not a flan checkpoint: expected the output of "
+                  "hf_to_flan, a checkpoint_<step> directory, or a MODEL_DIR holding one.")
+
+
+_UNKNOWN = object()  # no vocabulary was given or recorded
+BYTE = "byte"
 
 
 def _config_from_gin(files: Sequence[str], bindings: Sequence[str]) -> network.T5Config:
@@ -66,6 +76,28 @@ def _config_from_gin(files: Sequence[str], bindings: Sequence[str]) -> network.T
 
   gin.parse_config_files_and_bindings(list(files), list(bindings), finalize_config=False)
   return gin.get_configurable(network.T5Config)()
+
+
+def _gin_vocabulary() -> Any:
+  """The VOCABULARY macro of the parsed gin (None: bytes), or _UNKNOWN when unset."""
+  import gin
+
+  try:
+    value = gin.query_parameter("VOCABULARY/gin.macro.value")
+  except ValueError:
+    return _UNKNOWN
+  return value if value is None or isinstance(value, str) else _UNKNOWN
+
+
+def _spiece_model(vocabulary: str | None) -> str | None:
+  """The SentencePiece model path of a VOCABULARY value (None for the byte vocabulary)."""
+  if vocabulary is None or vocabulary == BYTE:
+    return None
+  path = os.path.expanduser(vocabulary)
+  if "://" not in path and not os.path.isfile(path):
+    raise UserError(f"Vocabulary {vocabulary!r} not found; pass --vocabulary with the run's "
+                    "SentencePiece model (or --vocabulary byte).")
+  return path
 
 
 def _restore_params(item: pathlib.Path) -> Any:
@@ -83,19 +115,46 @@ def _restore_params(item: pathlib.Path) -> Any:
 
 
 def flan_to_hf(checkpoint: str, out: str, *, gin_files: Sequence[str] = (),
-               gin_bindings: Sequence[str] = ()) -> network.T5Config:
-  """Exports a flan checkpoint's params as a Hugging Face T5 directory at `out`."""
+               gin_bindings: Sequence[str] = (),
+               vocabulary: str | None = None) -> network.T5Config:
+  """Exports a flan checkpoint as a complete Hugging Face T5 directory at `out`.
+
+  Args:
+    checkpoint: see the module docstring.
+    out: the export directory.
+    gin_files: the model gin (and run gin) when the checkpoint has no t5_config.json.
+    gin_bindings: bindings applied after `gin_files`.
+    vocabulary: the run's VOCABULARY: a SentencePiece model path or "byte"; None: the one
+      the gin files set, else the export gets no tokenizer (a warning says so).
+  """
   item, model_dir = _checkpoint_item(pathlib.Path(checkpoint).resolve())
+  recorded = _UNKNOWN
   if (item / CONFIG_FILE).is_file():
     config = network.T5Config(**json.loads((item / CONFIG_FILE).read_text()))
   elif gin_files:
     config = _config_from_gin(gin_files, gin_bindings)
+    recorded = _gin_vocabulary()
   elif model_dir is not None and (model_dir / "config.gin").is_file():
     config = _config_from_gin([str(model_dir / "config.gin")], gin_bindings)
+    recorded = _gin_vocabulary()
   else:
-    raise FileNotFoundError(f"No network config for {checkpoint}: pass --gin_file with the model "
-                            "gin it was trained with (e.g. configs/models/small.gin).")
+    raise UserError(f"No network config for {checkpoint}: pass --gin_file with the model "
+                    "gin it was trained with (e.g. configs/models/small.gin).")
+  if vocabulary is not None:
+    recorded = vocabulary
+  spiece = None if recorded is _UNKNOWN else _spiece_model(recorded)
   hf.params_to_hf(config, _restore_params(item), out)
+  if recorded is _UNKNOWN:
+    logging.warning("No tokenizer written to %s: the run's vocabulary is unknown; rerun with "
+                    "--vocabulary (its spiece.model, or byte).", out)
+  else:
+    from flan.data import vocabularies  # seqio: only when a tokenizer is written
+    tokenizer = hf.write_tokenizer(out, spiece, extra_ids=vocabularies.EXTRA_IDS)
+    if spiece is None:
+      logging.info("Byte vocabulary: the export's tokenizer is %s (seqio's ByteVocabulary "
+                   "ids, UTF-8 bytes + 3); HF's T5Tokenizer does not apply.", tokenizer)
+    logging.info("Wrote %s: weights, config.json, generation_config.json, %s files.", out,
+                 tokenizer)
   return config
 
 
@@ -113,15 +172,20 @@ def main(argv: Sequence[str] | None = None) -> None:
   to_hf.add_argument("--out", required=True)
   to_hf.add_argument("--gin_file", action="append", default=[])
   to_hf.add_argument("--gin_bindings", action="append", default=[])
+  to_hf.add_argument("--vocabulary", help="the run's VOCABULARY: its spiece.model, or 'byte' "
+                     "(default: what the gin files set)")
   args = parser.parse_args(argv)
+  logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+  logging.getLogger("absl").setLevel(logging.WARNING)  # orbax's per-read chatter
   try:
     if args.command == "hf_to_flan":
       config = hf_to_flan(args.hf_dir, args.out, scan_layers=args.scan_layers)
     else:
       config = flan_to_hf(args.checkpoint, args.out, gin_files=args.gin_file,
-                          gin_bindings=args.gin_bindings)
-  except (FileNotFoundError, FileExistsError, ValueError) as e:
-    sys.exit(f"flan.convert {args.command}: {e}")
+                          gin_bindings=args.gin_bindings, vocabulary=args.vocabulary)
+  except UserError as e:  # one line; anything else is a bug and keeps its traceback
+    print(f"error: flan.convert {args.command}: {e}", file=sys.stderr)
+    sys.exit(EXIT_USER_ERROR)
   print(f"wrote {args.out} ({config})")
 
 

@@ -31,6 +31,7 @@ import numpy as np
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from flan.errors import UserError
 from flan.training import checkpoints as checkpoints_lib
 from flan.model import partitioning
 
@@ -128,14 +129,14 @@ def evaluate(*, model: Any = gin.REQUIRED, checkpoint_path: str = gin.REQUIRED,
   from flan.data import vocabularies
   clusters.check_cluster(heldout_cluster)
   if num_shots < 0:
-    raise ValueError(f"NUM_SHOTS must be >= 0, got {num_shots}.")
+    raise UserError(f"NUM_SHOTS must be >= 0, got {num_shots}.")
   device_mesh = partitioning.make_mesh(mesh)
   partitioning.check_batch_size(batch_size, device_mesh)
   vocab = vocabularies.get_vocabulary(vocabulary)
   if vocab.vocab_size > model.config.vocab_size:
-    raise ValueError(f"The vocabulary has {vocab.vocab_size} ids but the model's vocab_size is "
-                     f"{model.config.vocab_size}; use the model gin the checkpoint was trained "
-                     "with and its VOCABULARY.")
+    raise UserError(f"The vocabulary has {vocab.vocab_size} ids but the model's vocab_size is "
+                    f"{model.config.vocab_size}; use the model gin the checkpoint was trained "
+                    "with and its VOCABULARY.")
   output_dir = default_output_dir(checkpoint_path, model_dir, eval_output_dir)
   params, info = restore_params(model, device_mesh, checkpoint_path, task_feature_lengths)
   logging.info("Restored %s (step %s).", info["path"], info["step"])
@@ -169,7 +170,8 @@ def main(argv: list[str] | None = None) -> int:
   from flan.cli import parse_gin_flags, report_user_errors
   logs.setup()  # our log format; library noise off unless FLAN_VERBOSE_LIBS=1
   with report_user_errors():
-    parse_gin_flags(argv)
+    parse_gin_flags(argv, prog="python -m flan.evaluate", doc=__doc__,
+                    run_config="configs/runs/eval.gin", entry=evaluate)
     evaluate()
     return 0
   return 1

@@ -110,6 +110,7 @@ def main(argv=None) -> int:
   args = _parse(argv)
   from flan.data import examples  # heavy imports after --help.
   from flan.data import tasks
+  from flan.errors import UserError
 
   if args.list:
     print("\n".join(tasks.registered_names()))
@@ -121,7 +122,7 @@ def main(argv=None) -> int:
     tasks.register(data_dir=args.data_dir, num_templates=args.num_templates,
                    template_mode=args.template_mode, train_clusters=args.train_clusters,
                    flan_templates_dir=args.flan_templates_dir)
-  except ValueError as e:
+  except UserError as e:
     print(f"error: {e}", file=sys.stderr)
     return 2
   mock = contextlib.nullcontext()
@@ -131,7 +132,7 @@ def main(argv=None) -> int:
   try:
     with mock:
       return _inspect(args.name, args, tasks, examples)
-  except ValueError as e:
+  except UserError as e:
     print(f"error: {e}", file=sys.stderr)
     return 1
 

@@ -34,6 +34,7 @@ import gin
 import jax
 
 from flan import logs
+from flan.errors import UserError
 from flan.training import checkpoints as checkpoints_lib
 from flan import evaluate as eval_lib  # registers its gin configurable before gin locks
 from flan.training import flops
@@ -54,8 +55,8 @@ def _check_writable(model_dir: str) -> None:
     with tempfile.NamedTemporaryFile(dir=model_dir):
       pass
   except OSError as e:
-    raise ValueError(f"MODEL_DIR={model_dir!r} is not writable ({e.strerror}); set "
-                     "--gin.MODEL_DIR to a directory you can write to.") from None
+    raise UserError(f"MODEL_DIR={model_dir!r} is not writable ({e.strerror}); set "
+                    "--gin.MODEL_DIR to a directory you can write to.") from None
 
 
 def _make_iterator(name, lengths, batch_size, seed, *, pack, data_dir, vocabulary, mesh,
@@ -66,6 +67,7 @@ def _make_iterator(name, lengths, batch_size, seed, *, pack, data_dir, vocabular
   logging.info("Registering the FLAN tasks (data_dir %s).", data_dir or "TFDS's default")
   tasks.register(data_dir=data_dir, vocabulary=vocabulary)
   tasks.get(name)  # an unknown name fails here, listing close matches
+  tasks.check_prepared(name)  # every missing TFDS builder in one message
   shard, num_shards = partitioning.data_shard_info(mesh)
   return input_pipeline.make_train_iterator(name, lengths, batch_size, seed, pack=pack,
                                             shard_index=shard, num_shards=num_shards,
@@ -203,8 +205,8 @@ def train(*, model: Any = gin.REQUIRED, mixture_or_task_name: str = gin.REQUIRED
   from flan.data import vocabularies
   vocab = vocabularies.get_vocabulary(vocabulary)
   if vocab.vocab_size > model.config.vocab_size:
-    raise ValueError(f"The vocabulary has {vocab.vocab_size} ids but the model's vocab_size is "
-                     f"{model.config.vocab_size}; use a model gin sized for this vocabulary.")
+    raise UserError(f"The vocabulary has {vocab.vocab_size} ids but the model's vocab_size is "
+                    f"{model.config.vocab_size}; use a model gin sized for this vocabulary.")
   init_rng, step_rng = jax.random.split(jax.random.PRNGKey(random_seed))
   optimizer, schedule = optimizer_lib.make_optimizer(param_axes=model.param_logical_specs())
   match = HOLDOUT_MIXTURE.match(mixture_or_task_name)
@@ -327,7 +329,8 @@ def main(argv: list[str] | None = None) -> int:
   logs.setup()  # our log format; library noise off unless FLAN_VERBOSE_LIBS=1
   with report_user_errors():
     logging.info("Reading the gin config (and loading seqio and TensorFlow).")
-    parse_gin_flags(argv)
+    parse_gin_flags(argv, prog="python -m flan.train", doc=__doc__,
+                    run_config="configs/runs/finetune.gin", entry=train)
     train()
     return 0
   return 1

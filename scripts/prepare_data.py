@@ -12,7 +12,8 @@ in the training gin (with the same VOCABULARY, RANDOM_SEED and template knobs) a
 host memory-maps its own rows instead of reading and tokenizing them.
 
 Resumable: prepared builders are skipped, and a failure (network, disk, a missing manual
-download) is reported and the next builder is tried. Builders that TFDS cannot download by
+download) is reported and the next builder is tried. Offline, it stops at once with one
+`error:` line (a 5 s connectivity probe) instead of retrying each download for minutes. Builders that TFDS cannot download by
 itself (xsum, story_cloze, newsroom, samsum) need their files in
 <data_dir>/downloads/manual/ first; the table prints TFDS's instructions. Needs internet
 and the `importlib_resources` package (TFDS's download code imports it).
@@ -24,6 +25,7 @@ import argparse
 import dataclasses
 import os
 import pathlib
+import socket
 import sys
 from collections.abc import Sequence
 
@@ -108,6 +110,27 @@ def prepare(row: Row, data_dir: str | None) -> Row:
   return status(row.dataset, row.tfds_name, data_dir)
 
 
+# Where most FLAN builders download from; reachable iff the machine is online.
+PROBE_HOSTS = ("storage.googleapis.com", "github.com", "huggingface.co")
+
+
+def network_error(timeout: float = 5.0) -> str | None:
+  """None when one of PROBE_HOSTS accepts a TCP connection on 443, else why not.
+
+  Behind an HTTP(S) proxy the direct probe says nothing, so it is skipped.
+  """
+  if any(os.environ.get(v) for v in ("https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY")):
+    return None
+  reasons = []
+  for host in PROBE_HOSTS:
+    try:
+      socket.create_connection((host, 443), timeout=timeout).close()
+      return None
+    except OSError as e:
+      reasons.append(f"{host}: {e.strerror or type(e).__name__}")
+  return "; ".join(reasons)
+
+
 def table(rows: Sequence[Row]) -> str:
   """A fixed-width status table with a summary line."""
   w1 = max([len(r.dataset) for r in rows] + [7])
@@ -174,6 +197,13 @@ def main(argv=None) -> int:
     print(f"error: {e.args[0]}", file=sys.stderr)
     return 2
   rows = statuses(specs, args.data_dir)
+  if not args.check and any(r.state == MISSING for r in rows):
+    offline = network_error()
+    if offline:
+      print(f"error: no network ({offline}); preparing data downloads it: run this on a machine "
+            "with internet access and copy the data_dir here (--check shows the status).",
+            file=sys.stderr)
+      return 1
   if not args.check:
     for i, row in enumerate(rows):
       if row.state == MISSING:

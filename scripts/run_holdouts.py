@@ -10,10 +10,14 @@ interrupted sweep resumes. Finally ROOT/holdouts.md and ROOT/holdouts.json hold 
 paper's main result format: per held-out cluster, the zero-shot baseline beside the
 instruction-tuned model.
 
+Every `--gin.X=V` flag is passed through to each run. Before anything runs (and for
+--dry_run), each command's gin flags are parsed as flan.train parses them, so a missing
+VOCABULARY or a misspelt binding is one `error:` line now, not twelve failed runs later.
+
   python scripts/run_holdouts.py --root=/tmp/holdouts \
       --gin.VOCABULARY=\"../shared/vocab/t5_spiece.model\" \
       --gin.INITIAL_CHECKPOINT_PATH=\"/ckpts/t5_1_1_lm100k_base\" \
-      [--clusters=nli,commonsense] [--dry_run | --collect_only]
+      [--clusters=nli,commonsense] [--dry_run | --collect_only] [--gin.TRAIN_STEPS=...]
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from flan.data import clusters as clusters_lib  # noqa: E402
+from flan.errors import UserError  # noqa: E402
 from flan.evaluation import report  # noqa: E402
 
 
@@ -43,6 +48,22 @@ def command(cluster: str, root: pathlib.Path, gin_files: list[str],
           f'--gin.MODEL_DIR="{root / cluster}"']
   cmd += [f"--gin.{b}" for b in bindings]
   return cmd
+
+
+def check(cluster: str, cmd: list[str]) -> None:
+  """Parses one command's gin flags as `python -m flan.train` will (raises UserError)."""
+  import gin
+  from flan import cli
+  from flan import train
+
+  gin.clear_config()
+  try:
+    cli.parse_gin_flags(cmd[3:], prog="python -m flan.train",  # after python -m flan.train
+                        run_config="configs/runs/finetune.gin", entry=train.train)
+  except UserError as e:
+    raise UserError(f"the {cluster} run would fail: {e.message}") from None
+  finally:
+    gin.clear_config()
 
 
 def results_path(root: pathlib.Path, cluster: str) -> pathlib.Path:
@@ -78,7 +99,10 @@ def write_table(root: pathlib.Path, results: dict[str, dict | None]) -> str:
 
 
 def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
-  parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+  parser = argparse.ArgumentParser(
+      description=__doc__.split("\n\n")[0],
+      epilog="Every other flag must be --gin.X=V; it is passed through to each run, after "
+             "the gin files (e.g. --gin.VOCABULARY=\\\"spiece.model\\\" --gin.TRAIN_STEPS=1000).")
   parser.add_argument("--root", required=True, help="parent of the 12 MODEL_DIRs")
   parser.add_argument("--gin_file", action="append", default=[],
                       help="gin files for every run, in order (default: each cluster's "
@@ -109,6 +133,15 @@ def main(argv: list[str] | None = None) -> int:
   root = pathlib.Path(args.root).resolve()
   failed = []
   if not args.collect_only:
+    try:
+      for cluster in args.clusters:
+        check(cluster, command(cluster, root, args.gin_file, bindings))
+    except UserError as e:
+      print(f"error: {e.message} (--gin.X=V flags are passed to every run)", file=sys.stderr)
+      return 1
+    if args.dry_run:
+      print(f"[holdouts] {len(args.clusters)} commands; their gin flags parse as flan.train "
+            "parses them; every --gin.X=V given here is passed through:", file=sys.stderr)
     for cluster in args.clusters:
       cmd = command(cluster, root, args.gin_file, bindings)
       if args.dry_run:

@@ -16,6 +16,7 @@ import pytest
 import safetensors.numpy
 
 from flan import convert
+from flan.errors import UserError
 from flan.model import hf
 from flan.model import network
 
@@ -77,10 +78,10 @@ def test_tied_t5_1_0_checkpoint_gets_scaled_untied_logits(tmp_path):
 
 
 def test_unreadable_directories_say_what_is_missing(tmp_path):
-  with pytest.raises(FileNotFoundError, match="config.json"):
+  with pytest.raises(UserError, match="config.json"):
     hf.params_from_hf(tmp_path)
   shutil.copy(FIXTURE / "config.json", tmp_path / "config.json")
-  with pytest.raises(FileNotFoundError, match="safetensors"):
+  with pytest.raises(UserError, match="safetensors"):
     hf.params_from_hf(tmp_path)
   config = json.loads((FIXTURE / "config.json").read_text())
   config["feed_forward_proj"] = "gated-silu"
@@ -89,7 +90,7 @@ def test_unreadable_directories_say_what_is_missing(tmp_path):
     hf.params_from_hf(tmp_path)
 
 
-def test_convert_cli_round_trip(tmp_path):
+def test_convert_cli_round_trip(tmp_path, capsys):
   ours, back = tmp_path / "flan_ckpt", tmp_path / "hf_back"
   convert.main(["hf_to_flan", "--hf_dir", str(FIXTURE), "--out", str(ours)])
   assert (ours / convert.CONFIG_FILE).is_file()
@@ -97,8 +98,11 @@ def test_convert_cli_round_trip(tmp_path):
   original = safetensors.numpy.load_file(FIXTURE / "model.safetensors")
   for name, value in safetensors.numpy.load_file(back / "model.safetensors").items():
     np.testing.assert_array_equal(value, original[name], err_msg=name)
-  with pytest.raises(SystemExit, match="not a flan checkpoint"):
+  capsys.readouterr()
+  with pytest.raises(SystemExit) as e:
     convert.main(["flan_to_hf", "--checkpoint", str(tmp_path / "nope"), "--out", str(back)])
+  errors = [l for l in capsys.readouterr().err.splitlines() if l.startswith("error: ")]
+  assert e.value.code == 1 and len(errors) == 1 and "not a flan checkpoint" in errors[0]
 
 
 def test_flan_to_hf_reads_a_trainer_checkpoint_with_a_model_gin(tmp_path):

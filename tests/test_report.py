@@ -87,6 +87,31 @@ def test_write_all_writes_json_markdown_chart_and_predictions(tmp_path):
   assert "premise \u00e9" in tuned  # kept readable, not \\u-escaped
 
 
+def test_chart_shares_one_y_axis_per_metric_family_and_hatching_legend_only_where_hatched():
+  import matplotlib.pyplot as plt
+  results = _results([12.5, 62.5], [10.0, 20.0])
+  for label, model in results["models"].items():  # a second accuracy panel, nothing hatched
+    templates = [_template(i, s, None) for i, s in enumerate((40.0, 45.0))]
+    model["datasets"]["cb"] = {"status": "ok", "metrics": ["accuracy"], "templates": templates,
+                               **report.summarize_dataset(templates)}
+    templates = [_template(i, s, None) for i, s in enumerate((-20.0, 30.0))]  # a correlation
+    model["datasets"]["stsb"] = {"status": "ok", "metrics": ["pearson"],
+                                 "templates": templates, **report.summarize_dataset(templates)}
+  results["datasets"] += ["cb", "stsb"]
+  fig = report.figure(results)
+  try:
+    panels = {ax.get_title().split(" ")[0]: ax for ax in fig.axes if ax.get_title()}
+    assert panels["rte"].get_ylim() == panels["cb"].get_ylim() == (0.0, 100.0)
+    assert panels["stsb"].get_ylim() == (-100.0, 100.0)
+    legend_texts = lambda ax: [t.get_text() for t in ax.get_legend().get_texts()] if (
+        ax.get_legend()) else []
+    assert legend_texts(panels["rte"]) == [report.HATCH_LABEL]  # rte has a turned-around one
+    assert report.HATCH_LABEL not in legend_texts(panels["cb"]) + legend_texts(panels["stsb"])
+    assert "hatched" not in panels["cb"].get_xlabel()
+  finally:
+    plt.close(fig)
+
+
 def test_write_all_refuses_non_finite_numbers(tmp_path):
   results = _results([60.0, math.nan], [50.0, 52.0])
   assert not report.is_finite_tree(results)
@@ -105,10 +130,12 @@ def _run_holdouts():
   return module
 
 
-def test_run_holdouts_dry_run_prints_one_train_command_per_cluster(capsys, tmp_path):
+def test_run_holdouts_dry_run_prints_one_train_command_per_cluster(capsys, tmp_path,
+                                                                   clean_gin):
   from flan.data import clusters
   script = _run_holdouts()
   assert script.main([f"--root={tmp_path}", "--gin_file=configs/models/tiny.gin",
+                      "--gin_file=configs/runs/finetune.gin", "--gin.VOCABULARY=None",
                       "--gin.TRAIN_STEPS=5", "--dry_run"]) == 0
   lines = capsys.readouterr().out.strip().splitlines()
   assert len(lines) == len(clusters.CLUSTERS) == 12
@@ -134,11 +161,26 @@ def test_run_holdouts_collects_results_into_one_table(tmp_path, capsys):
   assert summary["sentiment"] is None and summary["nli"]["tuned"]["dev_selected"] == 70.0
 
 
-def test_run_holdouts_uses_each_clusters_experiment_gin_by_default(capsys, tmp_path):
+def test_run_holdouts_uses_each_clusters_experiment_gin_by_default(capsys, tmp_path,
+                                                                   clean_gin):
   script = _run_holdouts()
-  assert script.main([f"--root={tmp_path}", "--clusters=nli,misc", "--dry_run"]) == 0
+  assert script.main([f"--root={tmp_path}", "--clusters=nli,misc", "--gin.VOCABULARY=None",
+                      "--dry_run"]) == 0
   lines = capsys.readouterr().out.strip().splitlines()
   assert "--gin_file=configs/experiments/holdout_nli.gin" in lines[0]
   assert "--gin_file=configs/experiments/holdout_misc.gin" in lines[1]
   for cluster in ("nli", "misc"):
     assert (script.ROOT / "configs" / "experiments" / f"holdout_{cluster}.gin").is_file()
+
+
+def test_run_holdouts_refuses_commands_that_would_fail_in_one_line(capsys, tmp_path, clean_gin):
+  script = _run_holdouts()
+  assert script.main([f"--root={tmp_path}", "--dry_run"]) == 1  # no VOCABULARY
+  out, err = capsys.readouterr()
+  assert out == ""  # no command printed that would fail
+  errors = [line for line in err.splitlines() if line.startswith("error: ")]
+  assert len(errors) == 1 and "VOCABULARY is required but not set" in errors[0]
+  assert "--gin.VOCABULARY=..." in errors[0] and "passed to every run" in errors[0]
+  assert script.main([f"--root={tmp_path}", "--clusters=nli", "--gin.VOCABULARY=None",
+                      "--gin.TRAIN_STEP=5", "--dry_run"]) == 1
+  assert "Did you mean TRAIN_STEPS?" in capsys.readouterr().err

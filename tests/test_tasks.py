@@ -13,6 +13,7 @@ from flan.data import preprocessors as flan_preprocessors
 from flan.data import tasks
 from flan.data import templates as T
 from flan.data import vocabularies
+from flan.errors import UserError
 
 ALL = [d.name for d in D.DATASETS]
 MOCK_N = 10  # mock examples per split: small, but leaves a 1-example dev tail (10%).
@@ -247,7 +248,7 @@ def test_unknown_names_list_close_matches():
 
 def test_vocabularies(tmp_path):
   assert isinstance(vocabularies.get_vocabulary(None), type(vocabularies.get_vocabulary("byte")))
-  with pytest.raises(FileNotFoundError, match="nope.model"):
+  with pytest.raises(UserError, match="nope.model"):
     vocabularies.get_vocabulary(str(tmp_path / "nope.model"))
 
 

@@ -94,7 +94,7 @@ def test_an_unset_required_macro_names_the_flag_to_add(capsys, monkeypatch):
                          "--gin_file=configs/runs/finetune.gin"])
   err = capsys.readouterr().err
   assert code == 1 and "Traceback" not in err
-  assert "is required but not set; add --gin." in err
+  assert "are required but not set; add --gin.MIXTURE_OR_TASK_NAME=..." in err
 
 
 def test_bare_string_values_are_quoted_and_files_are_required(capsys, monkeypatch):

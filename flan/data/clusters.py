@@ -11,6 +11,7 @@ import dataclasses
 import difflib
 from collections.abc import Iterable, Mapping
 
+from flan.errors import UserError
 from flan.data import datasets as datasets_lib
 
 # In the order of the paper's Figure 3.
@@ -48,8 +49,8 @@ def check_cluster(name: str) -> str:
     return name
   close = difflib.get_close_matches(name, CLUSTERS, n=3, cutoff=0.4)
   hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
-  raise ValueError(f"Unknown cluster {name!r}.{hint} The 12 clusters are: "
-                   f"{', '.join(CLUSTERS)}.")
+  raise UserError(f"Unknown cluster {name!r}.{hint} The 12 clusters are: "
+                  f"{', '.join(CLUSTERS)}.")
 
 
 def members(cluster: str) -> tuple[str, ...]:

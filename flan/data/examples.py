@@ -33,6 +33,7 @@ from typing import Any
 
 import numpy as np
 
+from flan.errors import UserError
 from flan.data import datasets as datasets_lib
 from flan.data import preprocessors
 from flan.data import templates as templates_lib
@@ -40,10 +41,12 @@ from flan.data.preprocessors import flan_compat as flan_compat_lib
 
 SPLITS = ("train", "validation", "test")
 PREPARE_COMMAND = "python scripts/prepare_data.py --datasets {dataset} --data_dir {data_dir}"
+MOCK_HINT = ("Or run on synthetic examples: --gin.USE_MOCK_DATA=True with DATA_DIR unset "
+             "(flan.train, flan.evaluate), or --mock_data (flan.show).")
 _LOCK = threading.Lock()
 
 
-class DataNotPreparedError(RuntimeError):
+class DataNotPreparedError(UserError, RuntimeError):
   """A TFDS builder that FLAN reads has not been prepared in the data_dir."""
 
 
@@ -98,7 +101,25 @@ def not_prepared_message(dataset: str, tfds_name: str, data_dir: str | None,
   lines.append("  " + PREPARE_COMMAND.format(dataset=dataset, data_dir=shown))
   if text and not datasets_lib.get(dataset).manual_download:
     lines.append(f"(Some configs of this builder need manual files: {text[:300]})")
-  lines.append("Or run on random examples with tfds.testing.mock_data (e.g. --mock_data).")
+  lines.append(MOCK_HINT)
+  return "\n".join(lines)
+
+
+def not_prepared_many_message(missing: Sequence[str], data_dir: str | None, name: str) -> str:
+  """Names every dataset of `missing` (FLAN names) not prepared, and one command for all."""
+  shown = _default_data_dir(data_dir)
+  specs = [datasets_lib.get(d) for d in missing]
+  builders = ", ".join(f"{s.name} ({'+'.join(src.tfds_name for src in s.sources)})"
+                       for s in specs)
+  lines = [f"{len(missing)} FLAN datasets that {name!r} reads are not prepared in data_dir "
+           f"{shown!r} (their TFDS builders in parentheses): {builders}.",
+           "Prepare them all (needs internet) with:",
+           "  " + PREPARE_COMMAND.format(dataset=",".join(missing), data_dir=shown)]
+  manual = [s.name for s in specs if s.manual_download]
+  if manual:
+    lines.append(f"({', '.join(manual)} need manual downloads first: the command prints "
+                 "TFDS's instructions.)")
+  lines.append(MOCK_HINT)
   return "\n".join(lines)
 
 
@@ -158,8 +179,8 @@ def _resolved_splits(dataset: str, data_dir: str | None,
 def _check_source(dataset: str, source: str | None) -> None:
   names = [s.name for s in datasets_lib.get(dataset).sources]
   if source is not None and source not in names:
-    raise ValueError(f"FLAN dataset {dataset!r} has no source {source!r}; its sources are "
-                     f"{names}.")
+    raise UserError(f"FLAN dataset {dataset!r} has no source {source!r}; its sources are "
+                    f"{names}.")
 
 
 def read_specs(dataset: str, split: str, data_dir: str | None = None,
@@ -169,7 +190,7 @@ def read_specs(dataset: str, split: str, data_dir: str | None = None,
   `source` (a `Source.name`) keeps only that source's slices; None: every source's.
   """
   if split not in SPLITS:
-    raise ValueError(f"Unknown split {split!r}; FLAN tasks have splits {', '.join(SPLITS)}.")
+    raise UserError(f"Unknown split {split!r}; FLAN tasks have splits {', '.join(SPLITS)}.")
   _check_source(dataset, source)
   resolved = resolved_splits(dataset, data_dir)
   reads = {"train": resolved.train, "validation": resolved.dev, "test": resolved.eval}[split]
@@ -363,7 +384,7 @@ def template_indices(seed: int, dataset: str, example_ids: Sequence[int] | np.nd
     int32 array, one index per example id.
   """
   if not 1 <= num_templates:
-    raise ValueError(f"num_templates must be >= 1, got {num_templates}.")
+    raise UserError(f"num_templates must be >= 1, got {num_templates}.")
   ids = np.asarray(example_ids, dtype=np.uint64)  # [n]
   with np.errstate(over="ignore"):
     x = ids * np.uint64(0x9E3779B97F4A7C15) + _key(seed, dataset)

@@ -36,6 +36,7 @@ from typing import Any
 
 import numpy as np
 
+from flan.errors import UserError
 from flan.data import packing
 from flan.data.mixture_stream import MixtureStream
 
@@ -82,18 +83,18 @@ class TrainIterator:
     """Continues from `state` (from `state()` of an iterator with the same configuration)."""
     single = state.get("version") == 1 and state.get("num_shards") == 1
     if state.get("version") != STATE_VERSION and not single:
-      raise ValueError(f"Input-pipeline state version {state.get('version')!r} is not "
-                       f"{STATE_VERSION}; it was written by an incompatible flan version.")
+      raise UserError(f"Input-pipeline state version {state.get('version')!r} is not "
+                      f"{STATE_VERSION}; it was written by an incompatible flan version.")
     mine = self._config()
     diff = {k: (state.get(k), v) for k, v in mine.items() if state.get(k) != v}
     if diff:
       detail = "; ".join(f"{k}: saved {a!r}, now {b!r}" for k, (a, b) in diff.items())
-      raise ValueError(f"The saved input-pipeline state belongs to a different stream ({detail}). "
-                       "Resume with the same mixture, seed, feature lengths, packing and hosts, or "
-                       "start the data from scratch.")
+      raise UserError(f"The saved input-pipeline state belongs to a different stream ({detail}). "
+                      "Resume with the same mixture, seed, feature lengths, packing and hosts, or "
+                      "start the data from scratch.")
     owner = state.get("position_of_shard", state.get("shard_index"))
     if owner != mine["shard_index"] and (state.get("window"), state.get("row")) != (0, 0):
-      raise ValueError(
+      raise UserError(
           f"This input-pipeline state is the position of data shard {owner}, not of shard "
           f"{mine['shard_index']}: shards pack different examples, so their (window, row) "
           "positions differ even after the same number of steps. Save every host's own "
@@ -298,22 +299,22 @@ def make_train_iterator(mixture_or_task_name: str, feature_lengths: Mapping[str,
     shard_index = jax.process_index() if shard_index is None else shard_index
     num_shards = jax.process_count() if num_shards is None else num_shards
   if not 0 <= shard_index < num_shards:
-    raise ValueError(f"shard_index={shard_index} must be in [0, num_shards={num_shards}).")
+    raise UserError(f"shard_index={shard_index} must be in [0, num_shards={num_shards}).")
   if global_batch_size <= 0 or global_batch_size % num_shards:
-    raise ValueError(f"global_batch_size={global_batch_size} must be a positive multiple of the "
-                     f"number of data shards ({num_shards}); pick e.g. "
-                     f"{max(num_shards, global_batch_size // num_shards * num_shards)}.")
+    raise UserError(f"global_batch_size={global_batch_size} must be a positive multiple of the "
+                    f"number of data shards ({num_shards}); pick e.g. "
+                    f"{max(num_shards, global_batch_size // num_shards * num_shards)}.")
   missing = {"inputs", "targets"} - set(feature_lengths or {})
   if missing:
-    raise ValueError(f"feature_lengths must give 'inputs' and 'targets' (missing "
-                     f"{sorted(missing)}), e.g. {{'inputs': 1024, 'targets': 256}}.")
+    raise UserError(f"feature_lengths must give 'inputs' and 'targets' (missing "
+                    f"{sorted(missing)}), e.g. {{'inputs': 1024, 'targets': 256}}.")
   if any(int(v) <= 0 for v in feature_lengths.values()):
-    raise ValueError(f"feature_lengths must be positive, got {dict(feature_lengths)}.")
+    raise UserError(f"feature_lengths must be positive, got {dict(feature_lengths)}.")
   if window_size <= 0:
-    raise ValueError(f"window_size must be positive, got {window_size}.")
+    raise UserError(f"window_size must be positive, got {window_size}.")
   if strategy not in packing.STRATEGIES:
-    raise ValueError(f"Unknown packing strategy {strategy!r}; choose one of "
-                     f"{packing.STRATEGIES}.")
+    raise UserError(f"Unknown packing strategy {strategy!r}; choose one of "
+                    f"{packing.STRATEGIES}.")
   stream = MixtureStream(mixture_or_task_name, feature_lengths, seed, shard_index, num_shards,
                          pack, window_size, strategy, cache_dir)
   return TrainIterator(stream, mixture_or_task_name, global_batch_size // num_shards, prefetch)

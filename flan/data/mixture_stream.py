@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from flan.errors import UserError
 from flan.data import packing
 from flan.data import token_cache
 
@@ -136,8 +137,8 @@ def _tasks_and_rates(name: str) -> list[tuple[Any, float]]:
   try:
     provider = seqio.get_mixture_or_task(name)
   except ValueError as e:
-    raise ValueError(f"No seqio task or mixture named {name!r} is registered ({e}). Import the "
-                     "module that registers it (e.g. `flan.data.tasks`) or check the name.") from None
+    raise UserError(f"No seqio task or mixture named {name!r} is registered ({e}). Import the "
+                    "module that registers it (e.g. `flan.data.tasks`) or check the name.") from None
   if isinstance(provider, seqio.Mixture):
     return [(t, float(provider.get_rate(t))) for t in provider.tasks]
   return [(provider, 1.0)]
@@ -178,8 +179,8 @@ class MixtureStream:
                  len(tasks), time.perf_counter() - start)
     rates = np.asarray(rates, np.float64)
     if rates.sum() <= 0:
-      raise ValueError(f"Mixture {name!r} has no examples to sample on shard {shard_index} of "
-                       f"{num_shards} (tasks: {self.task_names}, sizes: {self.sizes.tolist()}).")
+      raise UserError(f"Mixture {name!r} has no examples to sample on shard {shard_index} of "
+                      f"{num_shards} (tasks: {self.task_names}, sizes: {self.sizes.tolist()}).")
     self.probs = rates / rates.sum()
     self._cdf = np.cumsum(self.probs)
     self.offsets = np.concatenate([[0], np.cumsum(self.sizes)[:-1]]).astype(np.int64)

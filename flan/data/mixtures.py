@@ -26,6 +26,7 @@ import functools
 import logging
 from collections.abc import Iterable, Mapping
 
+from flan.errors import UserError
 from flan.data import clusters as clusters_lib
 from flan.data import datasets as datasets_lib
 from flan.data import examples
@@ -57,7 +58,7 @@ def train_datasets(mixture: str, train_clusters: Iterable[str] | None = None) ->
   for cluster in clusters_lib.CLUSTERS:
     if mixture == holdout_train(cluster):
       return clusters_lib.holdout(cluster, train_clusters).train_datasets
-  raise ValueError(f"{mixture!r} is not a FLAN training mixture.")
+  raise UserError(f"{mixture!r} is not a FLAN training mixture.")
 
 
 def definitions(train_clusters: Iterable[str] | None = None,
@@ -152,5 +153,5 @@ def rates(mixture: str) -> dict[str, float]:
 
   mix = tasks.get(mixture)
   if not hasattr(mix, "get_rate"):
-    raise ValueError(f"{mixture!r} is a task, not a mixture.")
+    raise UserError(f"{mixture!r} is a task, not a mixture.")
   return {t.name: float(mix.get_rate(t)) for t in mix.tasks}

@@ -28,6 +28,8 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from flan.errors import UserError
+
 STRATEGIES = ("first_fit", "first_fit_decreasing", "best_fit_decreasing")
 EOS_ID = 1
 PACKED_KEYS = ("encoder_input_tokens", "decoder_target_tokens", "decoder_input_tokens",
@@ -124,7 +126,7 @@ def place(in_lengths: np.ndarray, tg_lengths: np.ndarray, in_capacity: int, tg_c
     (the order it was placed in its row). Rows are numbered in order of opening.
   """
   if strategy not in STRATEGIES:
-    raise ValueError(f"Unknown packing strategy {strategy!r}; choose one of {STRATEGIES}.")
+    raise UserError(f"Unknown packing strategy {strategy!r}; choose one of {STRATEGIES}.")
   n = len(in_lengths)
   a = np.asarray(in_lengths, np.int64)
   b = np.asarray(tg_lengths, np.int64)

@@ -37,6 +37,7 @@ import numpy as np
 import seqio
 import tensorflow as tf
 
+from flan.errors import UserError
 from flan.data import clusters as clusters_lib
 from flan.data import datasets as datasets_lib
 from flan.data import examples
@@ -197,8 +198,8 @@ class FlanSource(seqio.FunctionDataSource):
     `shard`: `(index, count)`, only that data shard's rows (see `examples.shard_reads`).
     """
     if split not in self.splits:
-      raise ValueError(f"Task kind {self.kind!r} of {self.dataset!r} has splits "
-                       f"{list(self.splits)}, not {split!r}.")
+      raise UserError(f"Task kind {self.kind!r} of {self.dataset!r} has splits "
+                      f"{list(self.splits)}, not {split!r}.")
     d, cfg = self.dataset, self.config
     flan_dir = cfg.flan_templates_dir  # None, or the replication mode
     # Training reads each split once (the stream keeps the tokens): nothing cached here.
@@ -256,17 +257,17 @@ def _add_task(name: str, source: FlanSource, vocabulary: seqio.Vocabulary) -> No
 def _check_knobs(num_templates, template_mode, mixing_cap, temperature, train_clusters,
                  missing_datasets):
   if not 1 <= num_templates <= templates_lib.NUM_TEMPLATES:
-    raise ValueError(f"num_templates must be in 1..{templates_lib.NUM_TEMPLATES}, got "
-                     f"{num_templates}.")
+    raise UserError(f"num_templates must be in 1..{templates_lib.NUM_TEMPLATES}, got "
+                    f"{num_templates}.")
   if missing_datasets not in ("error", "skip"):
-    raise ValueError(f"missing_datasets must be 'error' or 'skip', got {missing_datasets!r}.")
+    raise UserError(f"missing_datasets must be 'error' or 'skip', got {missing_datasets!r}.")
   if template_mode not in templates_lib.MODES:
-    raise ValueError(f"Unknown template_mode {template_mode!r}; choose one of "
-                     f"{', '.join(templates_lib.MODES)}.")
+    raise UserError(f"Unknown template_mode {template_mode!r}; choose one of "
+                    f"{', '.join(templates_lib.MODES)}.")
   if mixing_cap is not None and mixing_cap <= 0:
-    raise ValueError(f"mixing_cap must be positive (or None: uncapped), got {mixing_cap}.")
+    raise UserError(f"mixing_cap must be positive (or None: uncapped), got {mixing_cap}.")
   if temperature <= 0:
-    raise ValueError(f"temperature must be positive, got {temperature}.")
+    raise UserError(f"temperature must be positive, got {temperature}.")
   if train_clusters is not None:
     if isinstance(train_clusters, str):
       train_clusters = train_clusters.split(",")
@@ -357,10 +358,28 @@ def get(name: str) -> seqio.Task | seqio.Mixture:
     return seqio.get_mixture_or_task(name)
   close = difflib.get_close_matches(name, _REGISTERED, n=6, cutoff=0.6)
   hint = f" Did you mean: {', '.join(close)}?" if close else ""
-  raise ValueError(
+  raise UserError(
       f"Unknown FLAN task or mixture {name!r}.{hint} Tasks are flan_<dataset>[_<source>]_train, "
       "flan_<dataset>_t<i>[_scoring]; mixtures flan_holdout_<cluster>_train/_eval and "
       "flan_all_train (see `python -m flan.show --list`).")
+
+
+def check_prepared(name: str) -> None:
+  """Raises one `DataNotPreparedError` naming every dataset of `name` not prepared.
+
+  A mixture reads many builders; naming them one failure at a time would take a run per
+  missing builder. With one missing, its own detailed message (manual download, splits).
+  """
+  from flan.data import mixtures  # deferred: mixtures imports this module lazily too.
+  task_or_mixture = get(name)
+  members = getattr(task_or_mixture, "tasks", None) or [task_or_mixture]
+  datasets = sorted({t.source.dataset for t in members if isinstance(t.source, FlanSource)})
+  data_dir = current_config().data_dir
+  missing = [d for d in datasets if not mixtures.prepared(d, data_dir)]
+  if len(missing) == 1:
+    examples.resolved_splits(missing[0], data_dir)  # raises its detailed message
+  if missing:
+    raise DataNotPreparedError(examples.not_prepared_many_message(missing, data_dir, name))
 
 
 register()

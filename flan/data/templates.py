@@ -27,13 +27,15 @@ from typing import Any
 
 import yaml
 
+from flan.errors import UserError
+
 TEMPLATES_DIR = pathlib.Path(__file__).resolve().parents[2] / "templates"
 NUM_TEMPLATES = 10
 PLACEHOLDER = re.compile(r"\{(\w+)\}")
 MODES = ("instructions", "no_template", "dataset_name")
 
 
-class TemplateError(ValueError):
+class TemplateError(UserError):
   """A template file that does not fit its dataset."""
 
 
@@ -154,7 +156,7 @@ def render(template: Template, fields: Mapping[str, Any], mode: str = "instructi
   if mode == "instructions":
     return fill(template.input, fields), fill(template.target, fields)
   if mode not in MODES:
-    raise ValueError(f"Unknown template mode {mode!r}; choose one of {', '.join(MODES)}.")
+    raise UserError(f"Unknown template mode {mode!r}; choose one of {', '.join(MODES)}.")
   names = [n for n in PLACEHOLDER.findall(template.input)]
   inputs = "\n\n".join(_value(fields, n) for n in dict.fromkeys(names))
   if mode == "dataset_name":

@@ -15,6 +15,8 @@ import os
 
 import seqio
 
+from flan.errors import UserError
+
 EXTRA_IDS = 100  # T5's sentinels <extra_id_0..99>.
 DEFAULT_VOCAB_SIZE = 32128  # The T5 SentencePiece model (32000 + 100 extra ids, padded).
 BYTE = "byte"
@@ -28,7 +30,7 @@ def get_vocabulary(path: str | None = None) -> seqio.Vocabulary:
       None / "byte" for `seqio.ByteVocabulary` (no file needed).
 
   Raises:
-    FileNotFoundError: `path` names no file; the message says how to fix it.
+    UserError: `path` names no file; the message says how to fix it.
   """
   if path is None or path == BYTE:
     return seqio.ByteVocabulary()
@@ -36,14 +38,14 @@ def get_vocabulary(path: str | None = None) -> seqio.Vocabulary:
   if "://" not in path:
     path = os.path.expanduser(path)
     if not os.path.isfile(path):
-      raise FileNotFoundError(
+      raise UserError(
           f"SentencePiece model not found: {path!r}. Pass the path of T5's spiece.model "
           "(e.g. --gin.VOCABULARY=\"'../shared/vocab/t5_spiece.model'\"), or \"byte\" / None "
           "for the byte vocabulary.")
   else:
     import tensorflow as tf  # only remote paths need gfile.
     if not tf.io.gfile.exists(path):
-      raise FileNotFoundError(f"SentencePiece model not found: {path!r}.")
+      raise UserError(f"SentencePiece model not found: {path!r}.")
   return seqio.SentencePieceVocabulary(path, extra_ids=EXTRA_IDS)
 
 

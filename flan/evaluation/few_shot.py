@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from flan.errors import UserError
 from flan.data import examples as examples_lib
 
 
@@ -46,7 +47,7 @@ def sample_exemplars(pool_size: int, k: int, *, seed: int, dataset: str, templat
   Deterministic in its arguments; fewer than `k` when the pool is smaller.
   """
   if k < 0:
-    raise ValueError(f"The number of shots must be >= 0, got {k}.")
+    raise UserError(f"The number of shots must be >= 0, got {k}.")
   k = min(k, pool_size)
   if k == 0:
     return []

@@ -32,6 +32,7 @@ from typing import Any
 import jax
 import numpy as np
 
+from flan.errors import UserError
 from flan.data import clusters as clusters_lib
 from flan.data import datasets as datasets_lib
 from flan.data import examples as examples_lib
@@ -105,7 +106,7 @@ def evaluate_template(runner: inference.ModelRunner, params: Any,
     predictions file).
   """
   if not split_examples:
-    raise ValueError(f"No {split} examples of {dataset!r} to evaluate.")
+    raise UserError(f"No {split} examples of {dataset!r} to evaluate.")
   spec = datasets_lib.get(dataset)
   template = examples_lib.get_templates(dataset)[template_idx]
   li, lt = options.feature_lengths["inputs"], options.feature_lengths["targets"]
@@ -259,8 +260,8 @@ def evaluate_cluster(model: Any, params: Any, mesh: jax.sharding.Mesh, *, cluste
   if datasets:
     unknown = sorted(set(datasets) - set(members))
     if unknown:
-      raise ValueError(f"Datasets {unknown} are not in cluster {cluster!r}, whose members "
-                       f"are: {', '.join(members)}.")
+      raise UserError(f"Datasets {unknown} are not in cluster {cluster!r}, whose members "
+                      f"are: {', '.join(members)}.")
     members = tuple(m for m in members if m in datasets)
   options = EvalOptions(dict(feature_lengths), num_shots, seed, num_beams, max_decode_length,
                         num_templates, max_examples, template_mode)

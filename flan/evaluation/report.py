@@ -149,12 +149,30 @@ def markdown(results: Mapping[str, Any]) -> str:
   return "\n".join(lines)
 
 
-def chart(results: Mapping[str, Any], path: str | os.PathLike) -> None:
-  """PNG: one panel per dataset (test score by template, baseline vs tuned), then the
-  cluster summary (mean over templates and dev-selected)."""
+# Metric families: panels of one family share one y axis, so equal heights mean equal scores.
+# Every primary score is on a 0-100 scale; the correlations reach down to -100.
+_CORRELATIONS = ("pearson", "spearman", "matthews")
+FAMILY_LIMITS = {"score (0-100)": (0.0, 100.0), "correlation x100": (-100.0, 100.0)}
+HATCH_LABEL = "hatched: turned around (not counted; ROUGE-1)"
+
+
+def metric_family(metric: str) -> str:
+  """The y axis a dataset's panel shares: "correlation x100" or "score (0-100)"."""
+  return "correlation x100" if metric in _CORRELATIONS else "score (0-100)"
+
+
+def figure(results: Mapping[str, Any]) -> Any:
+  """The matplotlib figure of `chart`: one panel per dataset (test score by template,
+  baseline vs tuned; dashed: the mean over counted templates), then the cluster summary.
+
+  Panels of one metric family share one y axis (`FAMILY_LIMITS`); the hatching legend is
+  drawn only on the panels that have hatched bars.
+  """
   import matplotlib
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
+  from matplotlib.lines import Line2D
+  from matplotlib.patches import Patch
 
   models = [m for m in MODELS if m in results["models"]]
   names = [n for n in results["datasets"]
@@ -165,11 +183,13 @@ def chart(results: Mapping[str, Any], path: str | os.PathLike) -> None:
   fig, axes = plt.subplots(rows, cols, figsize=(5 * cols, 3.2 * rows), squeeze=False)
   width = 0.8 / max(len(models), 1)
   for ax, name in zip(axes.flat, names):
+    hatched = False
     for j, m in enumerate(models):
       d = results["models"][m]["datasets"][name]
       xs = [t["template"] for t in d["templates"]]
       ys = [t["test"]["score"] for t in d["templates"]]
       hatches = ["" if t["counted"] else "//" for t in d["templates"]]
+      hatched |= any(hatches)
       bars = ax.bar(np.asarray(xs) + (j - (len(models) - 1) / 2) * width, ys, width,
                     color=COLORS[m], label=m)
       for bar, hatch in zip(bars, hatches):
@@ -177,23 +197,44 @@ def chart(results: Mapping[str, Any], path: str | os.PathLike) -> None:
       if d["mean"] is not None:
         ax.axhline(d["mean"], color=COLORS[m], linestyle="--", linewidth=1)
     first = results["models"][models[0]]["datasets"][name]
+    family = metric_family(first["metrics"][0])
+    ax.set_ylim(*FAMILY_LIMITS[family])
     ax.set_title(f"{name} ({first['metrics'][0]})", fontsize=10)
-    ax.set_xlabel("template (hatched: turned around, ROUGE-1)")
+    ax.set_xlabel("template")
     ax.set_xticks(range(len(first["templates"])))
-    ax.set_ylabel("test score")
+    ax.set_ylabel(f"test {family}")
+    if hatched:
+      ax.legend(handles=[Patch(facecolor="white", edgecolor="black", hatch="//",
+                               label=HATCH_LABEL)], fontsize=7)
   summary = axes.flat[len(names)]
   labels = ["mean over templates", "dev-selected"]
+  lowest = 0.0
   for j, m in enumerate(models):
     c = results["models"][m]["cluster"]
     ys = [c["mean_over_templates"] or 0.0, c["dev_selected"] or 0.0]
+    lowest = min(lowest, *ys)
     summary.bar(np.arange(2) + (j - (len(models) - 1) / 2) * width, ys, width,
                 color=COLORS[m], label=m)
+  summary.set_ylim(-100.0 if lowest < 0 else 0.0, 100.0)
   summary.set_xticks(range(2), labels)
+  summary.set_ylabel("average over datasets")
   summary.set_title(f"{results['cluster']}\naverage over datasets", fontsize=10)
-  summary.legend(fontsize=8)
+  handles, _ = summary.get_legend_handles_labels()
+  if names:
+    handles.append(Line2D([], [], color="black", linestyle="--", linewidth=1,
+                          label="dashed, dataset panels: mean over counted templates"))
+  summary.legend(handles=handles, fontsize=8)
   for ax in list(axes.flat)[panels:]:
     ax.axis("off")
   fig.tight_layout()
+  return fig
+
+
+def chart(results: Mapping[str, Any], path: str | os.PathLike) -> None:
+  """Writes `figure(results)` as a PNG."""
+  import matplotlib.pyplot as plt
+
+  fig = figure(results)
   fig.savefig(path, dpi=100)
   plt.close(fig)
 

@@ -35,6 +35,8 @@ import jax
 import jax.numpy as jnp
 from jax.sharding import PartitionSpec as P
 
+from flan.errors import UserError
+
 Array = jax.Array
 NEG_INF = -1e10  # the logit of a key a query may not see (t5x's additive mask value)
 IMPLEMENTATIONS = ("auto", "xla", "rows")
@@ -56,8 +58,8 @@ def dot_product_attention(query: Array, key: Array, value: Array, bias: Array | 
       the CPU backend, else "xla").
   """
   if implementation not in IMPLEMENTATIONS:
-    raise ValueError(f"attention implementation {implementation!r} is not one of "
-                     f"{IMPLEMENTATIONS}.")
+    raise UserError(f"attention implementation {implementation!r} is not one of "
+                    f"{IMPLEMENTATIONS}.")
   if implementation == "auto":
     implementation = "rows" if jax.default_backend() == "cpu" else "xla"
   if implementation == "xla":

@@ -24,6 +24,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from flan.errors import UserError
 from flan.model import decoding
 from flan.model import network
 
@@ -88,10 +89,10 @@ class EncoderDecoderModel:
                label_smoothing: float = 0.0,
                loss_normalizing_factor: float | str | None = None):
     if isinstance(loss_normalizing_factor, str) and loss_normalizing_factor not in NORMALIZERS:
-      raise ValueError(f"loss_normalizing_factor={loss_normalizing_factor!r} is not supported; "
-                       f"use None, a number, or one of {NORMALIZERS}.")
+      raise UserError(f"loss_normalizing_factor={loss_normalizing_factor!r} is not supported; "
+                      f"use None, a number, or one of {NORMALIZERS}.")
     if not 0.0 <= label_smoothing < 1.0:
-      raise ValueError(f"label_smoothing={label_smoothing} must lie in [0, 1).")
+      raise UserError(f"label_smoothing={label_smoothing} must lie in [0, 1).")
     self.config = config
     self.module = network.Transformer(config)
     self.z_loss = z_loss

@@ -8,18 +8,26 @@ each stack in Hugging Face and once per stack here.
 T5 1.0 checkpoints (ReLU MLP, logits through the tied embedding scaled by d_model**-0.5)
 import too: the scaled embedding becomes an untied `logits_dense`, which is exact. Export
 always writes the untied T5 1.1 form: `lm_head.weight` plus `"tie_word_embeddings": false`
-(transformers 5 would otherwise tie lm_head to the embedding; see docs/pitfalls.md).
+(transformers 5 ties lm_head to the shared embedding unless the config says false, and would
+then silently use the embedding as the output layer).
+
+An export is a complete model directory, as `save_pretrained` writes one (files 0644 under
+the usual umask): config.json, model.safetensors, generation_config.json (T5's ids: decoder
+start = pad = 0, eos = 1) and the tokenizer of the run's vocabulary (`write_tokenizer`).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import pathlib
+import shutil
 from typing import Any
 
 import numpy as np
 import safetensors.numpy
 
+from flan.errors import UserError
 from flan.model import network
 
 _MLP_ACTIVATIONS = {
@@ -28,6 +36,9 @@ _MLP_ACTIVATIONS = {
     "relu": ("relu",),  # T5 1.0
 }
 _SINGLE_ATTENTION = {"query": "q", "key": "k", "value": "v", "out": "o"}
+# T5's special ids, as seqio's vocabularies and HF's T5 generation config have them.
+GENERATION_CONFIG = {"decoder_start_token_id": 0, "eos_token_id": 1, "pad_token_id": 0}
+_SPECIAL_TOKENS = {"eos_token": "</s>", "pad_token": "<pad>", "unk_token": "<unk>"}
 
 
 def config_from_hf(hf_config: dict[str, Any], *, dtype: str = "bfloat16",
@@ -35,8 +46,8 @@ def config_from_hf(hf_config: dict[str, Any], *, dtype: str = "bfloat16",
   """Reads a Hugging Face T5 `config.json` dict into a `T5Config`."""
   proj = hf_config.get("feed_forward_proj", "relu")
   if proj not in _MLP_ACTIVATIONS:
-    raise ValueError(f"feed_forward_proj={proj!r} is not supported; use a T5 checkpoint with one "
-                     f"of {sorted(_MLP_ACTIVATIONS)} (FLAN-T5 is 'gated-gelu').")
+    raise UserError(f"feed_forward_proj={proj!r} is not supported; use a T5 checkpoint with one "
+                    f"of {sorted(_MLP_ACTIVATIONS)} (FLAN-T5 is 'gated-gelu').")
   return network.T5Config(
       vocab_size=hf_config["vocab_size"], emb_dim=hf_config["d_model"],
       num_heads=hf_config["num_heads"], num_encoder_layers=hf_config["num_layers"],
@@ -53,7 +64,7 @@ def config_to_hf(config: network.T5Config) -> dict[str, Any]:
   """The `config.json` dict of an untied T5 1.1-style checkpoint for `config`."""
   proj = {v: k for k, v in _MLP_ACTIVATIONS.items()}.get(config.mlp_activations)
   if proj is None:
-    raise ValueError(f"mlp_activations={config.mlp_activations} has no Hugging Face equivalent.")
+    raise UserError(f"mlp_activations={config.mlp_activations} has no Hugging Face equivalent.")
   return {
       "architectures": ["T5ForConditionalGeneration"], "model_type": "t5",
       "vocab_size": config.vocab_size, "d_model": config.emb_dim, "d_kv": config.head_dim,
@@ -79,7 +90,7 @@ def _read_tensors(directory: pathlib.Path) -> dict[str, np.ndarray]:
     for shard in sorted(set(json.loads(index.read_text())["weight_map"].values())):
       tensors.update(safetensors.numpy.load_file(directory / shard))
     return tensors
-  raise FileNotFoundError(
+  raise UserError(
       f"{directory} has no model.safetensors (or model.safetensors.index.json). Re-save the "
       "checkpoint with `save_pretrained(dir, safe_serialization=True)`; torch .bin files are "
       "not read.")
@@ -151,8 +162,8 @@ def params_from_hf(directory: str | pathlib.Path, *, dtype: str = "bfloat16",
   directory = pathlib.Path(directory)
   config_path = directory / "config.json"
   if not config_path.is_file():
-    raise FileNotFoundError(f"{directory} has no config.json; pass a Hugging Face T5 checkpoint "
-                            "directory (as written by save_pretrained).")
+    raise UserError(f"{directory} has no config.json; pass a Hugging Face T5 checkpoint "
+                    "directory (as written by save_pretrained).")
   hf_config = json.loads(config_path.read_text())
   config = config_from_hf(hf_config, dtype=dtype, scan_layers=scan_layers)
   tensors = _read_tensors(directory)
@@ -174,8 +185,8 @@ def params_from_hf(directory: str | pathlib.Path, *, dtype: str = "bfloat16",
     value = np.asarray(tensors[name], dtype=np.float32)
     _set(params, path, np.ascontiguousarray(value.T if transpose else value))
   if missing:
-    raise ValueError(f"{directory} lacks {len(missing)} expected tensors, e.g. {missing[:3]}; "
-                     "is it a T5 encoder-decoder checkpoint matching its config.json?")
+    raise UserError(f"{directory} lacks {len(missing)} expected tensors, e.g. {missing[:3]}; "
+                    "is it a T5 encoder-decoder checkpoint matching its config.json?")
   if scan_layers:
     params = network.scan_layer_params(params, config)
   return config, params
@@ -195,8 +206,8 @@ def load_params(directory: str | pathlib.Path, config: network.T5Config) -> dict
   diff = {k: (getattr(hf_config, k), getattr(config, k)) for k in sizes
           if getattr(hf_config, k) != getattr(config, k)}
   if diff:
-    raise ValueError(f"{directory} does not fit the model: (checkpoint, model) = {diff}; use the "
-                     "model gin of that checkpoint's size.")
+    raise UserError(f"{directory} does not fit the model: (checkpoint, model) = {diff}; use the "
+                    "model gin of that checkpoint's size.")
   return params
 
 
@@ -211,4 +222,57 @@ def params_to_hf(config: network.T5Config, params: Any, directory: str | pathlib
     value = np.asarray(_get(params, path), dtype=np.float32)
     tensors[name] = np.ascontiguousarray(value.T if transpose else value)
   safetensors.numpy.save_file(tensors, directory / "model.safetensors", metadata={"format": "pt"})
-  (directory / "config.json").write_text(json.dumps(config_to_hf(config), indent=2) + "\n")
+  _write_json(directory / "config.json", config_to_hf(config))
+  _write_json(directory / "generation_config.json", GENERATION_CONFIG)
+  _set_modes(directory)
+
+
+def write_tokenizer(directory: str | pathlib.Path, spiece_model: str | None, *,
+                    extra_ids: int = 100) -> str:
+  """Writes the Hugging Face tokenizer files of a flan vocabulary; returns its HF class.
+
+  Args:
+    directory: the export directory.
+    spiece_model: T5's SentencePiece model (a local path or a gfile URL) -> `spiece.model`,
+      `tokenizer_config.json` and `special_tokens_map.json` for `T5Tokenizer`, the files
+      its `save_pretrained` writes. None: seqio's byte vocabulary (UTF-8 byte + 3 after pad,
+      eos, unk), which is ByT5's: `ByT5Tokenizer` with no sentinels encodes the same ids
+      (except text that spells a special token, e.g. a literal "</s>", which it maps to that
+      token while seqio encodes its bytes).
+    extra_ids: the sentinels the SentencePiece vocabulary appends (seqio's extra_ids).
+  """
+  directory = pathlib.Path(directory)
+  if spiece_model is None:
+    tokenizer_class, extra = "ByT5Tokenizer", []
+    config = {"tokenizer_class": tokenizer_class, "extra_ids": 0, **_SPECIAL_TOKENS}
+  else:
+    tokenizer_class = "T5Tokenizer"
+    extra = [f"<extra_id_{i}>" for i in range(extra_ids)]
+    if "://" in spiece_model:
+      import tensorflow as tf  # only remote paths need gfile
+      tf.io.gfile.copy(spiece_model, str(directory / "spiece.model"), overwrite=True)
+    else:
+      shutil.copyfile(spiece_model, directory / "spiece.model")
+    config = {"tokenizer_class": tokenizer_class, "extra_ids": extra_ids,
+              "additional_special_tokens": extra, "legacy": True, **_SPECIAL_TOKENS}
+  _write_json(directory / "tokenizer_config.json", config)
+  _write_json(directory / "special_tokens_map.json",
+              {**_SPECIAL_TOKENS, **({"additional_special_tokens": extra} if extra else {})})
+  _set_modes(directory)
+  return tokenizer_class
+
+
+def _write_json(path: pathlib.Path, value: dict[str, Any]) -> None:
+  path.write_text(json.dumps(value, indent=2) + "\n")
+
+
+def _set_modes(directory: pathlib.Path) -> None:
+  """Gives every file the mode a plain `open()` would (0644 under umask 022), as HF does.
+
+  safetensors writes through a private temporary file (mode 0600).
+  """
+  umask = os.umask(0)
+  os.umask(umask)
+  for path in directory.iterdir():
+    if path.is_file():
+      path.chmod(0o666 & ~umask)

@@ -24,6 +24,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from flan.errors import UserError
 from flan.model import attention as attention_lib
 from flan.model.layers import (ACTIVATIONS, BATCH_LENGTH_EMBED, REMAT_POLICIES, Array, Attention,
                          Dense, Embed, Mlp, RelativePositionBias, RMSNorm, constrain, kernel_init,
@@ -77,19 +78,19 @@ class T5Config:
     object.__setattr__(self, "mlp_activations", tuple(self.mlp_activations))
     unknown = [a for a in self.mlp_activations if a not in ACTIVATIONS]
     if unknown:
-      raise ValueError(f"T5Config.mlp_activations has unknown {unknown}; use names from "
-                       f"{sorted(ACTIVATIONS)} (T5 1.1: ('gelu', 'linear')).")
+      raise UserError(f"T5Config.mlp_activations has unknown {unknown}; use names from "
+                      f"{sorted(ACTIVATIONS)} (T5 1.1: ('gelu', 'linear')).")
     if self.attention not in attention_lib.IMPLEMENTATIONS:
-      raise ValueError(f"T5Config.attention={self.attention!r} is not one of "
-                       f"{attention_lib.IMPLEMENTATIONS}.")
+      raise UserError(f"T5Config.attention={self.attention!r} is not one of "
+                      f"{attention_lib.IMPLEMENTATIONS}.")
     if self.remat_policy not in REMAT_POLICIES:
-      raise ValueError(f"T5Config.remat_policy={self.remat_policy!r} is not one of "
-                       f"{REMAT_POLICIES}.")
+      raise UserError(f"T5Config.remat_policy={self.remat_policy!r} is not one of "
+                      f"{REMAT_POLICIES}.")
     try:
       jnp.dtype(self.dtype)
     except TypeError:
-      raise ValueError(f"T5Config.dtype={self.dtype!r} is not a dtype name; use 'bfloat16' "
-                       "or 'float32'.") from None
+      raise UserError(f"T5Config.dtype={self.dtype!r} is not a dtype name; use 'bfloat16' "
+                      "or 'float32'.") from None
 
   @property
   def activation_dtype(self) -> jnp.dtype:

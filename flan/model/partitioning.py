@@ -20,6 +20,8 @@ import numpy as np
 from jax.sharding import AxisType, Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from flan.errors import UserError
+
 MESH_AXES = ("data", "model")
 
 # The one table: logical name -> mesh axis (None: replicated). Parameters and activations
@@ -62,19 +64,19 @@ def make_mesh(shape: Mapping[str, int] | None = None,
   devices = list(devices if devices is not None else jax.devices())
   unknown = set(shape) - set(MESH_AXES)
   if unknown:
-    raise ValueError(f"MESH has unknown axes {sorted(unknown)}; use only 'data' and 'model', "
-                     "e.g. MESH = {'data': -1, 'model': 2}.")
+    raise UserError(f"MESH has unknown axes {sorted(unknown)}; use only 'data' and 'model', "
+                    "e.g. MESH = {'data': -1, 'model': 2}.")
   sizes = [int(shape.get(a, 1)) for a in MESH_AXES]
   if sizes.count(-1) > 1:
-    raise ValueError(f"MESH {shape}: at most one axis may be -1.")
+    raise UserError(f"MESH {shape}: at most one axis may be -1.")
   known = math.prod(s for s in sizes if s != -1)
   if -1 in sizes:
     if known <= 0 or len(devices) % known:
-      raise ValueError(f"MESH {shape}: {len(devices)} devices are not divisible by {known}.")
+      raise UserError(f"MESH {shape}: {len(devices)} devices are not divisible by {known}.")
     sizes[sizes.index(-1)] = len(devices) // known
   if math.prod(sizes) != len(devices):
-    raise ValueError(f"MESH {shape} needs {math.prod(sizes)} devices but {len(devices)} are "
-                     "present; set one axis to -1 to use all of them.")
+    raise UserError(f"MESH {shape} needs {math.prod(sizes)} devices but {len(devices)} are "
+                    "present; set one axis to -1 to use all of them.")
   # Auto axes: shardings are propagated by XLA from the ones we pin (params, batch), the
   # t5x/pjit model; newer JAX may default make_mesh to Explicit axes.
   auto = (AxisType.Auto,) * len(MESH_AXES)
@@ -161,9 +163,9 @@ def check_batch_size(global_batch_size: int, mesh: Mesh) -> None:
   data = mesh.shape["data"]
   _, num_shards = data_shard_info(mesh)
   if global_batch_size % data or global_batch_size % num_shards:
-    raise ValueError(f"BATCH_SIZE={global_batch_size} is not divisible by the data-parallel "
-                     f"size {data} (MESH {dict(mesh.shape)}, {num_shards} host shard(s)); "
-                     f"use a multiple of {math.lcm(data, num_shards)}.")
+    raise UserError(f"BATCH_SIZE={global_batch_size} is not divisible by the data-parallel "
+                    f"size {data} (MESH {dict(mesh.shape)}, {num_shards} host shard(s)); "
+                    f"use a multiple of {math.lcm(data, num_shards)}.")
 
 
 def shard_batch(local_batch: Mapping[str, np.ndarray], mesh: Mesh) -> dict[str, jax.Array]:

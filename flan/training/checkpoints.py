@@ -27,11 +27,13 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
+from flan.errors import UserError
+
 STATE, DATASET = "state", "dataset"
 STEP_PREFIX = "checkpoint"
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(UserError, RuntimeError):
   """No usable checkpoint, or one that does not fit the model being trained."""
 
 

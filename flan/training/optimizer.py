@@ -34,6 +34,8 @@ import jax.numpy as jnp
 import optax
 from jax.sharding import PartitionSpec as P
 
+from flan.errors import UserError
+
 Schedule = Callable[[jax.Array], jax.Array]
 
 
@@ -78,8 +80,8 @@ def learning_rate_schedule(*, factors: str = "constant", base_learning_rate: flo
   names = [f.strip() for f in factors.split("*") if f.strip()]
   unknown = [n for n in names if n not in FACTORS]
   if unknown or not names:
-    raise ValueError(f"Unknown learning-rate factor(s) {unknown or factors!r} in {factors!r}; "
-                     f"use a '*'-product of {', '.join(FACTORS)}.")
+    raise UserError(f"Unknown learning-rate factor(s) {unknown or factors!r} in {factors!r}; "
+                    f"use a '*'-product of {', '.join(FACTORS)}.")
   needs = {"warmup_steps": ({"linear_warmup", "linear_decay", "rsqrt_decay",
                              "rsqrt_normalized_decay"}, warmup_steps),
            "steps_per_decay": ({"decay_every"}, steps_per_decay),
@@ -87,8 +89,8 @@ def learning_rate_schedule(*, factors: str = "constant", base_learning_rate: flo
   for arg, (users, value) in needs.items():
     used = sorted(users & set(names))
     if used and value <= 0:
-      raise ValueError(f"Learning-rate factor(s) {', '.join(used)} divide by {arg}, which is "
-                       f"{value}; set it to a positive number of steps.")
+      raise UserError(f"Learning-rate factor(s) {', '.join(used)} divide by {arg}, which is "
+                      f"{value}; set it to a positive number of steps.")
 
   def schedule(step):
     t_int = jnp.maximum(0, jnp.asarray(step, jnp.int32) - step_offset)  # int, as t5x's step

@@ -18,6 +18,7 @@ import optax
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from flan.errors import UserError
 from flan.model import partitioning
 
 NAN_POLICIES = ("stop", "skip")
@@ -107,7 +108,7 @@ def _split_microbatches(batch: Mapping[str, jax.Array], num: int) -> dict[str, j
   def split(x):
     b = x.shape[0]
     if b % num:
-      raise ValueError(f"batch of {b} is not divisible by NUM_MICROBATCHES={num}.")
+      raise UserError(f"batch of {b} is not divisible by NUM_MICROBATCHES={num}.")
     x = x.reshape((b // num, num) + x.shape[1:])  # [B/num, num, ...]
     return jnp.swapaxes(x, 0, 1)  # [num, B/num, ...]
   return {k: split(v) for k, v in batch.items()}
@@ -176,7 +177,7 @@ def make_train_step(model: Any, optimizer: Any, *, mesh: Mesh, shardings: TrainS
     plus learning_rate, grad_norm, skipped_updates.
   """
   if nan_policy not in NAN_POLICIES:
-    raise ValueError(f"nan_policy must be one of {NAN_POLICIES}, got {nan_policy!r}.")
+    raise UserError(f"nan_policy must be one of {NAN_POLICIES}, got {nan_policy!r}.")
   factor = getattr(model, "loss_normalizing_factor", None)
   grad_fn = jax.value_and_grad(model.loss_fn, has_aux=True)
 
@@ -251,7 +252,7 @@ def make_train_step(model: Any, optimizer: Any, *, mesh: Mesh, shardings: TrainS
   return train_step
 
 
-class NonFiniteLossError(RuntimeError):
+class NonFiniteLossError(UserError, RuntimeError):
   """The loss or gradient norm became NaN/Inf with nan_policy="stop"."""
 
 
