@@ -20,6 +20,7 @@ if __name__ == "__main__":
   sys.exit(_module.main())
 
 import contextlib
+import functools
 import inspect
 import logging
 import os
@@ -60,7 +61,8 @@ def _check_writable(model_dir: str) -> None:
                     "--gin.MODEL_DIR to a directory you can write to.") from None
 
 
-def _make_iterator(name, lengths, batch_size, seed, *, pack, data_dir, vocabulary, mesh):
+def _make_iterator(name, lengths, batch_size, seed, *, pack, data_dir, vocabulary, mesh,
+                   cache_dir=None):
   """Registers the FLAN tasks for this vocabulary/data_dir and opens the train stream."""
   from flan.data import input_pipeline  # seqio/TensorFlow load only when training
   from flan.data import tasks
@@ -70,7 +72,8 @@ def _make_iterator(name, lengths, batch_size, seed, *, pack, data_dir, vocabular
   tasks.check_prepared(name)  # every missing TFDS builder in one message
   shard, num_shards = partitioning.data_shard_info(mesh)
   return input_pipeline.make_train_iterator(name, lengths, batch_size, seed, pack=pack,
-                                            shard_index=shard, num_shards=num_shards)
+                                            shard_index=shard, num_shards=num_shards,
+                                            cache_dir=cache_dir)
 
 
 def _restore_or_initialize(model, optimizer, mesh, rng, shapes, ckpts, it, *, fsdp,
@@ -168,7 +171,7 @@ def train(*, model: Any = gin.REQUIRED, mixture_or_task_name: str = gin.REQUIRED
           evaluator_num_examples: int | None = None, preemption_grace_seconds: float = 120.0,
           max_consecutive_skips: int = 100,
           coordinator_address: str | None = None, num_processes: int | None = None,
-          process_id: int | None = None,
+          process_id: int | None = None, cache_dir: str | None = None,
           make_iterator: Callable[..., Any] | None = None) -> dict[str, Any]:
   """Trains `model` for `train_steps` (absolute: a resume continues to the same end).
 
@@ -180,6 +183,8 @@ def train(*, model: Any = gin.REQUIRED, mixture_or_task_name: str = gin.REQUIRED
     max_consecutive_skips: with "skip", more skipped updates in a row than this stop the run.
     heldout_cluster: evaluated at the end; derived from a flan_holdout_<c>_train mixture.
     run_heldout_eval: False skips that evaluation (e.g. when `flan.evaluate` runs it apart).
+    cache_dir: the token cache (CACHE_DIR; `flan.data.token_cache`, built ahead by
+      `scripts/prepare_data.py --cache`); None: every start reads and tokenizes the data.
     eval_period: every this many steps, evaluate the held-out cluster on a fixed subset
       (t5x's infer-eval) into MODEL_DIR/inference_eval; None or 0: never. Independent of
       run_heldout_eval, which is about the full evaluation at the end.
@@ -232,7 +237,7 @@ def train(*, model: Any = gin.REQUIRED, mixture_or_task_name: str = gin.REQUIRED
       stack.enter_context(tfds.testing.mock_data(
           num_examples=mock_num_examples, max_value=3))  # small ints keep label-indexed data
     tick = time.perf_counter()
-    it = (make_iterator or _make_iterator)(
+    it = (make_iterator or functools.partial(_make_iterator, cache_dir=cache_dir))(
         mixture_or_task_name, lengths, batch_size, random_seed, pack=pack, data_dir=data_dir,
         vocabulary=vocab, mesh=device_mesh)
     stack.callback(getattr(it, "close", lambda: None))

@@ -3,6 +3,13 @@
     python scripts/prepare_data.py                              # all, TFDS's default data_dir
     python scripts/prepare_data.py --datasets rte,cb --data_dir ~/tfds
     python scripts/prepare_data.py --check --data_dir ../shared/data/tfds   # status only
+    python scripts/prepare_data.py --cache /tmp/flan_tokens --mixture flan_holdout_nli_train \
+        --data_dir ../shared/data/tfds --vocabulary ../shared/vocab/t5_spiece.model --skip_missing
+
+`--cache DIR` builds the token cache of a mixture's training tasks (see flan.data.token_cache)
+from data that is already prepared, ahead of a pod run: set the same directory as CACHE_DIR
+in the training gin (with the same VOCABULARY, RANDOM_SEED and template knobs) and every
+host memory-maps its own rows instead of reading and tokenizing them.
 
 Resumable: prepared builders are skipped, and a failure (network, disk, a missing manual
 download) is reported and the next builder is tried. Offline, it stops at once with one
@@ -138,13 +145,52 @@ def table(rows: Sequence[Row]) -> str:
   return "\n".join(lines)
 
 
+def build_cache(args: argparse.Namespace) -> int:
+  """Writes the token cache of `args.mixture` into `args.cache`; prints one line per task."""
+  import time
+
+  from flan.data import examples
+  from flan.data import mixture_stream
+  from flan.data import tasks
+  knobs = {} if args.num_templates is None else {"num_templates": args.num_templates}
+  try:
+    tasks.register(data_dir=args.data_dir, vocabulary=args.vocabulary,
+                   template_mode=args.template_mode,
+                   missing_datasets="skip" if args.skip_missing else "error", **knobs)
+    tasks.get(args.mixture)
+    start = time.perf_counter()
+    rows = mixture_stream.build_token_cache(args.mixture, args.seed, args.cache)
+  except (ValueError, FileNotFoundError, examples.DataNotPreparedError) as e:
+    print(f"error: {str(e).splitlines()[0]}", file=sys.stderr)
+    return 2
+  for r in rows:
+    print(f"{r['task']:<40} {r['rows']:>7} rows {r['input_tokens']:>10} + "
+          f"{r['target_tokens']:>9} tokens  {r['entry']}")
+  print(f"{len(rows)} tasks cached in {args.cache} ({time.perf_counter() - start:.1f} s)")
+  return 0
+
+
 def main(argv=None) -> int:
   p = argparse.ArgumentParser(description=__doc__,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
   p.add_argument("--datasets", default="", help="comma-separated FLAN dataset names")
   p.add_argument("--data_dir", default=None, help="TFDS data_dir (default: TFDS's own)")
   p.add_argument("--check", action="store_true", help="print the status; download nothing")
+  p.add_argument("--cache", default=None, metavar="DIR",
+                 help="build the token cache of --mixture's training tasks in DIR")
+  p.add_argument("--mixture", default="flan_all_train", help="with --cache: what to cache")
+  p.add_argument("--vocabulary", default=None, help="with --cache: SentencePiece model (bytes "
+                 "when omitted), as the VOCABULARY of the run")
+  p.add_argument("--seed", type=int, default=0, help="with --cache: the run's RANDOM_SEED")
+  p.add_argument("--num_templates", type=int, default=None,
+                 help="with --cache: flan.data.tasks.register's num_templates (default 10)")
+  p.add_argument("--template_mode", default="instructions",
+                 help="with --cache: flan.data.tasks.register's template_mode")
+  p.add_argument("--skip_missing", action="store_true", help="with --cache: leave out the "
+                 "mixture's datasets that are not prepared (as MISSING_DATASETS='skip')")
   args = p.parse_args(argv)
+  if args.cache:
+    return build_cache(args)
   try:
     specs = select(args.datasets)
   except KeyError as e:

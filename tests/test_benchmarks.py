@@ -62,3 +62,38 @@ def test_benchmark_data_reports_ours_seqio_and_the_ratio(tmp_path):
   assert runs["flan.data.packing"]["examples"] == runs["seqio"]["examples"] == 3000
   assert runs["flan.data.packing"]["non_pad_overall"] > runs["seqio"]["non_pad_overall"]
   assert "seqio EncDecFeatureConverter(pack=True)" in stdout
+
+
+@pytest.mark.slow
+def test_benchmark_scale_reports_first_and_cached_runs_and_the_fit(tmp_path, data_dir,
+                                                                   vocab_path):
+  out = tmp_path / "scale.json"
+  stdout = _run("benchmark_scale.py", "--scales", "300,600", "--datasets", "rte", "--data_dir",
+                data_dir, "--vocabulary", vocab_path, "--out", str(out))
+  result = json.loads(out.read_text())
+  rows = result["rows"]
+  assert [(r["per_dataset"], r["processes"], r["mode"]) for r in rows] == [
+      (n, p, m) for n in (300, 600) for p in (1, 2) for m in ("first", "cached")]
+  for r in rows:
+    assert r["first_batch_s"] > 0 and r["peak_rss_mib"] > 0 and len(r["workers"]) == r["processes"]
+  two = [r for r in rows if r["processes"] == 2]
+  for r in two:  # the two shards together hold the task, each example once
+    assert sum(w["examples_on_shard"] for w in r["workers"]) == r["examples"]
+    assert min(w["examples_on_shard"] for w in r["workers"]) > 0
+  for n in (300, 600):  # 2 shards read what 1 process reads
+    assert len({r["examples"] for r in rows if r["per_dataset"] == n}) == 1
+  assert set(result["summary"]) >= {"first/1p", "cached/1p", "first/2p", "cached/2p"}
+  assert "fit cached/1p" in stdout
+
+
+@pytest.mark.slow
+def test_benchmark_eval_reports_both_methods_and_equal_scores(tmp_path, data_dir, vocab_path):
+  out = tmp_path / "eval.json"
+  stdout = _run("benchmark_eval.py", "--sizes", "tiny", "--max_examples", "12", "--datasets",
+                "rte,anli", "--data_dir", data_dir, "--vocabulary", vocab_path, "--out", str(out))
+  (row,) = json.loads(out.read_text())["rows"]
+  for method in ("padded", "sorted"):
+    assert row[method]["prompts_per_s"] > 0 and 0 < row[method]["real_encoder_fraction"] <= 1
+  assert row["sorted"]["real_encoder_fraction"] >= row["padded"]["real_encoder_fraction"]
+  assert row["max_abs_score_difference"] < 1e-3
+  assert "sorted / padded" in stdout

@@ -84,7 +84,8 @@ def fake_data(monkeypatch):
   templates = {"cb": CB_TEMPLATES, "common_gen": GEN_TEMPLATES}
   monkeypatch.setattr(examples_lib, "load_examples",
                       lambda dataset, split, data_dir=None: list(data[(dataset, split)]))
-  monkeypatch.setattr(examples_lib, "get_templates", lambda dataset: templates[dataset])
+  monkeypatch.setattr(examples_lib, "get_templates",
+                      lambda dataset, *args, **kwargs: templates[dataset])
   return data
 
 

@@ -47,6 +47,9 @@ SKIPPED = {
                                                         "against a real T5 checkpoint",
     "benchmark_data.py": "a benchmark (minutes); its figures are in the README",
     "benchmark_train.py": "a benchmark (many minutes, needs [bench]); figures in the README",
+    "benchmark_scale.py": "a benchmark (many minutes: scaled data, fresh processes); figures "
+                          "in the README",
+    "benchmark_eval.py": "a benchmark (minutes: T5-small on real samples); figures in the README",
 }
 # README text in a command -> flags appended to run it briefly (the smoke run takes minutes).
 SHORTENED = {

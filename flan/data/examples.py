@@ -13,15 +13,20 @@ Under `tfds.testing.mock_data(num_examples=N)` builders have no split metadata a
 read yields N random examples whatever its slice: sizes then come from the mocked
 dataset's cardinality (N), and each read is cut to its slice's length.
 
+A data shard (one host's share, `shard_reads`) is a contiguous range of a task's examples,
+cut before anything is read: a host decodes and preprocesses only its own examples.
+
 A training example's template is `template_indices(seed, dataset, example_id)`, a hash,
 so it does not depend on the order, sharding or number of examples read.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import itertools
+import pathlib
 import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -219,21 +224,49 @@ def _unbatch(batch: Mapping[str, Any]):
     yield pick(batch, i)
 
 
-def read_examples(read: datasets_lib.ReadSpec, data_dir: str | None = None,
-                  dataset: str | None = None):
-  """Decoded examples of one slice, in TFDS order (cut to the slice length: see top).
+def is_mocked(tfds_name: str, data_dir: str | None = None) -> bool:
+  """Whether `tfds_name` is mocked (no split metadata): every read yields the same examples."""
+  return not builder(tfds_name, data_dir).info.splits
 
+
+@functools.lru_cache(maxsize=1)
+def preprocessor_fingerprint() -> str:
+  """A hash of the preprocessors' source code (a token cache key part)."""
+  digest = hashlib.sha256()
+  root = pathlib.Path(preprocessors.__file__).parent
+  for path in sorted(root.glob("*.py")):
+    digest.update(path.name.encode() + b"\0" + path.read_bytes())
+  return digest.hexdigest()[:16]
+
+
+def read_examples(read: datasets_lib.ReadSpec, data_dir: str | None = None,
+                  lo: int = 0, hi: int | None = None, dataset: str | None = None):
+  """Decoded examples `lo:hi` of one slice, in TFDS order (cut to the slice length: see top).
+
+  A sub-range is read as a TFDS sub-slice (only its files' records are decoded). A mocked
+  builder yields the same examples for any slice, so there the whole slice is generated and
+  cut, and a sub-range still holds the examples the whole read has at those positions.
   Reads go through `ragged_batch(256)` (variable-length features become ragged), which
   decodes to the same values as one tf.data step per example, with less overhead.
+  `dataset` only names the dataset in the error for a missing or damaged data file.
   """
-  if read.num_examples <= 0:
+  hi = read.num_examples if hi is None else min(hi, read.num_examples)
+  lo = max(0, lo)
+  if hi <= lo:
     return
+  skip = 0
+  if (lo, hi) != (0, read.num_examples):
+    if is_mocked(read.tfds_name, data_dir):
+      skip = lo
+    else:
+      read = dataclasses.replace(read, start=read.start + lo, stop=read.start + hi)
+      lo, hi = 0, hi - lo
   tfds = _tfds()
   ds = builder(read.tfds_name, data_dir).as_dataset(split=read.tfds_split,
                                                      shuffle_files=False)
   stream = (ex for batch in tfds.as_numpy(ds.ragged_batch(256)) for ex in _unbatch(batch))
   try:
-    for example in itertools.islice(stream, read.num_examples):
+    for example in itertools.islice(stream, skip, skip + hi - lo):
       yield preprocessors.decode(example)
   except Exception as e:  # pylint: disable=broad-except
     # A shard deleted or damaged after preparation: TF's NotFoundError / DataLossError.
@@ -249,26 +282,73 @@ def read_examples(read: datasets_lib.ReadSpec, data_dir: str | None = None,
     ) from None
 
 
-@functools.lru_cache(maxsize=256)
-def _load(dataset: str, reads: tuple[tuple[datasets_lib.ReadSpec, int], ...],
-          data_dir: str | None, context: object,
-          flan_compat: bool = False) -> tuple[dict[str, Any], ...]:
-  """Preprocessed examples of `reads`, each read given with its first example id."""
-  del context  # only part of the cache key.
-  out = []
+ShardRead = tuple[datasets_lib.ReadSpec, int, int, int]  # (read, first example id, lo, hi)
+
+
+def shard_reads(reads: Sequence[tuple[datasets_lib.ReadSpec, int]],
+                shard: tuple[int, int] | None = None) -> tuple[ShardRead, ...]:
+  """The part of `reads` (each with its first example id) that data shard `shard` reads.
+
+  Shard `i` of `n` reads the contiguous positions `[i * N // n, (i + 1) * N // n)` of the
+  reads' N examples (counted before preprocessing, as `tfds.even_splits`), so every example
+  goes to exactly one shard, and shards 0..n-1 one after another are the unsharded reads.
+  `shard=None` (or one shard) is everything.
+
+  Returns:
+    `(read, first_id, lo, hi)` per read with examples on the shard: positions `lo:hi` of
+    `read`, whose example ids are `first_id + lo ... first_id + hi - 1`.
+  """
+  index, count = shard or (0, 1)
+  if not 0 <= index < count:
+    raise ValueError(f"shard index {index} must be in [0, {count}).")
+  total = sum(r.num_examples for r, _ in reads)
+  begin, end = index * total // count, (index + 1) * total // count
+  out, pos = [], 0
   for read, first_id in reads:
-    # Replication mode: FLAN's own preprocessing of the task config that reads this source.
-    fn = (flan_compat_lib.task_for_source(dataset, read.tfds_name, read.source)
-          if flan_compat else preprocessors.get(dataset))
-    for offset, raw in enumerate(read_examples(read, data_dir, dataset)):
-      fields = fn(raw)
-      if fields is not None:
-        out.append({**fields, "example_id": first_id + offset})
+    lo, hi = max(begin - pos, 0), min(end - pos, read.num_examples)
+    if lo < hi:
+      out.append((read, first_id, lo, hi))
+    pos += read.num_examples
   return tuple(out)
 
 
+def _preprocess(dataset: str, reads: tuple[ShardRead, ...], data_dir: str | None,
+                flan_compat: bool = False):
+  """Yields the preprocessed examples of `reads`, each with its `example_id`."""
+  for read, first_id, lo, hi in reads:
+    # Replication mode: FLAN's own preprocessing of the task config that reads this source.
+    fn = (flan_compat_lib.task_for_source(dataset, read.tfds_name, read.source)
+          if flan_compat else preprocessors.get(dataset))
+    for offset, raw in enumerate(read_examples(read, data_dir, lo, hi, dataset), start=lo):
+      fields = fn(raw)
+      if fields is not None:
+        yield {**fields, "example_id": first_id + offset}
+
+
+@functools.lru_cache(maxsize=256)
+def _load(dataset: str, reads: tuple[ShardRead, ...], data_dir: str | None,
+          context: object, flan_compat: bool = False) -> tuple[dict[str, Any], ...]:
+  """Preprocessed examples of `reads` (cached)."""
+  del context  # only part of the cache key.
+  return tuple(_preprocess(dataset, reads, data_dir, flan_compat))
+
+
+def task_reads(dataset: str, split: str, data_dir: str | None = None,
+               source: str | None = None,
+               shard: tuple[int, int] | None = None) -> tuple[ShardRead, ...]:
+  """What `load_examples(dataset, split, data_dir, source, shard)` reads (see `shard_reads`)."""
+  _check_source(dataset, source)
+  reads, first_id = [], 0
+  for read in read_specs(dataset, split, data_dir):
+    if source is None or read.source == source:
+      reads.append((read, first_id))
+    first_id += read.num_examples
+  return shard_reads(reads, shard)
+
+
 def load_examples(dataset: str, split: str, data_dir: str | None = None,
-                  source: str | None = None, *, flan_compat: bool = False) -> list[dict]:
+                  source: str | None = None, shard: tuple[int, int] | None = None,
+                  cache: bool = True, *, flan_compat: bool = False) -> list[dict]:
   """The preprocessed examples of one split (cached; treat the dicts as read-only).
 
   Args:
@@ -277,6 +357,11 @@ def load_examples(dataset: str, split: str, data_dir: str | None = None,
       "test" (the zero-shot evaluation splits).
     data_dir: the TFDS data_dir (None: TFDS's default).
     source: only this source's examples (a `Source.name`, e.g. "r1" of anli); None: all.
+    shard: `(index, count)`: only data shard `index` of `count` (see `shard_reads`): a host
+      reads, decodes and preprocesses its own share only. None: every example.
+    cache: keep the examples in memory for later calls (evaluation reads a split once per
+      template). Training reads each split once and passes False, so nothing per example
+      outlives the tokenization.
     flan_compat: the replication mode: FLAN's own preprocessing
       (`flan.data.preprocessors.flan_compat`) instead of ours; each example then carries
       `flan_task`, the FLAN task config of its source.
@@ -284,15 +369,13 @@ def load_examples(dataset: str, split: str, data_dir: str | None = None,
   Returns:
     One dict per kept example: the preprocessor's fields plus `example_id`, the example's
     index within the split of the whole dataset, sources in table order (counted before the
-    preprocessor drops any), so a source's examples keep the ids they have in the whole.
+    preprocessor drops any), so a source's examples keep the ids they have in the whole,
+    and a shard's examples the ids they have unsharded.
   """
-  _check_source(dataset, source)
-  reads, first_id = [], 0
-  for read in read_specs(dataset, split, data_dir):
-    if source is None or read.source == source:
-      reads.append((read, first_id))
-    first_id += read.num_examples
-  return list(_load(dataset, tuple(reads), data_dir, _tfds_context(), flan_compat))
+  reads = task_reads(dataset, split, data_dir, source, shard)
+  if not cache:
+    return list(_preprocess(dataset, reads, data_dir, flan_compat))
+  return list(_load(dataset, reads, data_dir, _tfds_context(), flan_compat))
 
 
 # ----------------------------------------------------------------------------- templates

@@ -5,8 +5,10 @@ growing with the buffers) or by skipping, which recomputes every earlier batch. 
 is a pure function of (seed, shard, position), so a tiny JSON state is enough:
 
 1. Each task of the mixture is read once for this host's shard (`Task.get_dataset(
-   sequence_length=None, shuffle=False, num_epochs=1)`) into ragged token arrays. The FLAN
-   tasks are small (capped at 30k examples), so they fit in memory.
+   sequence_length=None, shuffle=False, num_epochs=1, shard_info=...)`; a FLAN task reads,
+   preprocesses and renders only its shard's examples) into ragged token arrays, or
+   memory-maps them from the token cache (`cache_dir`). The FLAN tasks are small (capped at
+   30k examples), so their tokens fit in memory, once.
 2. Example i of the stream belongs to window w = i // window_size. Its task is drawn i.i.d.
    with probability proportional to the mixture rate, from a generator keyed on (seed, shard,
    w); the k-th draw of task t is element perm(seed, shard, t, k // n_t)[k % n_t], a fresh
@@ -38,7 +40,10 @@ from flan.errors import UserError
 from flan.data import packing
 from flan.data.mixture_stream import MixtureStream
 
-STATE_VERSION = 1
+# 2: a FLAN task's shard is a contiguous range of its examples (read by that host alone), no
+# longer every n-th example; one shard's stream is unchanged, so a version-1 state of a
+# single-shard stream still resumes exactly.
+STATE_VERSION = 2
 _STAT_KEYS = ("batches", "rows", "examples", "truncated_examples", "empty_examples",
               "encoder_tokens", "decoder_tokens", "encoder_slots", "decoder_slots")
 
@@ -76,7 +81,8 @@ class TrainIterator:
 
   def restore(self, state: Mapping[str, Any]) -> None:
     """Continues from `state` (from `state()` of an iterator with the same configuration)."""
-    if state.get("version") != STATE_VERSION:
+    single = state.get("version") == 1 and state.get("num_shards") == 1
+    if state.get("version") != STATE_VERSION and not single:
       raise UserError(f"Input-pipeline state version {state.get('version')!r} is not "
                       f"{STATE_VERSION}; it was written by an incompatible flan version.")
     mine = self._config()
@@ -260,7 +266,7 @@ def make_train_iterator(mixture_or_task_name: str, feature_lengths: Mapping[str,
                         global_batch_size: int, seed: int | None, *, pack: bool = True,
                         shard_index: int | None = None, num_shards: int | None = None,
                         window_size: int = 1024, strategy: str = "first_fit_decreasing",
-                        prefetch: int = 4) -> TrainIterator:
+                        prefetch: int = 4, cache_dir: str | None = None) -> TrainIterator:
   """The training batches of a seqio task or mixture for this host.
 
   Args:
@@ -275,6 +281,9 @@ def make_train_iterator(mixture_or_task_name: str, feature_lengths: Mapping[str,
     window_size: examples packed together; larger packs slightly denser.
     strategy: packing strategy (see `flan.data.packing.place`).
     prefetch: batches prepared ahead in a background thread.
+    cache_dir: a token cache directory (`flan.data.token_cache`): tasks found there are
+      memory-mapped instead of read and tokenized, and tasks not found are written there.
+      The batches are the same with or without it. None: no cache.
 
   Returns:
     A TrainIterator: `next(it)` -> dict of int32 [local_batch, L] arrays, `it.state()`,
@@ -307,5 +316,5 @@ def make_train_iterator(mixture_or_task_name: str, feature_lengths: Mapping[str,
     raise UserError(f"Unknown packing strategy {strategy!r}; choose one of "
                     f"{packing.STRATEGIES}.")
   stream = MixtureStream(mixture_or_task_name, feature_lengths, seed, shard_index, num_shards,
-                         pack, window_size, strategy)
+                         pack, window_size, strategy, cache_dir)
   return TrainIterator(stream, mixture_or_task_name, global_batch_size // num_shards, prefetch)

@@ -1,6 +1,7 @@
 """The mixture stream of one data shard: which example comes at which position.
 
-Each task of a seqio mixture is read once for the shard into ragged token arrays. Example i
+Each task of a seqio mixture is read once for the shard into ragged token arrays (or
+memory-mapped from the token cache, `flan.data.token_cache`). Example i
 belongs to window w = i // window_size; its task is drawn with probability proportional to
 the mixture rate from a generator keyed on (seed, shard, w), and the k-th draw of task t is
 element perm(seed, shard, t, k // n_t)[k % n_t]. A window is packed (`flan.data.packing`) and its
@@ -12,15 +13,18 @@ from __future__ import annotations
 
 import functools
 import logging
+import threading
 import time
+import weakref
 import zlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
 from flan.errors import UserError
 from flan.data import packing
+from flan.data import token_cache
 
 _MIX, _PERM, _ROWS = 0x6D6978, 0x7065726D, 0x726F7773  # Stream tags for the RNG keys.
 
@@ -30,24 +34,84 @@ def _rng(*key: int) -> np.random.Generator:
   return np.random.Generator(np.random.PCG64(np.random.SeedSequence([int(k) for k in key])))
 
 
-@functools.lru_cache(maxsize=256)
-def _materialize(task_name: str, task_id: int, seed: int, shard_index: int,
-                 num_shards: int) -> tuple[packing.Ragged, packing.Ragged]:
-  """All train examples of one task on one shard, as ragged int32 token arrays."""
-  import seqio  # Heavy (TensorFlow); only needed here.
+class RaggedParts:
+  """Several `packing.Ragged` seen as one, without concatenating (copying) their tokens.
 
-  del task_id  # Part of the cache key only: a re-registered task is read again.
-  task = seqio.get_mixture_or_task(task_name)
+  The tasks' token arrays stay where they are (in memory, or memory-mapped from the token
+  cache); `take` gathers from each part what it needs.
+  """
+
+  def __init__(self, parts: Sequence[packing.Ragged]):
+    self.parts = list(parts)
+    sizes = [len(p.lengths) for p in self.parts]
+    self.offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)  # [parts + 1]
+    self.lengths = (np.concatenate([np.asarray(p.lengths, np.int64) for p in self.parts])
+                    if self.parts else np.zeros([0], np.int64))  # [examples]
+
+  def take(self, indices: np.ndarray) -> packing.Ragged:
+    """The sequences at global `indices`, in that order."""
+    indices = np.asarray(indices, np.int64)
+    lengths = self.lengths[indices]
+    which = np.searchsorted(self.offsets, indices, side="right") - 1
+    values = np.empty(int(lengths.sum()), np.int32)
+    out_starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
+    for t in np.unique(which).tolist():
+      sel = np.flatnonzero(which == t)
+      part = self.parts[t].take(indices[sel] - self.offsets[t])
+      values[packing._ranges(out_starts[sel], lengths[sel])] = part.values  # pylint: disable=protected-access
+    return packing.Ragged(values, lengths)
+
+
+# Token arrays of the tasks that live streams use, shared between them and dropped with the
+# last one (an lru_cache would keep a second copy of every task for the whole run).
+_LIVE: "weakref.WeakValueDictionary[tuple, token_cache.Tokens]" = weakref.WeakValueDictionary()
+_LIVE_LOCK = threading.Lock()
+
+
+def _materialize(task: Any, seed: int, shard_index: int, num_shards: int,
+                 cache_dir: str | None = None) -> token_cache.Tokens:
+  """All train examples of one task on one shard, as ragged int32 token arrays.
+
+  With `cache_dir`, from the token cache when it holds them (memory-mapped), else tokenized
+  and written there for the next run (`flan.data.token_cache`). Only tasks whose source
+  gives a `cache_key` (the FLAN tasks) are cached.
+  """
   for key in ("inputs", "targets"):
     if key not in task.output_features:
-      raise ValueError(f"Task {task_name!r} has no {key!r} feature (it has "
+      raise ValueError(f"Task {task.name!r} has no {key!r} feature (it has "
                        f"{sorted(task.output_features)}); the encoder-decoder pipeline needs both.")
+  key = (task.name, id(task), seed, shard_index, num_shards, cache_dir)
+  with _LIVE_LOCK:
+    live = _LIVE.get(key)
+  if live is not None:
+    return live
+  parts, bounds, shard = None, None, (shard_index, num_shards)
+  if cache_dir is not None and callable(getattr(task.source, "cache_key", None)):
+    parts = task.source.cache_key("train", seed)
+    if parts is not None:
+      parts = {"task": task.name, **parts}
+      bounds = task.source.shard_id_bounds("train", shard)
+  tokens = token_cache.load_or_build(cache_dir, task.name, parts, shard, bounds,
+                                     lambda: _tokenize(task, seed, shard_index, num_shards))
+  with _LIVE_LOCK:
+    _LIVE[key] = tokens
+  return tokens
+
+
+def _tokenize(task: Any, seed: int, shard_index: int, num_shards: int) -> token_cache.Tokens:
+  """Reads, preprocesses and tokenizes one task's shard through seqio."""
+  import seqio  # Heavy (TensorFlow); only needed here.
+
   ds = task.get_dataset(sequence_length=None, split="train", shuffle=False, seed=seed,
                         shard_info=seqio.ShardInfo(shard_index, num_shards), num_epochs=1)
-  ds = ds.map(lambda ex: {"inputs": ex["inputs"], "targets": ex["targets"]})
+  has_ids = "example_id" in ds.element_spec
+  ds = ds.map(lambda ex: {"inputs": ex["inputs"], "targets": ex["targets"],
+                          "example_id": ex["example_id"] if has_ids else 0})
   parts: dict[str, list[np.ndarray]] = {"inputs": [], "targets": []}
   lengths: dict[str, list[np.ndarray]] = {"inputs": [], "targets": []}
+  ids = []
   for batch in ds.ragged_batch(4096).prefetch(2):
+    ids.append(np.asarray(batch["example_id"], np.int32).reshape(-1))
     for key in parts:
       x = batch[key]
       if hasattr(x, "flat_values"):
@@ -62,7 +126,8 @@ def _materialize(task_name: str, task_id: int, seed: int, shard_index: int,
     values = np.concatenate(parts[key]) if parts[key] else np.zeros([0], np.int32)
     lens = np.concatenate(lengths[key]) if lengths[key] else np.zeros([0], np.int64)
     out.append(packing.Ragged(values, lens))
-  return out[0], out[1]
+  example_id = np.concatenate(ids) if ids else np.zeros([0], np.int32)
+  return token_cache.Tokens(out[0], out[1], example_id)
 
 
 def _tasks_and_rates(name: str) -> list[tuple[Any, float]]:
@@ -83,13 +148,14 @@ class MixtureStream:
   """The deterministic row stream of one shard: window index -> packed, shuffled rows."""
 
   def __init__(self, name: str, feature_lengths: Mapping[str, int], seed: int, shard_index: int,
-               num_shards: int, pack: bool, window_size: int, strategy: str):
+               num_shards: int, pack: bool, window_size: int, strategy: str,
+               cache_dir: str | None = None):
     self.feature_lengths = {"inputs": int(feature_lengths["inputs"]),
                             "targets": int(feature_lengths["targets"])}
     self.seed, self.shard_index, self.num_shards = int(seed), shard_index, num_shards
     self.pack, self.window_size, self.strategy = pack, window_size, strategy
     self.task_names: list[str] = []
-    rates, inputs, targets = [], [], []
+    rates, self._tokens = [], []
     eos_ids = set()
     tasks = _tasks_and_rates(name)
     start = time.perf_counter()
@@ -97,19 +163,18 @@ class MixtureStream:
                  name, shard_index, num_shards)
     for i, (task, rate) in enumerate(tasks):
       tick = time.perf_counter()
-      inp, tgt = _materialize(task.name, id(task), self.seed, shard_index, num_shards)
+      tokens = _materialize(task, self.seed, shard_index, num_shards, cache_dir)
       logging.info("Read %s (%d/%d): %d train examples in %.1f s.", task.name, i + 1,
-                   len(tasks), len(inp.lengths), time.perf_counter() - tick)
+                   len(tasks), len(tokens), time.perf_counter() - tick)
       self.task_names.append(task.name)
-      inputs.append(inp)
-      targets.append(tgt)
+      self._tokens.append(tokens)  # keeps the shared arrays alive while this stream is.
       eos_ids.add(task.output_features["targets"].vocabulary.eos_id)
-      if len(inp.lengths) == 0 and rate > 0:
+      if len(tokens) == 0 and rate > 0:
         logging.warning("Task %s has no train examples on shard %d of %d; it is not sampled.",
                         task.name, shard_index, num_shards)
         rate = 0.0
       rates.append(rate)
-    self.sizes = np.array([len(x.lengths) for x in inputs], np.int64)
+    self.sizes = np.array([len(x) for x in self._tokens], np.int64)
     logging.info("Read %d train examples of %d task(s) in %.1f s.", int(self.sizes.sum()),
                  len(tasks), time.perf_counter() - start)
     rates = np.asarray(rates, np.float64)
@@ -119,10 +184,8 @@ class MixtureStream:
     self.probs = rates / rates.sum()
     self._cdf = np.cumsum(self.probs)
     self.offsets = np.concatenate([[0], np.cumsum(self.sizes)[:-1]]).astype(np.int64)
-    self.inputs = packing.Ragged(np.concatenate([x.values for x in inputs]),
-                                 np.concatenate([x.lengths for x in inputs]))
-    self.targets = packing.Ragged(np.concatenate([x.values for x in targets]),
-                                  np.concatenate([x.lengths for x in targets]))
+    self.inputs = RaggedParts([x.inputs for x in self._tokens])
+    self.targets = RaggedParts([x.targets for x in self._tokens])
     self.eos_id = eos_ids.pop() if len(eos_ids) == 1 else packing.EOS_ID
     self.task_keys = [zlib.crc32(n.encode()) for n in self.task_names]
     self._perm = functools.lru_cache(maxsize=4 * len(self.task_names) + 4)(self._permutation)
@@ -178,3 +241,31 @@ class MixtureStream:
       packed.example_row = np.where(packed.example_row >= 0,
                                     new_index[np.maximum(packed.example_row, 0)], -1)
     return packed, new_counts
+
+
+def build_token_cache(name: str, seed: int, cache_dir: str) -> list[dict[str, Any]]:
+  """Writes the token cache of every task of mixture (or task) `name`, whole (shard 0 of 1).
+
+  What `scripts/prepare_data.py --cache` runs ahead of a pod run: each host then maps its
+  own rows out of these entries. Tasks already cached are only checked.
+
+  Returns:
+    One row per task: its name, rows, input and target tokens, and the entry directory.
+  """
+  out = []
+  for task, _ in _tasks_and_rates(name):
+    if not callable(getattr(task.source, "cache_key", None)):
+      raise ValueError(f"Task {task.name!r} cannot be cached: its source has no cache_key "
+                       "(only FLAN tasks can).")
+    tokens = _materialize(task, int(seed), 0, 1, cache_dir)
+    parts = task.source.cache_key("train", int(seed))
+    out.append({"task": task.name, "rows": len(tokens),
+                "input_tokens": int(tokens.inputs.values.shape[0]),
+                "target_tokens": int(tokens.targets.values.shape[0]),
+                "entry": str(token_cache.entry_dir(cache_dir, task.name,
+                                                   {"task": task.name, **parts}))
+                if parts is not None else None})
+    with _LIVE_LOCK:
+      _LIVE.clear()  # one task's tokens in memory at a time.
+    del tokens
+  return out

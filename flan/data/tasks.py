@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import hashlib
 import pathlib
 from collections.abc import Iterable, Sequence
 
@@ -115,9 +116,14 @@ def _ints(values: Sequence[int]) -> tf.Tensor:
 class FlanSource(seqio.FunctionDataSource):
   """Rendered examples of one dataset for one task kind ("train", "eval" or "scoring").
 
-  `columns(split, seed)` is the whole task content as Python lists; `get_dataset` wraps it
-  with `tf.data.Dataset.from_tensor_slices`. Sizes come from TFDS metadata, so mixing
-  rates never read data.
+  `columns(split, seed, shard=...)` is the task content (of one data shard) as Python lists;
+  `get_dataset` wraps it with `tf.data.Dataset.from_tensor_slices`. Sizes come from TFDS
+  metadata, so mixing rates never read data.
+
+  Sharding happens at the source (`supports_arbitrary_sharding`): with a `shard_info`, a
+  host reads, decodes, preprocesses and renders only its contiguous share of the examples
+  (`flan.data.examples.shard_reads`), where a `FunctionDataSource` would make every host
+  read everything and keep every n-th example.
   """
 
   def __init__(self, dataset: str, kind: str, config: Config, template_idx: int = 0,
@@ -130,19 +136,75 @@ class FlanSource(seqio.FunctionDataSource):
     splits = ("train",) if kind == "train" else ("validation", "test")
     super().__init__(dataset_fn=self._dataset_fn, splits=splits)
 
+  @property
+  def supports_arbitrary_sharding(self) -> bool:
+    return True
+
   def num_input_examples(self, split: str) -> int:
     """Examples of `split` before preprocessing, from the split sizes alone."""
     return examples.num_input_examples(self.dataset, split, self.config.data_dir, self.source)
 
-  def columns(self, split: str, seed: int | None = None,
-              limit: int | None = None) -> dict[str, list]:
-    """The rendered rows of `split` (the first `limit` examples): feature -> values."""
+  def get_dataset(self, split: str = "train", shuffle: bool = True, seed: int | None = None,
+                  shard_info: seqio.ShardInfo | None = None, *, sequence_length=None,
+                  use_cached: bool = False, num_epochs: int | None = 1) -> tf.data.Dataset:
+    """The rendered examples of `split`, of data shard `shard_info` only (None: all)."""
+    del sequence_length, use_cached, num_epochs  # unused, as FunctionDataSource's.
+    shard = (shard_info.index, shard_info.num_shards) if shard_info else None
+    return self._dataset_fn(split=split, shuffle_files=shuffle, seed=seed, shard=shard)
+
+  def cache_key(self, split: str, seed: int | None) -> dict | None:
+    """Everything the tokens of `split` depend on (`flan.data.token_cache`); None: no cache.
+
+    Mocked TFDS data (random examples) is never cached.
+    """
+    d, cfg = self.dataset, self.config
+    reads = examples.task_reads(d, split, cfg.data_dir, self.source)
+    builders = {}
+    for read, _, _, _ in reads:
+      if examples.is_mocked(read.tfds_name, cfg.data_dir):
+        return None
+      builders[read.tfds_name] = str(examples.builder(read.tfds_name, cfg.data_dir).version)
+    return {"dataset": d, "source": self.source, "kind": self.kind, "split": split,
+            "template_idx": self.template_idx if self.kind != "train" else None,
+            "seed": 0 if seed is None else int(seed), "builders": builders,
+            "reads": [[r.tfds_name, r.tfds_split, first_id] for r, first_id, _, _ in reads],
+            "vocabulary": vocabularies.ids_fingerprint(cfg.vocabulary),
+            "templates": _digest(repr(self._templates())),
+            "flan_compat": cfg.flan_templates_dir is not None,
+            "preprocessors": examples.preprocessor_fingerprint(),
+            "num_templates": cfg.num_templates, "template_mode": cfg.template_mode,
+            "add_eos": True}
+
+  def _templates(self) -> tuple:
+    """Every template this source can render with (the replication mode's, per FLAN config)."""
+    flan_dir = self.config.flan_templates_dir
+    if flan_dir is None:
+      return examples.get_templates(self.dataset)
+    return tuple(templates_lib.load_flan(t.pattern_key, flan_dir)
+                 for t in flan_compat.tasks_of(self.dataset))
+
+  def shard_id_bounds(self, split: str, shard: tuple[int, int]) -> tuple[int, int] | None:
+    """`[first, last + 1)` example ids of data shard `shard` (None: it reads none)."""
+    reads = examples.task_reads(self.dataset, split, self.config.data_dir, self.source, shard)
+    if not reads:
+      return None
+    (_, first, lo, _), (_, last, _, hi) = reads[0], reads[-1]
+    return first + lo, last + hi
+
+  def columns(self, split: str, seed: int | None = None, limit: int | None = None,
+              shard: tuple[int, int] | None = None) -> dict[str, list]:
+    """The rendered rows of `split` (the first `limit` examples): feature -> values.
+
+    `shard`: `(index, count)`, only that data shard's rows (see `examples.shard_reads`).
+    """
     if split not in self.splits:
       raise UserError(f"Task kind {self.kind!r} of {self.dataset!r} has splits "
                       f"{list(self.splits)}, not {split!r}.")
     d, cfg = self.dataset, self.config
     flan_dir = cfg.flan_templates_dir  # None, or the replication mode
-    rows = examples.load_examples(d, split, cfg.data_dir, self.source,
+    # Training reads each split once (the stream keeps the tokens): nothing cached here.
+    rows = examples.load_examples(d, split, cfg.data_dir, self.source, shard,
+                                  cache=self.kind != "train",
                                   flan_compat=flan_dir is not None)[:limit]
     ids = [r["example_id"] for r in rows]
     if self.kind == "scoring":
@@ -165,8 +227,9 @@ class FlanSource(seqio.FunctionDataSource):
     return {"inputs": [x for x, _ in rendered], "targets": [y for _, y in rendered],
             "template_idx": chosen, "example_id": ids}
 
-  def _dataset_fn(self, split: str, shuffle_files: bool, seed: int | None = None):
-    cols = self.columns(split, seed)
+  def _dataset_fn(self, split: str, shuffle_files: bool, seed: int | None = None,
+                  shard: tuple[int, int] | None = None):
+    cols = self.columns(split, seed, shard=shard)
     if shuffle_files:  # a full permutation, better than seqio's 1000-example buffer.
       order = np.random.default_rng(0 if seed is None else seed).permutation(
           len(cols["inputs"]))
@@ -174,6 +237,10 @@ class FlanSource(seqio.FunctionDataSource):
     return tf.data.Dataset.from_tensor_slices(
         {k: (_strings(v) if k in ("inputs", "targets") else _ints(v))
          for k, v in cols.items()})
+
+
+def _digest(text: str) -> str:
+  return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def _add_task(name: str, source: FlanSource, vocabulary: seqio.Vocabulary) -> None:

@@ -72,3 +72,16 @@ def fingerprint(path: str | None) -> dict[str, Any]:
     with open(path, "rb") as f:
       data = f.read()
   return {"path": path, "sha256": hashlib.sha256(data).hexdigest()}
+
+
+def ids_fingerprint(vocabulary: seqio.Vocabulary) -> dict:
+  """What identifies `vocabulary`'s token ids: its kind, sizes and a hash of its model.
+
+  Two SentencePiece models at the same path with different contents differ here.
+  """
+  out = {"kind": type(vocabulary).__name__, "extra_ids": int(vocabulary.extra_ids),
+         "eos_id": int(vocabulary.eos_id)}
+  model = getattr(vocabulary, "sp_model", None)
+  if model is not None:
+    out["model_sha256"] = hashlib.sha256(model).hexdigest()
+  return out

@@ -1,8 +1,12 @@
 """Batched, sharded model calls for evaluation: option scoring and decoding on the mesh.
 
-Batches have fixed shapes (lengths rounded up to one of a few sizes, rows padded with copies
-of the first row that are dropped afterwards), are split over the mesh's "data" axis like
-training batches, and go through one jitted function per model, compiled once per shape.
+Examples are sorted by length (longest first) before they are cut into batches, and each
+batch is padded to its own longest row rounded up to one of a few bucket lengths
+(`padded_length`; the caller's lengths are the caps), so short examples do not pay for the
+split's longest one; results come back in the caller's order. Rows are padded with copies of
+the first row that are dropped afterwards; batches are split over the mesh's "data" axis
+like training batches and go through one jitted function per model, compiled once per
+bucket shape.
 """
 
 from __future__ import annotations
@@ -31,6 +35,11 @@ def padded_length(n: int, cap: int) -> int:
   n = max(int(n), MIN_LENGTH)
   step = max(MIN_LENGTH, 1 << max(0, (n - 1).bit_length() - 3))
   return min(cap, -(-n // step) * step)
+
+
+def length_order(lengths: Sequence[int]) -> np.ndarray:
+  """Indices that sort rows longest first (stable: ties keep their order, on every host)."""
+  return np.argsort(-np.asarray(lengths, np.int64), kind="stable")
 
 
 def _rows_array(rows: Sequence[Sequence[int]], length: int, size: int) -> np.ndarray:
@@ -121,7 +130,11 @@ class ModelRunner:
   def score_options(self, params: Any, inputs: Sequence[Sequence[int]],
                     options: Sequence[Sequence[Sequence[int]]],
                     lengths: tuple[int, int]) -> list[list[float]]:
-    """Rank classification: per example, the score of each of its options."""
+    """Rank classification: per example, the score of each of its options.
+
+    `lengths` (inputs, targets) cap the padded lengths; each batch of length-sorted examples
+    is padded to its own longest row, bucketed (`padded_length`).
+    """
     if not self.share_encoder:
       flat = [(i, o) for i, opts in enumerate(options) for o in opts]
       scores = self.score(params, [inputs[i] for i, _ in flat], [o for _, o in flat], lengths)
@@ -129,35 +142,45 @@ class ModelRunner:
       for (i, _), s in zip(flat, scores.tolist()):
         out[i].append(s)
       return out
-    li, lt = lengths
+    cap_li, cap_lt = lengths
     k = max(len(o) for o in options)
     # About batch_size (example, option) rows per batch, in whole examples per data shard.
     size = max(self._unit, self.batch_size // k // self._unit * self._unit)
-    out = []
-    for start in range(0, len(inputs), size):
-      enc = _rows_array(inputs[start:start + size], li, size)  # [E, Li]
+    order = length_order([len(x) for x in inputs])
+    out: list[list[float]] = [[] for _ in inputs]
+    for start in range(0, len(order), size):
+      idx = order[start:start + size]
+      li = padded_length(max(len(inputs[i]) for i in idx), cap_li)
+      lt = padded_length(max(len(o) for i in idx for o in options[i]), cap_lt)
+      enc = _rows_array([inputs[i] for i in idx], li, size)  # [E, Li]
       tgt = np.zeros((size, k, lt), np.int32)  # [E, K, Lt]
       for e in range(size):
-        src = start + e if start + e < len(options) else start  # padding: copy the first
+        src = idx[e] if e < len(idx) else idx[0]  # padding: copy the first
         for j, o in enumerate(options[src]):
           tgt[e, j, :len(o)] = o
       batch = {"encoder_input_tokens": enc, "decoder_target_tokens": tgt}
       with partitioning.activation_rules(self.mesh):
         scores = np.asarray(self._score_shared(params, self._global(batch)))  # [E, K]
-      n = min(size, len(inputs) - start)
-      out.extend(scores[e, :len(options[start + e])].tolist() for e in range(n))
+      for e, i in enumerate(idx.tolist()):
+        out[i] = scores[e, :len(options[i])].tolist()
       self.stats["score_batches"] += 1
-      self.stats["padding_rows"] += (size - n) * k
+      self.stats["padding_rows"] += (size - len(idx)) * k
+      self.stats["encoder_tokens"] += sum(len(inputs[i]) for i in idx)
+      self.stats["encoder_slots"] += size * li
     return out
 
   def score(self, params: Any, inputs: Sequence[Sequence[int]],
             targets: Sequence[Sequence[int]], lengths: tuple[int, int]) -> np.ndarray:
-    """Sum of target log-probs per row: [num_rows] float32."""
-    li, lt = lengths
-    out = []
-    for start in range(0, len(inputs), self.batch_size):
-      enc = _rows_array(inputs[start:start + self.batch_size], li, self.batch_size)
-      tgt = _rows_array(targets[start:start + self.batch_size], lt, self.batch_size)
+    """Sum of target log-probs per row: [num_rows] float32 (`lengths` are caps, as above)."""
+    cap_li, cap_lt = lengths
+    out = np.zeros((len(inputs),), np.float32)
+    order = length_order([len(x) for x in inputs])
+    for start in range(0, len(order), self.batch_size):
+      idx = order[start:start + self.batch_size]
+      li = padded_length(max(len(inputs[i]) for i in idx), cap_li)
+      lt = padded_length(max(len(targets[i]) for i in idx), cap_lt)
+      enc = _rows_array([inputs[i] for i in idx], li, self.batch_size)
+      tgt = _rows_array([targets[i] for i in idx], lt, self.batch_size)
       dec_in = np.zeros_like(tgt)
       dec_in[:, 1:] = tgt[:, :-1]  # teacher forcing: targets shifted right, 0 first.
       batch = {"encoder_input_tokens": enc, "decoder_input_tokens": dec_in,
@@ -165,29 +188,35 @@ class ModelRunner:
                "decoder_loss_weights": (tgt != PAD_ID).astype(np.int32)}
       with partitioning.activation_rules(self.mesh):
         scores = np.asarray(self._score(params, self._global(batch)))  # [B]
-      n = min(self.batch_size, len(inputs) - start)
-      out.append(scores[:n])
+      out[idx] = scores[:len(idx)]
       self.stats["score_batches"] += 1
-      self.stats["padding_rows"] += self.batch_size - n
-    return np.concatenate(out) if out else np.zeros((0,), np.float32)
+      self.stats["padding_rows"] += self.batch_size - len(idx)
+      self.stats["encoder_tokens"] += sum(len(inputs[i]) for i in idx)
+      self.stats["encoder_slots"] += self.batch_size * li
+    return out
 
   def predict(self, params: Any, inputs: Sequence[Sequence[int]], input_length: int,
               decode_length: int) -> list[list[int]]:
-    """Generated tokens per row, cut at the first EOS."""
-    out = []
-    for start in range(0, len(inputs), self.batch_size):
-      enc = _rows_array(inputs[start:start + self.batch_size], input_length, self.batch_size)
+    """Generated tokens per row, cut at the first EOS (`input_length` is a cap, as above)."""
+    out: list[list[int]] = [[] for _ in inputs]
+    order = length_order([len(x) for x in inputs])
+    for start in range(0, len(order), self.batch_size):
+      idx = order[start:start + self.batch_size]
+      li = padded_length(max(len(inputs[i]) for i in idx), input_length)
+      enc = _rows_array([inputs[i] for i in idx], li, self.batch_size)
       blank = np.zeros((self.batch_size, decode_length), np.int32)  # [B, Ld]
       batch = {"encoder_input_tokens": enc, "decoder_input_tokens": blank,
                "decoder_target_tokens": blank, "decoder_loss_weights": blank}
       with partitioning.activation_rules(self.mesh):
         tokens = np.asarray(self._predict(decode_length)(params, self._global(batch)))
-      n = min(self.batch_size, len(inputs) - start)
-      for row in tokens[:n].tolist():
+      for e, i in enumerate(idx.tolist()):
+        row = tokens[e].tolist()
         row = row[:row.index(EOS_ID)] if EOS_ID in row else row
-        out.append([t for t in row if t != PAD_ID])
+        out[i] = [t for t in row if t != PAD_ID]
       self.stats["predict_batches"] += 1
-      self.stats["padding_rows"] += self.batch_size - n
+      self.stats["padding_rows"] += self.batch_size - len(idx)
+      self.stats["encoder_tokens"] += sum(len(inputs[i]) for i in idx)
+      self.stats["encoder_slots"] += self.batch_size * li
     return out
 
 
