@@ -41,25 +41,38 @@ _MACRO = re.compile(r"^[A-Z_][A-Z0-9_]*$")
 # `NAME = value  # comment` lines of a run gin file: the macros --help lists.
 _MACRO_LINE = re.compile(r"^([A-Z_][A-Z0-9_]*)\s*=\s*(.*?)\s*(?:#\s*(.*))?$")
 # Modules whose gin configurables the command-line bindings may name.
-_CONFIGURABLE_MODULES = ("flan.model.network", "flan.model.encoder_decoder",
-                         "flan.training.optimizer", "flan.data.tasks", "flan.train",
-                         "flan.evaluate")
+_CONFIGURABLE_MODULES = (
+  "flan.model.network",
+  "flan.model.encoder_decoder",
+  "flan.training.optimizer",
+  "flan.data.tasks",
+  "flan.train",
+  "flan.evaluate",
+)
 # t5x's habitual flags that flan takes as a gin macro: flag -> macro.
-_T5X_FLAG_MACROS = {"tfds_data_dir": "DATA_DIR", "coordinator_address": "COORDINATOR_ADDRESS",
-                    "process_count": "NUM_PROCESSES", "process_index": "PROCESS_ID"}
+_T5X_FLAG_MACROS = {
+  "tfds_data_dir": "DATA_DIR",
+  "coordinator_address": "COORDINATOR_ADDRESS",
+  "process_count": "NUM_PROCESSES",
+  "process_index": "PROCESS_ID",
+}
 # t5x's flags that flan does not need, and what a user should know instead.
 _T5X_FLAGS_IGNORED = {
-    "alsologtostderr": "flan logs to stderr already",
-    "logtostderr": "flan logs to stderr already",
-    "multiprocess_gpu": ("flan joins a multi-process job when COORDINATOR_ADDRESS is set "
-                         "(--coordinator_address, --process_count, --process_index work too)"),
+  "alsologtostderr": "flan logs to stderr already",
+  "logtostderr": "flan logs to stderr already",
+  "multiprocess_gpu": (
+    "flan joins a multi-process job when COORDINATOR_ADDRESS is set "
+    "(--coordinator_address, --process_count, --process_index work too)"
+  ),
 }
 MODEL_CONFIG = "configs/models/base.gin"  # its macros are every model gin's
 _REQUIRED_SELECTOR = "gin.REQUIRED/gin.constant"  # what `X = %gin.REQUIRED` binds X to
-EXIT_CODES = (f"exit status: 0 done; {EXIT_USER_ERROR} a mistake in the input (one `error:` "
-              f"line says what and how to fix it; FLAN_DEBUG=1 adds the traceback); "
-              f"{EXIT_USAGE} a malformed command line; any other failure prints a traceback "
-              "(a bug: please report it).")
+EXIT_CODES = (
+  f"exit status: 0 done; {EXIT_USER_ERROR} a mistake in the input (one `error:` "
+  f"line says what and how to fix it; FLAN_DEBUG=1 adds the traceback); "
+  f"{EXIT_USAGE} a malformed command line; any other failure prints a traceback "
+  "(a bug: please report it)."
+)
 
 _referenced_macros: set[str] = set()  # filled by the finalize hook below
 
@@ -78,7 +91,7 @@ def rewrite_args(argv: Sequence[str]) -> list[str]:
   out = []
   for arg in argv:
     if arg.startswith("--gin.") and "=" in arg:
-      key, value = arg[len("--gin."):].split("=", 1)
+      key, value = arg[len("--gin.") :].split("=", 1)
       out.append(f"--gin_bindings={key} = {value}")
     else:
       out.append(arg)
@@ -106,8 +119,11 @@ def run_macros(run_config: str | os.PathLike[str]) -> list[tuple[str, str, str]]
   path = ROOT / run_config
   if not path.is_file():
     return []
-  return [(m.group(1), m.group(2), m.group(3) or "")
-          for m in map(_MACRO_LINE.match, path.read_text().splitlines()) if m]
+  return [
+    (m.group(1), m.group(2), m.group(3) or "")
+    for m in map(_MACRO_LINE.match, path.read_text().splitlines())
+    if m
+  ]
 
 
 def _epilog(run_config: str | None) -> str:
@@ -121,15 +137,24 @@ def _epilog(run_config: str | None) -> str:
       lines.append(f"  {name} ({default})" + (f": {comment}" if comment else ""))
     model = [name for name, _, _ in run_macros(MODEL_CONFIG) if name not in listed]
     if model:
-      lines.append(textwrap.fill(f"and the model gin's (configs/models/*.gin): "
-                                 f"{', '.join(model)}", 90, initial_indent="  ",
-                                 subsequent_indent="    "))
+      lines.append(
+        textwrap.fill(
+          f"and the model gin's (configs/models/*.gin): {', '.join(model)}",
+          90,
+          initial_indent="  ",
+          subsequent_indent="    ",
+        )
+      )
     lines.append("")
-  lines.append(textwrap.fill(
+  lines.append(
+    textwrap.fill(
       "t5x flags: --tfds_data_dir=D sets DATA_DIR; --coordinator_address, --process_count, "
       "--process_index set COORDINATOR_ADDRESS, NUM_PROCESSES, PROCESS_ID; --alsologtostderr, "
       "--logtostderr and --multiprocess_gpu are accepted and need nothing (flan logs to "
-      "stderr; a coordinator address starts multi-process mode).", 90))
+      "stderr; a coordinator address starts multi-process mode).",
+      90,
+    )
+  )
   lines.append("")
   lines.append(textwrap.fill(EXIT_CODES, 90))
   return "\n".join(lines)
@@ -143,19 +168,36 @@ class _Parser(argparse.ArgumentParser):
     sys.exit(EXIT_USAGE)
 
 
-def make_parser(prog: str = "python -m flan.train", doc: str | None = None,
-                run_config: str | None = "configs/runs/finetune.gin") -> argparse.ArgumentParser:
+def make_parser(
+  prog: str = "python -m flan.train",
+  doc: str | None = None,
+  run_config: str | None = "configs/runs/finetune.gin",
+) -> argparse.ArgumentParser:
   """The flags of a gin entry point; --help shows `doc`, the run's macros and an example."""
-  parser = _Parser(prog=prog, description=doc or __doc__,
-                   formatter_class=argparse.RawDescriptionHelpFormatter,
-                   epilog=_epilog(run_config))
-  parser.add_argument("--gin_file", action="append", default=[],
-                      help="gin file (repeatable; later files override earlier ones)")
-  parser.add_argument("--gin_bindings", action="append", default=[],
-                      help="'X = V' binding (repeatable; --gin.X=V is the same)")
-  parser.add_argument("--gin_search_paths", default="",
-                      help="comma-separated roots for gin files and includes (besides the "
-                      "working directory and the checkout)")
+  parser = _Parser(
+    prog=prog,
+    description=doc or __doc__,
+    formatter_class=argparse.RawDescriptionHelpFormatter,
+    epilog=_epilog(run_config),
+  )
+  parser.add_argument(
+    "--gin_file",
+    action="append",
+    default=[],
+    help="gin file (repeatable; later files override earlier ones)",
+  )
+  parser.add_argument(
+    "--gin_bindings",
+    action="append",
+    default=[],
+    help="'X = V' binding (repeatable; --gin.X=V is the same)",
+  )
+  parser.add_argument(
+    "--gin_search_paths",
+    default="",
+    help="comma-separated roots for gin files and includes (besides the "
+    "working directory and the checkout)",
+  )
   for flag, macro in _T5X_FLAG_MACROS.items():
     parser.add_argument(f"--{flag}", help=f"t5x's flag: sets {macro}")
   for flag in _T5X_FLAGS_IGNORED:
@@ -226,8 +268,9 @@ def _binding_error(binding: str, e: Exception) -> str:
   try:
     fn = gin.get_configurable(selector)
   except (ValueError, KeyError):
-    return (f"{flag}: no gin configurable is named {selector!r}."
-            f"{_close(selector, _configurable_names())}")
+    return (
+      f"{flag}: no gin configurable is named {selector!r}.{_close(selector, _configurable_names())}"
+    )
   params = _parameters(fn)
   if params is None:
     return f"{flag}: {_one_line(e)}"
@@ -254,12 +297,13 @@ def _find_gin_file(path: str, search_paths: Sequence[str]) -> None:
   if any(os.path.isfile(os.path.join(root, path)) for root in ("", *search_paths)):
     return
   known = [str(p.relative_to(ROOT)) for p in ROOT.glob("configs/**/*.gin")]
-  raise UserError(f"--gin_file={path}: no such file (looked in the working directory and "
-                  f"{', '.join(search_paths)}).{_close(path, known, cutoff=0.85)}")
+  raise UserError(
+    f"--gin_file={path}: no such file (looked in the working directory and "
+    f"{', '.join(search_paths)}).{_close(path, known, cutoff=0.85)}"
+  )
 
 
-def _check_required_macros(run_config: str | None, bindings: Sequence[str],
-                           prog: str) -> None:
+def _check_required_macros(run_config: str | None, bindings: Sequence[str], prog: str) -> None:
   """All `%gin.REQUIRED` macros of the run gin that are still unset, in one message."""
   missing = []
   for name, _, _ in run_macros(run_config) if run_config else ():
@@ -272,12 +316,19 @@ def _check_required_macros(run_config: str | None, bindings: Sequence[str],
   if not missing:
     return
   given = [b.partition("=")[0].strip() for b in bindings]
-  typos = [f"--gin.{g} looks like a typo of {name}" for g in given if _MACRO.match(g)
-           for name in difflib.get_close_matches(g, missing, n=1, cutoff=0.6) if g != name]
+  typos = [
+    f"--gin.{g} looks like a typo of {name}"
+    for g in given
+    if _MACRO.match(g)
+    for name in difflib.get_close_matches(g, missing, n=1, cutoff=0.6)
+    if g != name
+  ]
   raise UserError(
-      f"{', '.join(missing)} {'is' if len(missing) == 1 else 'are'} required but not set; add "
-      + " ".join(f"--gin.{m}=..." for m in missing)
-      + (f" ({'; '.join(typos)})" if typos else f" (see {prog} --help)") + ".")
+    f"{', '.join(missing)} {'is' if len(missing) == 1 else 'are'} required but not set; add "
+    + " ".join(f"--gin.{m}=..." for m in missing)
+    + (f" ({'; '.join(typos)})" if typos else f" (see {prog} --help)")
+    + "."
+  )
 
 
 def _check_macros(bindings: Sequence[str]) -> None:
@@ -286,8 +337,10 @@ def _check_macros(bindings: Sequence[str]) -> None:
   for binding in bindings:
     name = binding.partition("=")[0].strip()
     if _MACRO.match(name) and name not in _referenced_macros:
-      raise UserError(f"--gin.{name} sets a macro that no gin file uses.{_close(name, used)} "
-                      f"Macros in use: {', '.join(used)}.")
+      raise UserError(
+        f"--gin.{name} sets a macro that no gin file uses.{_close(name, used)} "
+        f"Macros in use: {', '.join(used)}."
+      )
 
 
 def _check_required_args(entry: Callable[..., Any], prog: str) -> None:
@@ -300,15 +353,21 @@ def _check_required_args(entry: Callable[..., Any], prog: str) -> None:
   missing = [n for n, p in params.items() if p.default is gin.REQUIRED and n not in bound]
   if missing:
     name = entry.__name__
-    raise UserError(f"{name}() needs {', '.join(missing)}: set them in a gin file or with "
-                    f"--gin.{name}.{missing[0]}=... (or the matching macro, e.g. "
-                    f"--gin.{missing[0].upper()}=...; see {prog} --help).")
+    raise UserError(
+      f"{name}() needs {', '.join(missing)}: set them in a gin file or with "
+      f"--gin.{name}.{missing[0]}=... (or the matching macro, e.g. "
+      f"--gin.{missing[0].upper()}=...; see {prog} --help)."
+    )
 
 
-def parse_gin_flags(argv: Sequence[str] | None = None, *, prog: str = "python -m flan.train",
-                    doc: str | None = None,
-                    run_config: str | None = "configs/runs/finetune.gin",
-                    entry: Callable[..., Any] | None = None) -> argparse.Namespace:
+def parse_gin_flags(
+  argv: Sequence[str] | None = None,
+  *,
+  prog: str = "python -m flan.train",
+  doc: str | None = None,
+  run_config: str | None = "configs/runs/finetune.gin",
+  entry: Callable[..., Any] | None = None,
+) -> argparse.Namespace:
   """Parses the command line into gin's config, or raises one `UserError`.
 
   Args:
@@ -322,7 +381,8 @@ def parse_gin_flags(argv: Sequence[str] | None = None, *, prog: str = "python -m
     The parsed flags (gin's config is parsed and finalized).
   """
   args = make_parser(prog, doc, run_config).parse_args(
-      rewrite_args(sys.argv[1:] if argv is None else argv))
+    rewrite_args(sys.argv[1:] if argv is None else argv)
+  )
   bindings = [_quote_bare_string(b) for b in args.gin_bindings]
   for flag, macro in _T5X_FLAG_MACROS.items():
     if getattr(args, flag) is not None:
@@ -331,8 +391,11 @@ def parse_gin_flags(argv: Sequence[str] | None = None, *, prog: str = "python -m
   for flag, why in _T5X_FLAGS_IGNORED.items():
     if getattr(args, flag) is not None:
       logging.info("--%s accepted: %s.", flag, why)
-  search_paths = list(dict.fromkeys(  # in order, once each
-      [p for p in args.gin_search_paths.split(",") if p] + [os.getcwd(), str(ROOT)]))
+  search_paths = list(
+    dict.fromkeys(  # in order, once each
+      [p for p in args.gin_search_paths.split(",") if p] + [os.getcwd(), str(ROOT)]
+    )
+  )
   for path in search_paths:
     gin.add_config_file_search_path(path)
   if not args.gin_file:
@@ -348,17 +411,22 @@ def parse_gin_flags(argv: Sequence[str] | None = None, *, prog: str = "python -m
     except SyntaxError as e:
       raise UserError(_syntax_message(e, "a --gin_file")) from None
     except ImportError as e:  # a gin `import` of a module that is not there
-      raise UserError(f"{_one_line(e)}: a gin file imports a module that cannot be imported; "
-                      "check its spelling (and PYTHONPATH).") from None
+      raise UserError(
+        f"{_one_line(e)}: a gin file imports a module that cannot be imported; "
+        "check its spelling (and PYTHONPATH)."
+      ) from None
     except (ValueError, OSError) as e:
       raise UserError(_one_line(e)) from None
     except TypeError as e:  # gin's package-resource lookup of an include found nowhere
-      if not any(f.filename.endswith(os.path.join("gin", "resource_reader.py"))
-                 for f in traceback.extract_tb(e.__traceback__)):
+      if not any(
+        f.filename.endswith(os.path.join("gin", "resource_reader.py"))
+        for f in traceback.extract_tb(e.__traceback__)
+      ):
         raise
       context = _one_line(e).partition(" (")[2].rstrip(")")
-      raise UserError(f"A gin include names a file found nowhere ({context}); searched "
-                      f"{', '.join(search_paths)}.") from None
+      raise UserError(
+        f"A gin include names a file found nowhere ({context}); searched {', '.join(search_paths)}."
+      ) from None
     for binding in bindings:
       try:
         gin.parse_config(binding)

@@ -37,8 +37,7 @@ import jax
 import numpy as np
 
 from flan.errors import EXIT_USER_ERROR, UserError
-from flan.model import hf
-from flan.model import network
+from flan.model import hf, network
 
 CONFIG_FILE = "t5_config.json"
 
@@ -47,16 +46,19 @@ def _check_out(out: pathlib.Path, overwrite: bool) -> None:
   """Refuses an `--out` that exists and is not empty, unless `overwrite` (then clears it)."""
   if out.exists() and (not out.is_dir() or any(out.iterdir())):
     if not overwrite:
-      raise UserError(f"--out {out} already exists and is not empty; choose a new directory, "
-                      "or pass --overwrite to replace it.")
+      raise UserError(
+        f"--out {out} already exists and is not empty; choose a new directory, "
+        "or pass --overwrite to replace it."
+      )
     if out.is_dir():
       shutil.rmtree(out)
     else:
       out.unlink()
 
 
-def hf_to_flan(hf_dir: str, out: str, *, scan_layers: bool = False,
-               overwrite: bool = False) -> network.T5Config:
+def hf_to_flan(
+  hf_dir: str, out: str, *, scan_layers: bool = False, overwrite: bool = False
+) -> network.T5Config:
   """Imports a HF directory and saves its params as an orbax checkpoint at `out`."""
   import orbax.checkpoint as ocp
 
@@ -82,8 +84,10 @@ def _checkpoint_item(path: pathlib.Path) -> tuple[pathlib.Path, pathlib.Path | N
     # the newest checkpoint that verifies against its manifest (a CheckpointError if none)
     step_dir = checkpoints.resolve_step_dir(path, "--checkpoint")
     return step_dir / checkpoints.STATE, step_dir.parent
-  raise UserError(f"--checkpoint {path} is not a flan checkpoint: expected the output of "
-                  "hf_to_flan, a checkpoint_<step> directory, or a MODEL_DIR holding one.")
+  raise UserError(
+    f"--checkpoint {path} is not a flan checkpoint: expected the output of "
+    "hf_to_flan, a checkpoint_<step> directory, or a MODEL_DIR holding one."
+  )
 
 
 _UNKNOWN = object()  # no vocabulary was given or recorded
@@ -106,8 +110,10 @@ def _config_from_record(model_dir: pathlib.Path) -> tuple[network.T5Config | Non
   try:
     config = network.T5Config(**fields)
   except TypeError as e:
-    raise UserError(f"{model_dir / run_record.RECORD_NAME} does not describe a T5Config ({e}); "
-                    "pass --gin_file with the model gin instead.") from None
+    raise UserError(
+      f"{model_dir / run_record.RECORD_NAME} does not describe a T5Config ({e}); "
+      "pass --gin_file with the model gin instead."
+    ) from None
   return config, record.get("vocabulary", {}).get("path", _UNKNOWN)
 
 
@@ -135,8 +141,10 @@ def _spiece_model(vocabulary: str | None) -> str | None:
     return None
   path = os.path.expanduser(vocabulary)
   if "://" not in path and not os.path.isfile(path):
-    raise UserError(f"Vocabulary {vocabulary!r} not found; pass --vocabulary with the run's "
-                    "SentencePiece model (or --vocabulary byte).")
+    raise UserError(
+      f"Vocabulary {vocabulary!r} not found; pass --vocabulary with the run's "
+      "SentencePiece model (or --vocabulary byte)."
+    )
   return path
 
 
@@ -154,9 +162,15 @@ def _restore_params(item: pathlib.Path) -> Any:
   return jax.tree.map(np.asarray, params)
 
 
-def flan_to_hf(checkpoint: str, out: str, *, gin_files: Sequence[str] = (),
-               gin_bindings: Sequence[str] = (), vocabulary: str | None = None,
-               overwrite: bool = False) -> network.T5Config:
+def flan_to_hf(
+  checkpoint: str,
+  out: str,
+  *,
+  gin_files: Sequence[str] = (),
+  gin_bindings: Sequence[str] = (),
+  vocabulary: str | None = None,
+  overwrite: bool = False,
+) -> network.T5Config:
   """Exports a flan checkpoint as a complete Hugging Face T5 directory at `out`.
 
   Args:
@@ -180,9 +194,11 @@ def flan_to_hf(checkpoint: str, out: str, *, gin_files: Sequence[str] = (),
   elif model_dir is not None:
     config, recorded = _config_from_record(model_dir)
   if config is None:
-    raise UserError(f"No network config for {checkpoint} (no t5_config.json or "
-                    "model_config.json): pass --gin_file with the model gin it was trained "
-                    "with (e.g. configs/models/small.gin).")
+    raise UserError(
+      f"No network config for {checkpoint} (no t5_config.json or "
+      "model_config.json): pass --gin_file with the model gin it was trained "
+      "with (e.g. configs/models/small.gin)."
+    )
   if vocabulary is not None:
     recorded = vocabulary
   spiece = None if recorded is _UNKNOWN else _spiece_model(recorded)
@@ -190,48 +206,69 @@ def flan_to_hf(checkpoint: str, out: str, *, gin_files: Sequence[str] = (),
   out = str(out_path)
   hf.params_to_hf(config, _restore_params(item), out)
   if recorded is _UNKNOWN:
-    logging.warning("No tokenizer written to %s: the run's vocabulary is unknown; rerun with "
-                    "--vocabulary (its spiece.model, or byte).", out)
+    logging.warning(
+      "No tokenizer written to %s: the run's vocabulary is unknown; rerun with "
+      "--vocabulary (its spiece.model, or byte).",
+      out,
+    )
   else:
     from flan.data import vocabularies  # seqio: only when a tokenizer is written
+
     tokenizer = hf.write_tokenizer(out, spiece, extra_ids=vocabularies.EXTRA_IDS)
     if spiece is None:
-      logging.info("Byte vocabulary: the export's tokenizer is %s (seqio's ByteVocabulary "
-                   "ids, UTF-8 bytes + 3); HF's T5Tokenizer does not apply.", tokenizer)
-    logging.info("Wrote %s: weights, config.json, generation_config.json, %s files.", out,
-                 tokenizer)
+      logging.info(
+        "Byte vocabulary: the export's tokenizer is %s (seqio's ByteVocabulary "
+        "ids, UTF-8 bytes + 3); HF's T5Tokenizer does not apply.",
+        tokenizer,
+      )
+    logging.info(
+      "Wrote %s: weights, config.json, generation_config.json, %s files.", out, tokenizer
+    )
   return config
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-  parser = argparse.ArgumentParser(prog="python -m flan.convert",
-                                   description=__doc__.split("\n")[0])
+  parser = argparse.ArgumentParser(
+    prog="python -m flan.convert", description=__doc__.split("\n")[0]
+  )
   commands = parser.add_subparsers(dest="command", required=True)
   to_flan = commands.add_parser("hf_to_flan", help="HF directory -> orbax params checkpoint")
   to_flan.add_argument("--hf_dir", required=True)
   to_flan.add_argument("--out", required=True)
   to_flan.add_argument("--overwrite", action="store_true", help="replace an existing --out")
-  to_flan.add_argument("--scan_layers", action="store_true",
-                       help="save the stacked layout for models trained with SCAN_LAYERS=True")
+  to_flan.add_argument(
+    "--scan_layers",
+    action="store_true",
+    help="save the stacked layout for models trained with SCAN_LAYERS=True",
+  )
   to_hf = commands.add_parser("flan_to_hf", help="flan checkpoint -> HF directory")
   to_hf.add_argument("--checkpoint", required=True)
   to_hf.add_argument("--out", required=True)
   to_hf.add_argument("--gin_file", action="append", default=[])
   to_hf.add_argument("--gin_bindings", action="append", default=[])
-  to_hf.add_argument("--vocabulary", help="the run's VOCABULARY: its spiece.model, or 'byte' "
-                     "(default: what the gin files or the run's model_config.json set)")
+  to_hf.add_argument(
+    "--vocabulary",
+    help="the run's VOCABULARY: its spiece.model, or 'byte' "
+    "(default: what the gin files or the run's model_config.json set)",
+  )
   to_hf.add_argument("--overwrite", action="store_true", help="replace an existing --out")
   args = parser.parse_args(argv)
   logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
   logging.getLogger("absl").setLevel(logging.WARNING)  # orbax's per-read chatter
   try:
     if args.command == "hf_to_flan":
-      config = hf_to_flan(args.hf_dir, args.out, scan_layers=args.scan_layers,
-                          overwrite=args.overwrite)
+      config = hf_to_flan(
+        args.hf_dir, args.out, scan_layers=args.scan_layers, overwrite=args.overwrite
+      )
     else:
-      config = flan_to_hf(args.checkpoint, args.out, gin_files=args.gin_file,
-                          gin_bindings=args.gin_bindings, vocabulary=args.vocabulary,
-                          overwrite=args.overwrite)
+      config = flan_to_hf(
+        args.checkpoint,
+        args.out,
+        gin_files=args.gin_file,
+        gin_bindings=args.gin_bindings,
+        vocabulary=args.vocabulary,
+        overwrite=args.overwrite,
+      )
   except UserError as e:  # one line; anything else is a bug and keeps its traceback
     print(f"error: flan.convert {args.command}: {e}", file=sys.stderr)
     sys.exit(EXIT_USER_ERROR)

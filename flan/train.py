@@ -16,7 +16,9 @@ if __name__ == "__main__":
   # Run the importable module, so that gin knows one `flan.train.train`, not a second
   # `__main__.train` that would make the selector `train` ambiguous.
   import sys
+
   from flan import train as _module
+
   sys.exit(_module.main())
 
 import contextlib
@@ -33,20 +35,17 @@ from typing import Any
 import gin
 import jax
 
-from flan import logs
-from flan.errors import UserError
-from flan.training import checkpoints as checkpoints_lib
 from flan import evaluate as eval_lib  # registers its gin configurable before gin locks
-from flan.training import flops
-from flan.training import optimizer as optimizer_lib
+from flan import logs
+from flan.cli import parse_gin_flags, report_user_errors
+from flan.errors import UserError
 from flan.model import partitioning
-from flan.training import preemption
+from flan.training import checkpoints as checkpoints_lib
+from flan.training import flops, preemption, run_lock, run_record
+from flan.training import optimizer as optimizer_lib
 from flan.training import progress as progress_lib
-from flan.training import run_lock
-from flan.training import run_record
 from flan.training import summaries as summaries_lib
 from flan.training import train_step as trainer_lib
-from flan.cli import parse_gin_flags, report_user_errors
 
 HOLDOUT_MIXTURE = re.compile(r"^flan_holdout_(\w+)_train$")
 
@@ -57,84 +56,154 @@ def _check_writable(model_dir: str) -> None:
     with tempfile.NamedTemporaryFile(dir=model_dir):
       pass
   except OSError as e:
-    raise UserError(f"MODEL_DIR={model_dir!r} is not writable ({e.strerror}); set "
-                    "--gin.MODEL_DIR to a directory you can write to.") from None
+    raise UserError(
+      f"MODEL_DIR={model_dir!r} is not writable ({e.strerror}); set "
+      "--gin.MODEL_DIR to a directory you can write to."
+    ) from None
 
 
-def _make_iterator(name, lengths, batch_size, seed, *, pack, data_dir, vocabulary, mesh,
-                   cache_dir=None):
+def _make_iterator(
+  name, lengths, batch_size, seed, *, pack, data_dir, vocabulary, mesh, cache_dir=None
+):
   """Registers the FLAN tasks for this vocabulary/data_dir and opens the train stream."""
-  from flan.data import input_pipeline  # seqio/TensorFlow load only when training
-  from flan.data import tasks
+  from flan.data import (
+    input_pipeline,  # seqio/TensorFlow load only when training
+    tasks,
+  )
+
   logging.info("Registering the FLAN tasks (data_dir %s).", data_dir or "TFDS's default")
   tasks.register(data_dir=data_dir, vocabulary=vocabulary)
   tasks.get(name)  # an unknown name fails here, listing close matches
   tasks.check_prepared(name)  # every missing TFDS builder in one message
   shard, num_shards = partitioning.data_shard_info(mesh)
-  return input_pipeline.make_train_iterator(name, lengths, batch_size, seed, pack=pack,
-                                            shard_index=shard, num_shards=num_shards,
-                                            cache_dir=cache_dir)
+  return input_pipeline.make_train_iterator(
+    name,
+    lengths,
+    batch_size,
+    seed,
+    pack=pack,
+    shard_index=shard,
+    num_shards=num_shards,
+    cache_dir=cache_dir,
+  )
 
 
-def _restore_or_initialize(model, optimizer, mesh, rng, shapes, ckpts, it, *, fsdp,
-                           initial_checkpoint_path):
+def _restore_or_initialize(
+  model, optimizer, mesh, rng, shapes, ckpts, it, *, fsdp, initial_checkpoint_path
+):
   """(state, shardings, source): resumed (with the data position), imported, or fresh."""
   init = lambda params: trainer_lib.create_train_state(
-      model, optimizer, mesh, rng, shapes, fsdp=fsdp, params=params)[0]
+    model, optimizer, mesh, rng, shapes, fsdp=fsdp, params=params
+  )[0]
   state_shape = trainer_lib.train_state_shapes(model, optimizer, rng, shapes)
   shardings = trainer_lib.state_shardings(model, optimizer, mesh, state_shape, fsdp=fsdp)
   state, data_state, source = checkpoints_lib.restore_or_initialize(
-      ckpts, checkpoints_lib.abstract_state(state_shape, shardings), init_state=init,
-      initial_checkpoint_path=initial_checkpoint_path, model_config=model.config)
+    ckpts,
+    checkpoints_lib.abstract_state(state_shape, shardings),
+    init_state=init,
+    initial_checkpoint_path=initial_checkpoint_path,
+    model_config=model.config,
+  )
   if data_state:  # this host's own position (each host reads its own shard)
     it.restore(checkpoints_lib.own_dataset_state(data_state, source))
   return state, shardings, source
 
 
-def _evaluate(model, params, mesh, *, cluster, vocabulary, data_dir, lengths, model_dir,
-              batch_size, max_examples, num_templates, step, initial_checkpoint_path,
-              runner=None) -> dict:
+def _evaluate(
+  model,
+  params,
+  mesh,
+  *,
+  cluster,
+  vocabulary,
+  data_dir,
+  lengths,
+  model_dir,
+  batch_size,
+  max_examples,
+  num_templates,
+  step,
+  initial_checkpoint_path,
+  runner=None,
+) -> dict:
   """The held-out cluster's report in MODEL_DIR/eval (where `flan.evaluate` writes it too).
 
   With INITIAL_CHECKPOINT_PATH, its parameters are evaluated beside the tuned ones: the
   zero-shot baseline against the instruction-tuned model.
   """
   from flan.evaluation import holdout as evaluation
+
   baseline, baseline_info = None, None
   if initial_checkpoint_path:
     logging.info("Restoring the baseline %s for evaluation.", initial_checkpoint_path)
-    baseline, baseline_info = eval_lib.restore_params(model, mesh, initial_checkpoint_path,
-                                                      lengths)
-  logging.info("Evaluating held-out cluster %r at step %d%s.", cluster, step,
-               " against the initial checkpoint" if baseline is not None else "")
+    baseline, baseline_info = eval_lib.restore_params(model, mesh, initial_checkpoint_path, lengths)
+  logging.info(
+    "Evaluating held-out cluster %r at step %d%s.",
+    cluster,
+    step,
+    " against the initial checkpoint" if baseline is not None else "",
+  )
   return evaluation.evaluate_cluster(
-      model, params, mesh, cluster=cluster, vocabulary=vocabulary, data_dir=data_dir,
-      feature_lengths=lengths, output_dir=os.path.join(model_dir, "eval"),
-      batch_size=batch_size, baseline_params=baseline, max_examples=max_examples,
-      num_templates=num_templates, runner=runner,
-      metadata={"model_dir": model_dir, "step": step, "baseline_checkpoint": baseline_info})
+    model,
+    params,
+    mesh,
+    cluster=cluster,
+    vocabulary=vocabulary,
+    data_dir=data_dir,
+    feature_lengths=lengths,
+    output_dir=os.path.join(model_dir, "eval"),
+    batch_size=batch_size,
+    baseline_params=baseline,
+    max_examples=max_examples,
+    num_templates=num_templates,
+    runner=runner,
+    metadata={"model_dir": model_dir, "step": step, "baseline_checkpoint": baseline_info},
+  )
 
 
-def _periodic_evaluator(model, mesh, *, cluster, vocabulary, data_dir, lengths, batch_size,
-                        max_examples, num_templates, initial_checkpoint_path):
+def _periodic_evaluator(
+  model,
+  mesh,
+  *,
+  cluster,
+  vocabulary,
+  data_dir,
+  lengths,
+  batch_size,
+  max_examples,
+  num_templates,
+  initial_checkpoint_path,
+):
   """The evaluator of the held-out cluster's subset every EVAL_PERIOD steps."""
   from flan.evaluation import periodic
+
   def load_baseline():
     logging.info("Restoring the baseline %s for evaluation.", initial_checkpoint_path)
     return eval_lib.restore_params(model, mesh, initial_checkpoint_path, lengths)[0]
+
   return periodic.PeriodicEvaluator(
-      model, mesh, cluster=cluster, vocabulary=vocabulary, data_dir=data_dir,
-      feature_lengths=lengths, batch_size=batch_size, max_examples=max_examples,
-      num_templates=num_templates,
-      load_baseline=load_baseline if initial_checkpoint_path else None)
+    model,
+    mesh,
+    cluster=cluster,
+    vocabulary=vocabulary,
+    data_dir=data_dir,
+    feature_lengths=lengths,
+    batch_size=batch_size,
+    max_examples=max_examples,
+    num_templates=num_templates,
+    load_baseline=load_baseline if initial_checkpoint_path else None,
+  )
 
 
 def _hparams(model, **settings) -> dict[str, Any]:
   """TensorBoard's hparams: these settings, the model's config, the optimizer's arguments
   as this run sets them (its defaults, then gin's bindings)."""
   fn = optimizer_lib.make_optimizer
-  optimizer_args = {k: p.default for k, p in inspect.signature(fn).parameters.items()
-                    if p.default is not p.empty and k != "param_axes"}
+  optimizer_args = {
+    k: p.default
+    for k, p in inspect.signature(fn).parameters.items()
+    if p.default is not p.empty and k != "param_axes"
+  }
   optimizer_args.update(gin.get_bindings(fn))
   return summaries_lib.hparams(settings, getattr(model, "config", None), optimizer_args)
 
@@ -156,23 +225,43 @@ def _compile(train_step, state, shapes, mesh, rng) -> float:
 
 
 @gin.configurable(denylist=["make_iterator"])
-def train(*, model: Any = gin.REQUIRED, mixture_or_task_name: str = gin.REQUIRED,
-          task_feature_lengths: Mapping[str, int] = gin.REQUIRED,
-          train_steps: int = gin.REQUIRED, model_dir: str = gin.REQUIRED,
-          batch_size: int = 128, initial_checkpoint_path: str | None = None,
-          data_dir: str | None = None, vocabulary: str | None = None, random_seed: int = 0,
-          mesh: Mapping[str, int] | None = None, fsdp: bool = False, pack: bool = True,
-          num_microbatches: int = 1, nan_policy: str = "stop",
-          checkpoint_period: int = 1000, keep_checkpoints: int | None = None,
-          log_every: int = 100, use_mock_data: bool = False, mock_num_examples: int = 64,
-          heldout_cluster: str | None = None, run_heldout_eval: bool = True,
-          eval_batch_size: int = 32, eval_max_examples: int | None = None,
-          eval_num_templates: int | None = None, eval_period: int | None = None,
-          evaluator_num_examples: int | None = None, preemption_grace_seconds: float = 120.0,
-          max_consecutive_skips: int = 100,
-          coordinator_address: str | None = None, num_processes: int | None = None,
-          process_id: int | None = None, cache_dir: str | None = None,
-          make_iterator: Callable[..., Any] | None = None) -> dict[str, Any]:
+def train(
+  *,
+  model: Any = gin.REQUIRED,
+  mixture_or_task_name: str = gin.REQUIRED,
+  task_feature_lengths: Mapping[str, int] = gin.REQUIRED,
+  train_steps: int = gin.REQUIRED,
+  model_dir: str = gin.REQUIRED,
+  batch_size: int = 128,
+  initial_checkpoint_path: str | None = None,
+  data_dir: str | None = None,
+  vocabulary: str | None = None,
+  random_seed: int = 0,
+  mesh: Mapping[str, int] | None = None,
+  fsdp: bool = False,
+  pack: bool = True,
+  num_microbatches: int = 1,
+  nan_policy: str = "stop",
+  checkpoint_period: int = 1000,
+  keep_checkpoints: int | None = None,
+  log_every: int = 100,
+  use_mock_data: bool = False,
+  mock_num_examples: int = 64,
+  heldout_cluster: str | None = None,
+  run_heldout_eval: bool = True,
+  eval_batch_size: int = 32,
+  eval_max_examples: int | None = None,
+  eval_num_templates: int | None = None,
+  eval_period: int | None = None,
+  evaluator_num_examples: int | None = None,
+  preemption_grace_seconds: float = 120.0,
+  max_consecutive_skips: int = 100,
+  coordinator_address: str | None = None,
+  num_processes: int | None = None,
+  process_id: int | None = None,
+  cache_dir: str | None = None,
+  make_iterator: Callable[..., Any] | None = None,
+) -> dict[str, Any]:
   """Trains `model` for `train_steps` (absolute: a resume continues to the same end).
 
   Args mirror the gin macros (MODEL, MIXTURE_OR_TASK_NAME, TASK_FEATURE_LENGTHS,
@@ -199,6 +288,7 @@ def train(*, model: Any = gin.REQUIRED, mixture_or_task_name: str = gin.REQUIRED
   model_dir = os.path.expandvars(os.path.expanduser(model_dir))  # smoke.gin's ~/flan_smoke
   if heldout_cluster:  # fail now, not after training, on a misspelt cluster
     from flan.data import clusters
+
     clusters.check_cluster(heldout_cluster)
   _check_writable(model_dir)
   config_gin = gin.config_str()  # as parsed; written once the run is validated and locked
@@ -206,40 +296,66 @@ def train(*, model: Any = gin.REQUIRED, mixture_or_task_name: str = gin.REQUIRED
   partitioning.check_batch_size(batch_size, device_mesh)
   lengths = dict(task_feature_lengths)
   from flan.data import vocabularies
+
   vocab = vocabularies.get_vocabulary(vocabulary)
   if vocab.vocab_size > model.config.vocab_size:
-    raise UserError(f"The vocabulary has {vocab.vocab_size} ids but the model's vocab_size is "
-                    f"{model.config.vocab_size}; use a model gin sized for this vocabulary.")
+    raise UserError(
+      f"The vocabulary has {vocab.vocab_size} ids but the model's vocab_size is "
+      f"{model.config.vocab_size}; use a model gin sized for this vocabulary."
+    )
   init_rng, step_rng = jax.random.split(jax.random.PRNGKey(random_seed))
   optimizer, schedule = optimizer_lib.make_optimizer(param_axes=model.param_logical_specs())
   guard = trainer_lib.NanGuard(nan_policy, max_consecutive_skips)
   match = HOLDOUT_MIXTURE.match(mixture_or_task_name)
   cluster = heldout_cluster or (match.group(1) if match else None)
   if eval_period and not cluster:
-    logging.warning("EVAL_PERIOD=%d but there is no held-out cluster to evaluate (set "
-                    "HELDOUT_CLUSTER); no evaluation during training.", eval_period)
+    logging.warning(
+      "EVAL_PERIOD=%d but there is no held-out cluster to evaluate (set "
+      "HELDOUT_CLUSTER); no evaluation during training.",
+      eval_period,
+    )
     eval_period = None
   hparams = _hparams(
-      model, mixture_or_task_name=mixture_or_task_name, task_feature_lengths=lengths,
-      train_steps=train_steps, batch_size=batch_size, random_seed=random_seed,
-      initial_checkpoint_path=initial_checkpoint_path, vocabulary=vocabulary,
-      mesh=dict(device_mesh.shape), fsdp=fsdp, pack=pack, num_microbatches=num_microbatches,
-      heldout_cluster=cluster, eval_period=eval_period)
+    model,
+    mixture_or_task_name=mixture_or_task_name,
+    task_feature_lengths=lengths,
+    train_steps=train_steps,
+    batch_size=batch_size,
+    random_seed=random_seed,
+    initial_checkpoint_path=initial_checkpoint_path,
+    vocabulary=vocabulary,
+    mesh=dict(device_mesh.shape),
+    fsdp=fsdp,
+    pack=pack,
+    num_microbatches=num_microbatches,
+    heldout_cluster=cluster,
+    eval_period=eval_period,
+  )
 
   with contextlib.ExitStack() as stack:
     lock = stack.enter_context(run_lock.hold(model_dir))  # one trainer per MODEL_DIR
-    signals = stack.enter_context(preemption.PreemptionHandler(preemption_grace_seconds,
-                                                               on_abort=lock.release))
+    signals = stack.enter_context(
+      preemption.PreemptionHandler(preemption_grace_seconds, on_abort=lock.release)
+    )
     summaries = summaries_lib.Summaries(model_dir)
     stack.callback(summaries.close)
     if use_mock_data and data_dir is None:
       import tensorflow_datasets as tfds
-      stack.enter_context(tfds.testing.mock_data(
-          num_examples=mock_num_examples, max_value=3))  # small ints keep label-indexed data
+
+      stack.enter_context(
+        tfds.testing.mock_data(num_examples=mock_num_examples, max_value=3)
+      )  # small ints keep label-indexed data
     tick = time.perf_counter()
     it = (make_iterator or functools.partial(_make_iterator, cache_dir=cache_dir))(
-        mixture_or_task_name, lengths, batch_size, random_seed, pack=pack, data_dir=data_dir,
-        vocabulary=vocab, mesh=device_mesh)
+      mixture_or_task_name,
+      lengths,
+      batch_size,
+      random_seed,
+      pack=pack,
+      data_dir=data_dir,
+      vocabulary=vocab,
+      mesh=device_mesh,
+    )
     stack.callback(getattr(it, "close", lambda: None))
     shapes = {k: (batch_size,) + tuple(s[1:]) for k, s in it.batch_shapes().items()}
     timing = {"timing/dataset_loading_seconds": time.perf_counter() - tick}  # ours
@@ -249,39 +365,80 @@ def train(*, model: Any = gin.REQUIRED, mixture_or_task_name: str = gin.REQUIRED
     if ckpts.steps():  # resuming: the vocabulary must be the one the checkpoints learnt
       run_record.check_vocabulary(model_dir, vocabularies.fingerprint(vocabulary))
     state, shardings, source = _restore_or_initialize(
-        model, optimizer, device_mesh, init_rng, shapes, ckpts, it, fsdp=fsdp,
-        initial_checkpoint_path=initial_checkpoint_path)
+      model,
+      optimizer,
+      device_mesh,
+      init_rng,
+      shapes,
+      ckpts,
+      it,
+      fsdp=fsdp,
+      initial_checkpoint_path=initial_checkpoint_path,
+    )
     start = int(state.step)
     logging.info("Train state %s (step %d of %d).", source, start, train_steps)
     timing["timing/init_or_restore_seconds"] = time.perf_counter() - tick
     if jax.process_index() == 0:  # validated, locked, restored: now this run owns MODEL_DIR
-      run_record.write(model_dir, model_config=model.config, feature_lengths=lengths,
-                       vocabulary=vocabularies.fingerprint(vocabulary), config_gin=config_gin)
+      run_record.write(
+        model_dir,
+        model_config=model.config,
+        feature_lengths=lengths,
+        vocabulary=vocabularies.fingerprint(vocabulary),
+        config_gin=config_gin,
+      )
     if signals.requested():  # signalled while the data or the state loaded
       logging.warning("Stopped before the first step (%s); exiting.", source)
-      return {"step": start, "source": source, "first_loss": None, "history": [],
-              "eval": None, "preempted": True}
+      return {
+        "step": start,
+        "source": source,
+        "first_loss": None,
+        "history": [],
+        "eval": None,
+        "preempted": True,
+      }
     signals.phase = preemption.TRAIN
     summaries.hparams(hparams)
     summaries.texts(summaries_lib.TRAIN, start, {"config": gin.markdown(gin.config_str())})
     train_step = trainer_lib.make_train_step(
-        model, optimizer, mesh=device_mesh, shardings=shardings, schedule=schedule,
-        num_microbatches=num_microbatches, nan_policy=nan_policy)
-    timing["timing/compilation_seconds"] = _compile(train_step, state, shapes, device_mesh,
-                                                    step_rng)
+      model,
+      optimizer,
+      mesh=device_mesh,
+      shardings=shardings,
+      schedule=schedule,
+      num_microbatches=num_microbatches,
+      nan_policy=nan_policy,
+    )
+    timing["timing/compilation_seconds"] = _compile(
+      train_step, state, shapes, device_mesh, step_rng
+    )
     infer_eval = None
     if eval_period:
       infer_eval = _periodic_evaluator(
-          model, device_mesh, cluster=cluster, vocabulary=vocab, data_dir=data_dir,
-          lengths=lengths, batch_size=eval_batch_size, max_examples=evaluator_num_examples,
-          num_templates=eval_num_templates, initial_checkpoint_path=initial_checkpoint_path)
+        model,
+        device_mesh,
+        cluster=cluster,
+        vocabulary=vocab,
+        data_dir=data_dir,
+        lengths=lengths,
+        batch_size=eval_batch_size,
+        max_examples=evaluator_num_examples,
+        num_templates=eval_num_templates,
+        initial_checkpoint_path=initial_checkpoint_path,
+      )
     progress = progress_lib.Progress(
-        total_steps=train_steps, start_step=start, log_every=log_every,
-        writer=summaries.writer(summaries_lib.TRAIN),
-        flops_per_step=flops.train_step_flops(model.config, batch_size=batch_size,
-                                              input_length=lengths["inputs"],
-                                              target_length=lengths["targets"]),
-        peak_flops=flops.peak_flops_per_device(jax.devices()[0]), data_stats=lambda: it.stats)
+      total_steps=train_steps,
+      start_step=start,
+      log_every=log_every,
+      writer=summaries.writer(summaries_lib.TRAIN),
+      flops_per_step=flops.train_step_flops(
+        model.config,
+        batch_size=batch_size,
+        input_length=lengths["inputs"],
+        target_length=lengths["targets"],
+      ),
+      peak_flops=flops.peak_flops_per_device(jax.devices()[0]),
+      data_stats=lambda: it.stats,
+    )
     stack.callback(progress.close)
     # Every host's own input position goes in (a collective: all hosts save together).
     save = lambda s: ckpts.save(s, state, checkpoints_lib.gather_dataset_states(it.state()))
@@ -302,21 +459,24 @@ def train(*, model: Any = gin.REQUIRED, mixture_or_task_name: str = gin.REQUIRED
       if step == start + 1 and jax.process_index() == 0:
         with open(os.path.join(model_dir, "operative_config.gin"), "w") as f:
           f.write(gin.operative_config_str())
-        summaries.texts(summaries_lib.TRAIN, step,
-                        {"operative_config": gin.markdown(gin.operative_config_str())})
+        summaries.texts(
+          summaries_lib.TRAIN, step, {"operative_config": gin.markdown(gin.operative_config_str())}
+        )
       preempted = signals.requested()
       if preempted or ckpts.should_save(step) or step == train_steps:
         guard.check(metrics, step)
         guard.check_state(state, step)
         tick = time.perf_counter()
         save(step)
-        summaries.scalars(summaries_lib.TRAIN, step,
-                          {"timing/checkpoint_seconds": time.perf_counter() - tick})
+        summaries.scalars(
+          summaries_lib.TRAIN, step, {"timing/checkpoint_seconds": time.perf_counter() - tick}
+        )
       if infer_eval is not None and not preempted and step % eval_period == 0:
         logging.info("Evaluating the held-out cluster's subset at step %d.", step)
         tick = time.perf_counter()
-        summaries.eval_results(summaries_lib.INFERENCE_EVAL, step,
-                               infer_eval.evaluate(state.params, step))
+        summaries.eval_results(
+          summaries_lib.INFERENCE_EVAL, step, infer_eval.evaluate(state.params, step)
+        )
         seconds = time.perf_counter() - tick
         summaries.scalars(summaries_lib.TRAIN, step, {"timing/evaluate_seconds": seconds})
         progress.exclude(seconds)
@@ -332,19 +492,35 @@ def train(*, model: Any = gin.REQUIRED, mixture_or_task_name: str = gin.REQUIRED
     if cluster and run_heldout_eval and not preempted:
       signals.phase, signals.saved = preemption.EVALUATION, f"{model_dir}/checkpoint_{step}"
       try:
-        results = _evaluate(model, state.params, device_mesh, cluster=cluster,
-                            vocabulary=vocab, data_dir=data_dir, lengths=lengths,
-                            model_dir=model_dir, batch_size=eval_batch_size,
-                            max_examples=eval_max_examples, num_templates=eval_num_templates,
-                            step=step, initial_checkpoint_path=initial_checkpoint_path,
-                            runner=infer_eval.runner if infer_eval is not None else None)
+        results = _evaluate(
+          model,
+          state.params,
+          device_mesh,
+          cluster=cluster,
+          vocabulary=vocab,
+          data_dir=data_dir,
+          lengths=lengths,
+          model_dir=model_dir,
+          batch_size=eval_batch_size,
+          max_examples=eval_max_examples,
+          num_templates=eval_num_templates,
+          step=step,
+          initial_checkpoint_path=initial_checkpoint_path,
+          runner=infer_eval.runner if infer_eval is not None else None,
+        )
       except preemption.EvaluationInterrupted:
         preempted = True
       else:
         summaries.eval_results(summaries_lib.FINAL_EVAL, step, results["models"])
       signals.phase = preemption.FINISHING
-  return {"step": step, "source": source, "first_loss": progress.first_loss,
-          "history": progress.history, "eval": results, "preempted": preempted}
+  return {
+    "step": step,
+    "source": source,
+    "first_loss": progress.first_loss,
+    "history": progress.history,
+    "eval": results,
+    "preempted": preempted,
+  }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -352,10 +528,13 @@ def main(argv: list[str] | None = None) -> int:
   logs.setup()  # our log format; library noise off unless FLAN_VERBOSE_LIBS=1
   with report_user_errors():
     logging.info("Reading the gin config (and loading seqio and TensorFlow).")
-    parse_gin_flags(argv, prog="python -m flan.train", doc=__doc__,
-                    run_config="configs/runs/finetune.gin", entry=train)
+    parse_gin_flags(
+      argv,
+      prog="python -m flan.train",
+      doc=__doc__,
+      run_config="configs/runs/finetune.gin",
+      entry=train,
+    )
     train()
     return 0
   return 1
-
-

@@ -81,6 +81,7 @@ def scale_builder(tfds_name: str, src_data_dir: str, dst_data_dir: str, n: int) 
 
 def build_scaled(datasets: list[str], src_data_dir: str, dst_data_dir: str, n: int) -> None:
   from flan.data import datasets as datasets_lib
+
   for d in datasets:
     for source in datasets_lib.get(d).sources:
       scale_builder(source.tfds_name, src_data_dir, dst_data_dir, n)
@@ -95,8 +96,8 @@ def worker(args: argparse.Namespace) -> dict:
 
   import seqio
 
-  from flan.data import input_pipeline
-  from flan.data import tasks
+  from flan.data import input_pipeline, tasks
+
   tasks.register(data_dir=args.data_dir, vocabulary=args.vocabulary)
   members = [(task, 1.0) for d in args.datasets.split(",") for task, _ in tasks.train_members(d)]
   seqio.MixtureRegistry.remove(MIXTURE)
@@ -104,52 +105,90 @@ def worker(args: argparse.Namespace) -> dict:
   imported = time.perf_counter() - _START
   cpu0 = time.process_time()
   it = input_pipeline.make_train_iterator(
-      MIXTURE, LENGTHS, 8 * args.num_shards, 0, shard_index=args.shard,
-      num_shards=args.num_shards, cache_dir=args.cache_dir or None, prefetch=1)
+    MIXTURE,
+    LENGTHS,
+    8 * args.num_shards,
+    0,
+    shard_index=args.shard,
+    num_shards=args.num_shards,
+    cache_dir=args.cache_dir or None,
+    prefetch=1,
+  )
   batch = next(it)
   cpu = time.process_time() - cpu0
   first_batch = time.perf_counter() - _START
   examples = int(sum(it._stream.sizes))  # pylint: disable=protected-access
   it.close()
   assert batch["encoder_input_tokens"].shape == (8, LENGTHS["inputs"])
-  return {"shard": args.shard, "num_shards": args.num_shards, "examples_on_shard": examples,
-          "start_s": imported, "first_batch_s": first_batch, "reading_cpu_s": cpu,
-          "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+  return {
+    "shard": args.shard,
+    "num_shards": args.num_shards,
+    "examples_on_shard": examples,
+    "start_s": imported,
+    "first_batch_s": first_batch,
+    "reading_cpu_s": cpu,
+    "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+  }
 
 
 def run(args: argparse.Namespace, data_dir: str, cache_dir: str, num_shards: int) -> list[dict]:
   """Starts `num_shards` worker processes at once; their results."""
   env = dict(os.environ, PYTHONPATH=str(ROOT), JAX_PLATFORMS="cpu", TF_CPP_MIN_LOG_LEVEL="3")
-  procs = [subprocess.Popen(
-      [sys.executable, __file__, "--worker", "--data_dir", data_dir, "--vocabulary",
-       args.vocabulary, "--datasets", args.datasets, "--cache_dir", cache_dir, "--shard",
-       str(i), "--num_shards", str(num_shards)], env=env, stdout=subprocess.PIPE,
-      stderr=subprocess.PIPE, text=True) for i in range(num_shards)]
+  procs = [
+    subprocess.Popen(
+      [
+        sys.executable,
+        __file__,
+        "--worker",
+        "--data_dir",
+        data_dir,
+        "--vocabulary",
+        args.vocabulary,
+        "--datasets",
+        args.datasets,
+        "--cache_dir",
+        cache_dir,
+        "--shard",
+        str(i),
+        "--num_shards",
+        str(num_shards),
+      ],
+      env=env,
+      stdout=subprocess.PIPE,
+      stderr=subprocess.PIPE,
+      text=True,
+    )
+    for i in range(num_shards)
+  ]
   out = []
   for p in procs:
     stdout, stderr = p.communicate()
     if p.returncode:
       raise RuntimeError(f"worker failed ({p.returncode}):\n{stderr[-3000:]}")
     line = [l for l in stdout.splitlines() if l.startswith("RESULT ")][-1]
-    out.append(json.loads(line[len("RESULT "):]))
+    out.append(json.loads(line[len("RESULT ") :]))
   return out
 
 
 def fit(xs: list[float], ys: list[float]) -> tuple[float, float]:
   """Least-squares (intercept, slope)."""
   import numpy as np
+
   slope, intercept = np.polyfit(np.asarray(xs, float), np.asarray(ys, float), 1)
   return float(intercept), float(slope)
 
 
 def main(argv=None) -> int:
-  p = argparse.ArgumentParser(description=__doc__,
-                              formatter_class=argparse.RawDescriptionHelpFormatter)
-  p.add_argument("--scales", default="1000,10000,30000",
-                 help="train examples per dataset (comma-separated)")
+  p = argparse.ArgumentParser(
+    description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+  )
+  p.add_argument(
+    "--scales", default="1000,10000,30000", help="train examples per dataset (comma-separated)"
+  )
   p.add_argument("--datasets", default="rte,snli,qnli")
-  p.add_argument("--data_dir", default=str(SHARED / "data" / "tfds"),
-                 help="the TFDS samples to scale")
+  p.add_argument(
+    "--data_dir", default=str(SHARED / "data" / "tfds"), help="the TFDS samples to scale"
+  )
   p.add_argument("--vocabulary", default=str(SHARED / "vocab" / "t5_spiece.model"))
   p.add_argument("--work_dir", default=None, help="scaled data and caches (default: a temp dir)")
   p.add_argument("--out", default=None, help="write the results as JSON here")
@@ -169,32 +208,45 @@ def main(argv=None) -> int:
       data_dir = work / f"tfds_{n}"
       t0 = time.perf_counter()
       build_scaled(args.datasets.split(","), args.data_dir, str(data_dir), n)
-      print(f"built {args.datasets} at {n} train examples each in "
-            f"{time.perf_counter() - t0:.1f} s", flush=True)
+      print(
+        f"built {args.datasets} at {n} train examples each in {time.perf_counter() - t0:.1f} s",
+        flush=True,
+      )
       for num_shards in (1, 2):
         cache = work / f"cache_{n}_{num_shards}"
         for mode in ("first", "cached"):
           results = run(args, str(data_dir), str(cache), num_shards)
-          row = {"per_dataset": n, "processes": num_shards, "mode": mode,
-                 "examples": sum(r["examples_on_shard"] for r in results),
-                 "first_batch_s": max(r["first_batch_s"] for r in results),
-                 "reading_cpu_s": max(r["reading_cpu_s"] for r in results),
-                 "peak_rss_mib": max(r["peak_rss_mib"] for r in results),
-                 "workers": results}
+          row = {
+            "per_dataset": n,
+            "processes": num_shards,
+            "mode": mode,
+            "examples": sum(r["examples_on_shard"] for r in results),
+            "first_batch_s": max(r["first_batch_s"] for r in results),
+            "reading_cpu_s": max(r["reading_cpu_s"] for r in results),
+            "peak_rss_mib": max(r["peak_rss_mib"] for r in results),
+            "workers": results,
+          }
           rows.append(row)
-          print(f"N={n:>6} processes={num_shards} {mode:<6}  first batch "
-                f"{row['first_batch_s']:6.1f} s  reading CPU/process {row['reading_cpu_s']:6.1f} s"
-                f"  peak RSS/process {row['peak_rss_mib']:7.0f} MiB", flush=True)
+          print(
+            f"N={n:>6} processes={num_shards} {mode:<6}  first batch "
+            f"{row['first_batch_s']:6.1f} s  reading CPU/process {row['reading_cpu_s']:6.1f} s"
+            f"  peak RSS/process {row['peak_rss_mib']:7.0f} MiB",
+            flush=True,
+          )
   finally:
     if args.work_dir is None:
       shutil.rmtree(work, ignore_errors=True)
 
   print()
-  print(f"{'per dataset':>11} {'procs':>5} {'mode':<6} {'examples':>8} {'first batch s':>13} "
-        f"{'reading CPU s':>13} {'peak RSS MiB':>12}")
+  print(
+    f"{'per dataset':>11} {'procs':>5} {'mode':<6} {'examples':>8} {'first batch s':>13} "
+    f"{'reading CPU s':>13} {'peak RSS MiB':>12}"
+  )
   for r in rows:
-    print(f"{r['per_dataset']:>11} {r['processes']:>5} {r['mode']:<6} {r['examples']:>8} "
-          f"{r['first_batch_s']:>13.1f} {r['reading_cpu_s']:>13.1f} {r['peak_rss_mib']:>12.0f}")
+    print(
+      f"{r['per_dataset']:>11} {r['processes']:>5} {r['mode']:<6} {r['examples']:>8} "
+      f"{r['first_batch_s']:>13.1f} {r['reading_cpu_s']:>13.1f} {r['peak_rss_mib']:>12.0f}"
+    )
   summary = {}
   for procs in (1, 2):
     for mode in ("first", "cached"):
@@ -204,22 +256,28 @@ def main(argv=None) -> int:
       xs = [r["examples"] for r in sel]
       key = f"{mode}/{procs}p"
       summary[key] = {
-          "first_batch_s": dict(zip(("fixed", "per_example"),
-                                    fit(xs, [r["first_batch_s"] for r in sel]))),
-          "reading_cpu_s": dict(zip(("fixed", "per_example"),
-                                    fit(xs, [r["reading_cpu_s"] for r in sel]))),
-          "peak_rss_mib": dict(zip(("fixed", "per_example"),
-                                   fit(xs, [r["peak_rss_mib"] for r in sel]))),
-          "largest_over_smallest": {
-              k: sel[-1][k] / sel[0][k] for k in ("first_batch_s", "reading_cpu_s",
-                                                   "peak_rss_mib")}}
+        "first_batch_s": dict(
+          zip(("fixed", "per_example"), fit(xs, [r["first_batch_s"] for r in sel]))
+        ),
+        "reading_cpu_s": dict(
+          zip(("fixed", "per_example"), fit(xs, [r["reading_cpu_s"] for r in sel]))
+        ),
+        "peak_rss_mib": dict(
+          zip(("fixed", "per_example"), fit(xs, [r["peak_rss_mib"] for r in sel]))
+        ),
+        "largest_over_smallest": {
+          k: sel[-1][k] / sel[0][k] for k in ("first_batch_s", "reading_cpu_s", "peak_rss_mib")
+        },
+      }
       s = summary[key]
-      print(f"fit {key:<9}: first batch {s['first_batch_s']['fixed']:.1f} s + "
-            f"{1e3 * s['first_batch_s']['per_example']:.3f} ms/example; reading CPU "
-            f"{s['reading_cpu_s']['fixed']:.1f} s + {1e3 * s['reading_cpu_s']['per_example']:.3f}"
-            f" ms/example; peak RSS {s['peak_rss_mib']['fixed']:.0f} MiB + "
-            f"{1024 * s['peak_rss_mib']['per_example']:.2f} KiB/example; largest/smallest N: "
-            + ", ".join(f"{k} {v:.2f}x" for k, v in s["largest_over_smallest"].items()))
+      print(
+        f"fit {key:<9}: first batch {s['first_batch_s']['fixed']:.1f} s + "
+        f"{1e3 * s['first_batch_s']['per_example']:.3f} ms/example; reading CPU "
+        f"{s['reading_cpu_s']['fixed']:.1f} s + {1e3 * s['reading_cpu_s']['per_example']:.3f}"
+        f" ms/example; peak RSS {s['peak_rss_mib']['fixed']:.0f} MiB + "
+        f"{1024 * s['peak_rss_mib']['per_example']:.2f} KiB/example; largest/smallest N: "
+        + ", ".join(f"{k} {v:.2f}x" for k, v in s["largest_over_smallest"].items())
+      )
   for n in sorted({r["per_dataset"] for r in rows}):
     one = [r for r in rows if r["per_dataset"] == n and r["mode"] == "first"]
     if len(one) == 2:

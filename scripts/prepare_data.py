@@ -32,7 +32,7 @@ from collections.abc import Sequence
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from flan.data import datasets as datasets_lib  # noqa: E402
+from flan.data import datasets as datasets_lib
 
 PREPARED, MISSING, MANUAL, FAILED = "prepared", "missing", "needs manual download", "failed"
 
@@ -47,6 +47,7 @@ class Row:
 
 def _tfds():
   import tensorflow_datasets as tfds
+
   return tfds
 
 
@@ -69,12 +70,15 @@ def status(dataset: str, tfds_name: str, data_dir: str | None) -> Row:
   if builder.is_prepared():
     splits = ", ".join(f"{k} {v.num_examples}" for k, v in builder.info.splits.items())
     return Row(dataset, tfds_name, PREPARED, splits)
-  instructions = " ".join(str(getattr(builder, "MANUAL_DOWNLOAD_INSTRUCTIONS", "") or
-                              "").split())
+  instructions = " ".join(str(getattr(builder, "MANUAL_DOWNLOAD_INSTRUCTIONS", "") or "").split())
   where = manual_dir(data_dir)
   if datasets_lib.get(dataset).manual_download and not _has_files(where):
-    return Row(dataset, tfds_name, MANUAL,
-               f"put the files in {where}: {instructions or 'see the TFDS catalog page'}")
+    return Row(
+      dataset,
+      tfds_name,
+      MANUAL,
+      f"put the files in {where}: {instructions or 'see the TFDS catalog page'}",
+    )
   return Row(dataset, tfds_name, MISSING)
 
 
@@ -86,8 +90,7 @@ def select(names: str | None) -> list[datasets_lib.DatasetSpec]:
 
 
 def statuses(specs: Sequence[datasets_lib.DatasetSpec], data_dir: str | None) -> list[Row]:
-  return [status(spec.name, tfds_name, data_dir)
-          for spec in specs for tfds_name in spec.tfds_names]
+  return [status(spec.name, tfds_name, data_dir) for spec in specs for tfds_name in spec.tfds_names]
 
 
 def _manual_hint(tfds_name: str, data_dir: str | None) -> str:
@@ -140,8 +143,9 @@ def table(rows: Sequence[Row]) -> str:
     detail = f"  ({r.detail})" if r.detail else ""
     lines.append(f"{r.dataset:<{w1}}  {r.tfds_name:<{w2}}  {r.state}{detail}")
   counts = {s: sum(r.state == s for r in rows) for s in (PREPARED, MISSING, MANUAL, FAILED)}
-  lines.append(", ".join(f"{n} {s}" for s, n in counts.items() if n) +
-               f" (of {len(rows)} builders)")
+  lines.append(
+    ", ".join(f"{n} {s}" for s, n in counts.items() if n) + f" (of {len(rows)} builders)"
+  )
   return "\n".join(lines)
 
 
@@ -149,14 +153,17 @@ def build_cache(args: argparse.Namespace) -> int:
   """Writes the token cache of `args.mixture` into `args.cache`; prints one line per task."""
   import time
 
-  from flan.data import examples
-  from flan.data import mixture_stream
-  from flan.data import tasks
+  from flan.data import examples, mixture_stream, tasks
+
   knobs = {} if args.num_templates is None else {"num_templates": args.num_templates}
   try:
-    tasks.register(data_dir=args.data_dir, vocabulary=args.vocabulary,
-                   template_mode=args.template_mode,
-                   missing_datasets="skip" if args.skip_missing else "error", **knobs)
+    tasks.register(
+      data_dir=args.data_dir,
+      vocabulary=args.vocabulary,
+      template_mode=args.template_mode,
+      missing_datasets="skip" if args.skip_missing else "error",
+      **knobs,
+    )
     tasks.get(args.mixture)
     start = time.perf_counter()
     rows = mixture_stream.build_token_cache(args.mixture, args.seed, args.cache)
@@ -164,30 +171,51 @@ def build_cache(args: argparse.Namespace) -> int:
     print(f"error: {str(e).splitlines()[0]}", file=sys.stderr)
     return 2
   for r in rows:
-    print(f"{r['task']:<40} {r['rows']:>7} rows {r['input_tokens']:>10} + "
-          f"{r['target_tokens']:>9} tokens  {r['entry']}")
+    print(
+      f"{r['task']:<40} {r['rows']:>7} rows {r['input_tokens']:>10} + "
+      f"{r['target_tokens']:>9} tokens  {r['entry']}"
+    )
   print(f"{len(rows)} tasks cached in {args.cache} ({time.perf_counter() - start:.1f} s)")
   return 0
 
 
 def main(argv=None) -> int:
-  p = argparse.ArgumentParser(description=__doc__,
-                              formatter_class=argparse.RawDescriptionHelpFormatter)
+  p = argparse.ArgumentParser(
+    description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+  )
   p.add_argument("--datasets", default="", help="comma-separated FLAN dataset names")
   p.add_argument("--data_dir", default=None, help="TFDS data_dir (default: TFDS's own)")
   p.add_argument("--check", action="store_true", help="print the status; download nothing")
-  p.add_argument("--cache", default=None, metavar="DIR",
-                 help="build the token cache of --mixture's training tasks in DIR")
+  p.add_argument(
+    "--cache",
+    default=None,
+    metavar="DIR",
+    help="build the token cache of --mixture's training tasks in DIR",
+  )
   p.add_argument("--mixture", default="flan_all_train", help="with --cache: what to cache")
-  p.add_argument("--vocabulary", default=None, help="with --cache: SentencePiece model (bytes "
-                 "when omitted), as the VOCABULARY of the run")
+  p.add_argument(
+    "--vocabulary",
+    default=None,
+    help="with --cache: SentencePiece model (bytes when omitted), as the VOCABULARY of the run",
+  )
   p.add_argument("--seed", type=int, default=0, help="with --cache: the run's RANDOM_SEED")
-  p.add_argument("--num_templates", type=int, default=None,
-                 help="with --cache: flan.data.tasks.register's num_templates (default 10)")
-  p.add_argument("--template_mode", default="instructions",
-                 help="with --cache: flan.data.tasks.register's template_mode")
-  p.add_argument("--skip_missing", action="store_true", help="with --cache: leave out the "
-                 "mixture's datasets that are not prepared (as MISSING_DATASETS='skip')")
+  p.add_argument(
+    "--num_templates",
+    type=int,
+    default=None,
+    help="with --cache: flan.data.tasks.register's num_templates (default 10)",
+  )
+  p.add_argument(
+    "--template_mode",
+    default="instructions",
+    help="with --cache: flan.data.tasks.register's template_mode",
+  )
+  p.add_argument(
+    "--skip_missing",
+    action="store_true",
+    help="with --cache: leave out the "
+    "mixture's datasets that are not prepared (as MISSING_DATASETS='skip')",
+  )
   args = p.parse_args(argv)
   if args.cache:
     return build_cache(args)
@@ -200,9 +228,11 @@ def main(argv=None) -> int:
   if not args.check and any(r.state == MISSING for r in rows):
     offline = network_error()
     if offline:
-      print(f"error: no network ({offline}); preparing data downloads it: run this on a machine "
-            "with internet access and copy the data_dir here (--check shows the status).",
-            file=sys.stderr)
+      print(
+        f"error: no network ({offline}); preparing data downloads it: run this on a machine "
+        "with internet access and copy the data_dir here (--check shows the status).",
+        file=sys.stderr,
+      )
       return 1
   if not args.check:
     for i, row in enumerate(rows):

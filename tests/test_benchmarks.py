@@ -15,8 +15,14 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 
 def _run(script: str, *args: str) -> str:
   env = {**os.environ, "XLA_FLAGS": "", "TF_CPP_MIN_LOG_LEVEL": "3"}  # one real CPU device
-  proc = subprocess.run([sys.executable, str(ROOT / "scripts" / script), *args], env=env,
-                        capture_output=True, text=True, timeout=900, check=False)
+  proc = subprocess.run(
+    [sys.executable, str(ROOT / "scripts" / script), *args],
+    env=env,
+    capture_output=True,
+    text=True,
+    timeout=900,
+    check=False,
+  )
   assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
   return proc.stdout
 
@@ -33,8 +39,20 @@ def _has_peer() -> bool:
 @pytest.mark.slow
 def test_benchmark_train_reports_ours_the_peer_and_the_ratio(tmp_path):
   out = tmp_path / "train.json"
-  stdout = _run("benchmark_train.py", "--sizes", "tiny", "--synthetic", "--lengths", "128,32",
-                "--windows", "1", "--num_batches", "2", "--out", str(out))
+  stdout = _run(
+    "benchmark_train.py",
+    "--sizes",
+    "tiny",
+    "--synthetic",
+    "--lengths",
+    "128,32",
+    "--windows",
+    "1",
+    "--num_batches",
+    "2",
+    "--out",
+    str(out),
+  )
   result = json.loads(out.read_text())
   (row,) = result["rows"]
   ours = row["runs"]["flan packed"]
@@ -65,15 +83,26 @@ def test_benchmark_data_reports_ours_seqio_and_the_ratio(tmp_path):
 
 
 @pytest.mark.slow
-def test_benchmark_scale_reports_first_and_cached_runs_and_the_fit(tmp_path, data_dir,
-                                                                   vocab_path):
+def test_benchmark_scale_reports_first_and_cached_runs_and_the_fit(tmp_path, data_dir, vocab_path):
   out = tmp_path / "scale.json"
-  stdout = _run("benchmark_scale.py", "--scales", "300,600", "--datasets", "rte", "--data_dir",
-                data_dir, "--vocabulary", vocab_path, "--out", str(out))
+  stdout = _run(
+    "benchmark_scale.py",
+    "--scales",
+    "300,600",
+    "--datasets",
+    "rte",
+    "--data_dir",
+    data_dir,
+    "--vocabulary",
+    vocab_path,
+    "--out",
+    str(out),
+  )
   result = json.loads(out.read_text())
   rows = result["rows"]
   assert [(r["per_dataset"], r["processes"], r["mode"]) for r in rows] == [
-      (n, p, m) for n in (300, 600) for p in (1, 2) for m in ("first", "cached")]
+    (n, p, m) for n in (300, 600) for p in (1, 2) for m in ("first", "cached")
+  ]
   for r in rows:
     assert r["first_batch_s"] > 0 and r["peak_rss_mib"] > 0 and len(r["workers"]) == r["processes"]
   two = [r for r in rows if r["processes"] == 2]
@@ -89,8 +118,21 @@ def test_benchmark_scale_reports_first_and_cached_runs_and_the_fit(tmp_path, dat
 @pytest.mark.slow
 def test_benchmark_eval_reports_both_methods_and_equal_scores(tmp_path, data_dir, vocab_path):
   out = tmp_path / "eval.json"
-  stdout = _run("benchmark_eval.py", "--sizes", "tiny", "--max_examples", "12", "--datasets",
-                "rte,anli", "--data_dir", data_dir, "--vocabulary", vocab_path, "--out", str(out))
+  stdout = _run(
+    "benchmark_eval.py",
+    "--sizes",
+    "tiny",
+    "--max_examples",
+    "12",
+    "--datasets",
+    "rte,anli",
+    "--data_dir",
+    data_dir,
+    "--vocabulary",
+    vocab_path,
+    "--out",
+    str(out),
+  )
   (row,) = json.loads(out.read_text())["rows"]
   for method in ("padded", "sorted"):
     assert row[method]["prompts_per_s"] > 0 and 0 < row[method]["real_encoder_fraction"] <= 1

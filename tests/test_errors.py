@@ -12,15 +12,18 @@ import subprocess
 import sys
 
 import pytest
-
-from flan.training import checkpoints
-from flan import train as train_lib
 from tiny_training import LENGTHS, StandInConfig, StandInModel, SyntheticIterator
+
+from flan import train as train_lib
+from flan.training import checkpoints
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 # Mock data, one small task, short lengths: these runs stop at the check or train 2 steps.
-_SMALL = ["--gin.MIXTURE_OR_TASK_NAME='flan_rte_train'", "--gin.TRAIN_STEPS=2",
-          "--gin.TASK_FEATURE_LENGTHS={'inputs': 32, 'targets': 8}"]
+_SMALL = [
+  "--gin.MIXTURE_OR_TASK_NAME='flan_rte_train'",
+  "--gin.TRAIN_STEPS=2",
+  "--gin.TASK_FEATURE_LENGTHS={'inputs': 32, 'targets': 8}",
+]
 
 
 @pytest.fixture(autouse=True)
@@ -30,19 +33,22 @@ def _in_project_root(monkeypatch, clean_gin):
 
 def _error(capsys, tmp_path, *flags) -> str:
   """Runs flan.train's main; returns its error message after checking it failed cleanly."""
-  code = train_lib.main(["--gin_file=configs/smoke.gin", f"--gin.MODEL_DIR={tmp_path / 'run'}",
-                         *_SMALL, *flags])
+  code = train_lib.main(
+    ["--gin_file=configs/smoke.gin", f"--gin.MODEL_DIR={tmp_path / 'run'}", *_SMALL, *flags]
+  )
   err = capsys.readouterr().err
   assert code == 1, err[-2000:]
   assert "Traceback" not in err, err[-2000:]
   messages = [line for line in err.splitlines() if line.startswith("error: ")]
   assert len(messages) == 1, err[-2000:]
-  return err[err.index("error: "):]
+  return err[err.index("error: ") :]
 
 
 def test_unknown_gin_binding_suggests_the_parameter(capsys, tmp_path):
   msg = _error(capsys, tmp_path, "--gin.flan.train.train.trian_steps=5")
-  assert "--gin.flan.train.train.trian_steps: flan.train.train has no parameter 'trian_steps'" in msg
+  assert (
+    "--gin.flan.train.train.trian_steps: flan.train.train has no parameter 'trian_steps'" in msg
+  )
   assert msg.count("Did you mean train_steps?") == 1
 
 
@@ -77,9 +83,9 @@ def test_dataset_not_prepared_names_builder_data_dir_and_prepare_command(capsys,
   assert "scripts/prepare_data.py" in msg and "rte" in msg.split("prepare_data.py")[1]
 
 
-def test_template_with_an_unknown_field_names_file_index_and_field(capsys, tmp_path,
-                                                                   monkeypatch):
+def test_template_with_an_unknown_field_names_file_index_and_field(capsys, tmp_path, monkeypatch):
   from flan.data import templates
+
   broken = tmp_path / "templates"
   shutil.copytree(templates.TEMPLATES_DIR, broken)
   text = (broken / "rte.yaml").read_text()
@@ -103,12 +109,21 @@ def test_batch_size_not_divisible_by_the_data_parallel_size(capsys, tmp_path):
 
 def test_examples_longer_than_the_feature_lengths_are_truncated_and_counted(tmp_path):
   import tensorflow_datasets as tfds
-  from flan.data import input_pipeline
-  from flan.data import tasks
+
+  from flan.data import input_pipeline, tasks
+
   lengths = {"inputs": 8, "targets": 2}  # every RTE example is longer
-  out = train_lib.train(model=StandInModel(), mixture_or_task_name="flan_rte_train",
-                        task_feature_lengths=lengths, train_steps=3, model_dir=str(tmp_path),
-                        batch_size=8, use_mock_data=True, log_every=1, checkpoint_period=100)
+  out = train_lib.train(
+    model=StandInModel(),
+    mixture_or_task_name="flan_rte_train",
+    task_feature_lengths=lengths,
+    train_steps=3,
+    model_dir=str(tmp_path),
+    batch_size=8,
+    use_mock_data=True,
+    log_every=1,
+    checkpoint_period=100,
+  )
   assert out["step"] == 3
   truncated = [h["data/truncated_examples"] for h in out["history"]]
   assert truncated[-1] > truncated[0] > 0
@@ -122,9 +137,15 @@ def test_examples_longer_than_the_feature_lengths_are_truncated_and_counted(tmp_
 
 
 def test_checkpoint_of_another_model_size_names_the_parameter_and_shapes(capsys, tmp_path):
-  common = dict(mixture_or_task_name="synthetic", task_feature_lengths=LENGTHS, train_steps=1,
-                model_dir=str(tmp_path), batch_size=8, checkpoint_period=1,
-                make_iterator=SyntheticIterator)
+  common = dict(
+    mixture_or_task_name="synthetic",
+    task_feature_lengths=LENGTHS,
+    train_steps=1,
+    model_dir=str(tmp_path),
+    batch_size=8,
+    checkpoint_period=1,
+    make_iterator=SyntheticIterator,
+  )
   train_lib.train(model=StandInModel(), **common)
   bigger = StandInModel(StandInConfig(mlp_dim=96))
   with pytest.raises(checkpoints.CheckpointError) as e:
@@ -134,21 +155,30 @@ def test_checkpoint_of_another_model_size_names_the_parameter_and_shapes(capsys,
   assert "(32, 96) in the model being trained" in msg and "checkpoint_1" in msg
   # What main prints for it: one line.
   from flan.cli import report_user_errors
+
   with report_user_errors():
     raise e.value
   err = capsys.readouterr().err
   assert [l for l in err.splitlines() if l.startswith("error: ")] == [
-      f"error: {msg.splitlines()[0]}"]
+    f"error: {msg.splitlines()[0]}"
+  ]
 
 
 def test_initial_checkpoint_of_another_size_says_which_sizes_differ(tmp_path):
   from tiny_training import tiny_model
+
   sizes = r"does not fit the model: \(checkpoint, model\) = .*'mlp_dim': \(40, 64\)"
   with pytest.raises(checkpoints.CheckpointError, match=sizes):
-    train_lib.train(model=tiny_model(), mixture_or_task_name="synthetic",
-                    task_feature_lengths=LENGTHS, train_steps=1, model_dir=str(tmp_path),
-                    batch_size=8, make_iterator=SyntheticIterator,
-                    initial_checkpoint_path=str(ROOT / "tests/testdata/hf_tiny_t5"))
+    train_lib.train(
+      model=tiny_model(),
+      mixture_or_task_name="synthetic",
+      task_feature_lengths=LENGTHS,
+      train_steps=1,
+      model_dir=str(tmp_path),
+      batch_size=8,
+      make_iterator=SyntheticIterator,
+      initial_checkpoint_path=str(ROOT / "tests/testdata/hf_tiny_t5"),
+    )
 
 
 def test_missing_vocabulary_file(capsys, tmp_path):
@@ -168,9 +198,20 @@ def test_model_dir_not_writable(capsys, tmp_path):
 def test_python_m_flan_train_prints_one_message_and_exits_1(tmp_path):
   env = dict(os.environ, PYTHONPATH=str(ROOT), JAX_PLATFORMS="cpu", TF_CPP_MIN_LOG_LEVEL="3")
   proc = subprocess.run(
-      [sys.executable, "-m", "flan.train", "--gin_file=configs/smoke.gin",
-       f"--gin.MODEL_DIR={tmp_path}", "--gin.MIXTURE_OR_TASK_NAME='flan_holdout_nli_trian'"],
-      cwd=ROOT, env=env, capture_output=True, text=True, timeout=180)
+    [
+      sys.executable,
+      "-m",
+      "flan.train",
+      "--gin_file=configs/smoke.gin",
+      f"--gin.MODEL_DIR={tmp_path}",
+      "--gin.MIXTURE_OR_TASK_NAME='flan_holdout_nli_trian'",
+    ],
+    cwd=ROOT,
+    env=env,
+    capture_output=True,
+    text=True,
+    timeout=180,
+  )
   assert proc.returncode == 1
   assert "Traceback" not in proc.stderr
   errors = [l for l in proc.stderr.splitlines() if l.startswith("error: ")]
@@ -178,6 +219,7 @@ def test_python_m_flan_train_prints_one_message_and_exits_1(tmp_path):
 
 
 # Issue 13's rows: each also checks that a file the previous run wrote is left as it was.
+
 
 def _error_keeping_files(capsys, tmp_path, *flags) -> str:
   """`_error`, on a MODEL_DIR holding a previous run's config.gin, which must not change."""
@@ -192,14 +234,18 @@ def _error_keeping_files(capsys, tmp_path, *flags) -> str:
 def test_a_model_dir_in_use_by_another_trainer_names_the_holder(capsys, tmp_path):
   import json
   import socket
+
   from flan.training import run_lock
+
   (tmp_path / "run").mkdir()
   lock = tmp_path / "run" / run_lock.LOCK_NAME
   holder = {"host": socket.gethostname(), "pid": os.getpid(), "started": "2026-11-28T10:00:00"}
   lock.write_text(json.dumps(holder))
   msg = _error_keeping_files(capsys, tmp_path)
-  assert (f"is in use by another trainer: pid {os.getpid()} on host {socket.gethostname()} "
-          "(started 2026-11-28T10:00:00)") in msg
+  assert (
+    f"is in use by another trainer: pid {os.getpid()} on host {socket.gethostname()} "
+    "(started 2026-11-28T10:00:00)"
+  ) in msg
   assert json.loads(lock.read_text()) == holder  # the holder's lock is left alone
 
 
@@ -212,6 +258,7 @@ def test_a_vocabulary_file_that_is_not_sentencepiece(capsys, tmp_path):
 
 def test_template_yaml_syntax_error_names_file_and_line(capsys, tmp_path, monkeypatch):
   from flan.data import templates
+
   broken = tmp_path / "templates"
   shutil.copytree(templates.TEMPLATES_DIR, broken)
   lines = (broken / "rte.yaml").read_text().splitlines()

@@ -14,18 +14,16 @@ import numpy as np
 import pytest
 
 from flan import convert
-from flan.model import encoder_decoder
-from flan.model import hf
-from flan.model import network
+from flan.model import encoder_decoder, network
 
 PROMPTS = [
-    "Premise: A man is playing a guitar on stage. Hypothesis: A man performs music. Is the "
-    "hypothesis entailed?",
-    "Translate to German: The weather is nice today.",
-    "What is the capital of France?",
-    "Write a short summary: The city council approved the new budget on Tuesday after a long "
-    "debate about school funding.",
-    "Is this review positive or negative? The food was cold and the service slow.",
+  "Premise: A man is playing a guitar on stage. Hypothesis: A man performs music. Is the "
+  "hypothesis entailed?",
+  "Translate to German: The weather is nice today.",
+  "What is the capital of France?",
+  "Write a short summary: The city council approved the new budget on Tuesday after a long "
+  "debate about school funding.",
+  "Is this review positive or negative? The food was cold and the service slow.",
 ]
 INPUT_LENGTH, DECODE_LENGTH = 48, 12
 _BENCH = "needs the [bench] extra (torch, transformers): pip install -e '.[bench]'"
@@ -33,12 +31,21 @@ _BENCH = "needs the [bench] extra (torch, transformers): pip install -e '.[bench
 
 def _tiny_checkpoint(tmp_path: pathlib.Path) -> tuple[network.T5Config, dict, pathlib.Path]:
   """A random tiny T5 sized for the T5 vocabulary, saved as hf_to_flan saves one."""
-  import orbax.checkpoint as ocp
   import dataclasses
 
-  config = network.T5Config(vocab_size=32128, emb_dim=32, num_heads=4, head_dim=8, mlp_dim=64,
-                            num_encoder_layers=2, num_decoder_layers=2,
-                            mlp_activations=("gelu", "linear"), dtype="float32")
+  import orbax.checkpoint as ocp
+
+  config = network.T5Config(
+    vocab_size=32128,
+    emb_dim=32,
+    num_heads=4,
+    head_dim=8,
+    mlp_dim=64,
+    num_encoder_layers=2,
+    num_decoder_layers=2,
+    mlp_activations=("gelu", "linear"),
+    dtype="float32",
+  )
   model = encoder_decoder.EncoderDecoderModel(config)
   shapes = {"encoder_input_tokens": (1, 8), "decoder_input_tokens": (1, 8)}
   params = jax.tree.map(np.asarray, model.init(jax.random.PRNGKey(3), shapes))
@@ -60,11 +67,19 @@ def _export(tmp_path, *vocabulary_flag) -> pathlib.Path:
 def test_export_holds_tokenizer_generation_config_and_plain_file_modes(tmp_path, vocab_path):
   out = _export(tmp_path, "--vocabulary", vocab_path)
   assert sorted(p.name for p in out.iterdir()) == [
-      "config.json", "generation_config.json", "model.safetensors", "special_tokens_map.json",
-      "spiece.model", "tokenizer_config.json"]
+    "config.json",
+    "generation_config.json",
+    "model.safetensors",
+    "special_tokens_map.json",
+    "spiece.model",
+    "tokenizer_config.json",
+  ]
   assert (out / "spiece.model").read_bytes() == pathlib.Path(vocab_path).read_bytes()
   assert json.loads((out / "generation_config.json").read_text()) == {
-      "decoder_start_token_id": 0, "eos_token_id": 1, "pad_token_id": 0}
+    "decoder_start_token_id": 0,
+    "eos_token_id": 1,
+    "pad_token_id": 0,
+  }
   tokenizer_config = json.loads((out / "tokenizer_config.json").read_text())
   assert tokenizer_config["tokenizer_class"] == "T5Tokenizer"
   assert tokenizer_config["extra_ids"] == 100
@@ -82,6 +97,7 @@ def test_byte_vocabulary_exports_the_byt5_tokenizer(tmp_path):
   assert config["tokenizer_class"] == "ByT5Tokenizer" and config["extra_ids"] == 0
   transformers = pytest.importorskip("transformers", reason=_BENCH)
   import seqio
+
   tokenizer = transformers.AutoTokenizer.from_pretrained(out)
   vocabulary = seqio.ByteVocabulary()
   for prompt in PROMPTS + ["héllo wörld, 日本語"]:
@@ -105,8 +121,9 @@ def test_transformers_generates_the_tokens_flan_decodes(tmp_path, vocab_path):
 
   config, params, ckpt = _tiny_checkpoint(tmp_path)
   out = tmp_path / "hf"
-  convert.main(["flan_to_hf", "--checkpoint", str(ckpt), "--out", str(out),
-                "--vocabulary", vocab_path])
+  convert.main(
+    ["flan_to_hf", "--checkpoint", str(ckpt), "--out", str(out), "--vocabulary", vocab_path]
+  )
 
   tokenizer = inference.Tokenizer(vocabularies.get_vocabulary(vocab_path))
   inputs = [tokenizer.with_eos(p, INPUT_LENGTH) for p in PROMPTS]
@@ -120,13 +137,15 @@ def test_transformers_generates_the_tokens_flan_decodes(tmp_path, vocab_path):
   batch = hf_tokenizer(PROMPTS, return_tensors="pt", padding=True)
   assert [row[row != 0].tolist() for row in batch.input_ids] == inputs  # same ids, same EOS
   with torch.no_grad():
-    generated = hf_model.generate(**batch, max_new_tokens=DECODE_LENGTH, do_sample=False,
-                                  num_beams=1)
+    generated = hf_model.generate(
+      **batch, max_new_tokens=DECODE_LENGTH, do_sample=False, num_beams=1
+    )
   theirs = []
   for row in generated[:, 1:].tolist():  # drop decoder_start_token_id
-    row = row[:row.index(1)] if 1 in row else row
+    row = row[: row.index(1)] if 1 in row else row
     theirs.append([t for t in row if t != 0])
   assert any(ours), "the random model decodes nothing: the comparison would be empty"
   assert theirs == ours
   assert hf_tokenizer.batch_decode(generated, skip_special_tokens=True) == [
-      tokenizer.decode(row) for row in ours]
+    tokenizer.decode(row) for row in ours
+  ]

@@ -28,7 +28,6 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import DATA_DIR, VOCAB
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -36,35 +35,42 @@ README = ROOT / "README.md"
 
 # README text in a command part -> why that part cannot run in a test.
 SKIPPED = {
-    "-m venv": "creates the environment these tests run in",
-    "pip install": "installs packages from the network; this environment is that install",
-    "-m pytest": "the test suite itself",
-    "prepare_data.py --data_dir ~/tensorflow_datasets": "downloads the 62 datasets (internet, "
-                                                        "hours); tests/test_cli.py covers offline",
-    "configs/experiments/holdout_nli.gin": "FLAN's T5 1.1 base run: 30k steps from a real "
-                                           "pretrained checkpoint (/ckpts/...) on the full data",
-    "flan.evaluate --gin_file=configs/models/base.gin": "evaluates the trained /runs/holdout_nli "
-                                                        "against a real T5 checkpoint",
-    "benchmark_data.py": "a benchmark (minutes); its figures are in the README",
-    "benchmark_train.py": "a benchmark (many minutes, needs [bench]); figures in the README",
-    "benchmark_scale.py": "a benchmark (many minutes: scaled data, fresh processes); figures "
-                          "in the README",
-    "benchmark_eval.py": "a benchmark (minutes: T5-small on real samples); figures in the README",
+  "-m venv": "creates the environment these tests run in",
+  "pip install": "installs packages from the network; this environment is that install",
+  "-m pytest": "the test suite itself",
+  "prepare_data.py --data_dir ~/tensorflow_datasets": "downloads the 62 datasets (internet, "
+  "hours); tests/test_cli.py covers offline",
+  "configs/experiments/holdout_nli.gin": "FLAN's T5 1.1 base run: 30k steps from a real "
+  "pretrained checkpoint (/ckpts/...) on the full data",
+  "flan.evaluate --gin_file=configs/models/base.gin": "evaluates the trained /runs/holdout_nli "
+  "against a real T5 checkpoint",
+  "benchmark_data.py": "a benchmark (minutes); its figures are in the README",
+  "benchmark_train.py": "a benchmark (many minutes, needs [bench]); figures in the README",
+  "benchmark_scale.py": "a benchmark (many minutes: scaled data, fresh processes); figures "
+  "in the README",
+  "benchmark_eval.py": "a benchmark (minutes: T5-small on real samples); figures in the README",
 }
 # README text in a command -> flags appended to run it briefly (the smoke run takes minutes).
 SHORTENED = {
-    "-m flan.train --gin_file=configs/smoke.gin": [
-        "--gin.TRAIN_STEPS=2", '--gin.MODEL_DIR="{tmp}/smoke"', "--gin.EVAL_MAX_EXAMPLES=2",
-        "--gin.EVAL_NUM_TEMPLATES=1"],
+  "-m flan.train --gin_file=configs/smoke.gin": [
+    "--gin.TRAIN_STEPS=2",
+    '--gin.MODEL_DIR="{tmp}/smoke"',
+    "--gin.EVAL_MAX_EXAMPLES=2",
+    "--gin.EVAL_NUM_TEMPLATES=1",
+  ],
 }
 # README text -> (allowed exit codes, text the output must then hold).
 EXIT_CODES = {
-    "prepare_data.py --check": ((0, 1), "builders)"),  # 1: some builder is not prepared
+  "prepare_data.py --check": ((0, 1), "builders)"),  # 1: some builder is not prepared
 }
 SHARED = DATA_DIR.parent.parent  # ../shared/data/tfds -> ../shared
 # README text -> (a path an earlier README command writes, that command).
-NEEDS = {"--flan_templates_dir templates_flan": (ROOT / "templates_flan",
-                                                 "scripts/import_flan_templates.py")}
+NEEDS = {
+  "--flan_templates_dir templates_flan": (
+    ROOT / "templates_flan",
+    "scripts/import_flan_templates.py",
+  )
+}
 _INTERPRETER = re.compile(r"^(\.venv/bin/python|python3\.11|python)(?=\s)")
 
 
@@ -101,8 +107,9 @@ def as_run(command: str, tmp: pathlib.Path) -> str:
 
 def test_every_readme_command_is_run_or_skipped_for_a_stated_reason():
   assert len(COMMANDS) >= 15, COMMANDS  # the parser found the blocks
-  assert all(_INTERPRETER.match(c) or _skip_reason(c) or c.startswith("scripts/")
-             for c in COMMANDS), [c for c in COMMANDS if not _INTERPRETER.match(c)]
+  assert all(
+    _INTERPRETER.match(c) or _skip_reason(c) or c.startswith("scripts/") for c in COMMANDS
+  ), [c for c in COMMANDS if not _INTERPRETER.match(c)]
   for table in (SKIPPED, SHORTENED, EXIT_CODES, NEEDS):  # no stale entry
     for text in table:
       assert any(text in c for c in COMMANDS), f"{text!r} is in no README command"
@@ -133,11 +140,18 @@ def test_readme_command_works_as_printed(command, tmp_path):
     if text in command and not path.exists():
       pytest.skip(f"reads {path.name}/, which the README's {writer} command writes first")
   env = dict(os.environ, PYTHONPATH=str(ROOT), JAX_PLATFORMS="cpu", TF_CPP_MIN_LOG_LEVEL="3")
-  proc = subprocess.run(["bash", "-c", as_run(command, tmp_path)], cwd=ROOT, env=env,
-                        capture_output=True, text=True, timeout=900)
+  proc = subprocess.run(
+    ["bash", "-c", as_run(command, tmp_path)],
+    cwd=ROOT,
+    env=env,
+    capture_output=True,
+    text=True,
+    timeout=900,
+  )
   output = proc.stdout + proc.stderr
-  codes, proof = next(((c, p) for text, (c, p) in EXIT_CODES.items() if text in command),
-                      ((0,), ""))
+  codes, proof = next(
+    ((c, p) for text, (c, p) in EXIT_CODES.items() if text in command), ((0,), "")
+  )
   assert proc.returncode in codes, f"{command}\nexit {proc.returncode}\n{output[-3000:]}"
   assert proof in output, output[-3000:]
   assert "Traceback" not in output, output[-3000:]

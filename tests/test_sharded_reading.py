@@ -9,15 +9,13 @@ import numpy as np
 import pytest
 
 from flan.data import datasets as D
-from flan.data import examples
-from flan.data import tasks
+from flan.data import examples, tasks
 
 seqio = pytest.importorskip("seqio")
 
 
 def _reads(*sizes):
-  return [(D.ReadSpec("b", "train", 10 * i, 10 * i + n, ""), 100 * i)
-          for i, n in enumerate(sizes)]
+  return [(D.ReadSpec("b", "train", 10 * i, 10 * i + n, ""), 100 * i) for i, n in enumerate(sizes)]
 
 
 @pytest.mark.parametrize("count", [1, 2, 3, 7, 40])
@@ -30,8 +28,9 @@ def test_shards_split_the_reads_into_disjoint_contiguous_parts(count):
       ids += [first_id + k for k in range(lo, hi)]
   whole = [first_id + k for read, first_id in reads for k in range(read.num_examples)]
   assert ids == whole  # each example once, in the unsharded order
-  sizes = [sum(hi - lo for _, _, lo, hi in examples.shard_reads(reads, (i, count)))
-           for i in range(count)]
+  sizes = [
+    sum(hi - lo for _, _, lo, hi in examples.shard_reads(reads, (i, count))) for i in range(count)
+  ]
   assert max(sizes) - min(sizes) <= 1
 
 
@@ -63,6 +62,7 @@ def test_sharded_columns_are_the_unsharded_columns_cut_in_parts(data_dir, datase
 
 def test_sharded_seqio_task_on_mock_data_is_the_unsharded_task_in_parts():
   import tensorflow_datasets as tfds
+
   with tfds.testing.mock_data(num_examples=9):
     examples.clear_cache()
     try:
@@ -70,8 +70,10 @@ def test_sharded_seqio_task_on_mock_data_is_the_unsharded_task_in_parts():
 
       def rows(shard_info=None):
         ds = task.get_dataset(None, "train", shuffle=False, seed=1, shard_info=shard_info)
-        return [(int(ex["example_id"]), ex["inputs"].tolist(), ex["targets"].tolist())
-                for ex in ds.as_numpy_iterator()]
+        return [
+          (int(ex["example_id"]), ex["inputs"].tolist(), ex["targets"].tolist())
+          for ex in ds.as_numpy_iterator()
+        ]
 
       whole = rows()
       parts = [rows(seqio.ShardInfo(i, 2)) for i in range(2)]

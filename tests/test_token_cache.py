@@ -4,10 +4,7 @@ new entry whenever anything the tokens depend on changes."""
 import numpy as np
 import pytest
 
-from flan.data import examples
-from flan.data import input_pipeline
-from flan.data import mixture_stream
-from flan.data import token_cache
+from flan.data import examples, input_pipeline, mixture_stream, token_cache
 
 seqio = pytest.importorskip("seqio")
 tasks = pytest.importorskip("flan.data.tasks")
@@ -21,13 +18,25 @@ def registered(data_dir, vocab_path):
   previous = tasks.current_config()
   tasks.register(data_dir=data_dir, vocabulary=vocab_path)
   seqio.MixtureRegistry.remove(MIXTURE)
-  seqio.MixtureRegistry.add(MIXTURE, [(tasks.train_task("rte"), 2.0),
-                                      (tasks.train_task("anli", "r1"), 1.0)])
+  seqio.MixtureRegistry.add(
+    MIXTURE, [(tasks.train_task("rte"), 2.0), (tasks.train_task("anli", "r1"), 1.0)]
+  )
   yield data_dir
   seqio.MixtureRegistry.remove(MIXTURE)
-  tasks.register(**{k: getattr(previous, k) for k in (
-      "data_dir", "vocabulary", "num_templates", "template_mode", "mixing_cap",
-      "temperature", "train_clusters")})
+  tasks.register(
+    **{
+      k: getattr(previous, k)
+      for k in (
+        "data_dir",
+        "vocabulary",
+        "num_templates",
+        "template_mode",
+        "mixing_cap",
+        "temperature",
+        "train_clusters",
+      )
+    }
+  )
 
 
 def _batches(n=4, name=MIXTURE, **kw):
@@ -51,8 +60,9 @@ def test_cache_hit_equals_cache_miss_equals_no_cache_bit_for_bit(registered, tmp
   plain, _ = _batches(shard_index=0, num_shards=1)
   miss, _ = _batches(shard_index=0, num_shards=1, cache_dir=str(tmp_path))
   entries = sorted(p.name for p in tmp_path.iterdir())
-  assert len(entries) == 2 and all((tmp_path / e / "shard-0-of-1" / "done").exists()
-                                   for e in entries)
+  assert len(entries) == 2 and all(
+    (tmp_path / e / "shard-0-of-1" / "done").exists() for e in entries
+  )
   hit, tokens = _batches(shard_index=0, num_shards=1, cache_dir=str(tmp_path))
   assert all(isinstance(t.inputs.values, np.memmap) for t in tokens)  # mapped, not read
   _same(miss, plain)
@@ -76,8 +86,9 @@ def _key(**overrides):
 
 
 @pytest.mark.realdata
-def test_a_changed_template_or_vocabulary_or_seed_is_another_entry(registered, vocab_path,
-                                                                    tmp_path, monkeypatch):
+def test_a_changed_template_or_vocabulary_or_seed_is_another_entry(
+  registered, vocab_path, tmp_path, monkeypatch
+):
   data_dir = registered
   base = _key()
   shard = (0, 1)
@@ -88,8 +99,9 @@ def test_a_changed_template_or_vocabulary_or_seed_is_another_entry(registered, v
   task = tasks.get(tasks.train_task("rte"))
   assert task.source.cache_key("train", 4) != base  # the seed draws the templates
   templates = examples.get_templates("rte")
-  monkeypatch.setattr(examples, "get_templates",
-                      lambda d: templates[::-1] if d == "rte" else templates)
+  monkeypatch.setattr(
+    examples, "get_templates", lambda d: templates[::-1] if d == "rte" else templates
+  )
   changed_templates = _key()
   monkeypatch.undo()
   tasks.register(data_dir=data_dir, vocabulary=None)  # bytes instead of T5's model
@@ -98,18 +110,21 @@ def test_a_changed_template_or_vocabulary_or_seed_is_another_entry(registered, v
   finally:
     tasks.register(data_dir=data_dir, vocabulary=vocab_path)
     seqio.MixtureRegistry.remove(MIXTURE)
-    seqio.MixtureRegistry.add(MIXTURE, [(tasks.train_task("rte"), 2.0),
-                                        (tasks.train_task("anli", "r1"), 1.0)])
+    seqio.MixtureRegistry.add(
+      MIXTURE, [(tasks.train_task("rte"), 2.0), (tasks.train_task("anli", "r1"), 1.0)]
+    )
   assert _key() == base  # the same knobs give the same key
   for other in (changed_templates, changed_vocabulary):
     assert other != base
     assert token_cache.entry_dir(tmp_path, base["task"], other) != token_cache.entry_dir(
-        tmp_path, base["task"], base)
+      tmp_path, base["task"], base
+    )
     assert token_cache.load(tmp_path, base["task"], other, shard, None) is None  # a miss
 
 
 def _tiny_tokens():
   from flan.data import packing
+
   r = packing.Ragged(np.arange(6, dtype=np.int32), np.array([2, 4]))
   return r, r, np.array([0, 1], np.int32)
 
@@ -128,18 +143,35 @@ def test_writes_are_atomic_and_a_mismatched_manifest_is_never_read(tmp_path):
 
 
 @pytest.mark.realdata
-def test_prepare_data_cache_builds_the_entries_a_run_maps(registered, vocab_path, tmp_path,
-                                                          capsys, monkeypatch):
+def test_prepare_data_cache_builds_the_entries_a_run_maps(
+  registered, vocab_path, tmp_path, capsys, monkeypatch
+):
   import importlib.util
   import pathlib
+
   path = pathlib.Path(__file__).resolve().parent.parent / "scripts" / "prepare_data.py"
   spec = importlib.util.spec_from_file_location("prepare_data", path)
   prepare_data = importlib.util.module_from_spec(spec)
   monkeypatch.setitem(__import__("sys").modules, "prepare_data", prepare_data)
   spec.loader.exec_module(prepare_data)
   name = tasks.train_task("rte")
-  assert prepare_data.main(["--cache", str(tmp_path), "--mixture", name, "--data_dir",
-                            registered, "--vocabulary", vocab_path, "--seed", "3"]) == 0
+  assert (
+    prepare_data.main(
+      [
+        "--cache",
+        str(tmp_path),
+        "--mixture",
+        name,
+        "--data_dir",
+        registered,
+        "--vocabulary",
+        vocab_path,
+        "--seed",
+        "3",
+      ]
+    )
+    == 0
+  )
   assert "1 tasks cached" in capsys.readouterr().out
   before = sorted(p.name for p in tmp_path.iterdir())
   _, tokens = _batches(1, name, shard_index=1, num_shards=2, cache_dir=str(tmp_path))

@@ -33,16 +33,18 @@ from typing import Any
 
 import numpy as np
 
-from flan.errors import UserError
 from flan.data import datasets as datasets_lib
 from flan.data import preprocessors
 from flan.data import templates as templates_lib
 from flan.data.preprocessors import flan_compat as flan_compat_lib
+from flan.errors import UserError
 
 SPLITS = ("train", "validation", "test")
 PREPARE_COMMAND = "python scripts/prepare_data.py --datasets {dataset} --data_dir {data_dir}"
-MOCK_HINT = ("Or run on synthetic examples: --gin.USE_MOCK_DATA=True with DATA_DIR unset "
-             "(flan.train, flan.evaluate), or --mock_data (flan.show).")
+MOCK_HINT = (
+  "Or run on synthetic examples: --gin.USE_MOCK_DATA=True with DATA_DIR unset "
+  "(flan.train, flan.evaluate), or --mock_data (flan.show)."
+)
 _LOCK = threading.Lock()
 
 
@@ -52,6 +54,7 @@ class DataNotPreparedError(UserError, RuntimeError):
 
 def _tfds():
   import tensorflow_datasets as tfds  # deferred: importing TFDS costs ~0.3 s.
+
   return tfds
 
 
@@ -68,7 +71,7 @@ def _default_data_dir(data_dir: str | None) -> str:
   return data_dir or _tfds().core.constants.get_default_data_dir()
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _builder(tfds_name: str, data_dir: str | None, context: object):
   del context  # only part of the cache key.
   return _tfds().builder(tfds_name, data_dir=data_dir)
@@ -80,12 +83,15 @@ def builder(tfds_name: str, data_dir: str | None = None):
     return _builder(tfds_name, data_dir, _tfds_context())
 
 
-def not_prepared_message(dataset: str, tfds_name: str, data_dir: str | None,
-                         cause: str = "") -> str:
+def not_prepared_message(
+  dataset: str, tfds_name: str, data_dir: str | None, cause: str = ""
+) -> str:
   """Says which builder is missing where, and how to prepare it."""
   shown = _default_data_dir(data_dir)
-  lines = [f"TFDS builder {tfds_name!r} (FLAN dataset {dataset!r}) is not prepared in "
-           f"data_dir {shown!r}{': ' + cause if cause else ''}."]
+  lines = [
+    f"TFDS builder {tfds_name!r} (FLAN dataset {dataset!r}) is not prepared in "
+    f"data_dir {shown!r}{': ' + cause if cause else ''}."
+  ]
   instructions = None
   try:
     instructions = getattr(builder(tfds_name, data_dir), "MANUAL_DOWNLOAD_INSTRUCTIONS", None)
@@ -93,8 +99,10 @@ def not_prepared_message(dataset: str, tfds_name: str, data_dir: str | None,
     pass
   text = " ".join(str(instructions or "").split())
   if datasets_lib.get(dataset).manual_download:
-    lines.append("TFDS cannot download it by itself. Its manual download instructions: "
-                 f"{text or '(see the TFDS catalog)'}")
+    lines.append(
+      "TFDS cannot download it by itself. Its manual download instructions: "
+      f"{text or '(see the TFDS catalog)'}"
+    )
     lines.append(f"Place the files in {shown}/downloads/manual/, then run:")
   else:
     lines.append("Prepare it (needs internet) with:")
@@ -109,22 +117,25 @@ def not_prepared_many_message(missing: Sequence[str], data_dir: str | None, name
   """Names every dataset of `missing` (FLAN names) not prepared, and one command for all."""
   shown = _default_data_dir(data_dir)
   specs = [datasets_lib.get(d) for d in missing]
-  builders = ", ".join(f"{s.name} ({'+'.join(src.tfds_name for src in s.sources)})"
-                       for s in specs)
-  lines = [f"{len(missing)} FLAN datasets that {name!r} reads are not prepared in data_dir "
-           f"{shown!r} (their TFDS builders in parentheses): {builders}.",
-           "Prepare them all (needs internet) with:",
-           "  " + PREPARE_COMMAND.format(dataset=",".join(missing), data_dir=shown)]
+  builders = ", ".join(f"{s.name} ({'+'.join(src.tfds_name for src in s.sources)})" for s in specs)
+  lines = [
+    f"{len(missing)} FLAN datasets that {name!r} reads are not prepared in data_dir "
+    f"{shown!r} (their TFDS builders in parentheses): {builders}.",
+    "Prepare them all (needs internet) with:",
+    "  " + PREPARE_COMMAND.format(dataset=",".join(missing), data_dir=shown),
+  ]
   manual = [s.name for s in specs if s.manual_download]
   if manual:
-    lines.append(f"({', '.join(manual)} need manual downloads first: the command prints "
-                 "TFDS's instructions.)")
+    lines.append(
+      f"({', '.join(manual)} need manual downloads first: the command prints TFDS's instructions.)"
+    )
   lines.append(MOCK_HINT)
   return "\n".join(lines)
 
 
-def split_sizes(dataset: str, tfds_name: str, splits: Sequence[str],
-                data_dir: str | None = None) -> dict[str, int]:
+def split_sizes(
+  dataset: str, tfds_name: str, splits: Sequence[str], data_dir: str | None = None
+) -> dict[str, int]:
   """`{split: num_examples}` for `splits` of one builder, from metadata only.
 
   Raises:
@@ -133,17 +144,19 @@ def split_sizes(dataset: str, tfds_name: str, splits: Sequence[str],
   try:
     b = builder(tfds_name, data_dir)
   except Exception as e:  # pylint: disable=broad-except
-    raise DataNotPreparedError(not_prepared_message(
-        dataset, tfds_name, data_dir, f"{type(e).__name__}: {e}")) from None
+    raise DataNotPreparedError(
+      not_prepared_message(dataset, tfds_name, data_dir, f"{type(e).__name__}: {e}")
+    ) from None
   known = {name: info.num_examples for name, info in b.info.splits.items()}
   if known:
     missing = [s for s in splits if s not in known]
     if missing:
       shown = _default_data_dir(data_dir)
       raise DataNotPreparedError(
-          f"TFDS builder {tfds_name!r} in {shown!r} has splits {sorted(known)}, but FLAN "
-          f"dataset {dataset!r} reads {missing}. Prepare the full builder: "
-          f"{PREPARE_COMMAND.format(dataset=dataset, data_dir=shown)}")
+        f"TFDS builder {tfds_name!r} in {shown!r} has splits {sorted(known)}, but FLAN "
+        f"dataset {dataset!r} reads {missing}. Prepare the full builder: "
+        f"{PREPARE_COMMAND.format(dataset=dataset, data_dir=shown)}"
+      )
     return {s: known[s] for s in splits}
   # No split metadata: a mocked builder (tfds.testing.mock_data), or one never prepared.
   sizes = {}
@@ -163,28 +176,33 @@ def resolved_splits(dataset: str, data_dir: str | None = None) -> datasets_lib.R
 
 
 @functools.lru_cache(maxsize=1024)
-def _resolved_splits(dataset: str, data_dir: str | None,
-                     context: object) -> datasets_lib.ResolvedSplits:
+def _resolved_splits(
+  dataset: str, data_dir: str | None, context: object
+) -> datasets_lib.ResolvedSplits:
   del context  # only part of the cache key.
   spec = datasets_lib.get(dataset)
   sizes = {}
   for source in spec.sources:  # several sources may share a builder (MNLI m/mm).
-    wanted = [s for s in (source.train_split, *source.eval_splits)
-              if s is not None and s != datasets_lib.TRAIN_TAIL]
+    wanted = [
+      s
+      for s in (source.train_split, *source.eval_splits)
+      if s is not None and s != datasets_lib.TRAIN_TAIL
+    ]
     sizes.setdefault(source.tfds_name, {}).update(
-        split_sizes(dataset, source.tfds_name, wanted, data_dir))
+      split_sizes(dataset, source.tfds_name, wanted, data_dir)
+    )
   return datasets_lib.resolve_splits(spec, sizes)
 
 
 def _check_source(dataset: str, source: str | None) -> None:
   names = [s.name for s in datasets_lib.get(dataset).sources]
   if source is not None and source not in names:
-    raise UserError(f"FLAN dataset {dataset!r} has no source {source!r}; its sources are "
-                    f"{names}.")
+    raise UserError(f"FLAN dataset {dataset!r} has no source {source!r}; its sources are {names}.")
 
 
-def read_specs(dataset: str, split: str, data_dir: str | None = None,
-               source: str | None = None) -> tuple[datasets_lib.ReadSpec, ...]:
+def read_specs(
+  dataset: str, split: str, data_dir: str | None = None, source: str | None = None
+) -> tuple[datasets_lib.ReadSpec, ...]:
   """The slices behind one of our splits: train, validation (dev tail), test (eval).
 
   `source` (a `Source.name`) keeps only that source's slices; None: every source's.
@@ -197,8 +215,9 @@ def read_specs(dataset: str, split: str, data_dir: str | None = None,
   return reads if source is None else tuple(r for r in reads if r.source == source)
 
 
-def num_input_examples(dataset: str, split: str, data_dir: str | None = None,
-                       source: str | None = None) -> int:
+def num_input_examples(
+  dataset: str, split: str, data_dir: str | None = None, source: str | None = None
+) -> int:
   """Examples read for `split` (of one source, if given) before preprocessing.
 
   Known from split sizes alone, without reading data.
@@ -208,6 +227,7 @@ def num_input_examples(dataset: str, split: str, data_dir: str | None = None,
 
 def _unbatch(batch: Mapping[str, Any]):
   """Splits a `ragged_batch` (nested dict of [n, ...] arrays or ragged values) into examples."""
+
   def plain(x):
     if isinstance(x, Mapping):
       return {k: plain(v) for k, v in x.items()}
@@ -239,8 +259,13 @@ def preprocessor_fingerprint() -> str:
   return digest.hexdigest()[:16]
 
 
-def read_examples(read: datasets_lib.ReadSpec, data_dir: str | None = None,
-                  lo: int = 0, hi: int | None = None, dataset: str | None = None):
+def read_examples(
+  read: datasets_lib.ReadSpec,
+  data_dir: str | None = None,
+  lo: int = 0,
+  hi: int | None = None,
+  dataset: str | None = None,
+):
   """Decoded examples `lo:hi` of one slice, in TFDS order (cut to the slice length: see top).
 
   A sub-range is read as a TFDS sub-slice (only its files' records are decoded). A mocked
@@ -262,8 +287,7 @@ def read_examples(read: datasets_lib.ReadSpec, data_dir: str | None = None,
       read = dataclasses.replace(read, start=read.start + lo, stop=read.start + hi)
       lo, hi = 0, hi - lo
   tfds = _tfds()
-  ds = builder(read.tfds_name, data_dir).as_dataset(split=read.tfds_split,
-                                                     shuffle_files=False)
+  ds = builder(read.tfds_name, data_dir).as_dataset(split=read.tfds_split, shuffle_files=False)
   stream = (ex for batch in tfds.as_numpy(ds.ragged_batch(256)) for ex in _unbatch(batch))
   try:
     for example in itertools.islice(stream, skip, skip + hi - lo):
@@ -274,19 +298,24 @@ def read_examples(read: datasets_lib.ReadSpec, data_dir: str | None = None,
       raise
     detail = str(getattr(e, "message", e)).split("}}")[-1].strip().split(" [Op:")[0]
     if dataset is None:
-      raise DataNotPreparedError(f"TFDS builder {read.tfds_name!r} in data_dir "
-                                 f"{_default_data_dir(data_dir)!r}: a data file is missing or "
-                                 f"damaged ({detail}); prepare it again.") from None
-    raise DataNotPreparedError(not_prepared_message(
-        dataset, read.tfds_name, data_dir, f"a data file is missing or damaged ({detail})")
+      raise DataNotPreparedError(
+        f"TFDS builder {read.tfds_name!r} in data_dir "
+        f"{_default_data_dir(data_dir)!r}: a data file is missing or "
+        f"damaged ({detail}); prepare it again."
+      ) from None
+    raise DataNotPreparedError(
+      not_prepared_message(
+        dataset, read.tfds_name, data_dir, f"a data file is missing or damaged ({detail})"
+      )
     ) from None
 
 
 ShardRead = tuple[datasets_lib.ReadSpec, int, int, int]  # (read, first example id, lo, hi)
 
 
-def shard_reads(reads: Sequence[tuple[datasets_lib.ReadSpec, int]],
-                shard: tuple[int, int] | None = None) -> tuple[ShardRead, ...]:
+def shard_reads(
+  reads: Sequence[tuple[datasets_lib.ReadSpec, int]], shard: tuple[int, int] | None = None
+) -> tuple[ShardRead, ...]:
   """The part of `reads` (each with its first example id) that data shard `shard` reads.
 
   Shard `i` of `n` reads the contiguous positions `[i * N // n, (i + 1) * N // n)` of the
@@ -312,13 +341,17 @@ def shard_reads(reads: Sequence[tuple[datasets_lib.ReadSpec, int]],
   return tuple(out)
 
 
-def _preprocess(dataset: str, reads: tuple[ShardRead, ...], data_dir: str | None,
-                flan_compat: bool = False):
+def _preprocess(
+  dataset: str, reads: tuple[ShardRead, ...], data_dir: str | None, flan_compat: bool = False
+):
   """Yields the preprocessed examples of `reads`, each with its `example_id`."""
   for read, first_id, lo, hi in reads:
     # Replication mode: FLAN's own preprocessing of the task config that reads this source.
-    fn = (flan_compat_lib.task_for_source(dataset, read.tfds_name, read.source)
-          if flan_compat else preprocessors.get(dataset))
+    fn = (
+      flan_compat_lib.task_for_source(dataset, read.tfds_name, read.source)
+      if flan_compat
+      else preprocessors.get(dataset)
+    )
     for offset, raw in enumerate(read_examples(read, data_dir, lo, hi, dataset), start=lo):
       fields = fn(raw)
       if fields is not None:
@@ -326,16 +359,25 @@ def _preprocess(dataset: str, reads: tuple[ShardRead, ...], data_dir: str | None
 
 
 @functools.lru_cache(maxsize=256)
-def _load(dataset: str, reads: tuple[ShardRead, ...], data_dir: str | None,
-          context: object, flan_compat: bool = False) -> tuple[dict[str, Any], ...]:
+def _load(
+  dataset: str,
+  reads: tuple[ShardRead, ...],
+  data_dir: str | None,
+  context: object,
+  flan_compat: bool = False,
+) -> tuple[dict[str, Any], ...]:
   """Preprocessed examples of `reads` (cached)."""
   del context  # only part of the cache key.
   return tuple(_preprocess(dataset, reads, data_dir, flan_compat))
 
 
-def task_reads(dataset: str, split: str, data_dir: str | None = None,
-               source: str | None = None,
-               shard: tuple[int, int] | None = None) -> tuple[ShardRead, ...]:
+def task_reads(
+  dataset: str,
+  split: str,
+  data_dir: str | None = None,
+  source: str | None = None,
+  shard: tuple[int, int] | None = None,
+) -> tuple[ShardRead, ...]:
   """What `load_examples(dataset, split, data_dir, source, shard)` reads (see `shard_reads`)."""
   _check_source(dataset, source)
   reads, first_id = [], 0
@@ -346,9 +388,16 @@ def task_reads(dataset: str, split: str, data_dir: str | None = None,
   return shard_reads(reads, shard)
 
 
-def load_examples(dataset: str, split: str, data_dir: str | None = None,
-                  source: str | None = None, shard: tuple[int, int] | None = None,
-                  cache: bool = True, *, flan_compat: bool = False) -> list[dict]:
+def load_examples(
+  dataset: str,
+  split: str,
+  data_dir: str | None = None,
+  source: str | None = None,
+  shard: tuple[int, int] | None = None,
+  cache: bool = True,
+  *,
+  flan_compat: bool = False,
+) -> list[dict]:
   """The preprocessed examples of one split (cached; treat the dicts as read-only).
 
   Args:
@@ -382,13 +431,13 @@ def load_examples(dataset: str, split: str, data_dir: str | None = None,
 
 
 def _key(seed: int, dataset: str) -> np.uint64:
-  digest = hashlib.blake2b(f"flan-template:{int(seed)}:{dataset}".encode(),
-                           digest_size=8).digest()
+  digest = hashlib.blake2b(f"flan-template:{int(seed)}:{dataset}".encode(), digest_size=8).digest()
   return np.uint64(int.from_bytes(digest, "little"))
 
 
-def template_indices(seed: int, dataset: str, example_ids: Sequence[int] | np.ndarray,
-                     num_templates: int) -> np.ndarray:
+def template_indices(
+  seed: int, dataset: str, example_ids: Sequence[int] | np.ndarray, num_templates: int
+) -> np.ndarray:
   """Each training example's template: uniform over `range(num_templates)`.
 
   A pure function of (seed, dataset, example_id): a keyed splitmix64 hash, so the choice
@@ -408,8 +457,9 @@ def template_indices(seed: int, dataset: str, example_ids: Sequence[int] | np.nd
   return (x % np.uint64(num_templates)).astype(np.int32)
 
 
-def get_templates(dataset: str, flan_templates_dir: str | None = None,
-                  fields: Mapping[str, Any] | None = None) -> tuple[templates_lib.Template, ...]:
+def get_templates(
+  dataset: str, flan_templates_dir: str | None = None, fields: Mapping[str, Any] | None = None
+) -> tuple[templates_lib.Template, ...]:
   """The validated templates of `dataset` (`templates/<dataset>.yaml`).
 
   With `flan_templates_dir` (the replication mode), FLAN's converted templates of the
@@ -426,9 +476,13 @@ def get_templates(dataset: str, flan_templates_dir: str | None = None,
   return templates_lib.load_flan(task.pattern_key, str(flan_templates_dir))
 
 
-def render_example(dataset: str, fields: Mapping[str, Any], template_idx: int,
-                   mode: str = "instructions",
-                   flan_templates_dir: str | None = None) -> tuple[str, str]:
+def render_example(
+  dataset: str,
+  fields: Mapping[str, Any],
+  template_idx: int,
+  mode: str = "instructions",
+  flan_templates_dir: str | None = None,
+) -> tuple[str, str]:
   """`(inputs, targets)` of one example under template `template_idx`.
 
   `flan_templates_dir`: the replication mode (see `get_templates`); `fields` must then come
@@ -436,8 +490,9 @@ def render_example(dataset: str, fields: Mapping[str, Any], template_idx: int,
   """
   templates = get_templates(dataset, flan_templates_dir, fields)
   if not 0 <= template_idx < len(templates):
-    raise IndexError(f"Dataset {dataset!r} has {len(templates)} templates; got index "
-                     f"{template_idx}.")
+    raise IndexError(
+      f"Dataset {dataset!r} has {len(templates)} templates; got index {template_idx}."
+    )
   return templates_lib.render(templates[template_idx], fields, mode, dataset)
 
 
@@ -447,9 +502,13 @@ def correct_answers(fields: Mapping[str, Any]) -> list[str]:
   return list(answers) if answers else [fields["answer"]]
 
 
-def scoring_rows(dataset: str, fields: Mapping[str, Any], template_idx: int,
-                 mode: str = "instructions",
-                 flan_templates_dir: str | None = None) -> list[tuple[str, str, int, int]]:
+def scoring_rows(
+  dataset: str,
+  fields: Mapping[str, Any],
+  template_idx: int,
+  mode: str = "instructions",
+  flan_templates_dir: str | None = None,
+) -> list[tuple[str, str, int, int]]:
   """Rank classification: `(inputs, targets, option_idx, is_correct)` per option.
 
   The inputs are the example's rendered inputs; each row's target is the template's target
@@ -463,7 +522,6 @@ def scoring_rows(dataset: str, fields: Mapping[str, Any], template_idx: int,
     _, target = templates_lib.render(template, {**fields, "answer": option}, mode, dataset)
     rows.append((inputs, target, i, int(option in correct)))
   return rows
-
 
 
 def clear_cache() -> None:

@@ -22,9 +22,8 @@ from typing import Any
 
 import numpy as np
 
+from flan.data import packing, token_cache
 from flan.errors import UserError
-from flan.data import packing
-from flan.data import token_cache
 
 _MIX, _PERM, _ROWS = 0x6D6978, 0x7065726D, 0x726F7773  # Stream tags for the RNG keys.
 
@@ -45,8 +44,11 @@ class RaggedParts:
     self.parts = list(parts)
     sizes = [len(p.lengths) for p in self.parts]
     self.offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)  # [parts + 1]
-    self.lengths = (np.concatenate([np.asarray(p.lengths, np.int64) for p in self.parts])
-                    if self.parts else np.zeros([0], np.int64))  # [examples]
+    self.lengths = (
+      np.concatenate([np.asarray(p.lengths, np.int64) for p in self.parts])
+      if self.parts
+      else np.zeros([0], np.int64)
+    )  # [examples]
 
   def take(self, indices: np.ndarray) -> packing.Ragged:
     """The sequences at global `indices`, in that order."""
@@ -64,12 +66,13 @@ class RaggedParts:
 
 # Token arrays of the tasks that live streams use, shared between them and dropped with the
 # last one (an lru_cache would keep a second copy of every task for the whole run).
-_LIVE: "weakref.WeakValueDictionary[tuple, token_cache.Tokens]" = weakref.WeakValueDictionary()
+_LIVE: weakref.WeakValueDictionary[tuple, token_cache.Tokens] = weakref.WeakValueDictionary()
 _LIVE_LOCK = threading.Lock()
 
 
-def _materialize(task: Any, seed: int, shard_index: int, num_shards: int,
-                 cache_dir: str | None = None) -> token_cache.Tokens:
+def _materialize(
+  task: Any, seed: int, shard_index: int, num_shards: int, cache_dir: str | None = None
+) -> token_cache.Tokens:
   """All train examples of one task on one shard, as ragged int32 token arrays.
 
   With `cache_dir`, from the token cache when it holds them (memory-mapped), else tokenized
@@ -78,8 +81,10 @@ def _materialize(task: Any, seed: int, shard_index: int, num_shards: int,
   """
   for key in ("inputs", "targets"):
     if key not in task.output_features:
-      raise ValueError(f"Task {task.name!r} has no {key!r} feature (it has "
-                       f"{sorted(task.output_features)}); the encoder-decoder pipeline needs both.")
+      raise ValueError(
+        f"Task {task.name!r} has no {key!r} feature (it has "
+        f"{sorted(task.output_features)}); the encoder-decoder pipeline needs both."
+      )
   key = (task.name, id(task), seed, shard_index, num_shards, cache_dir)
   with _LIVE_LOCK:
     live = _LIVE.get(key)
@@ -91,8 +96,14 @@ def _materialize(task: Any, seed: int, shard_index: int, num_shards: int,
     if parts is not None:
       parts = {"task": task.name, **parts}
       bounds = task.source.shard_id_bounds("train", shard)
-  tokens = token_cache.load_or_build(cache_dir, task.name, parts, shard, bounds,
-                                     lambda: _tokenize(task, seed, shard_index, num_shards))
+  tokens = token_cache.load_or_build(
+    cache_dir,
+    task.name,
+    parts,
+    shard,
+    bounds,
+    lambda: _tokenize(task, seed, shard_index, num_shards),
+  )
   with _LIVE_LOCK:
     _LIVE[key] = tokens
   return tokens
@@ -102,11 +113,22 @@ def _tokenize(task: Any, seed: int, shard_index: int, num_shards: int) -> token_
   """Reads, preprocesses and tokenizes one task's shard through seqio."""
   import seqio  # Heavy (TensorFlow); only needed here.
 
-  ds = task.get_dataset(sequence_length=None, split="train", shuffle=False, seed=seed,
-                        shard_info=seqio.ShardInfo(shard_index, num_shards), num_epochs=1)
+  ds = task.get_dataset(
+    sequence_length=None,
+    split="train",
+    shuffle=False,
+    seed=seed,
+    shard_info=seqio.ShardInfo(shard_index, num_shards),
+    num_epochs=1,
+  )
   has_ids = "example_id" in ds.element_spec
-  ds = ds.map(lambda ex: {"inputs": ex["inputs"], "targets": ex["targets"],
-                          "example_id": ex["example_id"] if has_ids else 0})
+  ds = ds.map(
+    lambda ex: {
+      "inputs": ex["inputs"],
+      "targets": ex["targets"],
+      "example_id": ex["example_id"] if has_ids else 0,
+    }
+  )
   parts: dict[str, list[np.ndarray]] = {"inputs": [], "targets": []}
   lengths: dict[str, list[np.ndarray]] = {"inputs": [], "targets": []}
   ids = []
@@ -137,8 +159,10 @@ def _tasks_and_rates(name: str) -> list[tuple[Any, float]]:
   try:
     provider = seqio.get_mixture_or_task(name)
   except ValueError as e:
-    raise UserError(f"No seqio task or mixture named {name!r} is registered ({e}). Import the "
-                    "module that registers it (e.g. `flan.data.tasks`) or check the name.") from None
+    raise UserError(
+      f"No seqio task or mixture named {name!r} is registered ({e}). Import the "
+      "module that registers it (e.g. `flan.data.tasks`) or check the name."
+    ) from None
   if isinstance(provider, seqio.Mixture):
     return [(t, float(provider.get_rate(t))) for t in provider.tasks]
   return [(provider, 1.0)]
@@ -147,11 +171,22 @@ def _tasks_and_rates(name: str) -> list[tuple[Any, float]]:
 class MixtureStream:
   """The deterministic row stream of one shard: window index -> packed, shuffled rows."""
 
-  def __init__(self, name: str, feature_lengths: Mapping[str, int], seed: int, shard_index: int,
-               num_shards: int, pack: bool, window_size: int, strategy: str,
-               cache_dir: str | None = None):
-    self.feature_lengths = {"inputs": int(feature_lengths["inputs"]),
-                            "targets": int(feature_lengths["targets"])}
+  def __init__(
+    self,
+    name: str,
+    feature_lengths: Mapping[str, int],
+    seed: int,
+    shard_index: int,
+    num_shards: int,
+    pack: bool,
+    window_size: int,
+    strategy: str,
+    cache_dir: str | None = None,
+  ):
+    self.feature_lengths = {
+      "inputs": int(feature_lengths["inputs"]),
+      "targets": int(feature_lengths["targets"]),
+    }
     self.seed, self.shard_index, self.num_shards = int(seed), shard_index, num_shards
     self.pack, self.window_size, self.strategy = pack, window_size, strategy
     self.task_names: list[str] = []
@@ -159,28 +194,49 @@ class MixtureStream:
     eos_ids = set()
     tasks = _tasks_and_rates(name)
     start = time.perf_counter()
-    logging.info("Reading the %d task(s) of %s into memory (data shard %d of %d).", len(tasks),
-                 name, shard_index, num_shards)
+    logging.info(
+      "Reading the %d task(s) of %s into memory (data shard %d of %d).",
+      len(tasks),
+      name,
+      shard_index,
+      num_shards,
+    )
     for i, (task, rate) in enumerate(tasks):
       tick = time.perf_counter()
       tokens = _materialize(task, self.seed, shard_index, num_shards, cache_dir)
-      logging.info("Read %s (%d/%d): %d train examples in %.1f s.", task.name, i + 1,
-                   len(tasks), len(tokens), time.perf_counter() - tick)
+      logging.info(
+        "Read %s (%d/%d): %d train examples in %.1f s.",
+        task.name,
+        i + 1,
+        len(tasks),
+        len(tokens),
+        time.perf_counter() - tick,
+      )
       self.task_names.append(task.name)
       self._tokens.append(tokens)  # keeps the shared arrays alive while this stream is.
       eos_ids.add(task.output_features["targets"].vocabulary.eos_id)
       if len(tokens) == 0 and rate > 0:
-        logging.warning("Task %s has no train examples on shard %d of %d; it is not sampled.",
-                        task.name, shard_index, num_shards)
+        logging.warning(
+          "Task %s has no train examples on shard %d of %d; it is not sampled.",
+          task.name,
+          shard_index,
+          num_shards,
+        )
         rate = 0.0
       rates.append(rate)
     self.sizes = np.array([len(x) for x in self._tokens], np.int64)
-    logging.info("Read %d train examples of %d task(s) in %.1f s.", int(self.sizes.sum()),
-                 len(tasks), time.perf_counter() - start)
+    logging.info(
+      "Read %d train examples of %d task(s) in %.1f s.",
+      int(self.sizes.sum()),
+      len(tasks),
+      time.perf_counter() - start,
+    )
     rates = np.asarray(rates, np.float64)
     if rates.sum() <= 0:
-      raise UserError(f"Mixture {name!r} has no examples to sample on shard {shard_index} of "
-                      f"{num_shards} (tasks: {self.task_names}, sizes: {self.sizes.tolist()}).")
+      raise UserError(
+        f"Mixture {name!r} has no examples to sample on shard {shard_index} of "
+        f"{num_shards} (tasks: {self.task_names}, sizes: {self.sizes.tolist()})."
+      )
     self.probs = rates / rates.sum()
     self._cdf = np.cumsum(self.probs)
     self.offsets = np.concatenate([[0], np.cumsum(self.sizes)[:-1]]).astype(np.int64)
@@ -229,8 +285,14 @@ class MixtureStream:
   def rows(self, window: int, counts: np.ndarray) -> tuple[packing.PackedRows, np.ndarray]:
     """The rows of `window` (shuffled so long and short rows mix within a batch)."""
     ids, new_counts = self.examples(window, counts)
-    packed = packing.pack(self.inputs.take(ids), self.targets.take(ids), self.feature_lengths,
-                          pack=self.pack, strategy=self.strategy, eos_id=self.eos_id)
+    packed = packing.pack(
+      self.inputs.take(ids),
+      self.targets.take(ids),
+      self.feature_lengths,
+      pack=self.pack,
+      strategy=self.strategy,
+      eos_id=self.eos_id,
+    )
     order = self._key(_ROWS, window).permutation(packed.num_rows)
     packed.features = {k: v[order] for k, v in packed.features.items()}
     packed.examples_per_row = packed.examples_per_row[order]
@@ -238,8 +300,9 @@ class MixtureStream:
     if packed.num_rows:  # Keep example -> row pointing at the shuffled rows.
       new_index = np.empty_like(order)
       new_index[order] = np.arange(len(order))
-      packed.example_row = np.where(packed.example_row >= 0,
-                                    new_index[np.maximum(packed.example_row, 0)], -1)
+      packed.example_row = np.where(
+        packed.example_row >= 0, new_index[np.maximum(packed.example_row, 0)], -1
+      )
     return packed, new_counts
 
 
@@ -255,16 +318,22 @@ def build_token_cache(name: str, seed: int, cache_dir: str) -> list[dict[str, An
   out = []
   for task, _ in _tasks_and_rates(name):
     if not callable(getattr(task.source, "cache_key", None)):
-      raise ValueError(f"Task {task.name!r} cannot be cached: its source has no cache_key "
-                       "(only FLAN tasks can).")
+      raise ValueError(
+        f"Task {task.name!r} cannot be cached: its source has no cache_key (only FLAN tasks can)."
+      )
     tokens = _materialize(task, int(seed), 0, 1, cache_dir)
     parts = task.source.cache_key("train", int(seed))
-    out.append({"task": task.name, "rows": len(tokens),
-                "input_tokens": int(tokens.inputs.values.shape[0]),
-                "target_tokens": int(tokens.targets.values.shape[0]),
-                "entry": str(token_cache.entry_dir(cache_dir, task.name,
-                                                   {"task": task.name, **parts}))
-                if parts is not None else None})
+    out.append(
+      {
+        "task": task.name,
+        "rows": len(tokens),
+        "input_tokens": int(tokens.inputs.values.shape[0]),
+        "target_tokens": int(tokens.targets.values.shape[0]),
+        "entry": str(token_cache.entry_dir(cache_dir, task.name, {"task": task.name, **parts}))
+        if parts is not None
+        else None,
+      }
+    )
     with _LIVE_LOCK:
       _LIVE.clear()  # one task's tokens in memory at a time.
     del tokens

@@ -37,13 +37,12 @@ import numpy as np
 import seqio
 import tensorflow as tf
 
-from flan.errors import UserError
 from flan.data import clusters as clusters_lib
 from flan.data import datasets as datasets_lib
-from flan.data import examples
+from flan.data import examples, vocabularies
 from flan.data import templates as templates_lib
-from flan.data import vocabularies
 from flan.data.preprocessors import flan_compat
+from flan.errors import UserError
 
 # The pure-Python example API, re-exported (see `flan.data.examples`).
 load_examples = examples.load_examples
@@ -126,8 +125,9 @@ class FlanSource(seqio.FunctionDataSource):
   read everything and keep every n-th example.
   """
 
-  def __init__(self, dataset: str, kind: str, config: Config, template_idx: int = 0,
-               source: str | None = None):
+  def __init__(
+    self, dataset: str, kind: str, config: Config, template_idx: int = 0, source: str | None = None
+  ):
     self.dataset = dataset
     self.kind = kind
     self.template_idx = template_idx
@@ -144,9 +144,17 @@ class FlanSource(seqio.FunctionDataSource):
     """Examples of `split` before preprocessing, from the split sizes alone."""
     return examples.num_input_examples(self.dataset, split, self.config.data_dir, self.source)
 
-  def get_dataset(self, split: str = "train", shuffle: bool = True, seed: int | None = None,
-                  shard_info: seqio.ShardInfo | None = None, *, sequence_length=None,
-                  use_cached: bool = False, num_epochs: int | None = 1) -> tf.data.Dataset:
+  def get_dataset(
+    self,
+    split: str = "train",
+    shuffle: bool = True,
+    seed: int | None = None,
+    shard_info: seqio.ShardInfo | None = None,
+    *,
+    sequence_length=None,
+    use_cached: bool = False,
+    num_epochs: int | None = 1,
+  ) -> tf.data.Dataset:
     """The rendered examples of `split`, of data shard `shard_info` only (None: all)."""
     del sequence_length, use_cached, num_epochs  # unused, as FunctionDataSource's.
     shard = (shard_info.index, shard_info.num_shards) if shard_info else None
@@ -164,24 +172,32 @@ class FlanSource(seqio.FunctionDataSource):
       if examples.is_mocked(read.tfds_name, cfg.data_dir):
         return None
       builders[read.tfds_name] = str(examples.builder(read.tfds_name, cfg.data_dir).version)
-    return {"dataset": d, "source": self.source, "kind": self.kind, "split": split,
-            "template_idx": self.template_idx if self.kind != "train" else None,
-            "seed": 0 if seed is None else int(seed), "builders": builders,
-            "reads": [[r.tfds_name, r.tfds_split, first_id] for r, first_id, _, _ in reads],
-            "vocabulary": vocabularies.ids_fingerprint(cfg.vocabulary),
-            "templates": _digest(repr(self._templates())),
-            "flan_compat": cfg.flan_templates_dir is not None,
-            "preprocessors": examples.preprocessor_fingerprint(),
-            "num_templates": cfg.num_templates, "template_mode": cfg.template_mode,
-            "add_eos": True}
+    return {
+      "dataset": d,
+      "source": self.source,
+      "kind": self.kind,
+      "split": split,
+      "template_idx": self.template_idx if self.kind != "train" else None,
+      "seed": 0 if seed is None else int(seed),
+      "builders": builders,
+      "reads": [[r.tfds_name, r.tfds_split, first_id] for r, first_id, _, _ in reads],
+      "vocabulary": vocabularies.ids_fingerprint(cfg.vocabulary),
+      "templates": _digest(repr(self._templates())),
+      "flan_compat": cfg.flan_templates_dir is not None,
+      "preprocessors": examples.preprocessor_fingerprint(),
+      "num_templates": cfg.num_templates,
+      "template_mode": cfg.template_mode,
+      "add_eos": True,
+    }
 
   def _templates(self) -> tuple:
     """Every template this source can render with (the replication mode's, per FLAN config)."""
     flan_dir = self.config.flan_templates_dir
     if flan_dir is None:
       return examples.get_templates(self.dataset)
-    return tuple(templates_lib.load_flan(t.pattern_key, flan_dir)
-                 for t in flan_compat.tasks_of(self.dataset))
+    return tuple(
+      templates_lib.load_flan(t.pattern_key, flan_dir) for t in flan_compat.tasks_of(self.dataset)
+    )
 
   def shard_id_bounds(self, split: str, shard: tuple[int, int]) -> tuple[int, int] | None:
     """`[first, last + 1)` example ids of data shard `shard` (None: it reads none)."""
@@ -191,30 +207,51 @@ class FlanSource(seqio.FunctionDataSource):
     (_, first, lo, _), (_, last, _, hi) = reads[0], reads[-1]
     return first + lo, last + hi
 
-  def columns(self, split: str, seed: int | None = None, limit: int | None = None,
-              shard: tuple[int, int] | None = None) -> dict[str, list]:
+  def columns(
+    self,
+    split: str,
+    seed: int | None = None,
+    limit: int | None = None,
+    shard: tuple[int, int] | None = None,
+  ) -> dict[str, list]:
     """The rendered rows of `split` (the first `limit` examples): feature -> values.
 
     `shard`: `(index, count)`, only that data shard's rows (see `examples.shard_reads`).
     """
     if split not in self.splits:
-      raise UserError(f"Task kind {self.kind!r} of {self.dataset!r} has splits "
-                      f"{list(self.splits)}, not {split!r}.")
+      raise UserError(
+        f"Task kind {self.kind!r} of {self.dataset!r} has splits "
+        f"{list(self.splits)}, not {split!r}."
+      )
     d, cfg = self.dataset, self.config
     flan_dir = cfg.flan_templates_dir  # None, or the replication mode
     # Training reads each split once (the stream keeps the tokens): nothing cached here.
-    rows = examples.load_examples(d, split, cfg.data_dir, self.source, shard,
-                                  cache=self.kind != "train",
-                                  flan_compat=flan_dir is not None)[:limit]
+    rows = examples.load_examples(
+      d,
+      split,
+      cfg.data_dir,
+      self.source,
+      shard,
+      cache=self.kind != "train",
+      flan_compat=flan_dir is not None,
+    )[:limit]
     ids = [r["example_id"] for r in rows]
     if self.kind == "scoring":
-      cols = {"inputs": [], "targets": [], "example_id": [], "option_idx": [],
-              "is_correct": [], "template_idx": []}
+      cols = {
+        "inputs": [],
+        "targets": [],
+        "example_id": [],
+        "option_idx": [],
+        "is_correct": [],
+        "template_idx": [],
+      }
       for row in rows:
         for inputs, targets, option_idx, correct in examples.scoring_rows(
-            d, row, self.template_idx, cfg.template_mode, flan_dir):
-          for key, value in zip(cols, (inputs, targets, row["example_id"], option_idx,
-                                       correct, self.template_idx)):
+          d, row, self.template_idx, cfg.template_mode, flan_dir
+        ):
+          for key, value in zip(
+            cols, (inputs, targets, row["example_id"], option_idx, correct, self.template_idx)
+          ):
             cols[key].append(value)
       return cols
     if self.kind == "train":
@@ -222,21 +259,30 @@ class FlanSource(seqio.FunctionDataSource):
       chosen = examples.template_indices(0 if seed is None else seed, d, ids, count).tolist()
     else:
       chosen = [self.template_idx] * len(rows)
-    rendered = [examples.render_example(d, r, t, cfg.template_mode, flan_dir)
-                for r, t in zip(rows, chosen)]
-    return {"inputs": [x for x, _ in rendered], "targets": [y for _, y in rendered],
-            "template_idx": chosen, "example_id": ids}
+    rendered = [
+      examples.render_example(d, r, t, cfg.template_mode, flan_dir) for r, t in zip(rows, chosen)
+    ]
+    return {
+      "inputs": [x for x, _ in rendered],
+      "targets": [y for _, y in rendered],
+      "template_idx": chosen,
+      "example_id": ids,
+    }
 
-  def _dataset_fn(self, split: str, shuffle_files: bool, seed: int | None = None,
-                  shard: tuple[int, int] | None = None):
+  def _dataset_fn(
+    self,
+    split: str,
+    shuffle_files: bool,
+    seed: int | None = None,
+    shard: tuple[int, int] | None = None,
+  ):
     cols = self.columns(split, seed, shard=shard)
     if shuffle_files:  # a full permutation, better than seqio's 1000-example buffer.
-      order = np.random.default_rng(0 if seed is None else seed).permutation(
-          len(cols["inputs"]))
+      order = np.random.default_rng(0 if seed is None else seed).permutation(len(cols["inputs"]))
       cols = {k: [v[i] for i in order] for k, v in cols.items()}
     return tf.data.Dataset.from_tensor_slices(
-        {k: (_strings(v) if k in ("inputs", "targets") else _ints(v))
-         for k, v in cols.items()})
+      {k: (_strings(v) if k in ("inputs", "targets") else _ints(v)) for k, v in cols.items()}
+    )
 
 
 def _digest(text: str) -> str:
@@ -244,26 +290,37 @@ def _digest(text: str) -> str:
 
 
 def _add_task(name: str, source: FlanSource, vocabulary: seqio.Vocabulary) -> None:
-  features = {"inputs": seqio.Feature(vocabulary, add_eos=True),
-              "targets": seqio.Feature(vocabulary, add_eos=True)}
+  features = {
+    "inputs": seqio.Feature(vocabulary, add_eos=True),
+    "targets": seqio.Feature(vocabulary, add_eos=True),
+  }
   seqio.TaskRegistry.add(
-      name, source=source, output_features=features,
-      preprocessors=[seqio.preprocessors.tokenize, seqio.CacheDatasetPlaceholder(),
-                     seqio.preprocessors.append_eos_after_trim],
-      metric_fns=[])
+    name,
+    source=source,
+    output_features=features,
+    preprocessors=[
+      seqio.preprocessors.tokenize,
+      seqio.CacheDatasetPlaceholder(),
+      seqio.preprocessors.append_eos_after_trim,
+    ],
+    metric_fns=[],
+  )
   _REGISTERED.add(name)
 
 
-def _check_knobs(num_templates, template_mode, mixing_cap, temperature, train_clusters,
-                 missing_datasets):
+def _check_knobs(
+  num_templates, template_mode, mixing_cap, temperature, train_clusters, missing_datasets
+):
   if not 1 <= num_templates <= templates_lib.NUM_TEMPLATES:
-    raise UserError(f"num_templates must be in 1..{templates_lib.NUM_TEMPLATES}, got "
-                    f"{num_templates}.")
+    raise UserError(
+      f"num_templates must be in 1..{templates_lib.NUM_TEMPLATES}, got {num_templates}."
+    )
   if missing_datasets not in ("error", "skip"):
     raise UserError(f"missing_datasets must be 'error' or 'skip', got {missing_datasets!r}.")
   if template_mode not in templates_lib.MODES:
-    raise UserError(f"Unknown template_mode {template_mode!r}; choose one of "
-                    f"{', '.join(templates_lib.MODES)}.")
+    raise UserError(
+      f"Unknown template_mode {template_mode!r}; choose one of {', '.join(templates_lib.MODES)}."
+    )
   if mixing_cap is not None and mixing_cap <= 0:
     raise UserError(f"mixing_cap must be positive (or None: uncapped), got {mixing_cap}.")
   if temperature <= 0:
@@ -276,14 +333,18 @@ def _check_knobs(num_templates, template_mode, mixing_cap, temperature, train_cl
 
 
 @gin.configurable(module="flan.data.tasks")
-def register(*, data_dir: str | None = None,
-             vocabulary: seqio.Vocabulary | str | None = None,
-             num_templates: int = templates_lib.NUM_TEMPLATES,
-             template_mode: str = "instructions", mixing_cap: int | None = 3000,
-             temperature: float = 1.0,
-             train_clusters: Iterable[str] | None = None,
-             missing_datasets: str = "error",
-             flan_templates_dir: str | None = None) -> Config:
+def register(
+  *,
+  data_dir: str | None = None,
+  vocabulary: seqio.Vocabulary | str | None = None,
+  num_templates: int = templates_lib.NUM_TEMPLATES,
+  template_mode: str = "instructions",
+  mixing_cap: int | None = 3000,
+  temperature: float = 1.0,
+  train_clusters: Iterable[str] | None = None,
+  missing_datasets: str = "error",
+  flan_templates_dir: str | None = None,
+) -> Config:
   """(Re-)registers every FLAN task and mixture with these knobs.
 
   Args:
@@ -315,8 +376,9 @@ def register(*, data_dir: str | None = None,
   global _CONFIG
   from flan.data import mixtures  # mixtures imports this module.
 
-  train_clusters = _check_knobs(num_templates, template_mode, mixing_cap, temperature,
-                                train_clusters, missing_datasets)
+  train_clusters = _check_knobs(
+    num_templates, template_mode, mixing_cap, temperature, train_clusters, missing_datasets
+  )
   if not isinstance(vocabulary, seqio.Vocabulary):
     vocabulary = vocabularies.get_vocabulary(vocabulary)
   if flan_templates_dir is not None:
@@ -324,10 +386,20 @@ def register(*, data_dir: str | None = None,
     for spec in datasets_lib.DATASETS:  # fail now, naming the file, not when data is read.
       for flan_task in flan_compat.tasks_of(spec.name):
         templates_lib.load_flan(flan_task.pattern_key, flan_templates_dir)
-  config = Config(data_dir, vocabulary, num_templates, template_mode, mixing_cap,
-                  temperature, train_clusters, missing_datasets, flan_templates_dir)
-  all_templates = {d.name: examples.get_templates(d.name, flan_templates_dir)
-                   for d in datasets_lib.DATASETS}
+  config = Config(
+    data_dir,
+    vocabulary,
+    num_templates,
+    template_mode,
+    mixing_cap,
+    temperature,
+    train_clusters,
+    missing_datasets,
+    flan_templates_dir,
+  )
+  all_templates = {
+    d.name: examples.get_templates(d.name, flan_templates_dir) for d in datasets_lib.DATASETS
+  }
   for name in sorted(_REGISTERED):
     seqio.MixtureRegistry.remove(name)
     seqio.TaskRegistry.remove(name)
@@ -359,9 +431,10 @@ def get(name: str) -> seqio.Task | seqio.Mixture:
   close = difflib.get_close_matches(name, _REGISTERED, n=6, cutoff=0.6)
   hint = f" Did you mean: {', '.join(close)}?" if close else ""
   raise UserError(
-      f"Unknown FLAN task or mixture {name!r}.{hint} Tasks are flan_<dataset>[_<source>]_train, "
-      "flan_<dataset>_t<i>[_scoring]; mixtures flan_holdout_<cluster>_train/_eval and "
-      "flan_all_train (see `python -m flan.show --list`).")
+    f"Unknown FLAN task or mixture {name!r}.{hint} Tasks are flan_<dataset>[_<source>]_train, "
+    "flan_<dataset>_t<i>[_scoring]; mixtures flan_holdout_<cluster>_train/_eval and "
+    "flan_all_train (see `python -m flan.show --list`)."
+  )
 
 
 def check_prepared(name: str) -> None:
@@ -371,6 +444,7 @@ def check_prepared(name: str) -> None:
   missing builder. With one missing, its own detailed message (manual download, splits).
   """
   from flan.data import mixtures  # deferred: mixtures imports this module lazily too.
+
   task_or_mixture = get(name)
   members = getattr(task_or_mixture, "tasks", None) or [task_or_mixture]
   datasets = sorted({t.source.dataset for t in members if isinstance(t.source, FlanSource)})

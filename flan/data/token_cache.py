@@ -55,8 +55,9 @@ def key_hash(parts: Mapping[str, Any]) -> str:
   return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def entry_dir(cache_dir: str | os.PathLike, task_name: str, parts: Mapping[str, Any]
-              ) -> pathlib.Path:
+def entry_dir(
+  cache_dir: str | os.PathLike, task_name: str, parts: Mapping[str, Any]
+) -> pathlib.Path:
   """The directory of the entry of `task_name` with these key parts."""
   return pathlib.Path(cache_dir).expanduser() / f"{task_name}-{key_hash(parts)}"
 
@@ -74,20 +75,25 @@ class Tokens:
   def __len__(self) -> int:
     return len(self.example_id)
 
-  def rows(self, begin: int, end: int) -> "Tokens":
+  def rows(self, begin: int, end: int) -> Tokens:
     """Rows `begin:end` (views: nothing copied, nothing read from a memory map)."""
+
     def cut(r: packing.Ragged) -> packing.Ragged:
       starts = r.starts
       lo = int(starts[begin]) if begin < len(r.lengths) else int(r.values.shape[0])
       hi = int(starts[end]) if end < len(r.lengths) else int(r.values.shape[0])
       return packing.Ragged(r.values[lo:hi], r.lengths[begin:end])
+
     return Tokens(cut(self.inputs), cut(self.targets), self.example_id[begin:end])
 
 
 def _open(shard_dir: pathlib.Path) -> Tokens:
   a = {k: np.load(shard_dir / f"{k}.npy", mmap_mode="r") for k in _ARRAYS}
-  return Tokens(packing.Ragged(a["inputs"], a["inputs_lengths"]),
-                packing.Ragged(a["targets"], a["targets_lengths"]), a["example_id"])
+  return Tokens(
+    packing.Ragged(a["inputs"], a["inputs_lengths"]),
+    packing.Ragged(a["targets"], a["targets_lengths"]),
+    a["example_id"],
+  )
 
 
 def _check_manifest(entry: pathlib.Path, parts: Mapping[str, Any]) -> bool:
@@ -95,16 +101,20 @@ def _check_manifest(entry: pathlib.Path, parts: Mapping[str, Any]) -> bool:
     manifest = json.loads((entry / "manifest.json").read_text())
   except (OSError, ValueError):
     return False
-  want = json.loads(json.dumps({"format": FORMAT_VERSION, **parts}, sort_keys=True,
-                               default=str))
+  want = json.loads(json.dumps({"format": FORMAT_VERSION, **parts}, sort_keys=True, default=str))
   if manifest != want:  # a hash collision, or a hand-edited entry: never trust it.
     logging.warning("Token cache %s: its manifest does not match the key; ignoring it.", entry)
     return False
   return True
 
 
-def load(cache_dir: str | os.PathLike, task_name: str, parts: Mapping[str, Any],
-         shard: tuple[int, int], id_bounds: tuple[int, int] | None) -> Tokens | None:
+def load(
+  cache_dir: str | os.PathLike,
+  task_name: str,
+  parts: Mapping[str, Any],
+  shard: tuple[int, int],
+  id_bounds: tuple[int, int] | None,
+) -> Tokens | None:
   """The memory-mapped rows of `shard`, or None on a miss.
 
   Args:
@@ -129,23 +139,34 @@ def load(cache_dir: str | os.PathLike, task_name: str, parts: Mapping[str, Any],
   return None
 
 
-def write(cache_dir: str | os.PathLike, task_name: str, parts: Mapping[str, Any],
-          shard: tuple[int, int], tokens: Tokens) -> pathlib.Path:
+def write(
+  cache_dir: str | os.PathLike,
+  task_name: str,
+  parts: Mapping[str, Any],
+  shard: tuple[int, int],
+  tokens: Tokens,
+) -> pathlib.Path:
   """Writes `tokens` as the rows of `shard` (atomically; see the module docstring)."""
   entry = entry_dir(cache_dir, task_name, parts)
   entry.mkdir(parents=True, exist_ok=True)
   manifest = entry / "manifest.json"
   if not manifest.exists():
-    _atomic_text(manifest, json.dumps({"format": FORMAT_VERSION, **parts}, sort_keys=True,
-                                      indent=1, default=str))
+    _atomic_text(
+      manifest,
+      json.dumps({"format": FORMAT_VERSION, **parts}, sort_keys=True, indent=1, default=str),
+    )
   final = _shard_dir(entry, shard)
   if (final / "done").exists():
     return final
   tmp = pathlib.Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=entry))
   try:
-    arrays = {"inputs": tokens.inputs.values, "inputs_lengths": tokens.inputs.lengths,
-              "targets": tokens.targets.values, "targets_lengths": tokens.targets.lengths,
-              "example_id": tokens.example_id}
+    arrays = {
+      "inputs": tokens.inputs.values,
+      "inputs_lengths": tokens.inputs.lengths,
+      "targets": tokens.targets.values,
+      "targets_lengths": tokens.targets.lengths,
+      "example_id": tokens.example_id,
+    }
     for k, v in arrays.items():
       np.save(tmp / f"{k}.npy", np.asarray(v, np.int32))
     (tmp / "done").write_text("")
@@ -167,9 +188,14 @@ def _atomic_text(path: pathlib.Path, text: str) -> None:
   os.replace(tmp, path)
 
 
-def load_or_build(cache_dir: str | os.PathLike | None, task_name: str,
-                  parts: Mapping[str, Any] | None, shard: tuple[int, int],
-                  id_bounds: tuple[int, int] | None, build: Callable[[], Tokens]) -> Tokens:
+def load_or_build(
+  cache_dir: str | os.PathLike | None,
+  task_name: str,
+  parts: Mapping[str, Any] | None,
+  shard: tuple[int, int],
+  id_bounds: tuple[int, int] | None,
+  build: Callable[[], Tokens],
+) -> Tokens:
   """The shard's tokens from the cache, else `build()` (written to the cache if there is one).
 
   `cache_dir=None` or `parts=None` (a task the cache cannot key) just builds.

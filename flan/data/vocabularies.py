@@ -41,20 +41,24 @@ def get_vocabulary(path: str | None = None) -> seqio.Vocabulary:
     path = os.path.expanduser(path)
     if not os.path.isfile(path):
       raise UserError(
-          f"SentencePiece model not found: {path!r}. Pass the path of T5's spiece.model "
-          "(e.g. --gin.VOCABULARY=\"'../shared/vocab/t5_spiece.model'\"), or \"byte\" / None "
-          "for the byte vocabulary.")
+        f"SentencePiece model not found: {path!r}. Pass the path of T5's spiece.model "
+        '(e.g. --gin.VOCABULARY="\'../shared/vocab/t5_spiece.model\'"), or "byte" / None '
+        "for the byte vocabulary."
+      )
   else:
     import tensorflow as tf  # only remote paths need gfile.
+
     if not tf.io.gfile.exists(path):
       raise UserError(f"SentencePiece model not found: {path!r}.")
   vocab = seqio.SentencePieceVocabulary(path, extra_ids=EXTRA_IDS)
   try:
     vocab.vocab_size  # loads the model now: a wrong file fails here, not mid-pipeline
-  except Exception as e:  # noqa: BLE001 - sentencepiece raises RuntimeError/OSError/...
-    raise UserError(f"VOCABULARY={path!r} is not a SentencePiece model ({type(e).__name__}: "
-                    f"{str(e).splitlines()[0] if str(e) else 'unreadable'}); pass T5's "
-                    "spiece.model, or \"byte\" / None for the byte vocabulary.") from None
+  except Exception as e:
+    raise UserError(
+      f"VOCABULARY={path!r} is not a SentencePiece model ({type(e).__name__}: "
+      f"{str(e).splitlines()[0] if str(e) else 'unreadable'}); pass T5's "
+      'spiece.model, or "byte" / None for the byte vocabulary.'
+    ) from None
   return vocab
 
 
@@ -65,6 +69,7 @@ def fingerprint(path: str | None) -> dict[str, Any]:
   path = os.fspath(path)
   if "://" in path:
     import tensorflow as tf
+
     with tf.io.gfile.GFile(path, "rb") as f:
       data = f.read()
   else:
@@ -79,8 +84,11 @@ def ids_fingerprint(vocabulary: seqio.Vocabulary) -> dict:
 
   Two SentencePiece models at the same path with different contents differ here.
   """
-  out = {"kind": type(vocabulary).__name__, "extra_ids": int(vocabulary.extra_ids),
-         "eos_id": int(vocabulary.eos_id)}
+  out = {
+    "kind": type(vocabulary).__name__,
+    "extra_ids": int(vocabulary.extra_ids),
+    "eos_id": int(vocabulary.eos_id),
+  }
   model = getattr(vocabulary, "sp_model", None)
   if model is not None:
     out["model_sha256"] = hashlib.sha256(model).hexdigest()

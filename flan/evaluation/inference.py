@@ -29,6 +29,7 @@ from flan.model import partitioning
 PAD_ID, EOS_ID = 0, 1
 MIN_LENGTH = 8  # smallest padded length: keeps the number of compiled shapes small.
 
+
 def padded_length(n: int, cap: int) -> int:
   """`n` rounded up to the next of 8, 16, 24, 32, 40, 48, 56, 64, 80, 96, ... (four steps per
   power of two: at most 25% padding, few compiled shapes), at most `cap`."""
@@ -47,7 +48,7 @@ def _rows_array(rows: Sequence[Sequence[int]], length: int, size: int) -> np.nda
   out = np.zeros((size, length), dtype=np.int32)
   for i in range(size):
     row = rows[i] if i < len(rows) else rows[0]
-    out[i, :len(row)] = row
+    out[i, : len(row)] = row
   return out
 
 
@@ -68,13 +69,20 @@ def shared_encoder_scorer(model: Any):
     enc = batch["encoder_input_tokens"]  # [E, Li]
     tgt = batch["decoder_target_tokens"]  # [E, K, Lt]
     e, k, lt = tgt.shape
-    encoded = module.apply({"params": params}, enc, enable_dropout=False,
-                           method=module.encode)  # [E, Li, D]
+    encoded = module.apply(
+      {"params": params}, enc, enable_dropout=False, method=module.encode
+    )  # [E, Li, D]
     tgt = tgt.reshape(e * k, lt)  # [E*K, Lt]
     dec_in = jnp.pad(tgt[:, :-1], ((0, 0), (1, 0)))  # shifted right, 0 first
-    logits = module.apply({"params": params}, jnp.repeat(encoded, k, axis=0),
-                          jnp.repeat(enc, k, axis=0), dec_in, tgt, enable_dropout=False,
-                          method=module.decode)  # [E*K, Lt, V]
+    logits = module.apply(
+      {"params": params},
+      jnp.repeat(encoded, k, axis=0),
+      jnp.repeat(enc, k, axis=0),
+      dec_in,
+      tgt,
+      enable_dropout=False,
+      method=module.decode,
+    )  # [E*K, Lt, V]
     log_probs = jax.nn.log_softmax(logits.astype(jnp.float32))
     token = jnp.take_along_axis(log_probs, tgt[..., None], axis=-1)[..., 0]  # [E*K, Lt]
     return jnp.sum(token * (tgt != PAD_ID), axis=-1).reshape(e, k)
@@ -91,8 +99,15 @@ class ModelRunner:
   `model.score_batch` on (example, option) rows.
   """
 
-  def __init__(self, model: Any, mesh: jax.sharding.Mesh, batch_size: int, *,
-               num_beams: int = 1, share_encoder: bool | None = None):
+  def __init__(
+    self,
+    model: Any,
+    mesh: jax.sharding.Mesh,
+    batch_size: int,
+    *,
+    num_beams: int = 1,
+    share_encoder: bool | None = None,
+  ):
     partitioning.check_batch_size(batch_size, mesh)
     self.model, self.mesh, self.batch_size, self.num_beams = model, mesh, batch_size, num_beams
     self.shard_index, self.num_shards = partitioning.data_shard_info(mesh)
@@ -105,16 +120,19 @@ class ModelRunner:
     if share_encoder:
       self._score_shared = jax.jit(shared_encoder_scorer(model), out_shardings=replicated)
     self._predict = functools.lru_cache(maxsize=None)(
-        lambda length: jax.jit(functools.partial(model.predict_batch, max_decode_length=length,
-                                                 num_beams=num_beams),
-                               out_shardings=replicated))
+      lambda length: jax.jit(
+        functools.partial(model.predict_batch, max_decode_length=length, num_beams=num_beams),
+        out_shardings=replicated,
+      )
+    )
     self.stats = collections.Counter()
 
   def place(self, params: Any) -> Any:
     """Puts parameters on the mesh as training shards them (no-op when they already are)."""
     try:
-      shardings = partitioning.logical_to_sharding(self.model.param_logical_specs(),
-                                                   self.mesh, shapes=params)
+      shardings = partitioning.logical_to_sharding(
+        self.model.param_logical_specs(), self.mesh, shapes=params
+      )
     except (AttributeError, TypeError, ValueError) as e:
       logging.warning("Parameter specs do not match the parameters (%s); replicating.", e)
       shardings = NamedSharding(self.mesh, P())
@@ -124,12 +142,16 @@ class ModelRunner:
     local = {}
     for k, v in batch.items():
       per_host = v.shape[0] // self.num_shards
-      local[k] = v[self.shard_index * per_host:(self.shard_index + 1) * per_host]
+      local[k] = v[self.shard_index * per_host : (self.shard_index + 1) * per_host]
     return partitioning.shard_batch(local, self.mesh)
 
-  def score_options(self, params: Any, inputs: Sequence[Sequence[int]],
-                    options: Sequence[Sequence[Sequence[int]]],
-                    lengths: tuple[int, int]) -> list[list[float]]:
+  def score_options(
+    self,
+    params: Any,
+    inputs: Sequence[Sequence[int]],
+    options: Sequence[Sequence[Sequence[int]]],
+    lengths: tuple[int, int],
+  ) -> list[list[float]]:
     """Rank classification: per example, the score of each of its options.
 
     `lengths` (inputs, targets) cap the padded lengths; each batch of length-sorted examples
@@ -149,7 +171,7 @@ class ModelRunner:
     order = length_order([len(x) for x in inputs])
     out: list[list[float]] = [[] for _ in inputs]
     for start in range(0, len(order), size):
-      idx = order[start:start + size]
+      idx = order[start : start + size]
       li = padded_length(max(len(inputs[i]) for i in idx), cap_li)
       lt = padded_length(max(len(o) for i in idx for o in options[i]), cap_lt)
       enc = _rows_array([inputs[i] for i in idx], li, size)  # [E, Li]
@@ -157,61 +179,74 @@ class ModelRunner:
       for e in range(size):
         src = idx[e] if e < len(idx) else idx[0]  # padding: copy the first
         for j, o in enumerate(options[src]):
-          tgt[e, j, :len(o)] = o
+          tgt[e, j, : len(o)] = o
       batch = {"encoder_input_tokens": enc, "decoder_target_tokens": tgt}
       with partitioning.activation_rules(self.mesh):
         scores = np.asarray(self._score_shared(params, self._global(batch)))  # [E, K]
       for e, i in enumerate(idx.tolist()):
-        out[i] = scores[e, :len(options[i])].tolist()
+        out[i] = scores[e, : len(options[i])].tolist()
       self.stats["score_batches"] += 1
       self.stats["padding_rows"] += (size - len(idx)) * k
       self.stats["encoder_tokens"] += sum(len(inputs[i]) for i in idx)
       self.stats["encoder_slots"] += size * li
     return out
 
-  def score(self, params: Any, inputs: Sequence[Sequence[int]],
-            targets: Sequence[Sequence[int]], lengths: tuple[int, int]) -> np.ndarray:
+  def score(
+    self,
+    params: Any,
+    inputs: Sequence[Sequence[int]],
+    targets: Sequence[Sequence[int]],
+    lengths: tuple[int, int],
+  ) -> np.ndarray:
     """Sum of target log-probs per row: [num_rows] float32 (`lengths` are caps, as above)."""
     cap_li, cap_lt = lengths
     out = np.zeros((len(inputs),), np.float32)
     order = length_order([len(x) for x in inputs])
     for start in range(0, len(order), self.batch_size):
-      idx = order[start:start + self.batch_size]
+      idx = order[start : start + self.batch_size]
       li = padded_length(max(len(inputs[i]) for i in idx), cap_li)
       lt = padded_length(max(len(targets[i]) for i in idx), cap_lt)
       enc = _rows_array([inputs[i] for i in idx], li, self.batch_size)
       tgt = _rows_array([targets[i] for i in idx], lt, self.batch_size)
       dec_in = np.zeros_like(tgt)
       dec_in[:, 1:] = tgt[:, :-1]  # teacher forcing: targets shifted right, 0 first.
-      batch = {"encoder_input_tokens": enc, "decoder_input_tokens": dec_in,
-               "decoder_target_tokens": tgt,
-               "decoder_loss_weights": (tgt != PAD_ID).astype(np.int32)}
+      batch = {
+        "encoder_input_tokens": enc,
+        "decoder_input_tokens": dec_in,
+        "decoder_target_tokens": tgt,
+        "decoder_loss_weights": (tgt != PAD_ID).astype(np.int32),
+      }
       with partitioning.activation_rules(self.mesh):
         scores = np.asarray(self._score(params, self._global(batch)))  # [B]
-      out[idx] = scores[:len(idx)]
+      out[idx] = scores[: len(idx)]
       self.stats["score_batches"] += 1
       self.stats["padding_rows"] += self.batch_size - len(idx)
       self.stats["encoder_tokens"] += sum(len(inputs[i]) for i in idx)
       self.stats["encoder_slots"] += self.batch_size * li
     return out
 
-  def predict(self, params: Any, inputs: Sequence[Sequence[int]], input_length: int,
-              decode_length: int) -> list[list[int]]:
+  def predict(
+    self, params: Any, inputs: Sequence[Sequence[int]], input_length: int, decode_length: int
+  ) -> list[list[int]]:
     """Generated tokens per row, cut at the first EOS (`input_length` is a cap, as above)."""
     out: list[list[int]] = [[] for _ in inputs]
     order = length_order([len(x) for x in inputs])
     for start in range(0, len(order), self.batch_size):
-      idx = order[start:start + self.batch_size]
+      idx = order[start : start + self.batch_size]
       li = padded_length(max(len(inputs[i]) for i in idx), input_length)
       enc = _rows_array([inputs[i] for i in idx], li, self.batch_size)
       blank = np.zeros((self.batch_size, decode_length), np.int32)  # [B, Ld]
-      batch = {"encoder_input_tokens": enc, "decoder_input_tokens": blank,
-               "decoder_target_tokens": blank, "decoder_loss_weights": blank}
+      batch = {
+        "encoder_input_tokens": enc,
+        "decoder_input_tokens": blank,
+        "decoder_target_tokens": blank,
+        "decoder_loss_weights": blank,
+      }
       with partitioning.activation_rules(self.mesh):
         tokens = np.asarray(self._predict(decode_length)(params, self._global(batch)))
       for e, i in enumerate(idx.tolist()):
         row = tokens[e].tolist()
-        row = row[:row.index(EOS_ID)] if EOS_ID in row else row
+        row = row[: row.index(EOS_ID)] if EOS_ID in row else row
         out[i] = [t for t in row if t != PAD_ID]
       self.stats["predict_batches"] += 1
       self.stats["padding_rows"] += self.batch_size - len(idx)
@@ -242,7 +277,7 @@ class Tokenizer:
     ids = self.ids(text)
     if len(ids) > length - 1:
       self.truncated += 1
-      ids = ids[:length - 1]
+      ids = ids[: length - 1]
     return ids + [EOS_ID]
 
   def decode(self, ids: Sequence[int]) -> str:

@@ -21,8 +21,7 @@ import jax
 
 from flan.data import clusters as clusters_lib
 from flan.data import examples as examples_lib
-from flan.evaluation import holdout
-from flan.evaluation import inference
+from flan.evaluation import holdout, inference
 
 
 class PeriodicEvaluator:
@@ -41,13 +40,24 @@ class PeriodicEvaluator:
     load_baseline: returns the baseline's parameters (None: no baseline).
   """
 
-  def __init__(self, model: Any, mesh: jax.sharding.Mesh, *, cluster: str, vocabulary: Any,
-               data_dir: str | None, feature_lengths: Mapping[str, int], batch_size: int,
-               max_examples: int | None, num_templates: int | None,
-               load_baseline: Callable[[], Any] | None = None):
+  def __init__(
+    self,
+    model: Any,
+    mesh: jax.sharding.Mesh,
+    *,
+    cluster: str,
+    vocabulary: Any,
+    data_dir: str | None,
+    feature_lengths: Mapping[str, int],
+    batch_size: int,
+    max_examples: int | None,
+    num_templates: int | None,
+    load_baseline: Callable[[], Any] | None = None,
+  ):
     self.cluster = cluster
-    self.options = holdout.EvalOptions(dict(feature_lengths), num_templates=num_templates,
-                                       max_examples=max_examples)
+    self.options = holdout.EvalOptions(
+      dict(feature_lengths), num_templates=num_templates, max_examples=max_examples
+    )
     self.runner = inference.ModelRunner(model, mesh, batch_size)
     self.tokenizer = inference.Tokenizer(vocabulary)
     self._load_baseline = load_baseline
@@ -58,16 +68,20 @@ class PeriodicEvaluator:
       try:
         self.data[name] = {"examples": holdout.load_dataset_splits(name, data_dir, self.options)}
       except (examples_lib.DataNotPreparedError, ValueError) as e:
-        logging.warning("Evaluation during training skips %s: %s", name,
-                        str(e).splitlines()[0])
+        logging.warning("Evaluation during training skips %s: %s", name, str(e).splitlines()[0])
         self.data[name] = {"error": str(e)}
     loaded = {n: d["examples"] for n, d in self.data.items() if "examples" in d}
-    logging.info("Evaluation during training: %d of %d datasets of %r, %s examples per "
-                 "split (%d test, %d dev in all), loaded in %.1f s.", len(loaded),
-                 len(self.data), cluster, "all" if max_examples is None else max_examples,
-                 sum(len(e["test"]) for e in loaded.values()),
-                 sum(len(e["validation"]) for e in loaded.values()),
-                 time.perf_counter() - start)
+    logging.info(
+      "Evaluation during training: %d of %d datasets of %r, %s examples per "
+      "split (%d test, %d dev in all), loaded in %.1f s.",
+      len(loaded),
+      len(self.data),
+      cluster,
+      "all" if max_examples is None else max_examples,
+      sum(len(e["test"]) for e in loaded.values()),
+      sum(len(e["validation"]) for e in loaded.values()),
+      time.perf_counter() - start,
+    )
 
   def evaluate(self, params: Any, step: int) -> dict[str, dict[str, Any]]:
     """{"tuned": results of `params`, "baseline": the baseline's (if any)}, as
@@ -77,15 +91,18 @@ class PeriodicEvaluator:
       self._baseline = self._evaluate(self._load_baseline(), "baseline")
     if self._baseline is not None:
       models["baseline"] = self._baseline
-    line = "  ".join(f"{label} {_fmt(r['cluster']['mean_over_templates'])}"
-                     for label, r in models.items())
-    logging.info("Evaluation at step %d (%r subset, cluster mean over templates): %s", step,
-                 self.cluster, line)
+    line = "  ".join(
+      f"{label} {_fmt(r['cluster']['mean_over_templates'])}" for label, r in models.items()
+    )
+    logging.info(
+      "Evaluation at step %d (%r subset, cluster mean over templates): %s", step, self.cluster, line
+    )
     return models
 
   def _evaluate(self, params: Any, label: str) -> dict[str, Any]:
-    results, _ = holdout.evaluate_model(self.runner, self.runner.place(params), self.tokenizer,
-                                        label, self.data, self.options)
+    results, _ = holdout.evaluate_model(
+      self.runner, self.runner.place(params), self.tokenizer, label, self.data, self.options
+    )
     return results
 
 

@@ -43,9 +43,16 @@ IMPLEMENTATIONS = ("auto", "xla", "rows")
 _F32 = jnp.float32
 
 
-def dot_product_attention(query: Array, key: Array, value: Array, bias: Array | None,
-                          visible: Array, keep: Array | None = None, *,
-                          implementation: str = "auto") -> Array:
+def dot_product_attention(
+  query: Array,
+  key: Array,
+  value: Array,
+  bias: Array | None,
+  visible: Array,
+  keep: Array | None = None,
+  *,
+  implementation: str = "auto",
+) -> Array:
   """Multi-head attention output [batch, q, heads, kv] in the dtype of `query`.
 
   Args:
@@ -58,8 +65,7 @@ def dot_product_attention(query: Array, key: Array, value: Array, bias: Array | 
       the CPU backend, else "xla").
   """
   if implementation not in IMPLEMENTATIONS:
-    raise UserError(f"attention implementation {implementation!r} is not one of "
-                    f"{IMPLEMENTATIONS}.")
+    raise UserError(f"attention implementation {implementation!r} is not one of {IMPLEMENTATIONS}.")
   if implementation == "auto":
     implementation = "rows" if jax.default_backend() == "cpu" else "xla"
   if implementation == "xla":
@@ -68,8 +74,14 @@ def dot_product_attention(query: Array, key: Array, value: Array, bias: Array | 
   return _sharded(rows_attention, query, key, value, bias, visible, keep)
 
 
-def xla_attention(query: Array, key: Array, value: Array, bias: Array | None, visible: Array,
-                  keep: Array | None = None) -> Array:
+def xla_attention(
+  query: Array,
+  key: Array,
+  value: Array,
+  bias: Array | None,
+  visible: Array,
+  keep: Array | None = None,
+) -> Array:
   """The einsum form, in the activation dtype (t5x's `dot_product_attention`)."""
   dtype = query.dtype
   logits = jnp.einsum("bqhd,bkhd->bhqk", query, key)  # [batch, heads, q, k]
@@ -93,10 +105,17 @@ def _sharded(kernel, query, key, value, bias, visible, keep):
   if (query.shape[0] % _axis_size(mesh, batch)) or (query.shape[2] % _axis_size(mesh, heads)):
     return xla_attention(query, key, value, bias, visible, keep)  # shards would be uneven
   qkv = P(batch, None, heads, None)
-  specs = (qkv, qkv, qkv, None if bias is None else P(heads, None, None),
-           P(batch, None, None), None if keep is None else P(batch, heads, None))
+  specs = (
+    qkv,
+    qkv,
+    qkv,
+    None if bias is None else P(heads, None, None),
+    P(batch, None, None),
+    None if keep is None else P(batch, heads, None),
+  )
   return jax.shard_map(kernel, mesh=mesh, in_specs=specs, out_specs=qkv)(
-      query, key, value, bias, visible, keep)
+    query, key, value, bias, visible, keep
+  )
 
 
 def _axis_size(mesh, axis: str | tuple[str, ...] | None) -> int:
@@ -133,15 +152,17 @@ def _row_forward(q, k, v, bias, visible, keep):
 
 
 @jax.custom_vjp
-def rows_attention(query: Array, key: Array, value: Array, bias: Array | None, visible: Array,
-                   keep: Array | None) -> Array:
+def rows_attention(
+  query: Array, key: Array, value: Array, bias: Array | None, visible: Array, keep: Array | None
+) -> Array:
   """The row-blocked kernel (arguments as `dot_product_attention`; `visible` [batch, q, k])."""
   return _rows_forward(query, key, value, bias, visible, keep)[0]
 
 
 def _rows_forward(query, key, value, bias, visible, keep):
-  out, lse = jax.lax.map(lambda row: _row_forward(*row[:3], bias, *row[3:]),
-                         (query, key, value, visible, keep))
+  out, lse = jax.lax.map(
+    lambda row: _row_forward(*row[:3], bias, *row[3:]), (query, key, value, visible, keep)
+  )
   return out, (query, key, value, bias, visible, keep, out, lse)
 
 
@@ -169,7 +190,8 @@ def _rows_backward(residuals, d_out):
 
   d_bias = None if bias is None else _varying_like(jnp.zeros(bias.shape, _F32), d_out)
   d_bias, (dq, dk, dv) = jax.lax.scan(
-      row, d_bias, (query, key, value, visible, keep, out, lse, d_out))
+    row, d_bias, (query, key, value, visible, keep, out, lse, d_out)
+  )
   if bias is not None:
     # Under shard_map the bias is shared by the devices that split the batch: its gradient
     # is the sum of theirs.

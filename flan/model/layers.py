@@ -26,12 +26,13 @@ if TYPE_CHECKING:
 Array = jax.Array
 REMAT_POLICIES = ("none", "full", "minimal")
 ACTIVATIONS: dict[str, Callable[[Array], Array]] = {
-    "gelu": functools.partial(nn.gelu, approximate=True),  # tanh approximation, as T5 1.1
-    "relu": nn.relu,
-    "linear": lambda x: x,
+  "gelu": functools.partial(nn.gelu, approximate=True),  # tanh approximation, as T5 1.1
+  "relu": nn.relu,
+  "linear": lambda x: x,
 }
 
 BATCH_LENGTH_EMBED = ("batch", "length", "embed")
+
 
 def kernel_init(scale: float = 1.0, distribution: str = "normal"):
   """t5x's DenseGeneral init: variance_scaling(1.0, fan_in), optionally divided by `scale`."""
@@ -45,8 +46,9 @@ def constrain(x: Array, axes: tuple[str, ...]) -> Array:
   return nn.with_logical_constraint(x, axes)
 
 
-def relative_position_bucket(relative_position: Array, *, bidirectional: bool,
-                             num_buckets: int, max_distance: int) -> Array:
+def relative_position_bucket(
+  relative_position: Array, *, bidirectional: bool, num_buckets: int, max_distance: int
+) -> Array:
   """Maps key-minus-query offsets to bucket ids.
 
   The algorithm of t5x/examples/t5/layers.py (`RelativePositionBiases`), itself from Mesh
@@ -66,8 +68,9 @@ def relative_position_bucket(relative_position: Array, *, bidirectional: bool,
     n = jnp.maximum(n, 0)
   max_exact = num_buckets // 2
   ratio = n.astype(jnp.float32) / max_exact + jnp.finfo(jnp.float32).eps
-  log_bucket = max_exact + (jnp.log(ratio) / np.log(max_distance / max_exact) *
-                            (num_buckets - max_exact)).astype(n.dtype)
+  log_bucket = max_exact + (
+    jnp.log(ratio) / np.log(max_distance / max_exact) * (num_buckets - max_exact)
+  ).astype(n.dtype)
   log_bucket = jnp.minimum(log_bucket, num_buckets - 1)
   return bucket + jnp.where(n < max_exact, n, log_bucket)
 
@@ -80,8 +83,12 @@ class RMSNorm(nn.Module):
 
   @nn.compact
   def __call__(self, x: Array) -> Array:
-    scale = self.param("scale", nn.with_logical_partitioning(nn.initializers.ones, ("embed",)),
-                       (x.shape[-1],), jnp.float32)
+    scale = self.param(
+      "scale",
+      nn.with_logical_partitioning(nn.initializers.ones, ("embed",)),
+      (x.shape[-1],),
+      jnp.float32,
+    )
     x = x.astype(jnp.float32)
     y = x * jax.lax.rsqrt(jnp.mean(jnp.square(x), axis=-1, keepdims=True) + self.epsilon)
     return y.astype(self.dtype) * scale.astype(self.dtype)
@@ -97,8 +104,12 @@ class Dense(nn.Module):
 
   @nn.compact
   def __call__(self, x: Array) -> Array:
-    kernel = self.param("kernel", nn.with_logical_partitioning(self.kernel_init, self.axes),
-                        (x.shape[-1], self.features), jnp.float32)
+    kernel = self.param(
+      "kernel",
+      nn.with_logical_partitioning(self.kernel_init, self.axes),
+      (x.shape[-1], self.features),
+      jnp.float32,
+    )
     # One [tokens, in] @ [in, out] matmul: on [batch, length, in] operands XLA:CPU builds the
     # weight gradient from a transposed copy of the output gradient (measured 17% slower
     # per training step for T5-small by scripts/benchmark_train.py's profile).
@@ -144,7 +155,7 @@ def _cpu_bf16_matmul_bwd(residuals, g: Array):
   x, w = residuals  # [m, k], [k, n]; g: [m, n]
   dx = jax.lax.dot_general(g, w, _MN_KN, preferred_element_type=jnp.float32)  # [m, k]
   xt = jnp.concatenate([x.T, jnp.zeros((8, x.shape[0]), x.dtype)], axis=0)  # [k + 8, m]
-  dw = jax.lax.dot_general(xt, g, _MK_KN, preferred_element_type=jnp.float32)[:x.shape[1]]
+  dw = jax.lax.dot_general(xt, g, _MK_KN, preferred_element_type=jnp.float32)[: x.shape[1]]
   return dx.astype(x.dtype), dw.astype(w.dtype)
 
 
@@ -160,8 +171,11 @@ class Embed(nn.Module):
 
   def setup(self):
     self.embedding = self.param(
-        "embedding", nn.with_logical_partitioning(nn.initializers.normal(1.0), ("vocab", "embed")),
-        (self.vocab_size, self.features), jnp.float32)
+      "embedding",
+      nn.with_logical_partitioning(nn.initializers.normal(1.0), ("vocab", "embed")),
+      (self.vocab_size, self.features),
+      jnp.float32,
+    )
 
   def __call__(self, tokens: Array) -> Array:
     return jnp.take(self.embedding, tokens, axis=0).astype(self.dtype)  # [batch, length, embed]
@@ -177,19 +191,30 @@ class RelativePositionBias(nn.Module):
   def __call__(self, query_positions: Array, key_positions: Array) -> Array:
     cfg = self.config
     table = self.param(
-        "rel_embedding",
-        nn.with_logical_partitioning(nn.initializers.variance_scaling(1.0, "fan_avg", "uniform"),
-                                     ("heads", "relpos_buckets")),
-        (cfg.num_heads, cfg.relative_attention_num_buckets), jnp.float32)
+      "rel_embedding",
+      nn.with_logical_partitioning(
+        nn.initializers.variance_scaling(1.0, "fan_avg", "uniform"), ("heads", "relpos_buckets")
+      ),
+      (cfg.num_heads, cfg.relative_attention_num_buckets),
+      jnp.float32,
+    )
     buckets = relative_position_bucket(
-        key_positions[None, :] - query_positions[:, None], bidirectional=self.bidirectional,
-        num_buckets=cfg.relative_attention_num_buckets,
-        max_distance=cfg.relative_attention_max_distance)  # [q, k]
+      key_positions[None, :] - query_positions[:, None],
+      bidirectional=self.bidirectional,
+      num_buckets=cfg.relative_attention_num_buckets,
+      max_distance=cfg.relative_attention_max_distance,
+    )  # [q, k]
     return jnp.take(table, buckets, axis=1).astype(cfg.activation_dtype)  # [heads, q, k]
 
 
-def visibility(query_valid: Array, key_valid: Array, query_segments: Array | None,
-               key_segments: Array | None, *, causal: bool) -> Array:
+def visibility(
+  query_valid: Array,
+  key_valid: Array,
+  query_segments: Array | None,
+  key_segments: Array | None,
+  *,
+  causal: bool,
+) -> Array:
   """Which keys each query may see, [batch, q, k] bool.
 
   A pair is visible when both tokens are real, they belong to the same packed segment (when
@@ -219,8 +244,14 @@ class Attention(nn.Module):
   max_length: int | None = None
 
   @nn.compact
-  def __call__(self, inputs_q: Array, inputs_kv: Array, bias: Array | None, visible: Array,
-               decode_index: Array | None = None) -> Array:
+  def __call__(
+    self,
+    inputs_q: Array,
+    inputs_kv: Array,
+    bias: Array | None,
+    visible: Array,
+    decode_index: Array | None = None,
+  ) -> Array:
     """`bias` [heads, q, k] or None, `visible` [batch, q or 1, k] (see `flan.model.attention`)."""
     cfg = self.config
     dtype = cfg.activation_dtype
@@ -248,8 +279,8 @@ class Attention(nn.Module):
       ones = jnp.ones((key.shape[0], cfg.num_heads, 1, key.shape[1]), jnp.float32)
       keep = nn.Dropout(cfg.dropout_rate, broadcast_dims=(-2,))(ones, deterministic=False)[:, :, 0]
     out = attention_lib.dot_product_attention(
-        query, key, value, bias, visible, keep,
-        implementation="xla" if self.decode else cfg.attention)  # [batch, q, heads, kv]
+      query, key, value, bias, visible, keep, implementation="xla" if self.decode else cfg.attention
+    )  # [batch, q, heads, kv]
     out = constrain(out, heads).reshape(*out.shape[:2], joined)
     return Dense(cfg.emb_dim, ("joined_kv", "embed"), dtype, kernel_init(), name="out")(out)
 
@@ -269,8 +300,7 @@ class Attention(nn.Module):
     cached_value.value = jax.lax.dynamic_update_slice(cached_value.value, value, start)
     return cached_key.value, cached_value.value  # [batch, max_length, heads, kv]
 
-  def _cached_projection(self, compute: Callable[[], tuple[Array, Array]]
-                         ) -> tuple[Array, Array]:
+  def _cached_projection(self, compute: Callable[[], tuple[Array, Array]]) -> tuple[Array, Array]:
     """Encoder keys/values: computed on the cache-creating call, read back afterwards."""
     if self.has_variable("cache", "cached_key"):
       return self.get_variable("cache", "cached_key"), self.get_variable("cache", "cached_value")
@@ -298,5 +328,6 @@ class Mlp(nn.Module):
       hidden = h if hidden is None else hidden * h
     hidden = constrain(hidden, ("batch", "length", "mlp"))  # [batch, length, mlp]
     hidden = nn.Dropout(cfg.dropout_rate, broadcast_dims=(-2,))(
-        hidden, deterministic=self.deterministic)
+      hidden, deterministic=self.deterministic
+    )
     return Dense(cfg.emb_dim, ("mlp", "embed"), dtype, init, name="wo")(hidden)

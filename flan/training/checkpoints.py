@@ -72,11 +72,15 @@ def _files(step_dir: pathlib.Path) -> list[pathlib.Path]:
 def write_manifest(step_dir: str | os.PathLike) -> None:
   """Records the size and SHA-256 of every file under `step_dir`, atomically, last."""
   from flan.training import run_record
+
   step_dir = pathlib.Path(step_dir)
-  files = {str(p.relative_to(step_dir)): {"size": p.stat().st_size, "sha256": _file_digest(p)}
-           for p in _files(step_dir)}
-  run_record.write_atomic(step_dir / MANIFEST_NAME,
-                          json.dumps({"algorithm": "sha256", "files": files}, indent=1) + "\n")
+  files = {
+    str(p.relative_to(step_dir)): {"size": p.stat().st_size, "sha256": _file_digest(p)}
+    for p in _files(step_dir)
+  }
+  run_record.write_atomic(
+    step_dir / MANIFEST_NAME, json.dumps({"algorithm": "sha256", "files": files}, indent=1) + "\n"
+  )
 
 
 def verify(step_dir: str | os.PathLike) -> bool:
@@ -98,8 +102,9 @@ def verify(step_dir: str | os.PathLike) -> bool:
     if not path.is_file():
       raise CorruptCheckpointError(f"{path} is missing")
     if path.stat().st_size != expected["size"]:
-      raise CorruptCheckpointError(f"{path} has {path.stat().st_size} bytes, the manifest "
-                                   f"{expected['size']}")
+      raise CorruptCheckpointError(
+        f"{path} has {path.stat().st_size} bytes, the manifest {expected['size']}"
+      )
     if _file_digest(path) != expected["sha256"]:
       raise CorruptCheckpointError(f"{path} does not match its checksum (damaged on disk)")
   return True
@@ -110,7 +115,7 @@ def move_aside(step_dir: str | os.PathLike) -> pathlib.Path | None:
   step_dir = pathlib.Path(step_dir)
   if jax.process_index() != 0:
     return None
-  stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
+  stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%S%fZ")
   target = step_dir.with_name(f"{step_dir.name}{CORRUPT_MARK}{stamp}")
   try:
     os.rename(step_dir, target)
@@ -139,15 +144,17 @@ def check_params_match(saved_params: Any, expected_params: Any, where: str) -> N
   extra = sorted(set(saved) - set(expected))
   if missing or extra:
     raise CheckpointError(
-        f"The checkpoint {where} does not hold this model's parameters: missing "
-        f"{missing[:3]}{'...' if len(missing) > 3 else ''}, unexpected "
-        f"{extra[:3]}{'...' if len(extra) > 3 else ''}. Is it from another architecture?")
+      f"The checkpoint {where} does not hold this model's parameters: missing "
+      f"{missing[:3]}{'...' if len(missing) > 3 else ''}, unexpected "
+      f"{extra[:3]}{'...' if len(extra) > 3 else ''}. Is it from another architecture?"
+    )
   for name in expected:
     if saved[name] != expected[name]:
       raise CheckpointError(
-          f"The checkpoint {where} is for another model size: parameter {name!r} has shape "
-          f"{saved[name]} in the checkpoint but {expected[name]} in the model being trained. "
-          "Use the model gin the checkpoint was trained with, or another MODEL_DIR.")
+        f"The checkpoint {where} is for another model size: parameter {name!r} has shape "
+        f"{saved[name]} in the checkpoint but {expected[name]} in the model being trained. "
+        "Use the model gin the checkpoint was trained with, or another MODEL_DIR."
+      )
 
 
 def saved_params(metadata: Any) -> Any:
@@ -173,13 +180,16 @@ def gather_dataset_states(state: Mapping[str, Any]) -> dict[str, Any]:
   if count == 1:
     return {process_key(0, 1): dict(state)}
   from jax.experimental import multihost_utils
+
   data = np.frombuffer(json.dumps(dict(state)).encode(), np.uint8)
   lengths = np.asarray(multihost_utils.process_allgather(np.int32(len(data)))).reshape(-1)
   padded = np.zeros(int(lengths.max()), np.uint8)
-  padded[:len(data)] = data
+  padded[: len(data)] = data
   rows = np.asarray(multihost_utils.process_allgather(padded))  # [count, max length]
-  return {process_key(i, count): json.loads(rows[i, :lengths[i]].tobytes().decode())
-          for i in range(count)}
+  return {
+    process_key(i, count): json.loads(rows[i, : lengths[i]].tobytes().decode())
+    for i in range(count)
+  }
 
 
 def own_dataset_state(saved: Mapping[str, Any], where: str) -> dict[str, Any]:
@@ -197,17 +207,19 @@ def own_dataset_state(saved: Mapping[str, Any], where: str) -> dict[str, Any]:
   elif process_key(index, count) in saved:
     return dict(saved[process_key(index, count)])
   raise CheckpointError(
-      f"{where} holds the input-pipeline positions of {len(keys)} process(es) ({', '.join(keys)})"
-      f" but this run has {count}: each process reads its own data shard, so positions do not "
-      f"transfer. Resume with NUM_PROCESSES={len(keys)} (the same hosts), or start a new "
-      "MODEL_DIR with INITIAL_CHECKPOINT_PATH set to that checkpoint (its weights, optimizer "
-      "state and step; the data stream restarts from its beginning).")
+    f"{where} holds the input-pipeline positions of {len(keys)} process(es) ({', '.join(keys)})"
+    f" but this run has {count}: each process reads its own data shard, so positions do not "
+    f"transfer. Resume with NUM_PROCESSES={len(keys)} (the same hosts), or start a new "
+    "MODEL_DIR with INITIAL_CHECKPOINT_PATH set to that checkpoint (its weights, optimizer "
+    "state and step; the data stream restarts from its beginning)."
+  )
 
 
 def abstract_state(shapes: Any, shardings: Any) -> Any:
   """ShapeDtypeStructs carrying the CURRENT shardings: orbax restores straight into them."""
-  return jax.tree.map(lambda s, sh: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sh),
-                      shapes, shardings)
+  return jax.tree.map(
+    lambda s, sh: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sh), shapes, shardings
+  )
 
 
 class Checkpoints:
@@ -221,22 +233,31 @@ class Checkpoints:
     async_save: write in a background thread after the device-to-host copy.
   """
 
-  def __init__(self, model_dir: str, *, period: int = 1000, keep: int | None = None,
-               async_save: bool = True):
+  def __init__(
+    self, model_dir: str, *, period: int = 1000, keep: int | None = None, async_save: bool = True
+  ):
     if keep is not None and int(keep) < 1:
-      raise UserError(f"KEEP_CHECKPOINTS={keep} would delete every checkpoint; use 1 or more "
-                      "(or None to keep all).")
+      raise UserError(
+        f"KEEP_CHECKPOINTS={keep} would delete every checkpoint; use 1 or more "
+        "(or None to keep all)."
+      )
     self.model_dir = pathlib.Path(model_dir)
     self.period = max(1, int(period))
     self._unsealed: list[int] = []  # committed or in flight, no manifest yet
     self._sealer: threading.Thread | None = None
     # The save decision is ours (`should_save`): orbax's own would also save the first step.
     options = ocp.CheckpointManagerOptions(
-        save_interval_steps=1, max_to_keep=keep, step_prefix=STEP_PREFIX,
-        create=True, cleanup_tmp_directories=True, enable_async_checkpointing=async_save)
+      save_interval_steps=1,
+      max_to_keep=keep,
+      step_prefix=STEP_PREFIX,
+      create=True,
+      cleanup_tmp_directories=True,
+      enable_async_checkpointing=async_save,
+    )
     handlers = {STATE: ocp.StandardCheckpointHandler(), DATASET: ocp.JsonCheckpointHandler()}
-    self.manager = ocp.CheckpointManager(self.model_dir.absolute(), options=options,
-                                         item_handlers=handlers)
+    self.manager = ocp.CheckpointManager(
+      self.model_dir.absolute(), options=options, item_handlers=handlers
+    )
 
   def step_dir(self, step: int) -> pathlib.Path:
     return self.model_dir / f"{STEP_PREFIX}_{step}"
@@ -260,8 +281,12 @@ class Checkpoints:
           write_manifest(self.step_dir(step))
         except OSError as e:  # rotation (KEEP_CHECKPOINTS=1) may have deleted it meanwhile
           if self.step_dir(step).is_dir():
-            logging.warning("Could not write the manifest of %s (%s); it will be read "
-                            "unverified.", self.step_dir(step), e)
+            logging.warning(
+              "Could not write the manifest of %s (%s); it will be read unverified.",
+              self.step_dir(step),
+              e,
+            )
+
     if block:
       seal()
     else:
@@ -277,8 +302,14 @@ class Checkpoints:
     """Whether `step` is a multiple of the period."""
     return step % self.period == 0
 
-  def save(self, step: int, state: Any, dataset_state: Mapping[str, Any] | None = None, *,
-           force: bool = True) -> bool:
+  def save(
+    self,
+    step: int,
+    state: Any,
+    dataset_state: Mapping[str, Any] | None = None,
+    *,
+    force: bool = True,
+  ) -> bool:
     """Starts saving `step` (unless it exists); returns whether a save started.
 
     Every call saves (the caller decides when, with `should_save`); `force` is accepted for
@@ -289,8 +320,10 @@ class Checkpoints:
     self._seal(block=False)
     if step in self.manager.all_steps():
       return False
-    items = {STATE: ocp.args.StandardSave(state),
-             DATASET: ocp.args.JsonSave(dict(dataset_state or {}))}
+    items = {
+      STATE: ocp.args.StandardSave(state),
+      DATASET: ocp.args.JsonSave(dict(dataset_state or {})),
+    }
     logging.info("Saving checkpoint %s (in the background).", self.step_dir(step))
     started = self.manager.save(step, args=ocp.args.Composite(**items), force=True)
     if started:
@@ -310,9 +343,12 @@ class Checkpoints:
     where = self.step_dir(step)
     target = move_aside(where)
     failures.append((str(where), reason))
-    logging.warning("Checkpoint %s is unreadable or corrupt (%s); %s; falling back to an older "
-                    "one.", where, reason,
-                    f"moved aside to {target.name}" if target else "left in place")
+    logging.warning(
+      "Checkpoint %s is unreadable or corrupt (%s); %s; falling back to an older one.",
+      where,
+      reason,
+      f"moved aside to {target.name}" if target else "left in place",
+    )
     self.manager.reload()
 
   def restore_latest(self, target: Any) -> tuple[Any, dict | None, int] | None:
@@ -327,34 +363,47 @@ class Checkpoints:
       where = str(self.step_dir(step))
       try:
         if not verify(where):
-          logging.warning("Checkpoint %s has no manifest (committed just before a crash, or "
-                          "written by an older flan): reading it unverified.", where)
+          logging.warning(
+            "Checkpoint %s has no manifest (committed just before a crash, or "
+            "written by an older flan): reading it unverified.",
+            where,
+          )
       except CorruptCheckpointError as e:
         self._discard(step, str(e), failures)
         continue
       try:
         saved = saved_params(self.manager.item_metadata(step)[STATE])
-      except Exception as e:  # noqa: BLE001 - any unreadable metadata means a bad checkpoint
+      except Exception as e:
         self._discard(step, f"{type(e).__name__}: {_first_line(e)}", failures)
         continue
       check_params_match(saved, target.params, where)
       logging.info("Restoring checkpoint %s.", where)
       try:
-        restored = self.manager.restore(step, args=ocp.args.Composite(**{
-            STATE: ocp.args.StandardRestore(target), DATASET: ocp.args.JsonRestore()}))
-      except Exception as e:  # noqa: BLE001 - orbax raises many types for damaged files
+        restored = self.manager.restore(
+          step,
+          args=ocp.args.Composite(
+            **{STATE: ocp.args.StandardRestore(target), DATASET: ocp.args.JsonRestore()}
+          ),
+        )
+      except Exception as e:
         self._discard(step, f"{type(e).__name__}: {_first_line(e)}", failures)
         continue
       if failures:
-        logging.warning("Resumed from %s after moving aside %s; that step will be saved anew "
-                        "when training reaches it.", where, ", ".join(w for w, _ in failures))
+        logging.warning(
+          "Resumed from %s after moving aside %s; that step will be saved anew "
+          "when training reaches it.",
+          where,
+          ", ".join(w for w, _ in failures),
+        )
       return restored[STATE], restored[DATASET] or None, step
     if failures:
       raise CheckpointError(
-          "Every checkpoint in MODEL_DIR is unreadable or corrupt and was moved aside (*"
-          f"{CORRUPT_MARK}*): " + "; ".join(f"{w} ({r})" for w, r in failures) +
-          ". Rerun to start over (from INITIAL_CHECKPOINT_PATH or scratch), or use another "
-          "MODEL_DIR.")
+        "Every checkpoint in MODEL_DIR is unreadable or corrupt and was moved aside (*"
+        f"{CORRUPT_MARK}*): "
+        + "; ".join(f"{w} ({r})" for w, r in failures)
+        + ". Rerun to start over (from INITIAL_CHECKPOINT_PATH or scratch), or use another "
+        "MODEL_DIR."
+      )
     return None
 
 
@@ -367,7 +416,8 @@ def is_hf_directory(path: str | pathlib.Path) -> bool:
   """A Hugging Face model directory: config.json plus weights."""
   p = pathlib.Path(path)
   return (p / "config.json").is_file() and (
-      any(p.glob("*.safetensors")) or (p / "pytorch_model.bin").is_file())
+    any(p.glob("*.safetensors")) or (p / "pytorch_model.bin").is_file()
+  )
 
 
 def step_dirs(path: pathlib.Path, flag: str = "INITIAL_CHECKPOINT_PATH") -> list[pathlib.Path]:
@@ -378,18 +428,24 @@ def step_dirs(path: pathlib.Path, flag: str = "INITIAL_CHECKPOINT_PATH") -> list
   """
   if (path / STATE).is_dir():
     return [path]
-  steps = sorted((int(d.name.rsplit("_", 1)[1]), d) for d in path.glob(f"{STEP_PREFIX}_*")
-                 if d.name.rsplit("_", 1)[1].isdigit() and (d / STATE).is_dir())
+  steps = sorted(
+    (int(d.name.rsplit("_", 1)[1]), d)
+    for d in path.glob(f"{STEP_PREFIX}_*")
+    if d.name.rsplit("_", 1)[1].isdigit() and (d / STATE).is_dir()
+  )
   if not steps:
-    raise CheckpointError(f"{flag}={str(path)!r} holds no checkpoint: expected a "
-                          f"{STEP_PREFIX}_<step> directory written by flan.train, a MODEL_DIR "
-                          "containing one, or a Hugging Face T5 directory (config.json + "
-                          "weights).")
+    raise CheckpointError(
+      f"{flag}={str(path)!r} holds no checkpoint: expected a "
+      f"{STEP_PREFIX}_<step> directory written by flan.train, a MODEL_DIR "
+      "containing one, or a Hugging Face T5 directory (config.json + "
+      "weights)."
+    )
   return [d for _, d in reversed(steps)]
 
 
-def read_good(path: pathlib.Path, read: Callable[[pathlib.Path], Any],
-              flag: str = "INITIAL_CHECKPOINT_PATH") -> tuple[Any, pathlib.Path]:
+def read_good(
+  path: pathlib.Path, read: Callable[[pathlib.Path], Any], flag: str = "INITIAL_CHECKPOINT_PATH"
+) -> tuple[Any, pathlib.Path]:
   """(read(step_dir), step_dir) for the newest checkpoint of `path` that verifies and reads.
 
   For readers of a directory they do not own (evaluation, an initial checkpoint): a bad
@@ -408,16 +464,20 @@ def read_good(path: pathlib.Path, read: Callable[[pathlib.Path], Any],
       failures.append(f"{step_dir} ({e})")
     except CheckpointError:
       raise
-    except Exception as e:  # noqa: BLE001 - orbax raises many types for damaged files
+    except Exception as e:
       failures.append(f"{step_dir} ({type(e).__name__}: {_first_line(e)})")
     else:
       if failures:
-        logging.warning("Using %s: skipped the unreadable or corrupt %s.", step_dir,
-                        "; ".join(failures))
+        logging.warning(
+          "Using %s: skipped the unreadable or corrupt %s.", step_dir, "; ".join(failures)
+        )
       return value, step_dir
     logging.warning("Checkpoint %s is unreadable or corrupt.", failures[-1])
-  raise CheckpointError(f"{flag}={str(path)!r}: no readable checkpoint: " + "; ".join(failures) +
-                        ". Point it at an older checkpoint_<step> directory, or retrain.")
+  raise CheckpointError(
+    f"{flag}={str(path)!r}: no readable checkpoint: "
+    + "; ".join(failures)
+    + ". Point it at an older checkpoint_<step> directory, or retrain."
+  )
 
 
 def resolve_step_dir(path: pathlib.Path, flag: str = "INITIAL_CHECKPOINT_PATH") -> pathlib.Path:
@@ -431,16 +491,22 @@ def load_initial(path: str, target: Any) -> Any:
 
   def read(step_dir: pathlib.Path) -> Any:
     logging.info("Restoring the initial checkpoint %s.", step_dir)
-    check_params_match(saved_params(checkpointer.metadata(step_dir / STATE)), target.params,
-                       str(step_dir))
+    check_params_match(
+      saved_params(checkpointer.metadata(step_dir / STATE)), target.params, str(step_dir)
+    )
     return checkpointer.restore(step_dir / STATE, target)
+
   return read_good(pathlib.Path(path), read)[0]
 
 
-def restore_or_initialize(checkpoints: Checkpoints, target: Any, *,
-                          init_state: Callable[[Any], Any],
-                          initial_checkpoint_path: str | None = None,
-                          model_config: Any = None) -> tuple[Any, dict | None, str]:
+def restore_or_initialize(
+  checkpoints: Checkpoints,
+  target: Any,
+  *,
+  init_state: Callable[[Any], Any],
+  initial_checkpoint_path: str | None = None,
+  model_config: Any = None,
+) -> tuple[Any, dict | None, str]:
   """The state to train from, in t5x's order.
 
   Args:
@@ -460,13 +526,18 @@ def restore_or_initialize(checkpoints: Checkpoints, target: Any, *,
   if initial_checkpoint_path:
     path = pathlib.Path(initial_checkpoint_path)
     if not path.exists():
-      raise CheckpointError(f"INITIAL_CHECKPOINT_PATH={initial_checkpoint_path!r} does not "
-                            "exist; fix the path or set it to None to start from scratch.")
+      raise CheckpointError(
+        f"INITIAL_CHECKPOINT_PATH={initial_checkpoint_path!r} does not "
+        "exist; fix the path or set it to None to start from scratch."
+      )
     if is_hf_directory(path):
       from flan.model import hf  # the HF importer pulls in safetensors only when needed
+
       if model_config is None:
-        raise CheckpointError(f"INITIAL_CHECKPOINT_PATH={str(path)!r} is a Hugging Face "
-                              "directory: pass the model's config to lay out its weights.")
+        raise CheckpointError(
+          f"INITIAL_CHECKPOINT_PATH={str(path)!r} is a Hugging Face "
+          "directory: pass the model's config to lay out its weights."
+        )
       logging.info("Loading Hugging Face weights from %s.", path)
       try:
         params = hf.load_params(str(path), model_config)

@@ -28,7 +28,6 @@ from types import FrameType
 import jax
 import numpy as np
 
-
 SETUP, TRAIN, EVALUATION, FINISHING = "setup", "train", "evaluation", "finishing"
 ABORT_EXIT_CODE = 130  # a second Ctrl-C: the shell's code for death by SIGINT
 
@@ -48,9 +47,12 @@ class PreemptionHandler:
       (releases the MODEL_DIR lock).
   """
 
-  def __init__(self, grace_seconds: float = 120.0,
-               signals: tuple[int, ...] = (signal.SIGTERM, signal.SIGINT),
-               on_abort: Callable[[], None] | None = None):
+  def __init__(
+    self,
+    grace_seconds: float = 120.0,
+    signals: tuple[int, ...] = (signal.SIGTERM, signal.SIGINT),
+    on_abort: Callable[[], None] | None = None,
+  ):
     self.grace_seconds = grace_seconds
     self._event = threading.Event()
     self._previous = {}
@@ -60,7 +62,7 @@ class PreemptionHandler:
     self.saved: str | None = None  # the checkpoint known to be committed, for messages
     self._timer: threading.Timer | None = None
 
-  def __enter__(self) -> "PreemptionHandler":
+  def __enter__(self) -> PreemptionHandler:
     if threading.current_thread() is threading.main_thread():
       for sig in self._signals:
         self._previous[sig] = signal.signal(sig, self._on_signal)
@@ -87,31 +89,49 @@ class PreemptionHandler:
     self._timer.daemon = True
     self._timer.start()
     if self.phase == SETUP:
-      logging.warning("Received %s before training started: exiting once the current setup "
-                      "call returns; nothing was trained since the last checkpoint.", name)
+      logging.warning(
+        "Received %s before training started: exiting once the current setup "
+        "call returns; nothing was trained since the last checkpoint.",
+        name,
+      )
     elif self.phase == TRAIN:
-      logging.warning("Received %s: saving a checkpoint at the current step and exiting "
-                      "(grace period %.0f s).", name, self.grace_seconds)
+      logging.warning(
+        "Received %s: saving a checkpoint at the current step and exiting (grace period %.0f s).",
+        name,
+        self.grace_seconds,
+      )
     elif self.phase == FINISHING:
       logging.warning("Received %s: the run has finished; exiting.", name)
     else:
-      logging.warning("Received %s during the final evaluation: %s is saved; stopping the "
-                      "evaluation (rerun the same command, or flan.evaluate, to evaluate it).",
-                      name, self.saved or "the last checkpoint")
+      logging.warning(
+        "Received %s during the final evaluation: %s is saved; stopping the "
+        "evaluation (rerun the same command, or flan.evaluate, to evaluate it).",
+        name,
+        self.saved or "the last checkpoint",
+      )
       raise EvaluationInterrupted(name)
 
   def _give_up(self) -> None:
     if self.phase == TRAIN:
-      logging.error("The preemption save did not finish within %.0f s; exiting without it "
-                    "(the previous checkpoint is intact).", self.grace_seconds)
+      logging.error(
+        "The preemption save did not finish within %.0f s; exiting without it "
+        "(the previous checkpoint is intact).",
+        self.grace_seconds,
+      )
       code = 1
     elif self.phase == EVALUATION:
-      logging.error("The final evaluation did not stop within %.0f s; exiting (%s is saved).",
-                    self.grace_seconds, self.saved or "the last checkpoint")
+      logging.error(
+        "The final evaluation did not stop within %.0f s; exiting (%s is saved).",
+        self.grace_seconds,
+        self.saved or "the last checkpoint",
+      )
       code = 0
     else:
-      logging.error("Setup did not return within %.0f s of the signal; exiting (nothing was "
-                    "trained since the last checkpoint).", self.grace_seconds)
+      logging.error(
+        "Setup did not return within %.0f s of the signal; exiting (nothing was "
+        "trained since the last checkpoint).",
+        self.grace_seconds,
+      )
       code = 0
     self._on_abort()
     os._exit(code)
@@ -122,4 +142,5 @@ class PreemptionHandler:
     if jax.process_count() == 1:
       return flag
     from jax.experimental import multihost_utils
+
     return bool(np.any(multihost_utils.process_allgather(np.int32(flag))))

@@ -30,8 +30,14 @@ def _fmt_duration(seconds: float) -> str:
   return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
 
 
-def summarize(sums: Mapping[str, float], *, steps: int, seconds: float,
-              flops_per_step: float | None, peak_flops: float | None) -> dict[str, float]:
+def summarize(
+  sums: Mapping[str, float],
+  *,
+  steps: int,
+  seconds: float,
+  flops_per_step: float | None,
+  peak_flops: float | None,
+) -> dict[str, float]:
   """Derived statistics from metric sums over `steps` steps taking `seconds`.
 
   t5x's metrics (`t5x.models.compute_base_metrics`, with its meanings) and ours:
@@ -54,31 +60,33 @@ def summarize(sums: Mapping[str, float], *, steps: int, seconds: float,
   slots = get("encoder_slots") + get("decoder_slots")
   target_slots, weights = get("decoder_slots"), get("num_loss_weights")
   out = {
-      "loss": per_step("loss"),
-      "loss_per_nonpadding_target_token": ratio(get("loss"), weights),
-      "loss_per_all_target_tokens": ratio(get("loss"), target_slots),
-      "loss_per_target_token": ratio(get("cross_ent_sum") if "cross_ent_sum" in sums
-                                     else get("cross_ent_loss"), max(get("num_tokens"), 1.0)),
-      "z_loss": per_step("z_loss"),
-      "z_loss_per_all_target_tokens": ratio(get("z_loss"), target_slots),
-      "cross_ent_loss": per_step("cross_ent_loss"),
-      "cross_ent_loss_per_all_target_tokens": ratio(get("cross_ent_loss"), target_slots),
-      "accuracy": get("accuracy") / max(get("num_tokens"), 1.0),
-      "grad_norm": per_step("grad_norm"),
-      "learning_rate": per_step("learning_rate"),  # t5x: the mean; learning_rate/current: last
-      "skipped_updates": get("skipped_updates"),
-      "timing/seconds": seconds,
-      "timing/steps_per_second": rate(steps),
-      "timing/seqs": get("num_sequences"),
-      "timing/seqs_per_second": rate(get("num_sequences")),
-      "timing/seqs_per_second_per_core": rate(get("num_sequences")) / cores,
-      "timing/target_tokens_per_second": rate(target_slots),
-      "timing/target_tokens_per_second_per_core": rate(target_slots) / cores,
-      "timing/tokens_per_second": rate(tokens),
-      "non_padding_fraction/overall": ratio(tokens, slots),
-      "non_padding_fraction/encoder": ratio(get("num_encoder_tokens"), get("encoder_slots")),
-      "non_padding_fraction/decoder": ratio(get("num_decoder_tokens"), target_slots),
-      "non_padding_fraction/loss_weights": ratio(weights, target_slots),
+    "loss": per_step("loss"),
+    "loss_per_nonpadding_target_token": ratio(get("loss"), weights),
+    "loss_per_all_target_tokens": ratio(get("loss"), target_slots),
+    "loss_per_target_token": ratio(
+      get("cross_ent_sum") if "cross_ent_sum" in sums else get("cross_ent_loss"),
+      max(get("num_tokens"), 1.0),
+    ),
+    "z_loss": per_step("z_loss"),
+    "z_loss_per_all_target_tokens": ratio(get("z_loss"), target_slots),
+    "cross_ent_loss": per_step("cross_ent_loss"),
+    "cross_ent_loss_per_all_target_tokens": ratio(get("cross_ent_loss"), target_slots),
+    "accuracy": get("accuracy") / max(get("num_tokens"), 1.0),
+    "grad_norm": per_step("grad_norm"),
+    "learning_rate": per_step("learning_rate"),  # t5x: the mean; learning_rate/current: last
+    "skipped_updates": get("skipped_updates"),
+    "timing/seconds": seconds,
+    "timing/steps_per_second": rate(steps),
+    "timing/seqs": get("num_sequences"),
+    "timing/seqs_per_second": rate(get("num_sequences")),
+    "timing/seqs_per_second_per_core": rate(get("num_sequences")) / cores,
+    "timing/target_tokens_per_second": rate(target_slots),
+    "timing/target_tokens_per_second_per_core": rate(target_slots) / cores,
+    "timing/tokens_per_second": rate(tokens),
+    "non_padding_fraction/overall": ratio(tokens, slots),
+    "non_padding_fraction/encoder": ratio(get("num_encoder_tokens"), get("encoder_slots")),
+    "non_padding_fraction/decoder": ratio(get("num_decoder_tokens"), target_slots),
+    "non_padding_fraction/loss_weights": ratio(weights, target_slots),
   }
   for side in ("encoder", "decoder"):
     if f"num_{side}_segments" in sums:
@@ -112,11 +120,18 @@ class Progress:
     live_seconds: minimum seconds between two live progress lines.
   """
 
-  def __init__(self, *, total_steps: int, start_step: int, log_every: int,
-               writer: Any = None, flops_per_step: float | None = None,
-               peak_flops: float | None = None,
-               data_stats: Callable[[], Mapping[str, Any]] | None = None,
-               live_seconds: float = 5.0):
+  def __init__(
+    self,
+    *,
+    total_steps: int,
+    start_step: int,
+    log_every: int,
+    writer: Any = None,
+    flops_per_step: float | None = None,
+    peak_flops: float | None = None,
+    data_stats: Callable[[], Mapping[str, Any]] | None = None,
+    live_seconds: float = 5.0,
+  ):
     self.total_steps, self.log_every = total_steps, max(1, log_every)
     self.flops_per_step, self.peak_flops = flops_per_step, peak_flops
     self.data_stats = data_stats or (lambda: {})
@@ -156,9 +171,11 @@ class Progress:
     eta = (self.total_steps - step) / rate if rate else float("nan")
     elapsed = now - self._window_start_time
     tokens = float(sums["num_encoder_tokens"] + sums["num_decoder_tokens"])
-    line = (f"step {step}/{self.total_steps}  loss {per_token_loss(sums):.3f}/token  "
-            f"{tokens / elapsed if elapsed else 0:,.0f} tokens/s  "
-            f"ETA {_fmt_duration(eta) if rate else '?'}")
+    line = (
+      f"step {step}/{self.total_steps}  loss {per_token_loss(sums):.3f}/token  "
+      f"{tokens / elapsed if elapsed else 0:,.0f} tokens/s  "
+      f"ETA {_fmt_duration(eta) if rate else '?'}"
+    )
     if sys.stderr.isatty():
       print("\r" + line, end="", file=sys.stderr, flush=True)
     else:
@@ -170,25 +187,40 @@ class Progress:
       return
     sums = jax.device_get(self._sums)  # waits for the window's last step ...
     now = time.time()  # ... so the window's time covers its work, not just its dispatch
-    stats = summarize(sums, steps=steps, seconds=now - self._window_start_time,
-                      flops_per_step=self.flops_per_step, peak_flops=self.peak_flops)
+    stats = summarize(
+      sums,
+      steps=steps,
+      seconds=now - self._window_start_time,
+      flops_per_step=self.flops_per_step,
+      peak_flops=self.peak_flops,
+    )
     stats["learning_rate/current"] = float(self._last_lr())
     data = self.data_stats()
     if "truncated_examples" in data:
       stats["data/truncated_examples"] = float(data["truncated_examples"])
     stats["step"] = step
     self.history.append(stats)
-    mfu = f"  MFU {stats['mfu']:.1%}" if "mfu" in stats else (
-        f"  {stats.get('model_tflops_per_second_per_device', 0):.3f} TFLOP/s/device")
+    mfu = (
+      f"  MFU {stats['mfu']:.1%}"
+      if "mfu" in stats
+      else (f"  {stats.get('model_tflops_per_second_per_device', 0):.3f} TFLOP/s/device")
+    )
     if sys.stderr.isatty():
       print("\r", end="", file=sys.stderr)
     logging.info(
-        "step %d/%d  loss %.3f/token  acc %.3f  lr %.2e  %s tokens/s  non-pad %.1f%%  "
-        "truncated %d  skipped %d%s", step, self.total_steps,
-        stats["loss_per_target_token"], stats["accuracy"], stats["learning_rate/current"],
-        f"{stats['timing/tokens_per_second']:,.0f}",
-        100 * stats["non_padding_fraction/overall"],
-        int(stats.get("data/truncated_examples", 0)), int(stats["skipped_updates"]), mfu)
+      "step %d/%d  loss %.3f/token  acc %.3f  lr %.2e  %s tokens/s  non-pad %.1f%%  "
+      "truncated %d  skipped %d%s",
+      step,
+      self.total_steps,
+      stats["loss_per_target_token"],
+      stats["accuracy"],
+      stats["learning_rate/current"],
+      f"{stats['timing/tokens_per_second']:,.0f}",
+      100 * stats["non_padding_fraction/overall"],
+      int(stats.get("data/truncated_examples", 0)),
+      int(stats["skipped_updates"]),
+      mfu,
+    )
     if self._writer is not None:
       self._writer.write_scalars(step, {k: v for k, v in stats.items() if k != "step"})
       self._writer.flush()

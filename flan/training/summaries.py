@@ -62,8 +62,11 @@ def eval_scalars(model_results: Mapping[str, Any]) -> dict[str, float]:
   return out
 
 
-def hparams(train_args: Mapping[str, Any], model_config: Any = None,
-            optimizer_args: Mapping[str, Any] | None = None) -> dict[str, bool | int | float | str]:
+def hparams(
+  train_args: Mapping[str, Any],
+  model_config: Any = None,
+  optimizer_args: Mapping[str, Any] | None = None,
+) -> dict[str, bool | int | float | str]:
   """Flat hparams for TensorBoard: train()'s settings, model/<field>, optimizer/<name>.
 
   Values TensorBoard's hparams plugin cannot hold (None, lists, dicts) become strings;
@@ -93,7 +96,8 @@ class Summaries:
   def __init__(self, model_dir: str | None, *, enabled: bool | None = None):
     self.model_dir = model_dir
     self.enabled = model_dir is not None and (
-        jax.process_index() == 0 if enabled is None else enabled)
+      jax.process_index() == 0 if enabled is None else enabled
+    )
     self._writers: dict[str, Any] = {}
 
   def writer(self, run: str) -> Any:
@@ -103,8 +107,10 @@ class Summaries:
     if run not in self._writers:
       # clu's SummaryWriter imports TensorFlow and tensorboard: only host 0 pays for them.
       from clu import metric_writers
+
       self._writers[run] = metric_writers.AsyncWriter(
-          metric_writers.SummaryWriter(os.path.join(self.model_dir, run)))
+        metric_writers.SummaryWriter(os.path.join(self.model_dir, run))
+      )
     return self._writers[run]
 
   def scalars(self, run: str, step: int, values: Mapping[str, float]) -> None:
