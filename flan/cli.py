@@ -113,9 +113,6 @@ def parse_gin_flags(argv: Sequence[str] | None = None) -> argparse.Namespace:
     gin.add_config_file_search_path(path)
   if not args.gin_file:
     raise ValueError("No --gin_file given; e.g. --gin_file=configs/smoke.gin.")
-  for name in ("flan.model.network", "flan.model.encoder_decoder", "flan.training.optimizer", "flan.data.tasks", "flan.train"):
-    with contextlib.suppress(ImportError):  # registers their configurables with gin
-      __import__(name)
   bindings = [_quote_bare_string(b) for b in args.gin_bindings]
   try:
     gin.parse_config_files_and_bindings(args.gin_file, bindings, finalize_config=False)

@@ -21,15 +21,15 @@ import json
 import pathlib
 import sys
 from collections.abc import Sequence
-from typing import Any
 
 import jax
 import numpy as np
 
 from flan.model import hf
 from flan.model import network
+from flan.training import checkpoints
 
-CONFIG_FILE = "t5_config.json"
+CONFIG_FILE = checkpoints.PARAMS_CONFIG_FILE
 
 
 def hf_to_flan(hf_dir: str, out: str, *, scan_layers: bool = False) -> network.T5Config:
@@ -47,55 +47,41 @@ def hf_to_flan(hf_dir: str, out: str, *, scan_layers: bool = False) -> network.T
   return config
 
 
-def _checkpoint_item(path: pathlib.Path) -> tuple[pathlib.Path, pathlib.Path | None]:
-  """(orbax item directory, MODEL_DIR or None) for any accepted --checkpoint form."""
-  if (path / CONFIG_FILE).is_file():
-    return path, None
-  if (path / "state").is_dir():
-    return path / "state", path.parent
-  steps = sorted((int(d.name.rsplit("_", 1)[1]), d) for d in path.glob("checkpoint_*")
-                 if d.name.rsplit("_", 1)[1].isdigit() and (d / "state").is_dir())
-  if steps:
-    return steps[-1][1] / "state", path
-  raise FileNotFoundError(f"--checkpoint {path} is not a flan checkpoint: expected the output of "
-                          "hf_to_flan, a checkpoint_<step> directory, or a MODEL_DIR holding one.")
-
-
 def _config_from_gin(files: Sequence[str], bindings: Sequence[str]) -> network.T5Config:
+  """The T5Config a model gin (or a run's config.gin) builds."""
   import gin
 
   gin.parse_config_files_and_bindings(list(files), list(bindings), finalize_config=False)
+  try:
+    rate = gin.query_parameter("%DROPOUT_RATE")
+  except ValueError:  # a gin file that binds T5Config directly
+    rate = None
+  if isinstance(rate, gin.config.ConfigurableReference):  # %gin.REQUIRED: no run gin set it
+    gin.bind_parameter("%DROPOUT_RATE", 0.0)  # a model gin alone; conversion never drops out
   return gin.get_configurable(network.T5Config)()
-
-
-def _restore_params(item: pathlib.Path) -> Any:
-  """Restores the saved tree onto one local device and returns its params subtree."""
-  import orbax.checkpoint as ocp
-
-  checkpointer = ocp.StandardCheckpointer()
-  meta = checkpointer.metadata(item)
-  tree = getattr(meta, "item_metadata", meta)
-  device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
-  target = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device), tree)
-  state = checkpointer.restore(item, target)
-  params = state["params"] if isinstance(state, dict) else state.params
-  return jax.tree.map(np.asarray, params)
 
 
 def flan_to_hf(checkpoint: str, out: str, *, gin_files: Sequence[str] = (),
                gin_bindings: Sequence[str] = ()) -> network.T5Config:
   """Exports a flan checkpoint's params as a Hugging Face T5 directory at `out`."""
-  item, model_dir = _checkpoint_item(pathlib.Path(checkpoint).resolve())
-  if (item / CONFIG_FILE).is_file():
-    config = network.T5Config(**json.loads((item / CONFIG_FILE).read_text()))
+  source = checkpoints.locate(pathlib.Path(checkpoint).resolve(), "--checkpoint")
+  if source.kind == checkpoints.HF:
+    raise FileNotFoundError(f"--checkpoint {checkpoint} is already a Hugging Face directory.")
+  if source.kind == checkpoints.PARAMS:
+    config = network.T5Config(**json.loads((source.path / CONFIG_FILE).read_text()))
   elif gin_files:
     config = _config_from_gin(gin_files, gin_bindings)
-  elif model_dir is not None and (model_dir / "config.gin").is_file():
-    config = _config_from_gin([str(model_dir / "config.gin")], gin_bindings)
+  elif (source.model_dir / "config.gin").is_file():
+    config = _config_from_gin([str(source.model_dir / "config.gin")], gin_bindings)
   else:
     raise FileNotFoundError(f"No network config for {checkpoint}: pass --gin_file with the model "
                             "gin it was trained with (e.g. configs/models/small.gin).")
-  hf.params_to_hf(config, _restore_params(item), out)
+  from flan.model import encoder_decoder
+  from flan.model import partitioning
+  mesh = partitioning.make_mesh({"data": 1, "model": 1}, devices=jax.local_devices()[:1])
+  params, _ = checkpoints.restore_params(encoder_decoder.EncoderDecoderModel(config), mesh,
+                                         source.path, setting="--checkpoint")
+  hf.params_to_hf(config, jax.tree.map(np.asarray, params), out)
   return config
 
 
@@ -120,7 +106,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     else:
       config = flan_to_hf(args.checkpoint, args.out, gin_files=args.gin_file,
                           gin_bindings=args.gin_bindings)
-  except (FileNotFoundError, FileExistsError, ValueError) as e:
+  except (FileNotFoundError, FileExistsError, ValueError, checkpoints.CheckpointError) as e:
     sys.exit(f"flan.convert {args.command}: {e}")
   print(f"wrote {args.out} ({config})")
 

@@ -5,40 +5,37 @@ r"""Instruction-tune a T5 on a FLAN mixture: `python -m flan.train --gin_file=..
     --gin.MODEL_DIR=\"/tmp/flan_nli\" --gin.VOCABULARY=\"../shared/vocab/t5_spiece.model\" \
     --gin.INITIAL_CHECKPOINT_PATH=\"/ckpts/t5_1_1_lm100k_base\"
 
-`train()` is the only gin-configurable function here: it assembles the parts (mesh,
-vocabulary, data, state, step), runs the loop, and evaluates the held-out cluster at the
-end. The loop's edges live in `flan.training.progress` (reporting) and `flan.training.preemption` (SIGTERM).
+`train()` assembles the parts (mesh, vocabulary, data, state, step), runs the loop, and
+evaluates the held-out cluster at the end. It is a plain function of its options
+(`flan.training.options`); `main` makes it and its options gin-configurable (t5x's
+`gin.configurable(train)` in `main`), the one place gin reaches into the library. The loop's
+edges live in `flan.training.progress` (reporting) and `flan.training.preemption` (SIGTERM).
 """
 
 from __future__ import annotations
-
-if __name__ == "__main__":
-  # Run the importable module, so that gin knows one `flan.train.train`, not a second
-  # `__main__.train` that would make the selector `train` ambiguous.
-  import sys
-  from flan import train as _module
-  sys.exit(_module.main())
 
 import contextlib
 import logging
 import os
 import re
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any
 
 import gin
 import jax
 
+from flan.cli import parse_gin_flags, report_user_errors
+from flan.errors import UserError
+from flan.model import partitioning
 from flan.training import checkpoints as checkpoints_lib
-from flan import evaluate as eval_lib  # registers its gin configurable before gin locks
 from flan.training import flops
 from flan.training import optimizer as optimizer_lib
-from flan.model import partitioning
 from flan.training import preemption
 from flan.training import progress as progress_lib
 from flan.training import train_step as trainer_lib
-from flan.cli import parse_gin_flags, report_user_errors
+from flan.training.options import (CheckpointOptions, DataOptions, HeldoutEvalOptions,
+                                   RunOptions)
 
 HOLDOUT_MIXTURE = re.compile(r"^flan_holdout_(\w+)_train$")
 
@@ -49,15 +46,15 @@ def _check_writable(model_dir: str) -> None:
     with tempfile.NamedTemporaryFile(dir=model_dir):
       pass
   except OSError as e:
-    raise ValueError(f"MODEL_DIR={model_dir!r} is not writable ({e.strerror}); set "
-                     "--gin.MODEL_DIR to a directory you can write to.") from None
+    raise UserError(f"MODEL_DIR={model_dir!r} is not writable ({e.strerror}); set "
+                    "--gin.MODEL_DIR to a directory you can write to.") from None
 
 
-def _make_iterator(name, lengths, batch_size, seed, *, pack, data_dir, vocabulary, mesh):
-  """Registers the FLAN tasks for this vocabulary/data_dir and opens the train stream."""
+def _make_iterator(name, lengths, batch_size, seed, *, pack, data, vocabulary, mesh):
+  """Registers the FLAN tasks for these data options and opens the train stream."""
   from flan.data import input_pipeline  # seqio/TensorFlow load only when training
   from flan.data import tasks
-  tasks.register(data_dir=data_dir, vocabulary=vocabulary)
+  tasks.register(vocabulary=vocabulary, **data.registration())
   tasks.get(name)  # an unknown name fails here, listing close matches
   shard, num_shards = partitioning.data_shard_info(mesh)
   return input_pipeline.make_train_iterator(name, lengths, batch_size, seed, pack=pack,
@@ -79,115 +76,109 @@ def _restore_or_initialize(model, optimizer, mesh, rng, shapes, ckpts, it, *, fs
   return state, shardings, source
 
 
-def _evaluate(model, params, mesh, *, cluster, vocabulary, data_dir, lengths, model_dir,
-              batch_size, max_examples, num_templates, step, initial_checkpoint_path) -> dict:
+def _evaluate(model, params, mesh, *, cluster, vocabulary, data, evaluation, model_dir, step,
+              initial_checkpoint_path) -> dict:
   """The held-out cluster's report in MODEL_DIR/eval (where `flan.evaluate` writes it too).
 
   With INITIAL_CHECKPOINT_PATH, its parameters are evaluated beside the tuned ones: the
   zero-shot baseline against the instruction-tuned model.
   """
-  from flan.evaluation import holdout as evaluation
+  from flan.evaluation import holdout
+  lengths = dict(data.task_feature_lengths)
   baseline, baseline_info = None, None
   if initial_checkpoint_path:
-    baseline, baseline_info = eval_lib.restore_params(model, mesh, initial_checkpoint_path,
-                                                      lengths)
+    baseline, baseline_info = checkpoints_lib.restore_params(
+        model, mesh, initial_checkpoint_path, lengths, setting="INITIAL_CHECKPOINT_PATH")
   logging.info("Evaluating held-out cluster %r at step %d%s.", cluster, step,
                " against the initial checkpoint" if baseline is not None else "")
-  return evaluation.evaluate_cluster(
-      model, params, mesh, cluster=cluster, vocabulary=vocabulary, data_dir=data_dir,
+  return holdout.evaluate_cluster(
+      model, params, mesh, cluster=cluster, vocabulary=vocabulary, data_dir=data.data_dir,
       feature_lengths=lengths, output_dir=os.path.join(model_dir, "eval"),
-      batch_size=batch_size, baseline_params=baseline, max_examples=max_examples,
-      num_templates=num_templates,
+      batch_size=evaluation.eval_batch_size, baseline_params=baseline,
+      max_examples=evaluation.eval_max_examples, num_templates=evaluation.eval_num_templates,
       metadata={"model_dir": model_dir, "step": step, "baseline_checkpoint": baseline_info})
 
 
-@gin.configurable(denylist=["make_iterator"])
-def train(*, model: Any = gin.REQUIRED, mixture_or_task_name: str = gin.REQUIRED,
-          task_feature_lengths: Mapping[str, int] = gin.REQUIRED,
-          train_steps: int = gin.REQUIRED, model_dir: str = gin.REQUIRED,
-          batch_size: int = 128, initial_checkpoint_path: str | None = None,
-          data_dir: str | None = None, vocabulary: str | None = None, random_seed: int = 0,
-          mesh: Mapping[str, int] | None = None, fsdp: bool = False, pack: bool = True,
-          num_microbatches: int = 1, nan_policy: str = "stop",
-          checkpoint_period: int = 1000, keep_checkpoints: int | None = None,
-          log_every: int = 100, use_mock_data: bool = False, mock_num_examples: int = 64,
-          heldout_cluster: str | None = None, run_heldout_eval: bool = True,
-          eval_batch_size: int = 32, eval_max_examples: int | None = None,
-          eval_num_templates: int | None = None, preemption_grace_seconds: float = 120.0,
-          coordinator_address: str | None = None, num_processes: int | None = None,
-          process_id: int | None = None,
+def train(*, model: Any, optimizer: Any, data: DataOptions, run: RunOptions,
+          checkpoint: CheckpointOptions = CheckpointOptions(),
+          evaluation: HeldoutEvalOptions = HeldoutEvalOptions(),
           make_iterator: Callable[..., Any] | None = None) -> dict[str, Any]:
-  """Trains `model` for `train_steps` (absolute: a resume continues to the same end).
+  """Trains `model` for `run.train_steps` (absolute: a resume continues to the same end).
 
-  Args mirror the gin macros (MODEL, MIXTURE_OR_TASK_NAME, TASK_FEATURE_LENGTHS,
-  TRAIN_STEPS, MODEL_DIR, BATCH_SIZE, INITIAL_CHECKPOINT_PATH, DATA_DIR, VOCABULARY,
-  RANDOM_SEED, MESH, USE_MOCK_DATA, HELDOUT_CLUSTER, ...). Notable ones:
-    use_mock_data: synthetic TFDS examples (tfds.testing.mock_data) unless DATA_DIR is set.
-    nan_policy: "stop" raises at the first non-finite step (checkpoints stay good) or "skip".
-    heldout_cluster: evaluated at the end; derived from a flan_holdout_<c>_train mixture.
-    run_heldout_eval: False skips that evaluation (e.g. when `flan.evaluate` runs it apart).
+  Args:
+    model: an `EncoderDecoderModel` (the MODEL macro).
+    optimizer: an optax transformation (the OPTIMIZER macro); flan's Adafactor also carries
+      its `learning_rate_schedule`, which is logged.
+    data, run, checkpoint, evaluation: the run's options, each field named for its gin
+      macro (see `flan.training.options`).
     make_iterator: tests only: a replacement for the FLAN input pipeline, same signature.
 
   Returns:
     {"step", "source", "first_loss", "history" (periodic stats), "eval" (held-out results
     or None), "preempted"}.
   """
-  partitioning.initialize_distributed(coordinator_address, num_processes, process_id)
-  if heldout_cluster:  # fail now, not after training, on a misspelt cluster
+  partitioning.initialize_distributed(run.coordinator_address, run.num_processes,
+                                      run.process_id)
+  if evaluation.heldout_cluster:  # fail now, not after training, on a misspelt cluster
     from flan.data import clusters
-    clusters.check_cluster(heldout_cluster)
+    clusters.check_cluster(evaluation.heldout_cluster)
+  model_dir = run.model_dir
   _check_writable(model_dir)
   if jax.process_index() == 0:
     with open(os.path.join(model_dir, "config.gin"), "w") as f:
       f.write(gin.config_str())
-  device_mesh = partitioning.make_mesh(mesh)
+  device_mesh = partitioning.make_mesh(run.mesh)
+  batch_size = data.batch_size
   partitioning.check_batch_size(batch_size, device_mesh)
-  lengths = dict(task_feature_lengths)
+  lengths = dict(data.task_feature_lengths)
   from flan.data import vocabularies
-  vocab = vocabularies.get_vocabulary(vocabulary)
+  vocab = vocabularies.get_vocabulary(data.vocabulary)
   if vocab.vocab_size > model.config.vocab_size:
-    raise ValueError(f"The vocabulary has {vocab.vocab_size} ids but the model's vocab_size is "
-                     f"{model.config.vocab_size}; use a model gin sized for this vocabulary.")
-  init_rng, step_rng = jax.random.split(jax.random.PRNGKey(random_seed))
-  optimizer, schedule = optimizer_lib.make_optimizer()
+    raise UserError(f"The vocabulary has {vocab.vocab_size} ids but the model's vocab_size is "
+                    f"{model.config.vocab_size}; use a model gin sized for this vocabulary.")
+  init_rng, step_rng = jax.random.split(jax.random.PRNGKey(run.random_seed))
+  schedule = getattr(optimizer, "learning_rate_schedule", None)
 
   with contextlib.ExitStack() as stack:
-    if use_mock_data and data_dir is None:
+    if data.use_mock_data and data.data_dir is None:
       import tensorflow_datasets as tfds
       stack.enter_context(tfds.testing.mock_data(
-          num_examples=mock_num_examples, max_value=3))  # small ints keep label-indexed data
+          num_examples=data.mock_num_examples, max_value=3))  # small ints keep label-indexed data
     it = (make_iterator or _make_iterator)(
-        mixture_or_task_name, lengths, batch_size, random_seed, pack=pack, data_dir=data_dir,
-        vocabulary=vocab, mesh=device_mesh)
+        data.mixture_or_task_name, lengths, batch_size, run.random_seed, pack=data.pack,
+        data=data, vocabulary=vocab, mesh=device_mesh)
     stack.callback(getattr(it, "close", lambda: None))
     shapes = {k: (batch_size,) + tuple(s[1:]) for k, s in it.batch_shapes().items()}
-    ckpts = checkpoints_lib.Checkpoints(model_dir, period=checkpoint_period, keep=keep_checkpoints)
+    ckpts = checkpoints_lib.Checkpoints(model_dir, period=checkpoint.checkpoint_period,
+                                        keep=checkpoint.keep_checkpoints)
     stack.callback(ckpts.close)
     state, shardings, source = _restore_or_initialize(
-        model, optimizer, device_mesh, init_rng, shapes, ckpts, it, fsdp=fsdp,
-        initial_checkpoint_path=initial_checkpoint_path)
+        model, optimizer, device_mesh, init_rng, shapes, ckpts, it, fsdp=run.fsdp,
+        initial_checkpoint_path=checkpoint.initial_checkpoint_path)
     start = int(state.step)
+    train_steps = run.train_steps
     logging.info("Train state %s (step %d of %d).", source, start, train_steps)
     train_step = trainer_lib.make_train_step(
         model, optimizer, mesh=device_mesh, shardings=shardings, schedule=schedule,
-        num_microbatches=num_microbatches, nan_policy=nan_policy)
+        num_microbatches=run.num_microbatches, nan_policy=run.nan_policy)
     progress = progress_lib.Progress(
-        total_steps=train_steps, start_step=start, log_every=log_every, model_dir=model_dir,
+        total_steps=train_steps, start_step=start, log_every=run.log_every, model_dir=model_dir,
         flops_per_step=flops.train_step_flops(model.config, batch_size=batch_size,
                                               input_length=lengths["inputs"],
                                               target_length=lengths["targets"]),
         peak_flops=flops.peak_flops_per_device(jax.devices()[0]), data_stats=lambda: it.stats)
     stack.callback(progress.close)
-    signals = stack.enter_context(preemption.PreemptionHandler(preemption_grace_seconds))
+    signals = stack.enter_context(preemption.PreemptionHandler(run.preemption_grace_seconds))
     # Every host's own input position goes in (a collective: all hosts save together).
     save = lambda s: ckpts.save(s, state, checkpoints_lib.gather_dataset_states(it.state()))
+    stop_on_nan = run.nan_policy == "stop"
 
     # `pending`: the previous step's metrics, checked one step late (no pipeline stall).
     pending, preempted = None, False
     for step in range(start + 1, train_steps + 1):
       batch = partitioning.shard_batch(next(it), device_mesh)
       state, metrics = train_step(state, batch, step_rng)
-      if nan_policy == "stop" and pending is not None:
+      if stop_on_nan and pending is not None:
         trainer_lib.check_finite(pending, step - 1)
       pending = metrics
       progress.update(step, metrics)
@@ -196,7 +187,7 @@ def train(*, model: Any = gin.REQUIRED, mixture_or_task_name: str = gin.REQUIRED
           f.write(gin.operative_config_str())
       preempted = signals.requested()
       if preempted or ckpts.should_save(step) or step == train_steps:
-        if nan_policy == "stop":
+        if stop_on_nan:
           trainer_lib.check_finite(metrics, step)
         save(step)
       if preempted:
@@ -205,17 +196,28 @@ def train(*, model: Any = gin.REQUIRED, mixture_or_task_name: str = gin.REQUIRED
 
     ckpts.wait()
     step = int(state.step)
-    match = HOLDOUT_MIXTURE.match(mixture_or_task_name)
-    cluster = heldout_cluster or (match.group(1) if match else None)
+    match = HOLDOUT_MIXTURE.match(data.mixture_or_task_name)
+    cluster = evaluation.heldout_cluster or (match.group(1) if match else None)
     results = None
-    if cluster and run_heldout_eval and not preempted:
+    if cluster and evaluation.run_heldout_eval and not preempted:
       results = _evaluate(model, state.params, device_mesh, cluster=cluster, vocabulary=vocab,
-                          data_dir=data_dir, lengths=lengths, model_dir=model_dir,
-                          batch_size=eval_batch_size, max_examples=eval_max_examples,
-                          num_templates=eval_num_templates, step=step,
-                          initial_checkpoint_path=initial_checkpoint_path)
+                          data=data, evaluation=evaluation, model_dir=model_dir, step=step,
+                          initial_checkpoint_path=checkpoint.initial_checkpoint_path)
   return {"step": step, "source": source, "first_loss": progress.first_loss,
           "history": progress.history, "eval": results, "preempted": preempted}
+
+
+def configurable_train() -> Callable[..., dict[str, Any]]:
+  """`train` as gin configures it, with its options and the optimizer registered.
+
+  Called by `main` before the gin files are parsed: the library stays gin-free. The options
+  bind as `DataOptions.batch_size = %BATCH_SIZE`, ... (configs/runs/finetune.gin).
+  """
+  for options in (DataOptions, RunOptions, CheckpointOptions, HeldoutEvalOptions):
+    gin.external_configurable(options, module="flan.training.options")
+  for fn in (optimizer_lib.adafactor, optimizer_lib.learning_rate_schedule):
+    gin.external_configurable(fn, module="flan.training.optimizer")
+  return gin.external_configurable(train, module="flan.train", denylist=["make_iterator"])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -226,9 +228,13 @@ def main(argv: list[str] | None = None) -> int:
   for noisy in ("absl", "jax", "tensorflow"):  # TFDS/orbax chatter at INFO goes through absl
     logging.getLogger(noisy).setLevel(logging.WARNING)
   with report_user_errors():
+    run = configurable_train()
     parse_gin_flags(argv)
-    train()
+    run()
     return 0
   return 1
 
 
+if __name__ == "__main__":
+  import sys
+  sys.exit(main())

@@ -16,6 +16,7 @@ import pytest
 from flan.training import checkpoints
 from flan import train as train_lib
 from tiny_training import LENGTHS, StandInConfig, StandInModel, SyntheticIterator
+from tiny_training import train as run_train
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 # Mock data, one small task, short lengths: these runs stop at the check or train 2 steps.
@@ -41,7 +42,7 @@ def _error(capsys, tmp_path, *flags) -> str:
 
 
 def test_unknown_gin_binding_suggests_the_parameter(capsys, tmp_path):
-  msg = _error(capsys, tmp_path, "--gin.flan.train.train.trian_steps=5")
+  msg = _error(capsys, tmp_path, "--gin.RunOptions.trian_steps=5")
   assert "doesn't have a parameter named 'trian_steps'" in msg
   assert "Did you mean train_steps?" in msg
 
@@ -106,7 +107,7 @@ def test_examples_longer_than_the_feature_lengths_are_truncated_and_counted(tmp_
   from flan.data import input_pipeline
   from flan.data import tasks
   lengths = {"inputs": 8, "targets": 2}  # every RTE example is longer
-  out = train_lib.train(model=StandInModel(), mixture_or_task_name="flan_rte_train",
+  out = run_train(model=StandInModel(), mixture_or_task_name="flan_rte_train",
                         task_feature_lengths=lengths, train_steps=3, model_dir=str(tmp_path),
                         batch_size=8, use_mock_data=True, log_every=1, checkpoint_period=100)
   assert out["step"] == 3
@@ -125,10 +126,10 @@ def test_checkpoint_of_another_model_size_names_the_parameter_and_shapes(capsys,
   common = dict(mixture_or_task_name="synthetic", task_feature_lengths=LENGTHS, train_steps=1,
                 model_dir=str(tmp_path), batch_size=8, checkpoint_period=1,
                 make_iterator=SyntheticIterator)
-  train_lib.train(model=StandInModel(), **common)
+  run_train(model=StandInModel(), **common)
   bigger = StandInModel(StandInConfig(mlp_dim=96))
   with pytest.raises(checkpoints.CheckpointError) as e:
-    train_lib.train(model=bigger, **dict(common, train_steps=2))
+    run_train(model=bigger, **dict(common, train_steps=2))
   msg = str(e.value)
   assert "is for another model size: parameter 'wi' has shape (32, 64)" in msg
   assert "(32, 96) in the model being trained" in msg and "checkpoint_1" in msg
@@ -145,7 +146,7 @@ def test_initial_checkpoint_of_another_size_says_which_sizes_differ(tmp_path):
   from tiny_training import tiny_model
   sizes = r"does not fit the model: \(checkpoint, model\) = .*'mlp_dim': \(40, 64\)"
   with pytest.raises(checkpoints.CheckpointError, match=sizes):
-    train_lib.train(model=tiny_model(), mixture_or_task_name="synthetic",
+    run_train(model=tiny_model(), mixture_or_task_name="synthetic",
                     task_feature_lengths=LENGTHS, train_steps=1, model_dir=str(tmp_path),
                     batch_size=8, make_iterator=SyntheticIterator,
                     initial_checkpoint_path=str(ROOT / "tests/testdata/hf_tiny_t5"))
@@ -175,3 +176,36 @@ def test_python_m_flan_train_prints_one_message_and_exits_1(tmp_path):
   assert "Traceback" not in proc.stderr
   errors = [l for l in proc.stderr.splitlines() if l.startswith("error: ")]
   assert len(errors) == 1 and "Did you mean: flan_holdout_nli_train" in errors[0]
+
+
+@pytest.mark.parametrize("flag, message", [
+    ("--gin.TRAIN_STEPS=1e2", "TRAIN_STEPS must be a positive integer, got 100.0 (float)"),
+    ("--gin.TRAIN_STEPS=0", "TRAIN_STEPS must be a positive integer, got 0"),
+    ("--gin.BATCH_SIZE=-8", "BATCH_SIZE must be a positive integer, got -8"),
+    ("--gin.KEEP_CHECKPOINTS=0", "KEEP_CHECKPOINTS must be a positive integer, got 0"),
+    ("--gin.NAN_POLICY='halt'", "NAN_POLICY must be one of ('stop', 'skip'), got 'halt'"),
+    ("--gin.MESH={'data': 'all'}", "MESH must be a dict of axis name -> size"),
+    ("--gin.MODEL_DIR=''", "MODEL_DIR must be a non-empty string, got ''"),
+    ("--gin.LEARNING_RATE='fast'", "LEARNING_RATE must be a number, got 'fast'"),
+])
+def test_an_option_of_the_wrong_type_or_range_names_its_macro_before_any_data(
+    capsys, tmp_path, flag, message):
+  msg = _error(capsys, tmp_path, flag)
+  assert message in msg
+  assert f"--gin.{message.split()[0]}=" in msg  # how to fix it
+  assert not (tmp_path / "run").exists()  # checked before anything is written or read
+
+
+def test_paths_in_options_expand_the_home_directory_and_variables(monkeypatch, tmp_path):
+  from flan.training import options
+  monkeypatch.setenv("FLAN_TEST_ROOT", str(tmp_path))
+  monkeypatch.setenv("HOME", str(tmp_path / "home"))
+  run = options.RunOptions(train_steps=1, model_dir="$FLAN_TEST_ROOT/run")
+  data = options.DataOptions("flan_rte_train", LENGTHS, data_dir="~/tfds",
+                             vocabulary="${FLAN_TEST_ROOT}/spiece.model")
+  ckpt = options.CheckpointOptions(initial_checkpoint_path="~/ckpt")
+  assert run.model_dir == str(tmp_path / "run")
+  assert data.data_dir == str(tmp_path / "home" / "tfds")
+  assert data.vocabulary == str(tmp_path / "spiece.model")
+  assert ckpt.initial_checkpoint_path == str(tmp_path / "home" / "ckpt")
+  assert options.DataOptions("flan_rte_train", LENGTHS, vocabulary="byte").vocabulary == "byte"

@@ -97,8 +97,11 @@ def test_convert_cli_round_trip(tmp_path):
   original = safetensors.numpy.load_file(FIXTURE / "model.safetensors")
   for name, value in safetensors.numpy.load_file(back / "model.safetensors").items():
     np.testing.assert_array_equal(value, original[name], err_msg=name)
-  with pytest.raises(SystemExit, match="not a flan checkpoint"):
+  with pytest.raises(SystemExit, match="does not exist"):
     convert.main(["flan_to_hf", "--checkpoint", str(tmp_path / "nope"), "--out", str(back)])
+  (tmp_path / "empty").mkdir()
+  with pytest.raises(SystemExit, match="holds no checkpoint"):
+    convert.main(["flan_to_hf", "--checkpoint", str(tmp_path / "empty"), "--out", str(back)])
 
 
 def test_flan_to_hf_reads_a_trainer_checkpoint_with_a_model_gin(tmp_path):
@@ -110,7 +113,7 @@ def test_flan_to_hf_reads_a_trainer_checkpoint_with_a_model_gin(tmp_path):
   state = {"step": np.int32(7), "params": params,
            "opt_state": jax.tree.map(np.zeros_like, params)}
   saver = checkpoints.Checkpoints(str(tmp_path / "model_dir"), async_save=False)
-  saver.save(7, jax.tree.map(jax.numpy.asarray, state), {"position": 3}, force=True)
+  saver.save(7, jax.tree.map(jax.numpy.asarray, state), {"position": 3})
   saver.wait()
   saver.close()
   gin_file = tmp_path / "model.gin"

@@ -18,6 +18,29 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import PartitionSpec as P
 
+def train(*, model: Any, optimizer: Any = None, make_iterator: Any = None, **knobs: Any
+          ) -> dict[str, Any]:
+  """`flan.train.train` with its options built from flat knobs named as the gin macros.
+
+  `train(model=m, mixture_or_task_name="synthetic", train_steps=3, model_dir=d, ...)`: each
+  knob goes to the option class that has a field of that name; the optimizer defaults to
+  `make_optimizer()` (Adafactor, constant 1e-3: finetune.gin's).
+  """
+  from flan import train as train_lib
+  from flan.training import optimizer as optimizer_lib
+  from flan.training import options
+  groups = {}
+  for arg, cls in (("data", options.DataOptions), ("run", options.RunOptions),
+                   ("checkpoint", options.CheckpointOptions),
+                   ("evaluation", options.HeldoutEvalOptions)):
+    names = {f.name for f in dataclasses.fields(cls)}
+    groups[arg] = cls(**{k: knobs.pop(k) for k in list(knobs) if k in names})
+  if knobs:
+    raise TypeError(f"No option takes {sorted(knobs)}.")
+  return train_lib.train(model=model, optimizer=optimizer or optimizer_lib.make_optimizer()[0],
+                         make_iterator=make_iterator, **groups)
+
+
 VOCAB = 384  # >= the byte vocabulary (259), which train() checks against
 LENGTHS = {"inputs": 16, "targets": 8}
 

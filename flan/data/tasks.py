@@ -15,8 +15,8 @@ Features: `inputs`, `targets` (int32 tokens, EOS appended after trimming), their
 and metrics live in `flan.evaluation.holdout`.
 
 Importing this module registers the default configuration. `register` re-registers
-everything; it is gin-configurable as `flan.data.tasks.register` (the trainer calls it after
-parsing gin, so `DATA_DIR`, `VOCABULARY` and the ablation knobs apply).
+everything with other knobs; the trainer calls it with the run's data options (`DATA_DIR`,
+`VOCABULARY` and the ablation knobs, `flan.training.options.DataOptions`).
 """
 
 from __future__ import annotations
@@ -25,7 +25,6 @@ import dataclasses
 import difflib
 from collections.abc import Iterable, Sequence
 
-import gin
 import numpy as np
 import seqio
 import tensorflow as tf
@@ -181,7 +180,6 @@ def _check_knobs(num_templates, template_mode, mixing_cap, temperature, train_cl
   return train_clusters
 
 
-@gin.configurable(module="flan.data.tasks")
 def register(*, data_dir: str | None = None,
              vocabulary: seqio.Vocabulary | str | None = None,
              num_templates: int = templates_lib.NUM_TEMPLATES,

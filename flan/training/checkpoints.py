@@ -10,13 +10,17 @@ directory and renames it when complete, so a crash mid-save never leaves a half-
 `checkpoint_<step>` (a leftover temporary directory is ignored and cleaned up).
 
 Restore order (t5x's): the latest readable checkpoint in MODEL_DIR, else
-INITIAL_CHECKPOINT_PATH (one of ours, or a Hugging Face T5 directory via `flan.model.hf`), else
-from scratch. Arrays are restored straight into the CURRENT shardings, so a checkpoint
-written on one mesh loads on any other.
+INITIAL_CHECKPOINT_PATH, else from scratch. Arrays are restored straight into the CURRENT
+shardings, so a checkpoint written on one mesh loads on any other.
+
+This module is also the one restore API: `locate` tells the kinds of saved weights apart
+(ours, params-only, Hugging Face), `restore_params` reads parameters onto a mesh for
+evaluation and conversion, `restore_or_initialize` the train state for training.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import pathlib
@@ -26,6 +30,8 @@ from typing import Any
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
+
+from flan.model import partitioning
 
 STATE, DATASET = "state", "dataset"
 STEP_PREFIX = "checkpoint"
@@ -156,14 +162,12 @@ class Checkpoints:
     """Whether `step` is a multiple of the period."""
     return step % self.period == 0
 
-  def save(self, step: int, state: Any, dataset_state: Mapping[str, Any] | None = None, *,
-           force: bool = True) -> bool:
+  def save(self, step: int, state: Any, dataset_state: Mapping[str, Any] | None = None
+           ) -> bool:
     """Starts saving `step` (unless it exists); returns whether a save started.
 
-    Every call saves (the caller decides when, with `should_save`); `force` is accepted for
-    orbax-style callers and changes nothing.
+    Every call saves: the caller decides when (`should_save`, the last step, preemption).
     """
-    del force
     if step in self.manager.all_steps():
       return False
     items = {STATE: ocp.args.StandardSave(state),
@@ -216,6 +220,17 @@ class Checkpoints:
     return None
 
 
+# ------------------------------------------------------------------ the one restore API
+#
+# Every reader of saved weights goes through `locate` (what kind of directory a path is) and
+# then `restore_params` (parameters onto a mesh: evaluation, conversion, the end-of-training
+# baseline) or `restore_or_initialize` (the full train state: training). A new checkpoint
+# format is one more kind in `locate` and one more branch in `_read_params`.
+
+HF, TRAINER, PARAMS = "hf", "trainer", "params"
+PARAMS_CONFIG_FILE = "t5_config.json"  # beside a params-only checkpoint (`flan.convert`)
+
+
 def is_hf_directory(path: str | pathlib.Path) -> bool:
   """A Hugging Face model directory: config.json plus weights."""
   p = pathlib.Path(path)
@@ -223,30 +238,128 @@ def is_hf_directory(path: str | pathlib.Path) -> bool:
       any(p.glob("*.safetensors")) or (p / "pytorch_model.bin").is_file())
 
 
-def resolve_step_dir(path: pathlib.Path, flag: str = "INITIAL_CHECKPOINT_PATH") -> pathlib.Path:
+@dataclasses.dataclass(frozen=True)
+class Source:
+  """Where saved weights live, by kind.
+
+  Attributes:
+    kind: HF (a Hugging Face T5 directory), TRAINER (a `checkpoint_<step>` directory written
+      by training: params, optimizer state, step) or PARAMS (parameters only, with
+      t5_config.json: `python -m flan.convert hf_to_flan`'s output).
+    path: the directory that holds them (for a MODEL_DIR: its newest checkpoint_<step>).
+    step: the trainer checkpoint's step, else None.
+    model_dir: the MODEL_DIR of a trainer checkpoint, else None.
+  """
+  kind: str
+  path: pathlib.Path
+  step: int | None = None
+  model_dir: pathlib.Path | None = None
+
+  @property
+  def item(self) -> pathlib.Path:
+    """The orbax item directory (TRAINER and PARAMS)."""
+    return self.path / STATE if self.kind == TRAINER else self.path
+
+  def info(self) -> dict[str, Any]:
+    """{"path", "step"}: what a report records about the weights it scored."""
+    return {"path": str(self.path), "step": self.step}
+
+
+def resolve_step_dir(path: pathlib.Path, setting: str = "INITIAL_CHECKPOINT_PATH"
+                     ) -> pathlib.Path:
   """A `checkpoint_<step>` directory: `path` itself, or the newest one inside a MODEL_DIR.
 
-  `flag` names the setting that gave `path`, for the error message.
+  `setting` names the option that gave `path`, for the error message.
   """
   if (path / STATE).is_dir():
     return path
   steps = sorted((int(d.name.rsplit("_", 1)[1]), d) for d in path.glob(f"{STEP_PREFIX}_*")
                  if d.name.rsplit("_", 1)[1].isdigit() and (d / STATE).is_dir())
   if not steps:
-    raise CheckpointError(f"{flag}={str(path)!r} holds no checkpoint: expected a "
+    raise CheckpointError(f"{setting}={str(path)!r} holds no checkpoint: expected a "
                           f"{STEP_PREFIX}_<step> directory written by flan.train, a MODEL_DIR "
-                          "containing one, or a Hugging Face T5 directory (config.json + "
-                          "weights).")
+                          "containing one, the output of flan.convert hf_to_flan, or a Hugging "
+                          "Face T5 directory (config.json + weights).")
   return steps[-1][1]
 
 
-def load_initial(path: str, target: Any) -> Any:
-  """The full train state (step, params, moments) from one of our checkpoints."""
-  step_dir = resolve_step_dir(pathlib.Path(path))
-  checkpointer = ocp.StandardCheckpointer()
-  check_params_match(saved_params(checkpointer.metadata(step_dir / STATE)), target.params,
-                     str(step_dir))
-  return checkpointer.restore(step_dir / STATE, target)
+def locate(path: str | pathlib.Path, setting: str) -> Source:
+  """What kind of weights `path` holds, and where exactly.
+
+  Args:
+    path: a Hugging Face T5 directory, a params-only checkpoint (hf_to_flan), a
+      `checkpoint_<step>` directory, or a MODEL_DIR (its newest checkpoint).
+    setting: the option that named `path` (e.g. "CHECKPOINT_PATH"), for error messages.
+
+  Raises:
+    CheckpointError: `path` does not exist or holds none of these.
+  """
+  src = pathlib.Path(path)
+  if not src.exists():
+    raise CheckpointError(f"{setting}={str(path)!r} does not exist; set it to a "
+                          f"{STEP_PREFIX}_<step> directory, a MODEL_DIR or a Hugging Face T5 "
+                          "directory.")
+  if is_hf_directory(src):
+    return Source(HF, src)
+  if (src / PARAMS_CONFIG_FILE).is_file():
+    return Source(PARAMS, src)
+  step_dir = resolve_step_dir(src, setting)
+  return Source(TRAINER, step_dir, step=int(step_dir.name.rsplit("_", 1)[1]),
+                model_dir=step_dir.parent)
+
+
+def _hf_params(source: Source, model_config: Any, expected_params: Any) -> Any:
+  """A Hugging Face directory's weights laid out for `model_config`, checked against the model."""
+  from flan.model import hf  # the HF importer pulls in safetensors only when needed
+  try:
+    params = hf.load_params(str(source.path), model_config)
+  except ValueError as e:  # another size: the same error type as for our checkpoints
+    raise CheckpointError(str(e)) from None
+  check_params_match(params, expected_params, str(source.path))
+  return params
+
+
+def _read_params(source: Source, abstract_params: Any, model_config: Any) -> Any:
+  """The parameters of `source`, restored straight into `abstract_params`' shardings."""
+  if source.kind == HF:
+    params = _hf_params(source, model_config, abstract_params)
+    return jax.tree.map(lambda x, a: jax.device_put(x, a.sharding), params, abstract_params)
+  checkpointer = ocp.PyTreeCheckpointer()
+  check_params_match(saved_params(checkpointer.metadata(source.item)), abstract_params,
+                     str(source.path))
+  target = {"params": abstract_params}
+  restored = checkpointer.restore(source.item, args=ocp.args.PyTreeRestore(
+      item=target, restore_args=ocp.checkpoint_utils.construct_restore_args(target),
+      partial_restore=True))
+  return restored["params"]
+
+
+def param_shapes(model: Any, mesh: jax.sharding.Mesh) -> tuple[Any, Any]:
+  """(parameter ShapeDtypeStructs, their NamedShardings on `mesh`), without allocating."""
+  shapes = jax.eval_shape(lambda: model.init(
+      jax.random.PRNGKey(0), {"encoder_input_tokens": (1, 2), "decoder_input_tokens": (1, 2)}))
+  shardings = partitioning.logical_to_sharding(model.param_logical_specs(), mesh, shapes=shapes)
+  return shapes, shardings
+
+
+def restore_params(model: Any, mesh: jax.sharding.Mesh, path: str | pathlib.Path, *,
+                   setting: str = "CHECKPOINT_PATH") -> tuple[Any, dict[str, Any]]:
+  """The parameters saved at `path` (any kind `locate` knows), sharded as training shards them.
+
+  Only parameters are read (no optimizer state), straight into their shardings on `mesh`.
+
+  Args:
+    model: the `EncoderDecoderModel` the weights belong to (its config lays out HF weights).
+    mesh: the device mesh.
+    path: see `locate`.
+    setting: the option that named `path`, for error messages.
+
+  Returns:
+    (params, {"path": the directory read, "step": its step or None}).
+  """
+  source = locate(path, setting)
+  shapes, shardings = param_shapes(model, mesh)
+  return _read_params(source, abstract_state(shapes, shardings), model.config), source.info()
 
 
 def restore_or_initialize(checkpoints: Checkpoints, target: Any, *,
@@ -259,7 +372,7 @@ def restore_or_initialize(checkpoints: Checkpoints, target: Any, *,
     checkpoints: the MODEL_DIR manager.
     target: abstract train state (ShapeDtypeStructs with the current shardings).
     init_state: params-or-None -> a fresh sharded train state (step 0, fresh moments).
-    initial_checkpoint_path: ours (a checkpoint_<step> dir or a MODEL_DIR) or a HF dir.
+    initial_checkpoint_path: any kind `locate` knows.
     model_config: the model's `T5Config`, for the layout of imported HF weights.
 
   Returns:
@@ -269,24 +382,16 @@ def restore_or_initialize(checkpoints: Checkpoints, target: Any, *,
   if latest is not None:
     state, dataset_state, step = latest
     return state, dataset_state, f"resumed from {checkpoints.model_dir}/{STEP_PREFIX}_{step}"
-  if initial_checkpoint_path:
-    path = pathlib.Path(initial_checkpoint_path)
-    if not path.exists():
-      raise CheckpointError(f"INITIAL_CHECKPOINT_PATH={initial_checkpoint_path!r} does not "
-                            "exist; fix the path or set it to None to start from scratch.")
-    if is_hf_directory(path):
-      from flan.model import hf  # the HF importer pulls in safetensors only when needed
-      if model_config is None:
-        raise CheckpointError(f"INITIAL_CHECKPOINT_PATH={str(path)!r} is a Hugging Face "
-                              "directory: pass the model's config to lay out its weights.")
-      try:
-        params = hf.load_params(str(path), model_config)
-      except ValueError as e:  # sizes differ: name them as a checkpoint error
-        raise CheckpointError(str(e)) from None
-      check_params_match(params, target.params, str(path))
-      # Fresh Adafactor moments at step 0: beta2 = 0 makes the first update re-estimate
-      # them from one gradient (t5x would import the TF slots and the pretraining step).
-      return init_state(params), None, f"initialised from Hugging Face weights in {path}"
-    state = load_initial(str(path), target)
-    return state, None, f"initialised from {path}"
-  return init_state(None), None, "initialised from scratch"
+  if not initial_checkpoint_path:
+    return init_state(None), None, "initialised from scratch"
+  source = locate(initial_checkpoint_path, "INITIAL_CHECKPOINT_PATH")
+  if source.kind == TRAINER:  # the whole state: step, params and optimizer moments
+    checkpointer = ocp.StandardCheckpointer()
+    check_params_match(saved_params(checkpointer.metadata(source.item)), target.params,
+                       str(source.path))
+    return checkpointer.restore(source.item, target), None, f"initialised from {source.path}"
+  # Fresh Adafactor moments at step 0: beta2 = 0 makes the first update re-estimate them from
+  # one gradient (t5x would import the TF slots and the pretraining step).
+  params = _read_params(source, target.params, model_config)
+  what = "Hugging Face weights" if source.kind == HF else "the parameters"
+  return init_state(params), None, f"initialised from {what} in {source.path}"

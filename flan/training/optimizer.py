@@ -26,11 +26,12 @@ import math
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
-import gin
 import jax
 import jax.numpy as jnp
 import optax
 from jax.sharding import PartitionSpec as P
+
+from flan.errors import UserError
 
 Schedule = Callable[[jax.Array], jax.Array]
 
@@ -53,6 +54,9 @@ def learning_rate_schedule(*, factors: str = "constant", base_learning_rate: flo
   Returns:
     A function step -> float32 learning rate, jit-friendly, floored at min_learning_rate.
   """
+  if isinstance(base_learning_rate, bool) or not isinstance(base_learning_rate, (int, float)):
+    raise UserError(f"LEARNING_RATE must be a number, got {base_learning_rate!r} "
+                    f"({type(base_learning_rate).__name__}); set --gin.LEARNING_RATE=1e-3 or so.")
   names = [f.strip() for f in factors.split("*") if f.strip()]
   known = {"constant", "linear_warmup", "rsqrt_decay", "rsqrt_normalized_decay",
            "linear_decay", "cosine_decay"}
@@ -122,7 +126,6 @@ def _decay_rate(step: jax.Array, exponent: float) -> jax.Array:
   return 1.0 - t ** (-exponent)
 
 
-@gin.configurable(denylist=["learning_rate"])
 def adafactor(learning_rate: Schedule | float = 1e-3, *, decay_rate: float = 0.8,
               step_offset: int = 0, clipping_threshold: float | None = 1.0,
               multiply_by_parameter_scale: bool = True, epsilon1: float = 1e-30,
@@ -146,7 +149,8 @@ def adafactor(learning_rate: Schedule | float = 1e-3, *, decay_rate: float = 0.8
 
   Returns:
     An optax transformation whose `update(grads, state, params, *, step)` needs `params`
-    and the global `step` (an int32 scalar, the step BEFORE this update).
+    and the global `step` (an int32 scalar, the step BEFORE this update); its
+    `learning_rate_schedule` is the schedule it follows (the trainer logs it).
   """
   schedule = learning_rate if callable(learning_rate) else (lambda _: jnp.float32(learning_rate))
 
@@ -206,6 +210,7 @@ def adafactor(learning_rate: Schedule | float = 1e-3, *, decay_rate: float = 0.8
 
   tx = Adafactor(init_fn, update_fn)
   tx.state_logical_specs = lambda specs, params: _state_logical_specs(specs, params, dims)
+  tx.learning_rate_schedule = schedule
   return tx
 
 
@@ -236,15 +241,14 @@ def _state_logical_specs(param_specs: Any, params: Any, dims: Callable) -> Adafa
   return AdafactorState(v_row=make("v_row"), v_col=make("v_col"), v=make("v"))
 
 
-@gin.configurable
 def make_optimizer(*, learning_rate_factors: str = "constant", base_learning_rate: float = 1e-3,
                    warmup_steps: int = 1000, decay_steps: int = 100_000,
                    min_learning_rate: float = 1e-8, global_norm_clip: float | None = None
                    ) -> tuple[optax.GradientTransformationExtraArgs, Schedule]:
-  """The run's optimizer and its schedule (gin: `optimizer.make_optimizer.*`).
+  """Adafactor (t5x defaults) on a t5x schedule, and that schedule: (optimizer, schedule).
 
-  Adafactor's own constants are bound on `adafactor.*` (t5x defaults when unbound).
-  Returns (optimizer, schedule); the schedule is also returned so the trainer can log lr.
+  A shorthand for library callers; a gin run builds the same from `adafactor` and
+  `learning_rate_schedule` (the OPTIMIZER macro of configs/runs/finetune.gin).
   """
   schedule = learning_rate_schedule(factors=learning_rate_factors,
                                     base_learning_rate=base_learning_rate,
