@@ -137,6 +137,8 @@ def train(*, model: Any, optimizer: Any, data: DataOptions, run: RunOptions,
     raise UserError(f"The vocabulary has {vocab.vocab_size} ids but the model's vocab_size is "
                     f"{model.config.vocab_size}; use a model gin sized for this vocabulary.")
   init_rng, step_rng = jax.random.split(jax.random.PRNGKey(run.random_seed))
+  if hasattr(optimizer, "with_param_axes"):  # t5x's set_param_axes: per-layer stats under scan
+    optimizer = optimizer.with_param_axes(model.param_logical_specs())
   schedule = getattr(optimizer, "learning_rate_schedule", None)
 
   with contextlib.ExitStack() as stack:

@@ -141,25 +141,42 @@ def _resolved_splits(dataset: str, data_dir: str | None,
   del context  # only part of the cache key.
   spec = datasets_lib.get(dataset)
   sizes = {}
-  for source in spec.sources:
+  for source in spec.sources:  # several sources may share a builder (MNLI m/mm).
     wanted = [s for s in (source.train_split, *source.eval_splits)
               if s is not None and s != datasets_lib.TRAIN_TAIL]
-    sizes[source.tfds_name] = split_sizes(dataset, source.tfds_name, wanted, data_dir)
+    sizes.setdefault(source.tfds_name, {}).update(
+        split_sizes(dataset, source.tfds_name, wanted, data_dir))
   return datasets_lib.resolve_splits(spec, sizes)
 
 
-def read_specs(dataset: str, split: str,
-               data_dir: str | None = None) -> tuple[datasets_lib.ReadSpec, ...]:
-  """The slices behind one of our splits: train, validation (dev tail), test (eval)."""
+def _check_source(dataset: str, source: str | None) -> None:
+  names = [s.name for s in datasets_lib.get(dataset).sources]
+  if source is not None and source not in names:
+    raise ValueError(f"FLAN dataset {dataset!r} has no source {source!r}; its sources are "
+                     f"{names}.")
+
+
+def read_specs(dataset: str, split: str, data_dir: str | None = None,
+               source: str | None = None) -> tuple[datasets_lib.ReadSpec, ...]:
+  """The slices behind one of our splits: train, validation (dev tail), test (eval).
+
+  `source` (a `Source.name`) keeps only that source's slices; None: every source's.
+  """
   if split not in SPLITS:
     raise ValueError(f"Unknown split {split!r}; FLAN tasks have splits {', '.join(SPLITS)}.")
+  _check_source(dataset, source)
   resolved = resolved_splits(dataset, data_dir)
-  return {"train": resolved.train, "validation": resolved.dev, "test": resolved.eval}[split]
+  reads = {"train": resolved.train, "validation": resolved.dev, "test": resolved.eval}[split]
+  return reads if source is None else tuple(r for r in reads if r.source == source)
 
 
-def num_input_examples(dataset: str, split: str, data_dir: str | None = None) -> int:
-  """Examples read for `split` before preprocessing (known without reading them)."""
-  return sum(r.num_examples for r in read_specs(dataset, split, data_dir))
+def num_input_examples(dataset: str, split: str, data_dir: str | None = None,
+                       source: str | None = None) -> int:
+  """Examples read for `split` (of one source, if given) before preprocessing.
+
+  Known from split sizes alone, without reading data.
+  """
+  return sum(r.num_examples for r in read_specs(dataset, split, data_dir, source))
 
 
 def _unbatch(batch: Mapping[str, Any]):
@@ -197,22 +214,22 @@ def read_examples(read: datasets_lib.ReadSpec, data_dir: str | None = None):
 
 
 @functools.lru_cache(maxsize=256)
-def _load(dataset: str, reads: tuple[datasets_lib.ReadSpec, ...], data_dir: str | None,
-          context: object) -> tuple[dict[str, Any], ...]:
+def _load(dataset: str, reads: tuple[tuple[datasets_lib.ReadSpec, int], ...],
+          data_dir: str | None, context: object) -> tuple[dict[str, Any], ...]:
+  """Preprocessed examples of `reads`, each read given with its first example id."""
   del context  # only part of the cache key.
   fn = preprocessors.get(dataset)
   out = []
-  example_id = 0
-  for read in reads:
-    for raw in read_examples(read, data_dir):
+  for read, first_id in reads:
+    for offset, raw in enumerate(read_examples(read, data_dir)):
       fields = fn(raw)
       if fields is not None:
-        out.append({**fields, "example_id": example_id})
-      example_id += 1
+        out.append({**fields, "example_id": first_id + offset})
   return tuple(out)
 
 
-def load_examples(dataset: str, split: str, data_dir: str | None = None) -> list[dict]:
+def load_examples(dataset: str, split: str, data_dir: str | None = None,
+                  source: str | None = None) -> list[dict]:
   """The preprocessed examples of one split (cached; treat the dicts as read-only).
 
   Args:
@@ -220,14 +237,20 @@ def load_examples(dataset: str, split: str, data_dir: str | None = None) -> list
     split: "train", "validation" (the held-out tail of train, for template selection) or
       "test" (the zero-shot evaluation splits).
     data_dir: the TFDS data_dir (None: TFDS's default).
+    source: only this source's examples (a `Source.name`, e.g. "r1" of anli); None: all.
 
   Returns:
     One dict per kept example: the preprocessor's fields plus `example_id`, the example's
-    index within the split (counted before the preprocessor drops any).
+    index within the split of the whole dataset, sources in table order (counted before the
+    preprocessor drops any), so a source's examples keep the ids they have in the whole.
   """
-  datasets_lib.get(dataset)
-  reads = read_specs(dataset, split, data_dir)
-  return list(_load(dataset, reads, data_dir, _tfds_context()))
+  _check_source(dataset, source)
+  reads, first_id = [], 0
+  for read in read_specs(dataset, split, data_dir):
+    if source is None or read.source == source:
+      reads.append((read, first_id))
+    first_id += read.num_examples
+  return list(_load(dataset, tuple(reads), data_dir, _tfds_context()))
 
 
 # ----------------------------------------------------------------------------- templates

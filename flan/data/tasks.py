@@ -4,8 +4,13 @@ Each task reads its examples with `flan.data.examples` (pure Python: TFDS -> pre
 template), then hands seqio the rendered strings; seqio only tokenizes and appends EOS.
 
 Per dataset `d` (see `flan.data.datasets`):
-  flan_<d>_train         split "train"; each example gets template `template_idx`, drawn
-                         uniformly among the first `num_templates` from (seed, d, example_id).
+  flan_<d>_train         split "train" (every source); each example gets template
+                         `template_idx`, drawn uniformly among the first `num_templates` from
+                         (seed, d, example_id).
+  flan_<d>_<s>_train     datasets with several sources only: source `s`'s part of
+                         flan_<d>_train (same example ids and templates), e.g.
+                         flan_anli_r1_train. The mixtures hold these, one member per source
+                         as FLAN's configs (`train_members`).
   flan_<d>_t<i>          splits "validation" (dev tail) and "test" (zero-shot eval), template i.
   flan_<d>_t<i>_scoring  rank classification, classification templates only: one row per
                          option with `example_id`, `option_idx` and `is_correct` (int32 0/1;
@@ -68,8 +73,22 @@ def current_config() -> Config:
   return _CONFIG
 
 
-def train_task(dataset: str) -> str:
-  return f"{PREFIX}{dataset}_train"
+def train_task(dataset: str, source: str = "") -> str:
+  """`flan_<dataset>_train`, or with `source`, that source's own `flan_<dataset>_<source>_train`."""
+  return f"{PREFIX}{dataset}_{source}_train" if source else f"{PREFIX}{dataset}_train"
+
+
+def train_members(dataset: str) -> tuple[tuple[str, str], ...]:
+  """The training tasks that stand for `dataset` in a mixture: ((task name, source), ...).
+
+  One per training source, as FLAN's code registers one task per TFDS config with a rate of
+  its own (anli: r1, r2, r3); a single-source dataset is its `flan_<d>_train` (source "").
+  """
+  spec = datasets_lib.get(dataset)
+  sources = [s.name for s in spec.sources if s.train_split is not None]
+  if len(spec.sources) == 1:
+    return tuple((train_task(dataset), "") for _ in sources)
+  return tuple((train_task(dataset, name), name) for name in sources)
 
 
 def eval_task(dataset: str, template_idx: int) -> str:
@@ -96,17 +115,19 @@ class FlanSource(seqio.FunctionDataSource):
   rates never read data.
   """
 
-  def __init__(self, dataset: str, kind: str, config: Config, template_idx: int = 0):
+  def __init__(self, dataset: str, kind: str, config: Config, template_idx: int = 0,
+               source: str | None = None):
     self.dataset = dataset
     self.kind = kind
     self.template_idx = template_idx
     self.config = config
+    self.source = source  # one source's examples (a `Source.name`); None: all of them.
     splits = ("train",) if kind == "train" else ("validation", "test")
     super().__init__(dataset_fn=self._dataset_fn, splits=splits)
 
   def num_input_examples(self, split: str) -> int:
     """Examples of `split` before preprocessing, from the split sizes alone."""
-    return examples.num_input_examples(self.dataset, split, self.config.data_dir)
+    return examples.num_input_examples(self.dataset, split, self.config.data_dir, self.source)
 
   def columns(self, split: str, seed: int | None = None,
               limit: int | None = None) -> dict[str, list]:
@@ -115,7 +136,7 @@ class FlanSource(seqio.FunctionDataSource):
       raise ValueError(f"Task kind {self.kind!r} of {self.dataset!r} has splits "
                        f"{list(self.splits)}, not {split!r}.")
     d, cfg = self.dataset, self.config
-    rows = examples.load_examples(d, split, cfg.data_dir)[:limit]
+    rows = examples.load_examples(d, split, cfg.data_dir, self.source)[:limit]
     ids = [r["example_id"] for r in rows]
     if self.kind == "scoring":
       cols = {"inputs": [], "targets": [], "example_id": [], "option_idx": [],
@@ -227,6 +248,9 @@ def register(*, data_dir: str | None = None,
   for spec in datasets_lib.DATASETS:
     d = spec.name
     _add_task(train_task(d), FlanSource(d, "train", config), vocabulary)
+    for task, source in train_members(d):
+      if source:
+        _add_task(task, FlanSource(d, "train", config, source=source), vocabulary)
     for i, template in enumerate(all_templates[d]):
       _add_task(eval_task(d, i), FlanSource(d, "eval", config, i), vocabulary)
       if spec.classification and template.is_classification:
@@ -248,7 +272,7 @@ def get(name: str) -> seqio.Task | seqio.Mixture:
   close = difflib.get_close_matches(name, _REGISTERED, n=6, cutoff=0.6)
   hint = f" Did you mean: {', '.join(close)}?" if close else ""
   raise ValueError(
-      f"Unknown FLAN task or mixture {name!r}.{hint} Tasks are flan_<dataset>_train, "
+      f"Unknown FLAN task or mixture {name!r}.{hint} Tasks are flan_<dataset>[_<source>]_train, "
       "flan_<dataset>_t<i>[_scoring]; mixtures flan_holdout_<cluster>_train/_eval and "
       "flan_all_train (see `python -m flan.show --list`).")
 
