@@ -13,13 +13,12 @@ are read from a checkpoint (no optimizer state), straight into their shardings o
 from __future__ import annotations
 
 import logging
-import os
-import pathlib
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import gin
 
+from flan import paths
 from flan.errors import UserError
 from flan.model import partitioning
 from flan.training import checkpoints as checkpoints_lib
@@ -32,8 +31,10 @@ def default_output_dir(checkpoint_path: str, model_dir: str | None,
   if eval_output_dir:
     return eval_output_dir
   if model_dir:
-    return os.path.join(model_dir, "eval")
-  path = pathlib.Path(checkpoint_path)
+    return str(paths.path(model_dir) / "eval")
+  path = paths.path(checkpoint_path)
+  if path.name == "checkpoint" and (path.parent.name.startswith(checkpoints_lib.STEP_PREFIX)):
+    path = path.parent  # a t5x checkpoint's msgpack file
   if path.name.startswith(f"{checkpoints_lib.STEP_PREFIX}_"):
     path = path.parent
   return str(path / "eval")

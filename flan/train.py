@@ -18,13 +18,13 @@ import contextlib
 import logging
 import os
 import re
-import tempfile
 from collections.abc import Callable
 from typing import Any
 
 import gin
 import jax
 
+from flan import paths
 from flan.cli import parse_gin_flags, report_user_errors
 from flan.errors import UserError
 from flan.model import partitioning
@@ -41,12 +41,14 @@ HOLDOUT_MIXTURE = re.compile(r"^flan_holdout_(\w+)_train$")
 
 
 def _check_writable(model_dir: str) -> None:
+  """Creates MODEL_DIR (local or remote, through `flan.paths`) and writes a probe file in it."""
+  probe = paths.path(model_dir) / f".write_probe_{os.getpid()}_{jax.process_index()}"
   try:
-    os.makedirs(model_dir, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=model_dir):
-      pass
+    probe.parent.mkdir(parents=True, exist_ok=True)
+    probe.write_text("")
+    probe.unlink()
   except OSError as e:
-    raise UserError(f"MODEL_DIR={model_dir!r} is not writable ({e.strerror}); set "
+    raise UserError(f"MODEL_DIR={model_dir!r} is not writable ({e.strerror or e}); set "
                     "--gin.MODEL_DIR to a directory you can write to.") from None
 
 
@@ -93,7 +95,7 @@ def _evaluate(model, params, mesh, *, cluster, vocabulary, data, evaluation, mod
                " against the initial checkpoint" if baseline is not None else "")
   return holdout.evaluate_cluster(
       model, params, mesh, cluster=cluster, vocabulary=vocabulary, data_dir=data.data_dir,
-      feature_lengths=lengths, output_dir=os.path.join(model_dir, "eval"),
+      feature_lengths=lengths, output_dir=str(paths.path(model_dir) / "eval"),
       batch_size=evaluation.eval_batch_size, baseline_params=baseline,
       max_examples=evaluation.eval_max_examples, num_templates=evaluation.eval_num_templates,
       metadata={"model_dir": model_dir, "step": step, "baseline_checkpoint": baseline_info})
@@ -125,8 +127,7 @@ def train(*, model: Any, optimizer: Any, data: DataOptions, run: RunOptions,
   model_dir = run.model_dir
   _check_writable(model_dir)
   if jax.process_index() == 0:
-    with open(os.path.join(model_dir, "config.gin"), "w") as f:
-      f.write(gin.config_str())
+    (paths.path(model_dir) / "config.gin").write_text(gin.config_str())
   device_mesh = partitioning.make_mesh(run.mesh)
   batch_size = data.batch_size
   partitioning.check_batch_size(batch_size, device_mesh)
@@ -185,8 +186,7 @@ def train(*, model: Any, optimizer: Any, data: DataOptions, run: RunOptions,
       pending = metrics
       progress.update(step, metrics)
       if step == start + 1 and jax.process_index() == 0:
-        with open(os.path.join(model_dir, "operative_config.gin"), "w") as f:
-          f.write(gin.operative_config_str())
+        (paths.path(model_dir) / "operative_config.gin").write_text(gin.operative_config_str())
       preempted = signals.requested()
       if preempted or ckpts.should_save(step) or step == train_steps:
         if stop_on_nan:

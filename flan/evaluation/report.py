@@ -14,16 +14,19 @@ main table (scripts/run_holdouts.py).
 from __future__ import annotations
 
 import collections
+import io
 import json
 import logging
 import math
 import os
-import pathlib
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
+from etils import epath
+
+from flan import paths as flan_paths
 
 MODELS = ("baseline", "tuned")  # column order: the baseline beside the tuned model.
 COLORS = {"baseline": "#9e9e9e", "tuned": "#1f77b4"}
@@ -194,23 +197,24 @@ def chart(results: Mapping[str, Any], path: str | os.PathLike) -> None:
   for ax in list(axes.flat)[panels:]:
     ax.axis("off")
   fig.tight_layout()
-  fig.savefig(path, dpi=100)
+  image = io.BytesIO()
+  fig.savefig(image, format="png", dpi=100)
+  flan_paths.path(path).write_bytes(image.getvalue())
   plt.close(fig)
 
 
 def write_predictions(directory: str | os.PathLike,
-                      records: Sequence[Mapping[str, Any]]) -> list[pathlib.Path]:
+                      records: Sequence[Mapping[str, Any]]) -> list[epath.Path]:
   """predictions/<model>/<dataset>.jsonl, one JSON object per evaluated example."""
   groups = collections.defaultdict(list)
   for r in records:
     groups[(r.get("model", "tuned"), r["dataset"])].append(r)
   paths = []
   for (model, dataset), rows in sorted(groups.items()):
-    path = pathlib.Path(directory) / "predictions" / model / f"{dataset}.jsonl"
+    path = flan_paths.path(directory) / "predictions" / model / f"{dataset}.jsonl"
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", encoding="utf-8") as f:
-      for r in rows:
-        f.write(json.dumps(r, ensure_ascii=False) + "\n")
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows),
+                    encoding="utf-8")
     paths.append(path)
   return paths
 
@@ -218,7 +222,7 @@ def write_predictions(directory: str | os.PathLike,
 def write_all(output_dir: str | os.PathLike, results: Mapping[str, Any],
               records: Sequence[Mapping[str, Any]]) -> None:
   """Writes results.json, results.md, scores.png and the predictions files."""
-  out = pathlib.Path(output_dir)
+  out = flan_paths.path(output_dir)
   out.mkdir(parents=True, exist_ok=True)
   if not is_finite_tree(results):
     raise ValueError("Evaluation produced a non-finite number; see the predictions files.")

@@ -1,7 +1,8 @@
-"""Hugging Face T5 / FLAN-T5 checkpoints <-> `flan.model.network` parameters (numpy only, no torch).
+"""Hugging Face T5 / FLAN-T5 checkpoints <-> `flan.model.network` parameters.
 
 A Hugging Face directory holds `config.json` and `model.safetensors` (or shards listed in
-`model.safetensors.index.json`). Torch `Linear` weights are [out, in]; our kernels are
+`model.safetensors.index.json`), or torch's `pytorch_model.bin` (or shards listed in
+`pytorch_model.bin.index.json`), read with torch where it is installed. Torch `Linear` weights are [out, in]; our kernels are
 [in, out], so every matrix is transposed. The relative position tables live in block 0 of
 each stack in Hugging Face and once per stack here.
 
@@ -14,11 +15,11 @@ always writes the untied T5 1.1 form: `lm_head.weight` plus `"tie_word_embedding
 from __future__ import annotations
 
 import json
-import pathlib
 from typing import Any
 
 import numpy as np
 import safetensors.numpy
+from etils import epath
 
 from flan.model import network
 
@@ -69,20 +70,43 @@ def config_to_hf(config: network.T5Config) -> dict[str, Any]:
   }
 
 
-def _read_tensors(directory: pathlib.Path) -> dict[str, np.ndarray]:
+def _read_tensors(directory: epath.Path) -> dict[str, np.ndarray]:
+  """Every tensor of a HF directory: safetensors first, else torch's pytorch_model.bin."""
   single = directory / "model.safetensors"
   index = directory / "model.safetensors.index.json"
   if single.is_file():
-    return safetensors.numpy.load_file(single)
+    return safetensors.numpy.load(single.read_bytes())
   if index.is_file():
     tensors = {}
     for shard in sorted(set(json.loads(index.read_text())["weight_map"].values())):
-      tensors.update(safetensors.numpy.load_file(directory / shard))
+      tensors.update(safetensors.numpy.load((directory / shard).read_bytes()))
     return tensors
+  bins = [directory / "pytorch_model.bin"]
+  bin_index = directory / "pytorch_model.bin.index.json"
+  if bin_index.is_file():
+    bins = [directory / s for s in sorted(set(json.loads(bin_index.read_text())["weight_map"]
+                                              .values()))]
+  if bins[0].is_file():
+    return _read_torch_bins(bins)
   raise FileNotFoundError(
-      f"{directory} has no model.safetensors (or model.safetensors.index.json). Re-save the "
-      "checkpoint with `save_pretrained(dir, safe_serialization=True)`; torch .bin files are "
-      "not read.")
+      f"{directory} has no model.safetensors (or model.safetensors.index.json) and no "
+      "pytorch_model.bin: is it a directory written by save_pretrained?")
+
+
+def _read_torch_bins(files: list) -> dict[str, np.ndarray]:
+  """Tensors of torch `.bin` files, loaded with `weights_only=True` (no pickled code runs)."""
+  try:
+    import torch
+  except ImportError:
+    raise FileNotFoundError(
+        f"{files[0]} is a torch file and torch is not installed: `pip install torch`, or "
+        "re-save the checkpoint with `save_pretrained(dir, safe_serialization=True)`.") from None
+  tensors = {}
+  for f in files:
+    with f.open("rb") as fp:
+      state = torch.load(fp, map_location="cpu", weights_only=True)
+    tensors.update({k: v.float().numpy() for k, v in state.items()})  # bfloat16 has no numpy
+  return tensors
 
 
 def _layer_map(stack: str, kind: str) -> dict[str, str]:
@@ -139,7 +163,7 @@ def _get(tree: Any, path: tuple[str, ...]) -> Any:
   return tree
 
 
-def params_from_hf(directory: str | pathlib.Path, *, dtype: str = "bfloat16",
+def params_from_hf(directory: str | epath.PathLike, *, dtype: str = "bfloat16",
                    scan_layers: bool = False) -> tuple[network.T5Config, dict]:
   """Reads a Hugging Face T5 directory into (`T5Config`, float32 numpy params).
 
@@ -148,7 +172,7 @@ def params_from_hf(directory: str | pathlib.Path, *, dtype: str = "bfloat16",
     dtype: the activation dtype for the returned config.
     scan_layers: return the stacked `layers` layout of `T5Config(scan_layers=True)`.
   """
-  directory = pathlib.Path(directory)
+  directory = epath.Path(directory)
   config_path = directory / "config.json"
   if not config_path.is_file():
     raise FileNotFoundError(f"{directory} has no config.json; pass a Hugging Face T5 checkpoint "
@@ -181,7 +205,7 @@ def params_from_hf(directory: str | pathlib.Path, *, dtype: str = "bfloat16",
   return config, params
 
 
-def load_params(directory: str | pathlib.Path, config: network.T5Config) -> dict:
+def load_params(directory: str | epath.PathLike, config: network.T5Config) -> dict:
   """Params of a HF directory laid out for `config` (scanned or not), checked against it.
 
   For initialising a model whose config comes from gin: raises one clear error when the
@@ -200,9 +224,9 @@ def load_params(directory: str | pathlib.Path, config: network.T5Config) -> dict
   return params
 
 
-def params_to_hf(config: network.T5Config, params: Any, directory: str | pathlib.Path) -> None:
+def params_to_hf(config: network.T5Config, params: Any, directory: str | epath.PathLike) -> None:
   """Writes `params` as a Hugging Face T5 directory (config.json + model.safetensors)."""
-  directory = pathlib.Path(directory)
+  directory = epath.Path(directory)
   directory.mkdir(parents=True, exist_ok=True)
   if "layers" in params["encoder"]:
     params = network.unscan_layer_params(params, config)
@@ -210,5 +234,6 @@ def params_to_hf(config: network.T5Config, params: Any, directory: str | pathlib
   for path, name, transpose in _name_pairs(config):
     value = np.asarray(_get(params, path), dtype=np.float32)
     tensors[name] = np.ascontiguousarray(value.T if transpose else value)
-  safetensors.numpy.save_file(tensors, directory / "model.safetensors", metadata={"format": "pt"})
+  (directory / "model.safetensors").write_bytes(
+      safetensors.numpy.save(tensors, metadata={"format": "pt"}))
   (directory / "config.json").write_text(json.dumps(config_to_hf(config), indent=2) + "\n")

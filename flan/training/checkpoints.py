@@ -14,7 +14,7 @@ INITIAL_CHECKPOINT_PATH, else from scratch. Arrays are restored straight into th
 shardings, so a checkpoint written on one mesh loads on any other.
 
 This module is also the one restore API: `locate` tells the kinds of saved weights apart
-(ours, params-only, Hugging Face), `restore_params` reads parameters onto a mesh for
+(ours, params-only, Hugging Face, t5x), `restore_params` reads parameters onto a mesh for
 evaluation and conversion, `restore_or_initialize` the train state for training.
 """
 
@@ -23,14 +23,15 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import pathlib
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
+from etils import epath
 
+from flan import paths
 from flan.model import partitioning
 
 STATE, DATASET = "state", "dataset"
@@ -143,14 +144,14 @@ class Checkpoints:
 
   def __init__(self, model_dir: str, *, period: int = 1000, keep: int | None = None,
                async_save: bool = True):
-    self.model_dir = pathlib.Path(model_dir)
+    self.model_dir = paths.path(model_dir)
     self.period = max(1, int(period))
     # The save decision is ours (`should_save`): orbax's own would also save the first step.
     options = ocp.CheckpointManagerOptions(
         save_interval_steps=1, max_to_keep=keep, step_prefix=STEP_PREFIX,
         create=True, cleanup_tmp_directories=True, enable_async_checkpointing=async_save)
     handlers = {STATE: ocp.StandardCheckpointHandler(), DATASET: ocp.JsonCheckpointHandler()}
-    self.manager = ocp.CheckpointManager(self.model_dir.absolute(), options=options,
+    self.manager = ocp.CheckpointManager(self.model_dir, options=options,
                                          item_handlers=handlers)
 
   def steps(self) -> list[int]:
@@ -227,13 +228,13 @@ class Checkpoints:
 # baseline) or `restore_or_initialize` (the full train state: training). A new checkpoint
 # format is one more kind in `locate` and one more branch in `_read_params`.
 
-HF, TRAINER, PARAMS = "hf", "trainer", "params"
+HF, TRAINER, PARAMS, T5X = "hf", "trainer", "params", "t5x"
 PARAMS_CONFIG_FILE = "t5_config.json"  # beside a params-only checkpoint (`flan.convert`)
 
 
-def is_hf_directory(path: str | pathlib.Path) -> bool:
+def is_hf_directory(path: str | epath.PathLike) -> bool:
   """A Hugging Face model directory: config.json plus weights."""
-  p = pathlib.Path(path)
+  p = paths.path(path)
   return (p / "config.json").is_file() and (
       any(p.glob("*.safetensors")) or (p / "pytorch_model.bin").is_file())
 
@@ -244,19 +245,20 @@ class Source:
 
   Attributes:
     kind: HF (a Hugging Face T5 directory), TRAINER (a `checkpoint_<step>` directory written
-      by training: params, optimizer state, step) or PARAMS (parameters only, with
-      t5_config.json: `python -m flan.convert hf_to_flan`'s output).
+      by training: params, optimizer state, step), PARAMS (parameters only, with
+      t5_config.json: `python -m flan.convert hf_to_flan`'s output) or T5X (a t5x
+      `checkpoint_<step>` directory: msgpack `checkpoint` plus TensorStore arrays).
     path: the directory that holds them (for a MODEL_DIR: its newest checkpoint_<step>).
-    step: the trainer checkpoint's step, else None.
-    model_dir: the MODEL_DIR of a trainer checkpoint, else None.
+    step: the trainer (or t5x) checkpoint's step, else None.
+    model_dir: the MODEL_DIR of a trainer (or t5x) checkpoint, else None.
   """
   kind: str
-  path: pathlib.Path
+  path: epath.Path
   step: int | None = None
-  model_dir: pathlib.Path | None = None
+  model_dir: epath.Path | None = None
 
   @property
-  def item(self) -> pathlib.Path:
+  def item(self) -> epath.Path:
     """The orbax item directory (TRAINER and PARAMS)."""
     return self.path / STATE if self.kind == TRAINER else self.path
 
@@ -265,8 +267,8 @@ class Source:
     return {"path": str(self.path), "step": self.step}
 
 
-def resolve_step_dir(path: pathlib.Path, setting: str = "INITIAL_CHECKPOINT_PATH"
-                     ) -> pathlib.Path:
+def resolve_step_dir(path: epath.Path, setting: str = "INITIAL_CHECKPOINT_PATH"
+                     ) -> epath.Path:
   """A `checkpoint_<step>` directory: `path` itself, or the newest one inside a MODEL_DIR.
 
   `setting` names the option that gave `path`, for the error message.
@@ -277,32 +279,39 @@ def resolve_step_dir(path: pathlib.Path, setting: str = "INITIAL_CHECKPOINT_PATH
                  if d.name.rsplit("_", 1)[1].isdigit() and (d / STATE).is_dir())
   if not steps:
     raise CheckpointError(f"{setting}={str(path)!r} holds no checkpoint: expected a "
-                          f"{STEP_PREFIX}_<step> directory written by flan.train, a MODEL_DIR "
-                          "containing one, the output of flan.convert hf_to_flan, or a Hugging "
-                          "Face T5 directory (config.json + weights).")
+                          f"{STEP_PREFIX}_<step> directory written by flan.train or t5x, a "
+                          "MODEL_DIR containing one, the output of flan.convert hf_to_flan, or "
+                          "a Hugging Face T5 directory (config.json + weights).")
   return steps[-1][1]
 
 
-def locate(path: str | pathlib.Path, setting: str) -> Source:
+def locate(path: str | epath.PathLike, setting: str) -> Source:
   """What kind of weights `path` holds, and where exactly.
 
   Args:
     path: a Hugging Face T5 directory, a params-only checkpoint (hf_to_flan), a
-      `checkpoint_<step>` directory, or a MODEL_DIR (its newest checkpoint).
+      `checkpoint_<step>` directory, a MODEL_DIR (its newest checkpoint), or the same two
+      written by t5x (a step directory holding the msgpack `checkpoint` file).
     setting: the option that named `path` (e.g. "CHECKPOINT_PATH"), for error messages.
 
   Raises:
     CheckpointError: `path` does not exist or holds none of these.
   """
-  src = pathlib.Path(path)
+  src = paths.path(path)
   if not src.exists():
     raise CheckpointError(f"{setting}={str(path)!r} does not exist; set it to a "
-                          f"{STEP_PREFIX}_<step> directory, a MODEL_DIR or a Hugging Face T5 "
-                          "directory.")
+                          f"{STEP_PREFIX}_<step> directory (flan's or t5x's), a MODEL_DIR or "
+                          "a Hugging Face T5 directory.")
   if is_hf_directory(src):
     return Source(HF, src)
   if (src / PARAMS_CONFIG_FILE).is_file():
     return Source(PARAMS, src)
+  if not (src / STATE).is_dir() and not any(src.glob(f"{STEP_PREFIX}_*/{STATE}")):
+    from flan.model import t5x
+    t5x_dir = t5x.find_step_dir(src)
+    if t5x_dir is not None:
+      step = t5x.step_of(t5x_dir)
+      return Source(T5X, t5x_dir, step=step, model_dir=t5x_dir.parent if step is not None else None)
   step_dir = resolve_step_dir(src, setting)
   return Source(TRAINER, step_dir, step=int(step_dir.name.rsplit("_", 1)[1]),
                 model_dir=step_dir.parent)
@@ -319,10 +328,22 @@ def _hf_params(source: Source, model_config: Any, expected_params: Any) -> Any:
   return params
 
 
+def _t5x_params(source: Source, model_config: Any, expected_params: Any) -> Any:
+  """A t5x checkpoint's parameters laid out for `model_config`, checked against the model."""
+  from flan.model import t5x
+  try:
+    params = t5x.load_params(source.path, model_config)
+  except ValueError as e:
+    raise CheckpointError(str(e)) from None
+  check_params_match(params, expected_params, str(source.path))
+  return params
+
+
 def _read_params(source: Source, abstract_params: Any, model_config: Any) -> Any:
   """The parameters of `source`, restored straight into `abstract_params`' shardings."""
-  if source.kind == HF:
-    params = _hf_params(source, model_config, abstract_params)
+  if source.kind in (HF, T5X):
+    read = _hf_params if source.kind == HF else _t5x_params
+    params = read(source, model_config, abstract_params)
     return jax.tree.map(lambda x, a: jax.device_put(x, a.sharding), params, abstract_params)
   checkpointer = ocp.PyTreeCheckpointer()
   check_params_match(saved_params(checkpointer.metadata(source.item)), abstract_params,
@@ -342,7 +363,7 @@ def param_shapes(model: Any, mesh: jax.sharding.Mesh) -> tuple[Any, Any]:
   return shapes, shardings
 
 
-def restore_params(model: Any, mesh: jax.sharding.Mesh, path: str | pathlib.Path, *,
+def restore_params(model: Any, mesh: jax.sharding.Mesh, path: str | epath.PathLike, *,
                    setting: str = "CHECKPOINT_PATH") -> tuple[Any, dict[str, Any]]:
   """The parameters saved at `path` (any kind `locate` knows), sharded as training shards them.
 
@@ -393,5 +414,5 @@ def restore_or_initialize(checkpoints: Checkpoints, target: Any, *,
   # Fresh Adafactor moments at step 0: beta2 = 0 makes the first update re-estimate them from
   # one gradient (t5x would import the TF slots and the pretraining step).
   params = _read_params(source, target.params, model_config)
-  what = "Hugging Face weights" if source.kind == HF else "the parameters"
+  what = {HF: "Hugging Face weights", T5X: "t5x weights"}.get(source.kind, "the parameters")
   return init_state(params), None, f"initialised from {what} in {source.path}"

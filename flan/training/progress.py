@@ -98,7 +98,8 @@ class Progress:
       import tensorflow as tf  # only host 0 pays for TensorFlow's summary writer
       from tensorflow.core.framework import summary_pb2
       self._tf = tf
-      self._writer = tf.summary.create_file_writer(f"{model_dir}/train")
+      from flan import paths  # TensorFlow's file system reads gs:// itself; local made absolute
+      self._writer = tf.summary.create_file_writer(str(paths.path(model_dir) / "train"))
       self._scalar_metadata = summary_pb2.SummaryMetadata(
           plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name="scalars"))
 
