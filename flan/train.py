@@ -52,11 +52,28 @@ def _check_writable(model_dir: str) -> None:
                     "--gin.MODEL_DIR to a directory you can write to.") from None
 
 
+def _import_task_modules(modules) -> None:
+  """Imports MIXTURE_OR_TASK_MODULE (t5x's macro): user modules that register seqio tasks.
+
+  They are imported after FLAN's tasks are registered for this run, so a user mixture that
+  names FLAN tasks holds this run's versions of them.
+  """
+  import importlib
+  for module in modules or ():
+    try:
+      importlib.import_module(module)
+    except ImportError as e:
+      raise UserError(f"MIXTURE_OR_TASK_MODULE {module!r} cannot be imported ({e}); put its "
+                      "directory on PYTHONPATH or fix the name.") from None
+
+
 def _make_iterator(name, lengths, batch_size, seed, *, pack, data, vocabulary, mesh):
-  """Registers the FLAN tasks for these data options and opens the train stream."""
+  """Registers the FLAN tasks for these data options, imports the user's task modules and
+  opens the train stream of any registered seqio task or mixture."""
   from flan.data import input_pipeline  # seqio/TensorFlow load only when training
   from flan.data import tasks
   tasks.register(vocabulary=vocabulary, **data.registration())
+  _import_task_modules(data.mixture_or_task_module)
   tasks.get(name)  # an unknown name fails here, listing close matches
   shard, num_shards = partitioning.data_shard_info(mesh)
   return input_pipeline.make_train_iterator(name, lengths, batch_size, seed, pack=pack,

@@ -54,13 +54,13 @@ def test_macro_typo_suggests_the_close_macro(capsys, tmp_path):
 
 def test_unknown_mixture_lists_close_matches(capsys, tmp_path):
   msg = _error(capsys, tmp_path, "--gin.MIXTURE_OR_TASK_NAME='flan_holdout_nli_trian'")
-  assert "Unknown FLAN task or mixture 'flan_holdout_nli_trian'" in msg
+  assert "Unknown seqio task or mixture 'flan_holdout_nli_trian'" in msg
   assert "flan_holdout_nli_train" in msg.split("Did you mean:")[1]
 
 
 def test_unknown_task_lists_close_matches(capsys, tmp_path):
   msg = _error(capsys, tmp_path, "--gin.MIXTURE_OR_TASK_NAME='flan_rte_trian'")
-  assert "Unknown FLAN task or mixture 'flan_rte_trian'. Did you mean: flan_rte_train" in msg
+  assert "Unknown seqio task or mixture 'flan_rte_trian'. Did you mean: flan_rte_train" in msg
 
 
 def test_unknown_cluster_lists_close_matches_before_training(capsys, tmp_path):

@@ -201,3 +201,27 @@ def test_hf_pytorch_model_bin_loads_like_safetensors(tmp_path, hf_weights):
   np.testing.assert_allclose(embedding, params["token_embedder"]["embedding"], rtol=1e-2)
   read["token_embedder"]["embedding"] = params["token_embedder"]["embedding"]
   jax.tree.map(np.testing.assert_array_equal, read, params)
+
+
+@pytest.mark.usefixtures("clean_gin")
+def test_initial_checkpoint_path_of_a_t5x_checkpoint_starts_from_its_weights(
+    tmp_path, hf_weights, monkeypatch):
+  from flan.data import vocabularies
+  from flan.training import optimizer as optimizer_lib
+  from test_train import _SmallVocabIterator
+  from tiny_training import LENGTHS
+  from tiny_training import train as run_train
+  config, params = hf_weights
+  step_dir = write_t5x_checkpoint(tmp_path / "t5x", 1100000, params)
+  monkeypatch.setattr(vocabularies, "get_vocabulary",  # the fixture's vocabulary has 96 ids
+                      lambda path: type("Vocab", (), {"vocab_size": 96})())
+  frozen, _ = optimizer_lib.make_optimizer(base_learning_rate=0.0, min_learning_rate=0.0)
+  out = run_train(model=encoder_decoder.EncoderDecoderModel(config), optimizer=frozen,
+                  mixture_or_task_name="synthetic", task_feature_lengths=LENGTHS, train_steps=1,
+                  model_dir=str(tmp_path / "run"), batch_size=8, checkpoint_period=1,
+                  make_iterator=_SmallVocabIterator, initial_checkpoint_path=str(step_dir))
+  assert out["source"] == f"initialised from t5x weights in {step_dir}"
+  mesh = partitioning.make_mesh({"data": 1, "model": 1}, devices=jax.local_devices()[:1])
+  trained, _ = checkpoints.restore_params(encoder_decoder.EncoderDecoderModel(config), mesh,
+                                          tmp_path / "run")
+  jax.tree.map(np.testing.assert_array_equal, jax.tree.map(np.asarray, trained), params)

@@ -39,6 +39,7 @@ from flan.data import datasets as datasets_lib
 from flan.data import examples
 from flan.data import templates as templates_lib
 from flan.data import vocabularies
+from flan.errors import UserError
 
 # The pure-Python example API, re-exported (see `flan.data.examples`).
 load_examples = examples.load_examples
@@ -266,15 +267,17 @@ def registered_names() -> list[str]:
 
 
 def get(name: str) -> seqio.Task | seqio.Mixture:
-  """The FLAN task or mixture `name`; an unknown name lists the close matches."""
-  if name in _REGISTERED:
+  """The registered seqio task or mixture `name` (FLAN's or a user's); an unknown name lists
+  the close matches."""
+  known = set(seqio.TaskRegistry.names()) | set(seqio.MixtureRegistry.names())
+  if name in known:
     return seqio.get_mixture_or_task(name)
-  close = difflib.get_close_matches(name, _REGISTERED, n=6, cutoff=0.6)
+  close = difflib.get_close_matches(name, sorted(known), n=6, cutoff=0.6)
   hint = f" Did you mean: {', '.join(close)}?" if close else ""
-  raise ValueError(
-      f"Unknown FLAN task or mixture {name!r}.{hint} Tasks are flan_<dataset>[_<source>]_train, "
-      "flan_<dataset>_t<i>[_scoring]; mixtures flan_holdout_<cluster>_train/_eval and "
-      "flan_all_train (see `python -m flan.show --list`).")
-
+  raise UserError(
+      f"Unknown seqio task or mixture {name!r}.{hint} FLAN's tasks are "
+      "flan_<dataset>[_<source>]_train, flan_<dataset>_t<i>[_scoring]; mixtures "
+      "flan_holdout_<cluster>_train/_eval and flan_all_train (see `python -m flan.show --list`); "
+      "your own are registered by the modules in MIXTURE_OR_TASK_MODULE.")
 
 register()

@@ -99,7 +99,10 @@ class DataOptions:
   """What the run trains on (flan.data.tasks.register's knobs included).
 
   Attributes:
-    mixture_or_task_name: a FLAN mixture or task, e.g. "flan_holdout_nli_train".
+    mixture_or_task_name: a registered seqio task or mixture: FLAN's (e.g.
+      "flan_holdout_nli_train"), one registered by `mixture_or_task_module`, or a mixture of both.
+    mixture_or_task_module: module(s) imported after FLAN's tasks are registered, so that
+      they can register their own seqio tasks and mixtures (t5x's MIXTURE_OR_TASK_MODULE).
     task_feature_lengths: {"inputs": n, "targets": m} tokens per packed row.
     batch_size: rows per step over all hosts; a multiple of the mesh's "data" axis.
     data_dir: TFDS data_dir (None: TFDS's default).
@@ -112,6 +115,7 @@ class DataOptions:
   """
   mixture_or_task_name: str
   task_feature_lengths: Mapping[str, int]
+  mixture_or_task_module: str | Sequence[str] | None = None
   batch_size: int = 128
   data_dir: str | None = None
   vocabulary: str | None = None
@@ -127,6 +131,13 @@ class DataOptions:
 
   def __post_init__(self):
     _check_str("mixture_or_task_name", self.mixture_or_task_name)
+    modules = self.mixture_or_task_module
+    if modules is not None:
+      modules = (modules,) if isinstance(modules, str) else modules
+      if not isinstance(modules, (list, tuple)):
+        raise _fail("mixture_or_task_module", "a module name or a list of them", modules)
+      modules = tuple(_check_str("mixture_or_task_module", m) for m in modules)
+      _set(self, mixture_or_task_module=modules)
     check_positive_int("batch_size", self.batch_size)
     _check_bool("pack", self.pack)
     _check_bool("use_mock_data", self.use_mock_data)
