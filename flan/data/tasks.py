@@ -6,7 +6,8 @@ template), then hands seqio the rendered strings; seqio only tokenizes and appen
 Per dataset `d` (see `flan.data.datasets`):
   flan_<d>_train         split "train" (every source); each example gets template
                          `template_idx`, drawn uniformly among the first `num_templates` from
-                         (seed, d, example_id).
+                         (seed, d, example_id). Split "validation": the dev tail, rendered
+                         the same way, where the dataset has one (t5x's train-eval).
   flan_<d>_<s>_train     datasets with several sources only: source `s`'s part of
                          flan_<d>_train (same example ids and templates), e.g.
                          flan_anli_r1_train. The mixtures hold these, one member per source
@@ -123,8 +124,22 @@ class FlanSource(seqio.FunctionDataSource):
     self.template_idx = template_idx
     self.config = config
     self.source = source  # one source's examples (a `Source.name`); None: all of them.
-    splits = ("train",) if kind == "train" else ("validation", "test")
+    splits = ("train", "validation") if kind == "train" else ("validation", "test")
     super().__init__(dataset_fn=self._dataset_fn, splits=splits)
+
+  @property
+  def splits(self) -> tuple[str, ...]:
+    """A train task's `validation` (its dev tail, rendered as training renders) is declared
+    only where that tail has examples: a seqio mixture skips members without the split and
+    would stop at an empty one, so t5x's train-eval (`dataset_split="validation"` on a train
+    mixture) reads the members that have a dev tail (anli, snli, mnli and qnli have none)."""
+    if self.kind != "train":
+      return self._splits
+    try:
+      has_dev = self.num_input_examples("validation") > 0
+    except examples.DataNotPreparedError:
+      has_dev = False
+    return self._splits if has_dev else ("train",)
 
   def num_input_examples(self, split: str) -> int:
     """Examples of `split` before preprocessing, from the split sizes alone."""

@@ -2,8 +2,8 @@
 
 A Hugging Face directory holds `config.json` and `model.safetensors` (or shards listed in
 `model.safetensors.index.json`), or torch's `pytorch_model.bin` (or shards listed in
-`pytorch_model.bin.index.json`), read with torch where it is installed. Torch `Linear` weights are [out, in]; our kernels are
-[in, out], so every matrix is transposed. The relative position tables live in block 0 of
+`pytorch_model.bin.index.json`), read with torch where it is installed. Torch `Linear`
+weights are [out, in]; our kernels are [in, out], so every matrix is transposed. The relative position tables live in block 0 of
 each stack in Hugging Face and once per stack here.
 
 T5 1.0 checkpoints (ReLU MLP, logits through the tied embedding scaled by d_model**-0.5)
