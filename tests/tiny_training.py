@@ -90,7 +90,7 @@ class StandInModel:
                loss_normalizing_factor: str | None = None):
     self.config, self.z_loss = config, z_loss
     self.module = _StandInNet(config)
-    self.loss_normalizing_factor = loss_normalizing_factor  # None or "NUM_REAL_TARGET_TOKENS"
+    self.loss_normalizing_factor = loss_normalizing_factor  # as EncoderDecoderModel's
 
   def _shapes(self, batch_shapes):
     return {k: jnp.ones(tuple(s), jnp.int32) for k, s in batch_shapes.items()}
@@ -105,19 +105,26 @@ class StandInModel:
                                                     enable_dropout=False))["params"]
     return nn.get_partition_spec(boxed)
 
-  def loss_fn(self, params, batch, dropout_rng):
+  def loss_normalizer(self, batch):
+    from flan.model import encoder_decoder
+    return encoder_decoder.loss_normalizer_and_weights(self.loss_normalizing_factor, batch)[0]
+
+  def loss_fn(self, params, batch, dropout_rng, *, normalizer=None):
+    from flan.model import encoder_decoder
+    own, loss_weights = encoder_decoder.loss_normalizer_and_weights(
+        self.loss_normalizing_factor, batch)
+    normalizer = own if normalizer is None else normalizer
     logits = self.module.apply({"params": params}, batch, enable_dropout=dropout_rng is not None,
                                rngs={"dropout": dropout_rng} if dropout_rng is not None else {})
     targets, weights = batch["decoder_target_tokens"], batch["decoder_loss_weights"]
     log_z = jax.nn.logsumexp(logits, axis=-1)
     logp = jnp.take_along_axis(logits, targets[..., None], -1)[..., 0] - log_z
-    cross = -(logp * weights).sum()
-    z = (self.z_loss * jnp.square(log_z) * weights).sum()
+    cross = -(logp * loss_weights).sum() / normalizer
+    z = (self.z_loss * jnp.square(log_z) * loss_weights).sum() / normalizer
     correct = ((logits.argmax(-1) == targets) * weights).sum()
-    if self.loss_normalizing_factor == "NUM_REAL_TARGET_TOKENS":
-      cross, z = cross / weights.sum(), z / weights.sum()
     loss = cross + z
     return loss, {"loss": loss, "z_loss": z, "cross_ent_loss": cross,
+                  "cross_ent_sum": -(logp * weights).sum(),
                   "accuracy": correct.astype(jnp.float32),
                   "num_tokens": weights.sum().astype(jnp.float32)}
 
@@ -140,7 +147,6 @@ class PoisonedModel:
 
   def __init__(self, inner):
     self.inner, self.config = inner, inner.config
-    self.loss_normalizing_factor = getattr(inner, "loss_normalizing_factor", None)
 
   def init(self, rng, batch_shapes):
     return self.inner.init(rng, {k: v for k, v in batch_shapes.items() if k != "poison"})
@@ -148,10 +154,13 @@ class PoisonedModel:
   def param_logical_specs(self):
     return self.inner.param_logical_specs()
 
-  def loss_fn(self, params, batch, dropout_rng):
+  def loss_normalizer(self, batch):
+    return self.inner.loss_normalizer({k: v for k, v in batch.items() if k != "poison"})
+
+  def loss_fn(self, params, batch, dropout_rng, *, normalizer=None):
     batch = dict(batch)
     poison = batch.pop("poison", None)
-    loss, metrics = self.inner.loss_fn(params, batch, dropout_rng)
+    loss, metrics = self.inner.loss_fn(params, batch, dropout_rng, normalizer=normalizer)
     if poison is not None:
       loss = loss * jnp.where(poison.max() > 0, jnp.nan, 1.0)
       metrics = dict(metrics, loss=loss)

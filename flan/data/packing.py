@@ -28,8 +28,9 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from flan.tokens import EOS_ID
+
 STRATEGIES = ("first_fit", "first_fit_decreasing", "best_fit_decreasing")
-EOS_ID = 1
 PACKED_KEYS = ("encoder_input_tokens", "decoder_target_tokens", "decoder_input_tokens",
                "decoder_loss_weights", "encoder_segment_ids", "decoder_segment_ids",
                "encoder_positions", "decoder_positions")

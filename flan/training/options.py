@@ -14,8 +14,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from flan.errors import UserError
-
-NAN_POLICIES = ("stop", "skip")
+from flan.training.train_step import NAN_POLICIES
 
 
 def _fail(field: str, wanted: str, value: Any) -> UserError:
