@@ -58,6 +58,7 @@ import numpy as np  # noqa: E402
 import benchmark_data  # noqa: E402  (scripts/: FLAN mixture over ../shared, synthetic lengths)
 import benchmark_peer  # noqa: E402
 from flan.model import attention  # noqa: E402
+from flan.model import config as model_config  # noqa: E402
 from flan.training import flops as flops_lib  # noqa: E402
 from flan.data import input_pipeline  # noqa: E402
 from flan.model import encoder_decoder as model_lib  # noqa: E402
@@ -418,9 +419,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
   p.add_argument("--synthetic_examples", type=int, default=20000)
   p.add_argument("--window", type=int, default=1024, help="examples packed together")
   p.add_argument("--scan_layers", action="store_true", help="gin SCAN_LAYERS = True")
-  p.add_argument("--remat_policy", default="none", choices=network.REMAT_POLICIES,
+  p.add_argument("--remat_policy", default="none", choices=model_config.REMAT_POLICIES,
                  help="gin REMAT_POLICY")
-  p.add_argument("--attention", default="auto", choices=attention.IMPLEMENTATIONS,
+  p.add_argument("--attention", default="auto", choices=("auto",) + attention.IMPLEMENTATIONS,
                  help="T5Config.attention (flan.model.attention): auto | xla | rows")
   p.add_argument("--peak_size", type=int, default=0, help="matmul peak n (0: 2048 CPU, 8192 else)")
   p.add_argument("--seed", type=int, default=0)
