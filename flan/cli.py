@@ -87,7 +87,7 @@ def _explain_gin_error(e: Exception) -> str:
     try:
       fn = gin.config._REGISTRY.get_match(m.group(1)).wrapped
       params = list(inspect.signature(fn).parameters)
-    except Exception:  # noqa: BLE001 - suggestions are best-effort
+    except Exception:
       params = []
     close = difflib.get_close_matches(m.group(2), params, n=3, cutoff=0.6)
     return msg + (f" Did you mean {' or '.join(close)}?" if close else "")
@@ -129,8 +129,8 @@ def parse_gin_flags(argv: Sequence[str] | None = None) -> argparse.Namespace:
 @contextlib.contextmanager
 def report_user_errors() -> Iterator[None]:
   """Turns a user error into one line on stderr and exit status 1 (FLAN_DEBUG=1: traceback)."""
-  from flan.training import checkpoints
   from flan.data import examples
+  from flan.training import checkpoints
   from flan.training import train_step as trainer
   user_errors = (ValueError, FileNotFoundError, PermissionError, checkpoints.CheckpointError,
                  trainer.NonFiniteLossError, examples.DataNotPreparedError)

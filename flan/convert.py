@@ -25,8 +25,7 @@ from collections.abc import Sequence
 import jax
 import numpy as np
 
-from flan.model import hf
-from flan.model import network
+from flan.model import hf, network
 from flan.training import checkpoints
 
 CONFIG_FILE = checkpoints.PARAMS_CONFIG_FILE
@@ -76,8 +75,7 @@ def flan_to_hf(checkpoint: str, out: str, *, gin_files: Sequence[str] = (),
   else:
     raise FileNotFoundError(f"No network config for {checkpoint}: pass --gin_file with the model "
                             "gin it was trained with (e.g. configs/models/small.gin).")
-  from flan.model import encoder_decoder
-  from flan.model import partitioning
+  from flan.model import encoder_decoder, partitioning
   mesh = partitioning.make_mesh({"data": 1, "model": 1}, devices=jax.local_devices()[:1])
   params, _ = checkpoints.restore_params(encoder_decoder.EncoderDecoderModel(config), mesh,
                                          source.path, setting="--checkpoint")

@@ -39,7 +39,8 @@ def default_output_dir(checkpoint_path: str, model_dir: str | None,
   return str(path / "eval")
 
 
-def evaluate(*, model: Any, checkpoint_path: str, heldout_cluster: str, model_dir: str | None = None,
+def evaluate(*, model: Any, checkpoint_path: str, heldout_cluster: str,
+             model_dir: str | None = None,
              eval_output_dir: str | None = None, data_dir: str | None = None,
              vocabulary: str | None = None, batch_size: int = 32,
              task_feature_lengths: Mapping[str, int], num_shots: int = 0,
@@ -58,9 +59,8 @@ def evaluate(*, model: Any, checkpoint_path: str, heldout_cluster: str, model_di
   Returns:
     The results dict (also written to the output directory).
   """
-  from flan.data import clusters
+  from flan.data import clusters, vocabularies
   from flan.evaluation import holdout as evaluation
-  from flan.data import vocabularies
   clusters.check_cluster(heldout_cluster)
   checkpoint_path = expand_path("checkpoint_path", checkpoint_path)
   model_dir, eval_output_dir, data_dir, baseline_checkpoint_path = (

@@ -105,8 +105,10 @@ def _inspect(name: str, args, tasks, examples) -> int:
 
 def main(argv=None) -> int:
   args = _parse(argv)
-  from flan.data import examples  # heavy imports after --help.
-  from flan.data import tasks
+  from flan.data import (
+    examples,  # heavy imports after --help.
+    tasks,
+  )
 
   if args.list:
     print("\n".join(tasks.registered_names()))

@@ -29,13 +29,11 @@ from flan.cli import parse_gin_flags, report_user_errors
 from flan.errors import UserError
 from flan.model import partitioning
 from flan.training import checkpoints as checkpoints_lib
-from flan.training import flops
+from flan.training import flops, preemption
 from flan.training import optimizer as optimizer_lib
-from flan.training import preemption
 from flan.training import progress as progress_lib
 from flan.training import train_step as trainer_lib
-from flan.training.options import (CheckpointOptions, DataOptions, HeldoutEvalOptions,
-                                   RunOptions)
+from flan.training.options import CheckpointOptions, DataOptions, HeldoutEvalOptions, RunOptions
 
 HOLDOUT_MIXTURE = re.compile(r"^flan_holdout_(\w+)_train$")
 
@@ -52,8 +50,10 @@ def _check_writable(model_dir: str) -> None:
 
 def _make_iterator(name, lengths, batch_size, seed, *, pack, data, vocabulary, mesh):
   """Registers the FLAN tasks for these data options and opens the train stream."""
-  from flan.data import input_pipeline  # seqio/TensorFlow load only when training
-  from flan.data import tasks
+  from flan.data import (
+    input_pipeline,  # seqio/TensorFlow load only when training
+    tasks,
+  )
   tasks.register(vocabulary=vocabulary, **data.registration())
   tasks.get(name)  # an unknown name fails here, listing close matches
   shard, num_shards = partitioning.data_shard_info(mesh)
@@ -100,8 +100,8 @@ def _evaluate(model, params, mesh, *, cluster, vocabulary, data, evaluation, mod
 
 
 def train(*, model: Any, optimizer: Any, data: DataOptions, run: RunOptions,
-          checkpoint: CheckpointOptions = CheckpointOptions(),
-          evaluation: HeldoutEvalOptions = HeldoutEvalOptions(),
+          checkpoint: CheckpointOptions | None = None,
+          evaluation: HeldoutEvalOptions | None = None,
           make_iterator: Callable[..., Any] | None = None) -> dict[str, Any]:
   """Trains `model` for `run.train_steps` (absolute: a resume continues to the same end).
 
@@ -110,13 +110,15 @@ def train(*, model: Any, optimizer: Any, data: DataOptions, run: RunOptions,
     optimizer: an optax transformation (the OPTIMIZER macro); flan's Adafactor also carries
       its `learning_rate_schedule`, which is logged.
     data, run, checkpoint, evaluation: the run's options, each field named for its gin
-      macro (see `flan.training.options`).
+      macro (see `flan.training.options`); None: the defaults of that option class.
     make_iterator: tests only: a replacement for the FLAN input pipeline, same signature.
 
   Returns:
     {"step", "source", "first_loss", "history" (periodic stats), "eval" (held-out results
     or None), "preempted"}.
   """
+  checkpoint = checkpoint or CheckpointOptions()
+  evaluation = evaluation or HeldoutEvalOptions()
   partitioning.initialize_distributed(run.coordinator_address, run.num_processes,
                                       run.process_id)
   if evaluation.heldout_cluster:  # fail now, not after training, on a misspelt cluster

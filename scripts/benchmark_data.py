@@ -3,8 +3,8 @@
 Two workloads:
   (a) real: a FLAN training mixture (default `flan_holdout_nli_train`) over the TFDS samples in
       ../shared/data/tfds, tokenized with the T5 SentencePiece model;
-  (b) synthetic: seqio_anchor.md §3's long-tailed lengths (inputs lognormal median 150, sigma
-      1.0; targets median 20, sigma 1.2; n = 50,000).
+  (b) synthetic: long-tailed lengths like FLAN's (inputs lognormal median 150, sigma 1.0;
+      targets median 20, sigma 1.2; n = 50,000).
 
 For each, the same example stream goes through seqio's `EncDecFeatureConverter(pack=True)`
 (windowed next-fit, tf.data) and through `flan.data.packing` (first-fit-decreasing over windows of
@@ -29,19 +29,21 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-import numpy as np  # noqa: E402
-import seqio  # noqa: E402
-import tensorflow as tf  # noqa: E402
+import numpy as np
+import seqio
+import tensorflow as tf
 
-from flan.data import input_pipeline  # noqa: E402
-
-from flan.data import packing
+from flan.data import (
+  input_pipeline,
+  packing,
+)
 
 SHARED = ROOT.parent / "shared"
 
 
 def synthetic_examples(n: int, seed: int) -> tuple[packing.Ragged, packing.Ragged]:
-  """The seqio_anchor.md §3 length distribution, random ids in [3, 32000), EOS last."""
+  """The long-tailed synthetic lengths (see the module docstring), random ids in [3, 32000),
+  EOS last."""
   rng = np.random.default_rng(seed)
   li = np.clip(rng.lognormal(np.log(150), 1.0, n).astype(np.int64), 1, 4096)
   lt = np.clip(rng.lognormal(np.log(20), 1.2, n).astype(np.int64), 1, 1024)
@@ -145,10 +147,7 @@ def compare(label: str, inputs, targets, task_name: str, lengths, args) -> dict:
 def prepared_mixture(mixture: str, data_dir: str) -> tuple[str, list[str], list[str]]:
   """`mixture` restricted to the datasets prepared in `data_dir` (the shared samples hold 43
   configs, not all 62), with the same examples-proportional rates; returns its name."""
-  from flan.data import examples
-
-  from flan.data import mixtures
-  from flan.data import tasks
+  from flan.data import examples, mixtures, tasks
   members, used, missing = [], [], []
   for d in mixtures.train_datasets(mixture):
     try:
@@ -192,7 +191,7 @@ def real_workload(args, lengths):
   result["runs"].append(row)
   result["tasks"] = len(stream.task_names)
   result["datasets_not_prepared"] = missing
-  result["distinct_examples"] = int(len(stream.inputs.lengths))
+  result["distinct_examples"] = len(stream.inputs.lengths)
   result["wall_seconds"] = time.perf_counter() - t0
   return result
 

@@ -26,8 +26,8 @@ from collections.abc import Mapping, Sequence
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from flan.data import datasets as datasets_lib  # noqa: E402
-from flan.data import templates as templates_lib  # noqa: E402
+from flan.data import datasets as datasets_lib
+from flan.data import templates as templates_lib
 
 WMT16 = tuple(d.name for d in datasets_lib.DATASETS if d.name.startswith("wmt16_"))
 # FLAN pattern key -> our dataset names (identity for keys not listed).

@@ -23,7 +23,7 @@ from collections.abc import Sequence
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from flan.data import datasets as datasets_lib  # noqa: E402
+from flan.data import datasets as datasets_lib
 
 PREPARED, MISSING, MANUAL, FAILED = "prepared", "missing", "needs manual download", "failed"
 

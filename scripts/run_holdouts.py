@@ -28,8 +28,8 @@ import sys
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from flan.data import clusters as clusters_lib  # noqa: E402
-from flan.evaluation import report  # noqa: E402
+from flan.data import clusters as clusters_lib
+from flan.evaluation import report
 
 
 def command(cluster: str, root: pathlib.Path, gin_files: list[str],

@@ -9,9 +9,7 @@ import pytest
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from flan.model import attention
-from flan.model import network
-from flan.model import partitioning
+from flan.model import attention, network, partitioning
 
 B, Q, K, H, D = 4, 6, 7, 2, 5
 

@@ -7,12 +7,12 @@ import jax
 import numpy as np
 import pytest
 from jax.sharding import PartitionSpec as P
+from tiny_training import LENGTHS, StandInConfig, StandInModel, SyntheticIterator
 
+from flan.model import partitioning
 from flan.training import checkpoints as ckpt_lib
 from flan.training import optimizer as optimizer_lib
-from flan.model import partitioning
 from flan.training import train_step as trainer
-from tiny_training import StandInConfig, StandInModel, SyntheticIterator, LENGTHS
 
 SHAPES = SyntheticIterator("x", LENGTHS, 8, 0).batch_shapes()
 

@@ -4,8 +4,8 @@ import importlib.util
 import sys
 
 import pytest
-
 from conftest import ROOT
+
 from flan.data import clusters
 from flan.data import datasets as D
 

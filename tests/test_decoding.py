@@ -9,10 +9,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from flan.model import decoding
-from flan.model import hf
+from flan.model import decoding, hf, network
 from flan.model import encoder_decoder as model_lib
-from flan.model import network
 
 FIXTURE = pathlib.Path(__file__).parent / "testdata" / "hf_tiny_t5"
 MAX_LEN = 8
@@ -173,7 +171,7 @@ def _exhaustive_best(table, alpha):
 
 @pytest.mark.parametrize("seed,alpha", [(0, 0.6), (1, 0.0), (2, 2.0)])
 def test_wide_beam_finds_the_exhaustive_best_finished_sequence(seed, alpha):
-  table, step, cache = _markov(seed)
+  table, _, cache = _markov(seed)
   table = table.at[..., decoding.PAD_ID].set(-1e9)  # see _exhaustive_best
   beams = 32  # more than the 3**3 live prefixes: the search is exhaustive
   seqs, scores = decoding.beam_search(lambda t, c: (table[c["index"], t[:, 0]],

@@ -12,11 +12,11 @@ import subprocess
 import sys
 
 import pytest
-
-from flan.training import checkpoints
-from flan import train as train_lib
 from tiny_training import LENGTHS, StandInConfig, StandInModel, SyntheticIterator
 from tiny_training import train as run_train
+
+from flan import train as train_lib
+from flan.training import checkpoints
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 # Mock data, one small task, short lengths: these runs stop at the check or train 2 steps.
@@ -104,8 +104,8 @@ def test_batch_size_not_divisible_by_the_data_parallel_size(capsys, tmp_path):
 
 def test_examples_longer_than_the_feature_lengths_are_truncated_and_counted(tmp_path):
   import tensorflow_datasets as tfds
-  from flan.data import input_pipeline
-  from flan.data import tasks
+
+  from flan.data import input_pipeline, tasks
   lengths = {"inputs": 8, "targets": 2}  # every RTE example is longer
   out = run_train(model=StandInModel(), mixture_or_task_name="flan_rte_train",
                         task_feature_lengths=lengths, train_steps=3, model_dir=str(tmp_path),

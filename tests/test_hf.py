@@ -16,8 +16,7 @@ import pytest
 import safetensors.numpy
 
 from flan import convert
-from flan.model import hf
-from flan.model import network
+from flan.model import hf, network
 
 FIXTURE = pathlib.Path(__file__).parent / "testdata" / "hf_tiny_t5"
 

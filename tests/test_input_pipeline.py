@@ -6,10 +6,8 @@ import json
 import numpy as np
 import pytest
 
-from flan.data import input_pipeline
+from flan.data import input_pipeline, packing
 
-
-from flan.data import packing
 seqio = pytest.importorskip("seqio")
 tf = pytest.importorskip("tensorflow")
 

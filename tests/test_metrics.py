@@ -10,10 +10,9 @@ import scipy.stats
 from rouge_score import rouge_scorer
 
 from flan.data import datasets
-
-
-
 from flan.evaluation import metrics
+
+
 def test_every_metric_named_in_the_dataset_table_exists():
   names = {m for spec in datasets.DATASETS for m in spec.metrics}
   assert names <= set(metrics.METRICS)

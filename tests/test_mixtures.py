@@ -6,9 +6,7 @@ import tensorflow_datasets as tfds
 
 from flan.data import clusters as C
 from flan.data import datasets as D
-from flan.data import examples
-from flan.data import mixtures
-from flan.data import tasks
+from flan.data import examples, mixtures, tasks
 
 MOCK_N = 10
 

@@ -9,9 +9,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from flan.model import hf
 from flan.model import encoder_decoder as model_lib
-from flan.model import network
+from flan.model import hf, network
 
 FIXTURE = pathlib.Path(__file__).parent / "testdata" / "hf_tiny_t5"
 CONFIGS = pathlib.Path(__file__).resolve().parent.parent / "configs" / "models"
@@ -136,7 +135,7 @@ def test_average_per_sequence_is_the_mean_of_per_sequence_token_means():
   np.testing.assert_allclose(float(loss), np.mean(per_row), rtol=1e-5)
   assert float(model.loss_normalizer(batch)) == pytest.approx(3.0)  # three sequences
   # The per-token logs stay a plain token sum.
-  summed, summed_metrics = _model_with_fixed_logits().loss_fn(params, batch, None)
+  _, summed_metrics = _model_with_fixed_logits().loss_fn(params, batch, None)
   np.testing.assert_allclose(float(metrics["cross_ent_sum"]),
                              float(summed_metrics["cross_ent_sum"]), rtol=1e-6)
 

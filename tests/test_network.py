@@ -7,8 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from flan.model import layers
-from flan.model import network
+from flan.model import layers, network
 
 CONFIG = network.T5Config(vocab_size=64, emb_dim=16, num_heads=2, num_encoder_layers=2,
                           num_decoder_layers=2, head_dim=6, mlp_dim=24, dtype="float32")
@@ -274,7 +273,7 @@ def test_dense_takes_the_cpu_bfloat16_path_only_for_flat_bfloat16():
                                 ("xla", "bfloat16", False)):
     dense = layers.Dense(8, ("embed", "mlp"), jnp.dtype(dtype), matmul=matmul)
     variables = dense.init(jax.random.PRNGKey(0), x)
-    jaxpr = str(jax.make_jaxpr(lambda v: dense.apply(v, x))(variables))
+    jaxpr = str(jax.make_jaxpr(lambda v, dense=dense: dense.apply(v, x))(variables))
     assert ("custom_vjp_call" in jaxpr) == custom, (matmul, dtype)
     assert ("reshape" in jaxpr) == (matmul == "flat"), (matmul, dtype)
 

@@ -6,11 +6,10 @@ strings have the right types, classification answers are among the options, and 
 template renders with no placeholder left. Per-cluster files hold the hand-checked cases.
 """
 
+import preprocessor_contract as contract
 import pytest
 
-import preprocessor_contract as contract
-from flan.data import datasets
-from flan.data import preprocessors
+from flan.data import datasets, preprocessors
 
 ALL = [d.name for d in datasets.DATASETS]
 

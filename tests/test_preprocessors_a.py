@@ -14,8 +14,7 @@ import re
 import pytest
 
 from flan.data import datasets as datasets_lib
-from flan.data import preprocessors
-from flan.data import templates
+from flan.data import preprocessors, templates
 from flan.data.datasets import TRAIN_TAIL
 from flan.data.preprocessors import commonsense, nli, paraphrase, sentiment, text
 

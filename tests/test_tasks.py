@@ -6,13 +6,11 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from flan.data import datasets as D
-from flan.data import examples
 from flan import show as inspect_cli
+from flan.data import datasets as D
+from flan.data import examples, tasks, vocabularies
 from flan.data import preprocessors as flan_preprocessors
-from flan.data import tasks
 from flan.data import templates as T
-from flan.data import vocabularies
 
 ALL = [d.name for d in D.DATASETS]
 MOCK_N = 10  # mock examples per split: small, but leaves a 1-example dev tail (10%).
@@ -336,14 +334,22 @@ def test_every_real_example_renders_through_the_registered_tasks(real_registrati
         _check_scoring(dataset, i, split, rows)
 
 
-def test_register_is_gin_configurable(default_registration):
+def test_the_ablation_knobs_reach_register_from_gin_through_the_data_options(
+    default_registration):
   import gin
+
+  from flan import train as train_lib
+  from flan.training import options
+
+  train_lib.configurable_train()  # what `python -m flan.train` registers before parsing
   with gin.unlock_config():
-    gin.parse_config("flan.data.tasks.register.num_templates = 3\n"
-                     "flan.data.tasks.register.template_mode = 'dataset_name'\n"
-                     "flan.data.tasks.register.train_clusters = ['nli', 'sentiment']")
+    gin.parse_config("DataOptions.num_templates = 3\n"
+                     "DataOptions.template_mode = 'dataset_name'\n"
+                     "DataOptions.train_clusters = ['nli', 'sentiment']")
   try:
-    config = tasks.register()
+    data = gin.get_configurable(options.DataOptions)("flan_rte_train", {"inputs": 8,
+                                                                       "targets": 4})
+    config = tasks.register(vocabulary=None, **data.registration())
   finally:
     gin.clear_config()
   assert (config.num_templates, config.template_mode) == (3, "dataset_name")

@@ -7,11 +7,13 @@ import sys
 
 import pytest
 import yaml
-
 from conftest import ROOT
+
 from flan.data import datasets as D
-from flan.data import preprocessors
-from flan.data import tasks  # registers the shipped templates before any test patches them.
+from flan.data import (
+  preprocessors,
+  tasks,  # registers the shipped templates before any test patches them.
+)
 from flan.data import templates as T
 
 NLI = ("premise", "hypothesis", "options", "answer")

@@ -17,12 +17,12 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 import pytest
-
-from flan.training import flops
-from flan import train as train_lib
-from flan.training import train_step as trainer
 from tiny_training import LENGTHS, PoisonedModel, StandInModel, SyntheticIterator, tiny_model
 from tiny_training import train as run_train
+
+from flan import train as train_lib
+from flan.training import flops
+from flan.training import train_step as trainer
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
@@ -179,8 +179,8 @@ def test_tiny_model_learns_a_real_holdout_mixture(tmp_path, data_dir):
 @pytest.mark.parametrize("path", sorted(str(p.relative_to(ROOT)) for p in
                                         (ROOT / "configs" / "experiments").glob("*.gin")))
 def test_each_experiment_gin_parses_and_holds_out_its_cluster(path, monkeypatch):
-  from flan.data import clusters
   from flan import cli as gin_config
+  from flan.data import clusters
   monkeypatch.chdir(ROOT)
   cluster = pathlib.Path(path).stem.removeprefix("holdout_")
   assert cluster in clusters.CLUSTERS
@@ -233,9 +233,9 @@ class _SmallVocabIterator(SyntheticIterator):
 
 def test_initial_checkpoint_path_of_a_hugging_face_directory_starts_from_its_weights(
     tmp_path, monkeypatch):
-  from flan.model import hf
-  from flan.model import encoder_decoder as model_lib
   from flan.data import vocabularies
+  from flan.model import encoder_decoder as model_lib
+  from flan.model import hf
   fixture = ROOT / "tests" / "testdata" / "hf_tiny_t5"
   config, expected = hf.params_from_hf(fixture, dtype="float32")
   # The fixture's 96-id vocabulary is smaller than the byte vocabulary train() checks.

@@ -8,12 +8,19 @@ import jax
 import numpy as np
 import pytest
 from jax.sharding import PartitionSpec as P
+from tiny_training import (
+  LENGTHS,
+  PoisonedModel,
+  StandInConfig,
+  StandInModel,
+  SyntheticIterator,
+  make_batch,
+  tiny_model,
+)
 
-from flan.training import optimizer as optimizer_lib
 from flan.model import partitioning
+from flan.training import optimizer as optimizer_lib
 from flan.training import train_step as trainer
-from tiny_training import (LENGTHS, PoisonedModel, StandInConfig, StandInModel,
-                           SyntheticIterator, make_batch, tiny_model)
 
 jax.config.update("jax_default_matmul_precision", "highest")
 

@@ -18,6 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import PartitionSpec as P
 
+
 def train(*, model: Any, optimizer: Any = None, make_iterator: Any = None, **knobs: Any
           ) -> dict[str, Any]:
   """`flan.train.train` with its options built from flat knobs named as the gin macros.
@@ -130,7 +131,7 @@ class StandInModel:
 
 
 def tiny_model(dropout_rate: float = 0.1, dtype: str = "float32") -> Any:
-  """The real tiny T5 (float32 activations by default) if flan.model.encoder_decoder exists, else the stand-in."""
+  """The real tiny T5 (float32 activations by default)."""
   try:
     from flan.model import encoder_decoder as model_lib
     from flan.model import network

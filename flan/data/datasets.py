@@ -5,7 +5,7 @@ Each row names the dataset as the paper's Figure 3 counts it, its cluster (see
 split trains and which evaluate, its metrics and whether it is a classification dataset
 (templates carry an OPTIONS block and evaluation is rank classification over options).
 
-Reconciliation with FLAN v1's 70 code configs (see the FLAN anchor, section 2): MNLI m/mm,
+Reconciliation with the 70 task configs of FLAN v1's code, which split some datasets: MNLI m/mm,
 ANLI r1-r3, ARC easy/challenge and SQuAD v1/v2 are one dataset each with several sources;
 Fix Punctuation is the only text-formatting dataset; coreference counts one WSC.
 

@@ -59,7 +59,7 @@ def _default_data_dir(data_dir: str | None) -> str:
   return data_dir or _tfds().core.constants.get_default_data_dir()
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _builder(tfds_name: str, data_dir: str | None, context: object):
   del context  # only part of the cache key.
   return _tfds().builder(tfds_name, data_dir=data_dir)

@@ -150,7 +150,7 @@ class TrainIterator:
     self._thread.join()
     self._thread, self._queue = None, None
 
-  def __iter__(self) -> "TrainIterator":
+  def __iter__(self) -> TrainIterator:
     return self
 
   def __next__(self) -> dict[str, np.ndarray]:
@@ -172,7 +172,7 @@ class TrainIterator:
     if stop is not None:
       stop.set()
 
-  def __enter__(self) -> "TrainIterator":
+  def __enter__(self) -> TrainIterator:
     return self
 
   def __exit__(self, *exc) -> None:

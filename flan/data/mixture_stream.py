@@ -71,7 +71,8 @@ def _tasks_and_rates(name: str) -> list[tuple[Any, float]]:
     provider = seqio.get_mixture_or_task(name)
   except ValueError as e:
     raise ValueError(f"No seqio task or mixture named {name!r} is registered ({e}). Import the "
-                     "module that registers it (e.g. `flan.data.tasks`) or check the name.") from None
+                     "module that registers it (e.g. `flan.data.tasks`) or check the name."
+                     ) from None
   if isinstance(provider, seqio.Mixture):
     return [(t, float(provider.get_rate(t))) for t in provider.tasks]
   return [(provider, 1.0)]

@@ -21,7 +21,7 @@ from collections.abc import Iterable, Mapping
 
 from flan.data import clusters as clusters_lib
 from flan.data import datasets as datasets_lib
-from flan.data import examples
+from flan.data import examples, task_names
 from flan.data import templates as templates_lib
 
 ALL_TRAIN = "flan_all_train"
@@ -62,17 +62,15 @@ def definitions(train_clusters: Iterable[str] | None = None,
     train_clusters: the number-of-clusters ablation (see `flan.data.clusters.holdout`).
     num_eval_templates: templates per dataset for the eval mixtures (default 10 each).
   """
-  from flan.data import tasks  # names only; tasks imports this module lazily too.
-
   counts = num_eval_templates or {}
   out = {}
   for cluster in clusters_lib.CLUSTERS:
     split = clusters_lib.holdout(cluster, train_clusters)
-    out[holdout_train(cluster)] = tuple((tasks.train_task(d), d) for d in split.train_datasets)
+    out[holdout_train(cluster)] = tuple((task_names.train_task(d), d) for d in split.train_datasets)
     out[holdout_eval(cluster)] = tuple(
-        (tasks.eval_task(d, i), d) for d in split.eval_datasets
+        (task_names.eval_task(d, i), d) for d in split.eval_datasets
         for i in range(counts.get(d, templates_lib.NUM_TEMPLATES)))
-  out[ALL_TRAIN] = tuple((tasks.train_task(d), d)
+  out[ALL_TRAIN] = tuple((task_names.train_task(d), d)
                          for d in train_datasets(ALL_TRAIN, train_clusters))
   return out
 
@@ -107,7 +105,7 @@ def register(config) -> list[str]:
   import seqio
 
   counts = {d.name: len(examples.get_templates(d.name)) for d in datasets_lib.DATASETS}
-  keep = lambda d: True  # noqa: E731
+  keep = lambda d: True
   if config.missing_datasets == "skip":
     missing = sorted(d.name for d in datasets_lib.DATASETS
                      if not prepared(d.name, config.data_dir))
@@ -115,7 +113,7 @@ def register(config) -> list[str]:
       logging.warning("Leaving %d datasets out of the FLAN mixtures: not prepared in %s: %s",
                       len(missing), config.data_dir or "TFDS's default data_dir",
                       ", ".join(missing))
-    keep = lambda d: d not in missing  # noqa: E731
+    keep = lambda d: d not in missing
   names = []
   for name, members in definitions(config.train_clusters, counts).items():
     members = tuple(m for m in members if keep(m[1]))
@@ -135,9 +133,9 @@ def register(config) -> list[str]:
 
 def rates(mixture: str) -> dict[str, float]:
   """`{task name: rate}` of a registered FLAN mixture (reads TFDS metadata only)."""
-  from flan.data import tasks
+  import seqio
 
-  mix = tasks.get(mixture)
+  mix = seqio.get_mixture_or_task(mixture)
   if not hasattr(mix, "get_rate"):
     raise ValueError(f"{mixture!r} is a task, not a mixture.")
   return {t.name: float(mix.get_rate(t)) for t in mix.tasks}

@@ -9,8 +9,8 @@ encoder and segment k of the decoder are the same example.
 seqio packs windows of examples next-fit: an example that does not fit closes the open row,
 which wastes about a third of the tokens on long-tailed lengths. Here the examples of a window
 are placed first-fit-decreasing (by their summed length fractions) or best-fit-decreasing, so
-a short example fills a hole left earlier. Measured at 1024/256 on the seqio_anchor.md §3
-lengths: 0.871 non-padding with first-fit-decreasing against seqio's 0.665.
+a short example fills a hole left earlier (`scripts/benchmark_data.py` compares both; figures
+in the README).
 
 Examples travel as ragged arrays (`values` concatenated, `lengths` per example) so that
 gathering, truncating and scattering tokens are whole-array numpy operations; only the
@@ -45,7 +45,7 @@ class Ragged:
   lengths: np.ndarray  # [num_examples] int64
 
   @classmethod
-  def from_list(cls, seqs: Sequence[np.ndarray]) -> "Ragged":
+  def from_list(cls, seqs: Sequence[np.ndarray]) -> Ragged:
     lengths = np.fromiter((len(s) for s in seqs), dtype=np.int64, count=len(seqs))
     values = (np.concatenate(seqs).astype(np.int32, copy=False) if len(seqs)
               else np.zeros([0], np.int32))
@@ -59,7 +59,7 @@ class Ragged:
   def to_list(self) -> list[np.ndarray]:
     return np.split(self.values, np.cumsum(self.lengths)[:-1]) if len(self.lengths) else []
 
-  def take(self, indices: np.ndarray) -> "Ragged":
+  def take(self, indices: np.ndarray) -> Ragged:
     """The sequences at `indices`, in that order (one vectorised gather)."""
     indices = np.asarray(indices, np.int64)
     lengths = self.lengths[indices]

@@ -31,9 +31,9 @@ import tensorflow as tf
 
 from flan.data import clusters as clusters_lib
 from flan.data import datasets as datasets_lib
-from flan.data import examples
+from flan.data import examples, mixtures, vocabularies
 from flan.data import templates as templates_lib
-from flan.data import vocabularies
+from flan.data.task_names import PREFIX, eval_task, scoring_task, train_task  # noqa: F401
 
 # The pure-Python example API, re-exported (see `flan.data.examples`).
 load_examples = examples.load_examples
@@ -41,7 +41,6 @@ render_example = examples.render_example
 template_indices = examples.template_indices
 DataNotPreparedError = examples.DataNotPreparedError
 
-PREFIX = "flan_"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,18 +65,6 @@ def current_config() -> Config:
   """The configuration of the registered tasks."""
   assert _CONFIG is not None, "flan.data.tasks registers on import."
   return _CONFIG
-
-
-def train_task(dataset: str) -> str:
-  return f"{PREFIX}{dataset}_train"
-
-
-def eval_task(dataset: str, template_idx: int) -> str:
-  return f"{PREFIX}{dataset}_t{template_idx}"
-
-
-def scoring_task(dataset: str, template_idx: int) -> str:
-  return f"{PREFIX}{dataset}_t{template_idx}_scoring"
 
 
 def _strings(values: Sequence[str]) -> tf.Tensor:
@@ -211,8 +198,6 @@ def register(*, data_dir: str | None = None,
       names the file, the template index and the field).
   """
   global _CONFIG
-  from flan.data import mixtures  # mixtures imports this module.
-
   train_clusters = _check_knobs(num_templates, template_mode, mixing_cap, temperature,
                                 train_clusters, missing_datasets)
   if not isinstance(vocabulary, seqio.Vocabulary):

@@ -99,7 +99,7 @@ def parse(data: Mapping[str, Any], path: str, fields: Sequence[str],
   return tuple(templates)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def load(dataset: str, directory: str | None = None) -> tuple[Template, ...]:
   """Loads and validates the templates of `dataset`.
 
@@ -155,7 +155,7 @@ def render(template: Template, fields: Mapping[str, Any], mode: str = "instructi
     return fill(template.input, fields), fill(template.target, fields)
   if mode not in MODES:
     raise ValueError(f"Unknown template mode {mode!r}; choose one of {', '.join(MODES)}.")
-  names = [n for n in PLACEHOLDER.findall(template.input)]
+  names = list(PLACEHOLDER.findall(template.input))
   inputs = "\n\n".join(_value(fields, n) for n in dict.fromkeys(names))
   if mode == "dataset_name":
     inputs = f"[{dataset}] {inputs}"

@@ -35,11 +35,9 @@ import numpy as np
 from flan.data import clusters as clusters_lib
 from flan.data import datasets as datasets_lib
 from flan.data import examples as examples_lib
-from flan.evaluation import few_shot
-from flan.evaluation import inference
-from flan.evaluation import metrics as metrics_lib
-from flan.evaluation import report
 from flan.data import templates as templates_lib
+from flan.evaluation import few_shot, inference, report
+from flan.evaluation import metrics as metrics_lib
 
 TURNED_AROUND_METRICS = ("rouge",)
 
@@ -187,7 +185,7 @@ def evaluate_model(runner: inference.ModelRunner, params: Any,
     if d.get("examples") and d["examples"]["test"]:
       n = len(examples_lib.get_templates(name)[:options.num_templates])
       total += n * (len(d["examples"]["test"]) + len(d["examples"]["validation"]))
-  progress = report.Progress(label, total)
+  progress = report.EvalProgress(label, total)
   results, records = {}, []
   for name, d in data.items():
     if not d.get("examples") or not d["examples"]["test"]:

@@ -80,8 +80,8 @@ def is_finite_tree(tree: Any) -> bool:
 # ----------------------------------------------------------------------------- writing
 
 
-class Progress:
-  """Logs examples done and throughput, at most every PROGRESS_SECONDS."""
+class EvalProgress:
+  """Logs an evaluation's example-templates done and throughput, at most every PROGRESS_SECONDS."""
 
   def __init__(self, label: str, total: int):
     self.label, self.total, self.done = label, total, 0

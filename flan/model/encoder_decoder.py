@@ -29,8 +29,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from flan.model import decoding
-from flan.model import network
+from flan.model import decoding, network
 from flan.tokens import PAD_ID
 
 Array = jax.Array

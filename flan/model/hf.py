@@ -8,7 +8,7 @@ each stack in Hugging Face and once per stack here.
 T5 1.0 checkpoints (ReLU MLP, logits through the tied embedding scaled by d_model**-0.5)
 import too: the scaled embedding becomes an untied `logits_dense`, which is exact. Export
 always writes the untied T5 1.1 form: `lm_head.weight` plus `"tie_word_embeddings": false`
-(transformers 5 would otherwise tie lm_head to the embedding; see docs/pitfalls.md).
+(transformers 5 would otherwise tie lm_head to the embedding).
 """
 
 from __future__ import annotations

@@ -16,7 +16,6 @@ Every parameter carries logical axis names (`nn.with_logical_partitioning`) draw
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 import flax.linen as nn
@@ -25,8 +24,19 @@ import jax.numpy as jnp
 import numpy as np
 
 from flan.model.config import T5Config  # configs/models/*.gin bind it as network.T5Config
-from flan.model.layers import (BATCH_LENGTH_EMBED, Array, Attention, Dense, Embed, Mlp,
-                               RelativePositionBias, RMSNorm, constrain, kernel_init, visibility)
+from flan.model.layers import (
+  BATCH_LENGTH_EMBED,
+  Array,
+  Attention,
+  Dense,
+  Embed,
+  Mlp,
+  RelativePositionBias,
+  RMSNorm,
+  constrain,
+  kernel_init,
+  visibility,
+)
 
 
 class EncoderLayer(nn.Module):

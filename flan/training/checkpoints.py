@@ -194,7 +194,7 @@ class Checkpoints:
       where = str(self.model_dir / f"{STEP_PREFIX}_{step}")
       try:
         saved = saved_params(self.manager.item_metadata(step)[STATE])
-      except Exception as e:  # noqa: BLE001 - any unreadable metadata means a bad checkpoint
+      except Exception as e:
         failures.append((where, e))
         logging.warning("Checkpoint %s is unreadable (%s: %s); falling back to an older one.",
                         where, type(e).__name__, e)
@@ -203,7 +203,7 @@ class Checkpoints:
       try:
         restored = self.manager.restore(step, args=ocp.args.Composite(**{
             STATE: ocp.args.StandardRestore(target), DATASET: ocp.args.JsonRestore()}))
-      except Exception as e:  # noqa: BLE001 - orbax raises many types for damaged files
+      except Exception as e:
         failures.append((where, e))
         logging.warning("Checkpoint %s is unreadable (%s: %s); falling back to an older one.",
                         where, type(e).__name__, e)
@@ -239,7 +239,7 @@ def is_hf_directory(path: str | pathlib.Path) -> bool:
 
 
 @dataclasses.dataclass(frozen=True)
-class Source:
+class SavedWeights:
   """Where saved weights live, by kind.
 
   Attributes:
@@ -283,7 +283,7 @@ def resolve_step_dir(path: pathlib.Path, setting: str = "INITIAL_CHECKPOINT_PATH
   return steps[-1][1]
 
 
-def locate(path: str | pathlib.Path, setting: str) -> Source:
+def locate(path: str | pathlib.Path, setting: str) -> SavedWeights:
   """What kind of weights `path` holds, and where exactly.
 
   Args:
@@ -300,15 +300,15 @@ def locate(path: str | pathlib.Path, setting: str) -> Source:
                           f"{STEP_PREFIX}_<step> directory, a MODEL_DIR or a Hugging Face T5 "
                           "directory.")
   if is_hf_directory(src):
-    return Source(HF, src)
+    return SavedWeights(HF, src)
   if (src / PARAMS_CONFIG_FILE).is_file():
-    return Source(PARAMS, src)
+    return SavedWeights(PARAMS, src)
   step_dir = resolve_step_dir(src, setting)
-  return Source(TRAINER, step_dir, step=int(step_dir.name.rsplit("_", 1)[1]),
+  return SavedWeights(TRAINER, step_dir, step=int(step_dir.name.rsplit("_", 1)[1]),
                 model_dir=step_dir.parent)
 
 
-def _hf_params(source: Source, model_config: Any, expected_params: Any) -> Any:
+def _hf_params(source: SavedWeights, model_config: Any, expected_params: Any) -> Any:
   """A Hugging Face directory's weights laid out for `model_config`, checked against the model."""
   from flan.model import hf  # the HF importer pulls in safetensors only when needed
   try:
@@ -319,7 +319,7 @@ def _hf_params(source: Source, model_config: Any, expected_params: Any) -> Any:
   return params
 
 
-def _read_params(source: Source, abstract_params: Any, model_config: Any) -> Any:
+def _read_params(source: SavedWeights, abstract_params: Any, model_config: Any) -> Any:
   """The parameters of `source`, restored straight into `abstract_params`' shardings."""
   if source.kind == HF:
     params = _hf_params(source, model_config, abstract_params)

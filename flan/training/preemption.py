@@ -34,7 +34,7 @@ class PreemptionHandler:
     self._previous = {}
     self._signals = signals
 
-  def __enter__(self) -> "PreemptionHandler":
+  def __enter__(self) -> PreemptionHandler:
     if threading.current_thread() is threading.main_thread():
       for sig in self._signals:
         self._previous[sig] = signal.signal(sig, self._on_signal)
