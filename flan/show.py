@@ -30,6 +30,9 @@ def _parse(argv):
   p.add_argument("--template_mode", default="instructions")
   p.add_argument("--train_clusters", default=None,
                  help="comma-separated clusters (number-of-clusters ablation)")
+  p.add_argument("--flan_templates_dir", default=None,
+                 help="replication mode: FLAN's templates converted by "
+                      "scripts/import_flan_templates.py, rendered with FLAN's preprocessing")
   p.add_argument("--max_chars", type=int, default=600, help="cut longer texts (0: never)")
   p.add_argument("--list", action="store_true", help="list the registered names")
   return p.parse_args(argv)
@@ -118,7 +121,8 @@ def main(argv=None) -> int:
     return 2
   try:
     tasks.register(data_dir=args.data_dir, num_templates=args.num_templates,
-                   template_mode=args.template_mode, train_clusters=args.train_clusters)
+                   template_mode=args.template_mode, train_clusters=args.train_clusters,
+                   flan_templates_dir=args.flan_templates_dir)
   except ValueError as e:
     print(f"error: {e}", file=sys.stderr)
     return 2

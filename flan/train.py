@@ -99,7 +99,7 @@ def _evaluate(model, params, mesh, *, cluster, vocabulary, data, evaluation, mod
       metadata={"model_dir": model_dir, "step": step, "baseline_checkpoint": baseline_info})
 
 
-def train(*, model: Any, optimizer: Any, data: DataOptions, run: RunOptions,
+def train(*, model: Any, make_optimizer: Callable[..., Any], data: DataOptions, run: RunOptions,
           checkpoint: CheckpointOptions | None = None,
           evaluation: HeldoutEvalOptions | None = None,
           make_iterator: Callable[..., Any] | None = None) -> dict[str, Any]:
@@ -107,7 +107,9 @@ def train(*, model: Any, optimizer: Any, data: DataOptions, run: RunOptions,
 
   Args:
     model: an `EncoderDecoderModel` (the MODEL macro).
-    optimizer: an optax transformation (the OPTIMIZER macro); flan's Adafactor also carries
+    make_optimizer: `param_axes -> optax transformation`, called with the model's
+      `param_logical_specs()` (t5x sets an optimizer's parameter axes from the model the same
+      way): the OPTIMIZER macro, `@optimizer.adafactor` uncalled. flan's Adafactor carries
       its `learning_rate_schedule`, which is logged.
     data, run, checkpoint, evaluation: the run's options, each field named for its gin
       macro (see `flan.training.options`); None: the defaults of that option class.
@@ -139,6 +141,7 @@ def train(*, model: Any, optimizer: Any, data: DataOptions, run: RunOptions,
     raise UserError(f"The vocabulary has {vocab.vocab_size} ids but the model's vocab_size is "
                     f"{model.config.vocab_size}; use a model gin sized for this vocabulary.")
   init_rng, step_rng = jax.random.split(jax.random.PRNGKey(run.random_seed))
+  optimizer = make_optimizer(param_axes=model.param_logical_specs())
   schedule = getattr(optimizer, "learning_rate_schedule", None)
 
   with contextlib.ExitStack() as stack:
@@ -217,8 +220,10 @@ def configurable_train() -> Callable[..., dict[str, Any]]:
   """
   for options in (DataOptions, RunOptions, CheckpointOptions, HeldoutEvalOptions):
     gin.external_configurable(options, module="flan.training.options")
-  for fn in (optimizer_lib.adafactor, optimizer_lib.learning_rate_schedule):
-    gin.external_configurable(fn, module="flan.training.optimizer")
+  gin.external_configurable(optimizer_lib.adafactor, module="flan.training.optimizer",
+                            denylist=["param_axes"])  # train() passes the model's
+  gin.external_configurable(optimizer_lib.learning_rate_schedule,
+                            module="flan.training.optimizer")
   return gin.external_configurable(train, module="flan.train", denylist=["make_iterator"])
 
 

@@ -151,12 +151,13 @@ def prepared_mixture(mixture: str, data_dir: str) -> tuple[str, list[str], list[
   members, used, missing = [], [], []
   for d in mixtures.train_datasets(mixture):
     try:
-      n = examples.num_input_examples(d, "train", data_dir)
+      sizes = {task: examples.num_input_examples(d, "train", data_dir, source or None)
+               for task, source in tasks.train_members(d)}
     except examples.DataNotPreparedError:
       missing.append(d)
       continue
-    if n:
-      members.append((tasks.train_task(d), mixtures.train_rate(n)))
+    members += [(task, mixtures.train_rate(n)) for task, n in sizes.items() if n]
+    if any(sizes.values()):
       used.append(d)
   if not members:
     raise SystemExit(f"None of the datasets of {mixture} is prepared in {data_dir}.")

@@ -169,7 +169,8 @@ class OursRunner:
   def __init__(self, config: network.T5Config, model_kwargs: dict[str, Any],
                batches: list[dict], mesh: jax.sharding.Mesh, warmup: int):
     model = model_lib.EncoderDecoderModel(config, **model_kwargs)
-    tx, schedule = optimizer_lib.make_optimizer(base_learning_rate=1e-3)
+    tx, schedule = optimizer_lib.make_optimizer(base_learning_rate=1e-3,
+                                                param_axes=model.param_logical_specs())
     shapes = {k: v.shape for k, v in batches[0].items()}
     self.state, shardings = trainer.create_train_state(model, tx, mesh, jax.random.PRNGKey(0),
                                                        shapes)

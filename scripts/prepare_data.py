@@ -77,8 +77,8 @@ def select(names: str | None) -> list[datasets_lib.DatasetSpec]:
 
 
 def statuses(specs: Sequence[datasets_lib.DatasetSpec], data_dir: str | None) -> list[Row]:
-  return [status(spec.name, source.tfds_name, data_dir)
-          for spec in specs for source in spec.sources]
+  return [status(spec.name, tfds_name, data_dir)
+          for spec in specs for tfds_name in spec.tfds_names]
 
 
 def _manual_hint(tfds_name: str, data_dir: str | None) -> str:

@@ -59,14 +59,58 @@ def test_train_tail_evaluation_reads_the_tail_and_no_dev():
   assert r.num_train_examples == 30_000
 
 
-def test_cap_is_shared_by_sources_in_order():
-  spec = _spec(D.Source("a:1"), D.Source("b:1"), D.Source("c:1"))
-  sizes = {"a:1": {"train": 20_000, "validation": 1}, "b:1": {"train": 20_000, "validation": 1},
+def test_every_source_is_capped_separately_and_tagged_with_its_name():
+  spec = _spec(D.Source("a:1", name="a"), D.Source("b:1", name="b"),
+               D.Source("c:1", name="c"))
+  sizes = {"a:1": {"train": 20_000, "validation": 1}, "b:1": {"train": 50_000, "validation": 1},
            "c:1": {"train": 5, "validation": 1}}
   r = D.resolve_splits(spec, sizes)
-  assert [x.num_examples for x in r.train] == [20_000, 10_000]  # c gets nothing.
-  assert r.num_train_examples == 30_000
-  assert len(r.eval) == 3  # every source still evaluates.
+  assert r.train == (D.ReadSpec("a:1", "train", 0, 20_000, "a"),
+                     D.ReadSpec("b:1", "train", 0, 30_000, "b"),
+                     D.ReadSpec("c:1", "train", 0, 5, "c"))
+  assert [r.num_train_examples_of(x) for x in "abc"] == [20_000, 30_000, 5]
+  assert [x.source for x in r.eval] == ["a", "b", "c"]  # every source still evaluates.
+
+
+def test_flan_tail_is_kept_whenever_the_split_holds_twice_it():
+  assert D.held_out_tail(50, 250) == 50  # super_glue/cb: FLAN's train[:-50] leaves 200
+  assert D.held_out_tail(200, 400) == 200
+  assert D.held_out_tail(200, 399) == 39  # too small for FLAN's slice: 10% instead
+  assert D.held_out_tail(200, 129) == 12
+  assert D.held_out_tail(0, 10) == 0
+
+
+def test_multi_source_datasets_name_each_source_once():
+  for d in D.DATASETS:
+    names = [s.name for s in d.sources]
+    if len(names) > 1:
+      assert all(names) and len(set(names)) == len(names), d.name
+    else:
+      assert names == [""], d.name
+
+
+def test_full_flan_sizes_give_every_source_flans_own_train_slice():
+  from flan_sizes import FLAN_TRAIN, FULL_SIZES, flan_slice_size
+
+  checked = set()
+  for spec in D.DATASETS:
+    r = D.resolve_splits(spec, FULL_SIZES)
+    for source in spec.sources:
+      n = FULL_SIZES[source.tfds_name][source.train_split]
+      want = flan_slice_size(FLAN_TRAIN[spec.name, source.name], n)
+      assert r.num_train_examples_of(source.name) == want, (spec.name, source.name)
+      checked.add((spec.name, source.name))
+  assert checked == set(FLAN_TRAIN)  # all 67 training configs of the 62 datasets
+  # The sources that a shared 30,000 budget starved: each trains on its own slice now.
+  anli = D.resolve_splits(D.get("anli"), FULL_SIZES)
+  assert [anli.num_train_examples_of(s) for s in ("r1", "r2", "r3")] == [16_946, 30_000, 30_000]
+  squad = D.resolve_splits(D.get("squad"), FULL_SIZES)
+  assert [squad.num_train_examples_of(s) for s in ("v1", "v2")] == [30_000, 30_000]
+  mnli = D.resolve_splits(D.get("mnli"), FULL_SIZES)
+  assert mnli.train == (D.ReadSpec("glue/mnli:2.0.0", "train", 0, 30_000, "matched"),
+                        D.ReadSpec("glue/mnli:2.0.0", "train", 0, 30_000, "mismatched"))
+  cb = D.resolve_splits(D.get("cb"), FULL_SIZES)
+  assert cb.train[0].stop == 200 and cb.dev[0].tfds_split == "train[200:250]"
 
 
 def test_eval_only_source_and_empty_splits():
@@ -100,7 +144,7 @@ def _prepare_script():
 def test_prepare_status_finds_the_shared_builders(data_dir):
   script = _prepare_script()
   rows = {r.tfds_name: r for r in script.statuses(D.DATASETS, data_dir)}
-  assert len(rows) == sum(len(d.sources) for d in D.DATASETS)
+  assert len(rows) == sum(len(d.tfds_names) for d in D.DATASETS)
   assert rows["super_glue/rte:1.0.2"].state == script.PREPARED
   assert "train 129" in rows["super_glue/rte:1.0.2"].detail
   assert rows["sentiment140:1.0.0"].state == script.MISSING

@@ -11,12 +11,18 @@ from flan.data import examples, mixtures, tasks
 MOCK_N = 10
 
 
+_DATASET_OF_TRAIN_TASK = {task: d.name for d in D.DATASETS
+                          for task, _ in tasks.train_members(d.name)}
+
+
 def _dataset_of(task_name):
-  name = task_name[len("flan_"):]
-  for suffix in ("_train",):
-    if name.endswith(suffix):
-      return name[:-len(suffix)]
-  return name.rsplit("_t", 1)[0]
+  if task_name in _DATASET_OF_TRAIN_TASK:
+    return _DATASET_OF_TRAIN_TASK[task_name]
+  return task_name[len("flan_"):].rsplit("_t", 1)[0]
+
+
+def _members(datasets):
+  return [task for d in datasets for task, _ in tasks.train_members(d)]
 
 
 @pytest.fixture
@@ -33,7 +39,7 @@ def test_holdout_train_mixture_excludes_the_heldout_cluster_and_keeps_all_others
   assert not got & excluded
   assert got == set(C.CLUSTERS) - excluded
   assert all(t.name.endswith("_train") for t in mix.tasks)
-  assert len(mix.tasks) == len(C.holdout(cluster).train_datasets)
+  assert sorted(t.name for t in mix.tasks) == sorted(_members(C.holdout(cluster).train_datasets))
 
 
 @pytest.mark.parametrize("cluster", C.CLUSTERS)
@@ -45,10 +51,16 @@ def test_holdout_eval_mixture_holds_every_template_of_the_heldout_cluster(cluste
   assert names == expected
 
 
-def test_all_train_holds_the_62_training_tasks():
+def test_all_train_holds_one_member_per_source_of_the_62_datasets():
   mix = seqio.get_mixture_or_task(mixtures.ALL_TRAIN)
-  assert sorted(t.name for t in mix.tasks) == sorted(tasks.train_task(d.name)
-                                                     for d in D.DATASETS)
+  names = sorted(t.name for t in mix.tasks)
+  assert names == sorted(_members(d.name for d in D.DATASETS))
+  assert len(names) == 67  # FLAN's 70 configs less true_case, word_segment and wsc273
+  assert {"flan_anli_r1_train", "flan_anli_r2_train", "flan_anli_r3_train",
+          "flan_mnli_matched_train", "flan_mnli_mismatched_train", "flan_squad_v1_train",
+          "flan_squad_v2_train", "flan_arc_challenge_train", "flan_arc_easy_train",
+          "flan_rte_train"} <= set(names)
+  assert "flan_anli_train" not in names
 
 
 def test_definitions_are_a_pure_function_of_the_tables():
@@ -60,13 +72,15 @@ def test_definitions_are_a_pure_function_of_the_tables():
       C.members("sentiment") + C.members("nli"))
   assert restricted[mixtures.holdout_train("paraphrase")] == tuple(
       (tasks.train_task(d), d) for d in C.members("sentiment"))
+  assert restricted[mixtures.holdout_train("commonsense")][:3] == (
+      ("flan_anli_r1_train", "anli"), ("flan_anli_r2_train", "anli"),
+      ("flan_anli_r3_train", "anli"))
 
 
 def test_train_clusters_registers_smaller_mixtures(default_registration):
   tasks.register(train_clusters=["sentiment"])
   mix = seqio.get_mixture_or_task(mixtures.holdout_train("nli"))
-  assert sorted(t.name for t in mix.tasks) == sorted(
-      tasks.train_task(d) for d in C.members("sentiment"))
+  assert sorted(t.name for t in mix.tasks) == sorted(_members(C.members("sentiment")))
   # Holding out sentiment with only sentiment allowed leaves nothing to train on.
   with pytest.raises(ValueError, match="Unknown FLAN task or mixture"):
     tasks.get(mixtures.holdout_train("sentiment"))
@@ -87,11 +101,13 @@ def test_mock_rates_use_the_mocked_sizes_and_the_knobs(default_registration):
     rates = mixtures.rates(mixtures.holdout_train("commonsense"))
     assert rates["flan_rte_train"] == MOCK_N - 1  # a 1-example dev tail is held back.
     assert rates["flan_sst2_train"] == MOCK_N
-    assert rates["flan_anli_train"] == 3 * MOCK_N  # three sources.
-    tasks.register(mixing_cap=20, temperature=2.0, train_clusters=["nli", "sentiment"])
+    for source in ("r1", "r2", "r3"):  # one member and one rate per source.
+      assert rates[f"flan_anli_{source}_train"] == MOCK_N
+    assert rates["flan_mnli_matched_train"] == rates["flan_mnli_mismatched_train"] == MOCK_N
+    tasks.register(mixing_cap=5, temperature=2.0, train_clusters=["nli", "sentiment"])
     rates = mixtures.rates(mixtures.holdout_train("commonsense"))
-    assert rates["flan_anli_train"] == pytest.approx(20 ** 0.5)
-    assert rates["flan_rte_train"] == pytest.approx(9 ** 0.5)
+    assert rates["flan_anli_r2_train"] == pytest.approx(5 ** 0.5)
+    assert rates["flan_rte_train"] == pytest.approx(5 ** 0.5)
     eval_rates = mixtures.rates(mixtures.holdout_eval("nli"))
     assert eval_rates["flan_mnli_t0"] == 2 * MOCK_N  # matched + mismatched, uncapped.
 
@@ -99,6 +115,42 @@ def test_mock_rates_use_the_mocked_sizes_and_the_knobs(default_registration):
 def test_rates_of_a_task_is_an_error():
   with pytest.raises(ValueError, match="is a task"):
     mixtures.rates("flan_rte_train")
+
+
+def test_holdout_rates_on_flans_full_sizes_are_flans_rule(monkeypatch, default_registration):
+  """Every hold-out training mixture's rates on the full TFDS split sizes (metadata only)
+  equal FLAN's mixing_rate_3k on FLAN's own train slices: min(slice size, 3000) per config."""
+  from flan_sizes import FLAN_TRAIN, FULL_SIZES, flan_slice_size
+
+  def sizes(dataset, tfds_name, splits, data_dir=None):
+    return {s: FULL_SIZES[tfds_name][s] for s in splits}
+
+  monkeypatch.setattr(examples, "split_sizes", sizes)
+  examples.clear_cache()
+  try:
+    tasks.register(data_dir="/flan-full-sizes")  # its own cache key; nothing is read.
+    want = {}
+    for (dataset, source), split in FLAN_TRAIN.items():
+      spec = D.get(dataset)
+      src = next(s for s in spec.sources if s.name == source)
+      n = FULL_SIZES[src.tfds_name][src.train_split]
+      want[tasks.train_task(dataset, source) if len(spec.sources) > 1
+           else tasks.train_task(dataset)] = float(min(flan_slice_size(split, n), 3000))
+    for cluster in C.CLUSTERS:
+      rates = mixtures.rates(mixtures.holdout_train(cluster))
+      assert rates == {t: want[t] for t in rates}, cluster
+    all_rates = mixtures.rates(mixtures.ALL_TRAIN)
+    assert all_rates == want
+    # By hand: every ANLI, SQuAD and MNLI source trains at its own 3,000.
+    for task in ("flan_anli_r1_train", "flan_anli_r2_train", "flan_anli_r3_train",
+                 "flan_squad_v1_train", "flan_squad_v2_train", "flan_mnli_matched_train",
+                 "flan_mnli_mismatched_train"):
+      assert all_rates[task] == 3000.0, task
+    assert all_rates["flan_cb_train"] == 200.0  # train[:-50] of 250
+    assert all_rates["flan_arc_challenge_train"] == 919.0  # train[:-200] of 1,119
+    assert all_rates["flan_story_cloze_train"] == 1671.0  # validation[:-200] of 1,871
+  finally:
+    examples.clear_cache()
 
 
 @pytest.mark.realdata
@@ -115,17 +167,21 @@ def test_real_rates_are_the_capped_clamped_train_sizes(data_dir, default_registr
       continue
     if not all(sizes.values()):
       continue  # not in the shared samples.
-    n = D.resolve_splits(spec, sizes).num_train_examples
-    task = seqio.get_mixture_or_task(tasks.train_task(spec.name))
-    assert mix.get_rate(task) == min(n, 3000), spec.name
-    checked[spec.name] = mix.get_rate(task)
-  assert len(checked) >= 38
-  # Spot values: 10% tails of small splits, several sources, and the 3k cap.
-  assert checked["rte"] == 117  # 129 - 12
-  assert checked["arc"] == 585 + 1035  # (650 - 65) + (1149 - 114)
-  assert checked["multirc"] == 2055  # 2255 - 200
-  assert checked["anli"] == 467 + 467 + 559
-  assert checked["mnli"] == 467
+    resolved = D.resolve_splits(spec, sizes)
+    for task, source in tasks.train_members(spec.name):
+      n = resolved.num_train_examples_of(source)
+      rate = mix.get_rate(seqio.get_mixture_or_task(task))
+      assert rate == min(n, 3000), task
+      checked[task] = rate
+  assert len(checked) >= 42
+  # Spot values: 10% tails of splits under twice FLAN's tail, FLAN's tail, one rate a source.
+  assert checked["flan_rte_train"] == 117  # 129 - 12
+  assert checked["flan_arc_challenge_train"] == 650 - 200
+  assert checked["flan_arc_easy_train"] == 1149 - 200
+  assert checked["flan_multirc_train"] == 2055  # 2255 - 200
+  assert (checked["flan_anli_r1_train"], checked["flan_anli_r2_train"],
+          checked["flan_anli_r3_train"]) == (467, 467, 559)
+  assert checked["flan_mnli_matched_train"] == checked["flan_mnli_mismatched_train"] == 467
 
 
 @pytest.mark.realdata

@@ -1,4 +1,5 @@
-"""Adafactor against a direct numpy transcription of t5x's rule; the LR schedules."""
+"""Adafactor against a direct numpy transcription of t5x's rule, per layer under scan; the LR
+schedules against t5x's formulas."""
 
 import jax
 import jax.numpy as jnp
@@ -129,22 +130,147 @@ def test_global_norm_clip_bounds_gradients_before_the_statistics():
   assert all(bool(jnp.all(jnp.isfinite(x))) for x in jax.tree.leaves(u))
 
 
-def test_schedules_follow_t5x_factors():
-  const = opt.learning_rate_schedule(factors="constant", base_learning_rate=1e-3)
-  assert float(const(0)) == pytest.approx(1e-3) and float(const(10**6)) == pytest.approx(1e-3)
-  warm = opt.learning_rate_schedule(factors="constant * linear_warmup", base_learning_rate=1.0,
-                                    warmup_steps=100)
-  assert float(warm(50)) == pytest.approx(0.5) and float(warm(500)) == pytest.approx(1.0)
-  rsqrt = opt.learning_rate_schedule(factors="constant * rsqrt_decay", base_learning_rate=1.0,
-                                     warmup_steps=10_000)
-  assert float(rsqrt(0)) == pytest.approx(0.01) and float(rsqrt(40_000)) == pytest.approx(0.005)
-  cos = opt.learning_rate_schedule(factors="constant * linear_warmup * cosine_decay",
-                                   base_learning_rate=1.0, warmup_steps=10, decay_steps=100)
-  assert float(cos(10)) == pytest.approx(1.0)
-  assert float(cos(60)) == pytest.approx(0.5, abs=1e-6)
-  assert float(cos(110)) == pytest.approx(1e-8)
+# t5x's create_learning_rate_scheduler by hand, with warmup_steps=100, decay_factor=0.5,
+# steps_per_decay=50, steps_per_cycle=200, base_learning_rate=2.0 (linear_decay: decay_factor
+# 0.001), min_learning_rate=1e-8, at steps 0, mid-warmup, warmup, 1.5 cycles after it,
+# 2 cycles after it (500), a quarter cycle later, and far out.
+STEPS = (0, 50, 100, 400, 500, 550, 1100)
+T5X_VALUES = {
+    "constant": (2.0, 2.0, 2.0, 2.0, 2.0, 2.0, 2.0),
+    # min(1, t / 100), floored at 1e-8 at step 0
+    "linear_warmup": (1e-8, 0.5, 1.0, 1.0, 1.0, 1.0, 1.0),
+    # 1 / sqrt(max(t, 100))
+    "rsqrt_decay": (0.1, 0.1, 0.1, 0.05, 0.044721360, 0.042640143, 0.030151134),
+    # sqrt(100) / sqrt(max(t, 100))
+    "rsqrt_normalized_decay": (1.0, 1.0, 1.0, 0.5, 0.44721360, 0.42640143, 0.30151134),
+    # 0.5 ** (t // 50)
+    "decay_every": (1.0, 0.5, 0.25, 0.5 ** 8, 0.5 ** 10, 0.5 ** 11, 0.5 ** 22),
+    # (1 + cos(pi * (max(0, (t - 100) / 200) % 1))) / 2: 1 during warmup, 0.5 half-way
+    # through a cycle, back to 1 at every cycle start (300, 500, ...)
+    "cosine_decay": (1.0, 1.0, 1.0, 0.5, 1.0, 0.85355339, 1.0),
+    # 2 * min(t / 100, 1 + 0.001 * (100 - t)), floored at 1e-8
+    "linear_decay": (1e-8, 1.0, 2.0, 1.4, 1.2, 1.1, 1e-8),
+}
+
+
+@pytest.mark.parametrize("factor", sorted(T5X_VALUES))
+def test_each_schedule_factor_equals_t5x_values(factor):
+  schedule = opt.learning_rate_schedule(
+      factors=factor, base_learning_rate=2.0, warmup_steps=100,
+      decay_factor=0.001 if factor == "linear_decay" else 0.5, steps_per_decay=50,
+      steps_per_cycle=200)
+  got = [float(schedule(jnp.int32(s))) for s in STEPS]
+  np.testing.assert_allclose(got, T5X_VALUES[factor], rtol=1e-6, atol=1e-9, err_msg=factor)
+  jitted = jax.jit(schedule)
+  assert float(jitted(jnp.int32(STEPS[3]))) == pytest.approx(got[3], rel=1e-6)
+
+
+def test_schedule_factors_multiply_and_step_offset_shifts_them():
+  warm_rsqrt = opt.learning_rate_schedule(factors="constant * linear_warmup * rsqrt_decay",
+                                          base_learning_rate=1.0, warmup_steps=100,
+                                          step_offset=1000)
+  # t = max(0, step - 1000): nothing before the offset, then t5x's pretraining shape.
+  assert float(warm_rsqrt(500)) == pytest.approx(1e-8)
+  assert float(warm_rsqrt(1050)) == pytest.approx(0.5 * 0.1)
+  assert float(warm_rsqrt(1400)) == pytest.approx(0.05)
+
+
+def test_schedule_rejects_unknown_factors_and_zero_lengths():
   with pytest.raises(ValueError, match="rsqrt_decya"):
     opt.learning_rate_schedule(factors="constant * rsqrt_decya")
+  with pytest.raises(ValueError, match="warmup_steps"):
+    opt.learning_rate_schedule(factors="constant * linear_warmup", warmup_steps=0)
+  with pytest.raises(ValueError, match="steps_per_cycle"):
+    opt.learning_rate_schedule(factors="cosine_decay", steps_per_cycle=0)
+  # A zero warmup is fine where no factor divides by it.
+  constant = opt.learning_rate_schedule(factors="constant", warmup_steps=0)
+  assert float(constant(5)) == pytest.approx(1e-3)
+
+
+# ---------------------------------------------------------------------------- scanned layers
+
+LAYERS = 3
+
+
+def _layer_problem(seed=4):
+  """One layer's params (factored, unfactored and 1-D) and 10 steps of gradients per layer.
+
+  Layer i's gradients are scaled by 10**i and its params by 2**i, so any RMS or mean taken
+  across layers instead of within each one changes the result.
+  """
+  rng = np.random.default_rng(seed)
+  shapes = {"kernel": (128, 160), "narrow": (5, 130), "scale": (12,)}
+  params = [{k: (rng.normal(size=s) * 2.0 ** i).astype(np.float32) for k, s in shapes.items()}
+            for i in range(LAYERS)]
+  grads = [[{k: (rng.normal(size=s) * 10.0 ** i).astype(np.float32) for k, s in shapes.items()}
+            for i in range(LAYERS)] for _ in range(10)]
+  axes = {"kernel": ("embed", "mlp"), "narrow": (None, "mlp"), "scale": ("embed",)}
+  return params, grads, axes
+
+
+def _stack(per_layer):
+  return {k: jnp.stack([jnp.asarray(layer[k]) for layer in per_layer]) for k in per_layer[0]}
+
+
+def _train(tx, params, grads_per_step):
+  state = tx.init(params)
+  for step, grads in enumerate(grads_per_step):
+    updates, state = tx.update(grads, state, params, step=jnp.int32(step))
+    params = optax.apply_updates(params, updates)
+  return params, state
+
+
+def test_scanned_adafactor_equals_unrolled_layer_by_layer():
+  params, grads, axes = _layer_problem()
+  unrolled = {f"layers_{i}": params[i] for i in range(LAYERS)}
+  unrolled_grads = [{f"layers_{i}": g[i] for i in range(LAYERS)} for g in grads]
+  schedule = opt.learning_rate_schedule(factors="constant", base_learning_rate=0.05)
+  want, want_state = _train(opt.adafactor(schedule), jax.tree.map(jnp.asarray, unrolled),
+                            jax.tree.map(jnp.asarray, unrolled_grads))
+
+  scanned_axes = {"layers": {k: P("layers", *a) for k, a in axes.items()}}
+  tx = opt.adafactor(schedule, param_axes=scanned_axes)
+  got, state = _train(tx, {"layers": _stack(params)},
+                      [{"layers": _stack(g)} for g in grads])
+  for i in range(LAYERS):
+    for k in axes:
+      np.testing.assert_allclose(got["layers"][k][i], want[f"layers_{i}"][k], rtol=2e-6,
+                                 atol=1e-7, err_msg=f"layer {i} {k}")
+  # Per-layer moments: the stacked v_row/v_col are the unrolled ones, stacked.
+  assert state.v_row["layers"]["kernel"].shape == (LAYERS, 128)
+  np.testing.assert_allclose(state.v_col["layers"]["kernel"][2],
+                             want_state.v_col["layers_2"]["kernel"], rtol=1e-5)
+  assert state.v["layers"]["narrow"].shape == (LAYERS, 5, 130)
+
+  # Without the axes, the same stacked run mixes the layers' statistics: the test can fail.
+  mixed, _ = _train(opt.adafactor(schedule), {"layers": _stack(params)},
+                    [{"layers": _stack(g)} for g in grads])
+  assert not np.allclose(mixed["layers"]["kernel"][0], want["layers_0"]["kernel"], rtol=1e-3)
+
+
+def test_factor_rule_treats_layers_as_a_batch_dim():
+  rule = opt.factor_rule((4, 128, 512), ("layers", "embed", "mlp"))
+  assert rule == opt.FactorRule(averaging_dims=(1, 2), factored=(1, 2))
+  # [layers, mlp, embed] with embed the smaller dim: d1 = embed, d0 = mlp, per layer.
+  assert opt.factor_rule((4, 1024, 512), ("layers", "mlp", "embed")).factored == (2, 1)
+  # 130 layers must not make a [130, 128, 4] kernel factored over the layer axis.
+  assert opt.factor_rule((130, 128, 4), ("layers", "embed", "heads")).factored is None
+  assert opt.factor_rule((130, 128, 4)).factored == (1, 0)  # heuristic over all dims
+
+
+def test_scanned_model_without_param_axes_is_refused():
+  tx = opt.adafactor(1e-3)
+  params = {"layers": {"kernel": np.zeros((2, 4, 4), np.float32)}}
+  with pytest.raises(ValueError, match="param_axes=model.param_logical_specs"):
+    tx.state_logical_specs({"layers": {"kernel": P("layers", "embed", "mlp")}}, params)
+
+
+def test_scanned_state_specs_keep_the_layer_axis():
+  params = {"layers": {"kernel": np.zeros((2, 128, 256), np.float32)}}
+  specs = {"layers": {"kernel": P("layers", "embed", "mlp")}}
+  s = opt.adafactor(1e-3, param_axes=specs).state_logical_specs(specs, params)
+  assert s.v_row["layers"]["kernel"] == P("layers", "embed")
+  assert s.v_col["layers"]["kernel"] == P("layers", "mlp")
 
 
 def test_moment_specs_drop_the_reduced_axis_of_each_parameter():
@@ -156,3 +282,45 @@ def test_moment_specs_drop_the_reduced_axis_of_each_parameter():
   assert s.v_row["kernel"] == P("embed") and s.v_col["kernel"] == P("mlp")
   assert s.v_row["tall"] == P("embed") and s.v_col["tall"] == P("vocab")
   assert s.v["narrow"] == P(None, "mlp") and s.v["kernel"] == P(None)
+
+
+@pytest.mark.slow  # two tiny-T5 compilations, ~40 s on 2 cores
+def test_tiny_t5_scanned_trains_as_unrolled():
+  """10 Adafactor steps of the real tiny T5, scanned vs unrolled, from the same weights.
+
+  min_dim_size_to_factor=16 factors the tiny kernels, so factoring, clipping and parameter
+  scale all run per layer.
+  """
+  from tiny_training import make_batch, tiny_model
+
+  from flan.model import network
+
+  unrolled_model = tiny_model(dropout_rate=0.0)
+  config = network.T5Config(**{**unrolled_model.config.__dict__, "scan_layers": True})
+  scanned_model = type(unrolled_model)(config)
+  batches = [make_batch(0, i, 4) for i in range(10)]
+  shapes = {k: v.shape for k, v in batches[0].items()}
+  params = unrolled_model.init(jax.random.PRNGKey(0), shapes)
+
+  def run(model, params):
+    tx = opt.adafactor(0.05, min_dim_size_to_factor=16, param_axes=model.param_logical_specs())
+
+    @jax.jit
+    def step(params, state, batch, i):
+      grads = jax.grad(lambda p: model.loss_fn(p, batch, None)[0])(params)
+      updates, state = tx.update(grads, state, params, step=i)
+      return optax.apply_updates(params, updates), state
+
+    state = tx.init(params)
+    for i, batch in enumerate(batches):
+      params, state = step(params, state, batch, jnp.int32(i))
+    return params
+
+  with jax.default_matmul_precision("highest"):
+    want = run(unrolled_model, params)
+    got = network.unscan_layer_params(
+        run(scanned_model, network.scan_layer_params(params, config)), config)
+  moved = jax.tree.map(lambda a, b: float(jnp.abs(a - b).max()), want, params)
+  assert max(jax.tree.leaves(moved)) > 1e-3  # training moved the weights
+  for (path, a), b in zip(jax.tree_util.tree_flatten_with_path(want)[0], jax.tree.leaves(got)):
+    np.testing.assert_allclose(b, a, rtol=1e-4, atol=2e-6, err_msg=jax.tree_util.keystr(path))

@@ -334,6 +334,41 @@ def test_every_real_example_renders_through_the_registered_tasks(real_registrati
         _check_scoring(dataset, i, split, rows)
 
 
+@pytest.mark.realdata
+@pytest.mark.parametrize("dataset", ["anli", "mnli"])
+def test_source_tasks_are_their_part_of_the_dataset_task(real_registration, dataset):
+  data_dir = real_registration
+  try:
+    examples.resolved_splits(dataset, data_dir)
+  except examples.DataNotPreparedError:
+    pytest.skip(f"{dataset} is not in the shared samples")
+  whole = tasks.get(tasks.train_task(dataset)).source.columns("train", seed=2)
+  rows_of = {i: k for k, i in enumerate(whole["example_id"])}
+  seen = []
+  for task, source in tasks.train_members(dataset):
+    assert source and task == tasks.train_task(dataset, source)
+    part = tasks.get(task).source.columns("train", seed=2)
+    assert part["inputs"], task
+    assert tasks.get(task).source.num_input_examples("train") == examples.num_input_examples(
+        dataset, "train", data_dir, source)
+    for j, example_id in enumerate(part["example_id"]):  # same ids, same template, same text
+      k = rows_of[example_id]
+      assert (part["inputs"][j], part["targets"][j], part["template_idx"][j]) == (
+          whole["inputs"][k], whole["targets"][k], whole["template_idx"][k])
+    seen += part["example_id"]
+  assert sorted(seen) == sorted(whole["example_id"])  # the sources partition the whole
+  if dataset == "mnli":  # two members over the same examples, with ids of their own.
+    one, two = (tasks.load_examples(dataset, "train", data_dir, s)
+                for s in ("matched", "mismatched"))
+    assert [r["premise"] for r in one] == [r["premise"] for r in two]
+    assert one[0]["example_id"] == 0 and two[0]["example_id"] == len(one)
+
+
+def test_unknown_source_is_a_clear_error():
+  with pytest.raises(ValueError, match="has no source 'r4'.*'r1', 'r2', 'r3'"):
+    examples.read_specs("anli", "train", source="r4")
+
+
 def test_the_ablation_knobs_reach_register_from_gin_through_the_data_options(
     default_registration):
   import gin

@@ -242,8 +242,9 @@ def test_initial_checkpoint_path_of_a_hugging_face_directory_starts_from_its_wei
   monkeypatch.setattr(vocabularies, "get_vocabulary",
                       lambda path: type("Vocab", (), {"vocab_size": 96})())
   from flan.training import optimizer as optimizer_lib
-  frozen, _ = optimizer_lib.make_optimizer(base_learning_rate=0.0, min_learning_rate=0.0)
-  out = _train(tmp_path, 1, model=model_lib.EncoderDecoderModel(config), optimizer=frozen,
+  frozen = lambda param_axes: optimizer_lib.make_optimizer(
+      base_learning_rate=0.0, min_learning_rate=0.0, param_axes=param_axes)[0]
+  out = _train(tmp_path, 1, model=model_lib.EncoderDecoderModel(config), make_optimizer=frozen,
                iterator=_SmallVocabIterator, initial_checkpoint_path=str(fixture),
                checkpoint_period=1)
   assert out["source"] == f"initialised from Hugging Face weights in {fixture}"

@@ -19,13 +19,13 @@ import numpy as np
 from jax.sharding import PartitionSpec as P
 
 
-def train(*, model: Any, optimizer: Any = None, make_iterator: Any = None, **knobs: Any
+def train(*, model: Any, make_optimizer: Any = None, make_iterator: Any = None, **knobs: Any
           ) -> dict[str, Any]:
   """`flan.train.train` with its options built from flat knobs named as the gin macros.
 
   `train(model=m, mixture_or_task_name="synthetic", train_steps=3, model_dir=d, ...)`: each
   knob goes to the option class that has a field of that name; the optimizer defaults to
-  `make_optimizer()` (Adafactor, constant 1e-3: finetune.gin's).
+  `optimizer.make_optimizer` (Adafactor, constant 1e-3: finetune.gin's).
   """
   from flan import train as train_lib
   from flan.training import optimizer as optimizer_lib
@@ -38,7 +38,8 @@ def train(*, model: Any, optimizer: Any = None, make_iterator: Any = None, **kno
     groups[arg] = cls(**{k: knobs.pop(k) for k in list(knobs) if k in names})
   if knobs:
     raise TypeError(f"No option takes {sorted(knobs)}.")
-  return train_lib.train(model=model, optimizer=optimizer or optimizer_lib.make_optimizer()[0],
+  default = lambda param_axes: optimizer_lib.make_optimizer(param_axes=param_axes)[0]
+  return train_lib.train(model=model, make_optimizer=make_optimizer or default,
                          make_iterator=make_iterator, **groups)
 
 

@@ -5,12 +5,16 @@ Each row names the dataset as the paper's Figure 3 counts it, its cluster (see
 split trains and which evaluate, its metrics and whether it is a classification dataset
 (templates carry an OPTIONS block and evaluation is rank classification over options).
 
-Reconciliation with the 70 task configs of FLAN v1's code, which split some datasets: MNLI m/mm,
-ANLI r1-r3, ARC easy/challenge and SQuAD v1/v2 are one dataset each with several sources;
+Reconciliation with the 70 configs of FLAN v1's `flan/tasks.py`: MNLI m/mm,
+ANLI r1-r3, ARC easy/challenge and SQuAD v1/v2 are one dataset each with several sources,
+one per FLAN config (named by its config suffix: `anli` sources "r1", "r2", "r3");
 Fix Punctuation is the only text-formatting dataset; coreference counts one WSC.
 
-Splits are resolved by `resolve_splits`, a pure function of the split sizes: FLAN's fixed
-slices (`train[:-200]`, `train[:30000]`) are clamped to what a split really has.
+Splits are resolved by `resolve_splits`, a pure function of the split sizes, with FLAN's
+code's rules per source: every source (every FLAN config) reads at most 30,000 training
+examples of its own (`train[:30000]`), after its held-out tail (`train[:-200]`), and trains
+as a mixture member of its own (`flan.data.tasks.train_members`), so a dataset with three
+sources gets three mixing rates, as FLAN's three configs do.
 """
 
 from __future__ import annotations
@@ -18,8 +22,8 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 
-MAX_TRAIN_EXAMPLES = 30_000  # FLAN's NUM_TRAIN_EXAMPLES: at most this many per dataset.
-MAX_TAIL_FRACTION = 0.1  # a held-out tail never takes more than this share of a small split.
+MAX_TRAIN_EXAMPLES = 30_000  # FLAN's NUM_TRAIN_EXAMPLES: at most this many per source.
+MAX_TAIL_FRACTION = 0.1  # the tail of a split too small for FLAN's (see `resolve_splits`).
 TRAIN_TAIL = "train_tail"  # eval split marker: evaluate on the held-out tail of train.
 
 
@@ -33,12 +37,16 @@ class Source:
     eval_splits: splits evaluated zero-shot; `TRAIN_TAIL` means the held-out tail of train.
     tail: examples FLAN keeps back at the end of `train_split` (its `train[:-200]`); they form
       the dev split (template selection) or, with `TRAIN_TAIL`, the eval split.
+    name: the FLAN config this source is, as a suffix of the dataset name ("r1" for FLAN's
+      `anli_r1`); required, and unique, when a dataset has several sources. It names the
+      source's training task (`flan_anli_r1_train`).
   """
 
   tfds_name: str
   train_split: str | None = "train"
   eval_splits: tuple[str, ...] = ("validation",)
   tail: int = 0
+  name: str = ""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,7 +56,7 @@ class DatasetSpec:
   Attributes:
     name: short name; templates live in `templates/<name>.yaml`.
     cluster: one of `flan.data.clusters.CLUSTERS`.
-    sources: the TFDS builders, in order (training concatenates their train splits).
+    sources: the TFDS builders, in order; each trains as a mixture member of its own.
     metrics: metric names understood by `flan.evaluation.metrics`.
     classification: templates carry options; evaluation ranks the options.
     manual_download: TFDS cannot download the source by itself.
@@ -66,6 +74,11 @@ class DatasetSpec:
   note: str = ""
   template_file: str = ""
 
+  @property
+  def tfds_names(self) -> tuple[str, ...]:
+    """The distinct TFDS builders of the sources, in order (MNLI's two sources share one)."""
+    return tuple(dict.fromkeys(s.tfds_name for s in self.sources))
+
 
 def _ds(name, cluster, sources, metrics, classification, **kw) -> DatasetSpec:
   if isinstance(sources, Source):
@@ -80,16 +93,19 @@ BLEU = ("bleu",)
 
 DATASETS: tuple[DatasetSpec, ...] = (
     # --- Natural language inference (7) ---
-    _ds("anli", "nli", (S("anli/r1:0.1.0", eval_splits=("test",)),
-                        S("anli/r2:0.1.0", eval_splits=("test",)),
-                        S("anli/r3:0.1.0", eval_splits=("test",))), ACC, True),
+    _ds("anli", "nli", (S("anli/r1:0.1.0", eval_splits=("test",), name="r1"),
+                        S("anli/r2:0.1.0", eval_splits=("test",), name="r2"),
+                        S("anli/r3:0.1.0", eval_splits=("test",), name="r3")), ACC, True),
     _ds("rte", "nli", S("super_glue/rte:1.0.2", tail=200), ACC, True),
     _ds("cb", "nli", S("super_glue/cb:1.0.2", tail=50), ("accuracy", "mean_f1"), True),
     _ds("snli", "nli", S("snli:1.1.0", eval_splits=("test",)), ACC, True),
-    _ds("mnli", "nli", S("glue/mnli:2.0.0",
-                         eval_splits=("validation_matched", "validation_mismatched")), ACC, True,
-        note="FLAN v1 registers matched and mismatched as two configs that both train on "
-             "train[:30000]; we train once and evaluate both."),
+    _ds("mnli", "nli", (S("glue/mnli:2.0.0", eval_splits=("validation_matched",),
+                          name="matched"),
+                        S("glue/mnli:2.0.0", eval_splits=("validation_mismatched",),
+                          name="mismatched")), ACC, True,
+        note="As FLAN v1's two configs, matched and mismatched both train on the same "
+             "train[:30000], each with its own rate (MNLI is sampled twice as often as one "
+             "source); each evaluates its own validation split."),
     _ds("qnli", "nli", S("glue/qnli:2.0.0"), ACC, True),
     _ds("wnli", "nli", S("glue/wnli:2.0.0", tail=30), ACC, True),
     # --- Commonsense (4) ---
@@ -112,11 +128,14 @@ DATASETS: tuple[DatasetSpec, ...] = (
     _ds("qqp", "paraphrase", S("glue/qqp:2.0.0"), ("accuracy", "f1"), True),
     _ds("paws_wiki", "paraphrase", S("paws_wiki:1.1.0", eval_splits=("test",)), ACC, True),
     _ds("stsb", "paraphrase", S("glue/stsb:2.0.0", tail=100), ("pearson", "spearman"), True,
-        note="Scores are bucketed to 0..5 (steps of 1) to make options, as FLAN does."),
+        note="Scores are rounded to a whole 0..5 to make options. FLAN formats them with "
+             "precision 0, which rounds half to even (2.5 -> 2); we round half up (2.5 -> 3), "
+             "so labels at exact halves differ."),
     # --- Closed-book QA (3) ---
     _ds("arc", "closed_book_qa",
-        (S("ai2_arc/ARC-Challenge:1.0.0", eval_splits=("test",), tail=200),
-         S("ai2_arc/ARC-Easy:1.0.0", eval_splits=("test",), tail=200)), ACC, True),
+        (S("ai2_arc/ARC-Challenge:1.0.0", eval_splits=("test",), tail=200, name="challenge"),
+         S("ai2_arc/ARC-Easy:1.0.0", eval_splits=("test",), tail=200, name="easy")), ACC,
+        True),
     _ds("natural_questions", "closed_book_qa", S("natural_questions_open:1.0.0"),
         ("trivia_qa",), False),
     _ds("trivia_qa", "closed_book_qa", S("trivia_qa/rc:1.1.0"), ("trivia_qa",), False),
@@ -145,8 +164,8 @@ DATASETS: tuple[DatasetSpec, ...] = (
         ("accuracy", "multirc"), True),
     _ds("openbookqa", "reading_comprehension", S("openbookqa:0.1.0", eval_splits=("test",)),
         ACC, True),
-    _ds("squad", "reading_comprehension", (S("squad/v1.1:3.0.0"), S("squad/v2.0:3.0.0")),
-        ("squad",), False),
+    _ds("squad", "reading_comprehension",
+        (S("squad/v1.1:3.0.0", name="v1"), S("squad/v2.0:3.0.0", name="v2")), ("squad",), False),
     # --- Reading comprehension with commonsense (2) ---
     _ds("cosmos_qa", "reading_comprehension_with_commonsense", S("cosmos_qa:1.0.0", tail=200),
         ACC, True),
@@ -171,7 +190,8 @@ DATASETS: tuple[DatasetSpec, ...] = (
     _ds("fix_punct", "misc", S("para_crawl/enda:1.2.0", eval_splits=(TRAIN_TAIL,), tail=3000),
         ("edit_distance",), False,
         note="FLAN v1 also has true_case and word_segment on the same builder; the paper "
-             "counts only Fix Punctuation."),
+             "counts only Fix Punctuation. FLAN's fix_punct trains on train[30200:60200] "
+             "(after true_case's slice); we read train[:30000], as many examples."),
     # --- Summarization (11) ---
     _ds("aeslc", "summarization", S("aeslc:1.0.0", eval_splits=("test",)), ROUGE, False),
     _ds("cnn_dailymail", "summarization", S("cnn_dailymail:3.4.0", eval_splits=("test",)),
@@ -182,10 +202,13 @@ DATASETS: tuple[DatasetSpec, ...] = (
     _ds("newsroom", "summarization", S("newsroom:1.0.0", eval_splits=("test",)), ROUGE, False,
         manual_download=True),
     _ds("opinion_abstracts_idebate", "summarization",
-        S("opinion_abstracts/idebate:1.0.0", eval_splits=(TRAIN_TAIL,), tail=600), ROUGE, False),
+        S("opinion_abstracts/idebate:1.0.0", eval_splits=(TRAIN_TAIL,), tail=600), ROUGE, False,
+        note="FLAN evaluates the last 500 examples and keeps the 100 before them as "
+             "validation; we evaluate all 600 of the tail."),
     _ds("opinion_abstracts_rotten_tomatoes", "summarization",
         S("opinion_abstracts/rotten_tomatoes:1.0.0", eval_splits=(TRAIN_TAIL,), tail=600), ROUGE,
-        False),
+        False, note="FLAN evaluates the last 500 examples and keeps the 100 before them as "
+                    "validation; we evaluate all 600 of the tail."),
     _ds("samsum", "summarization", S("samsum:1.0.0", eval_splits=("test",)), ROUGE, False,
         manual_download=True),
     _ds("xsum", "summarization", S("xsum:1.1.0", eval_splits=("test",)), ROUGE, False,
@@ -218,12 +241,13 @@ def get(name: str) -> DatasetSpec:
 
 @dataclasses.dataclass(frozen=True)
 class ReadSpec:
-  """One concrete TFDS read: builder, and an absolute slice of one split."""
+  """One concrete TFDS read: builder, an absolute slice of one split, and its source's name."""
 
   tfds_name: str
   split: str
   start: int
   stop: int
+  source: str = ""
 
   @property
   def tfds_split(self) -> str:
@@ -247,36 +271,52 @@ class ResolvedSplits:
   def num_train_examples(self) -> int:
     return sum(r.num_examples for r in self.train)
 
+  def num_train_examples_of(self, source: str) -> int:
+    """Training examples of one source (by `Source.name`)."""
+    return sum(r.num_examples for r in self.train if r.source == source)
+
+
+def held_out_tail(tail: int, num_examples: int) -> int:
+  """Examples kept back at the end of a train split of `num_examples`: FLAN's `tail`.
+
+  FLAN's `train[:-tail]` leaves nothing to train on when a split is not larger than its
+  tail (the sample splits in ../shared, mock data). A split that holds less than twice its
+  tail keeps back 10% instead; every real FLAN split is at least twice its tail.
+  """
+  if num_examples >= 2 * tail:
+    return tail
+  return min(tail, int(num_examples * MAX_TAIL_FRACTION))
+
 
 def resolve_splits(spec: DatasetSpec, split_sizes: Mapping[str, Mapping[str, int]],
                    max_train_examples: int = MAX_TRAIN_EXAMPLES) -> ResolvedSplits:
-  """Clamps FLAN's split slices to the sizes that exist.
+  """FLAN's split slices, per source, clamped to the sizes that exist.
 
   Args:
     spec: the dataset.
     split_sizes: `{tfds_name: {split: num_examples}}` for every source of `spec`.
-    max_train_examples: the per-dataset cap, shared by all sources in order.
+    max_train_examples: the cap of every source (FLAN's `train[:30000]`), separately.
 
   Returns:
-    Absolute slices. A source's held-out tail is `min(tail, 10% of the split)` examples at
-    its end; training reads what precedes it, until the dataset's cap is reached.
+    Absolute slices, each tagged with its source's name. A source's held-out tail is the
+    last `held_out_tail(tail, n)` examples of its train split; it trains on the first
+    min(n - tail, max_train_examples) examples, FLAN's `train[:-200]` or `train[:30000]`
+    (FLAN never gives one config both: its `train[:-N]` splits are all under 30,000).
   """
   train, dev, evals = [], [], []
-  budget = max_train_examples
   for source in spec.sources:
     sizes = split_sizes[source.tfds_name]
     tail = 0
     if source.train_split is not None:
       n = sizes[source.train_split]
-      tail = min(source.tail, int(n * MAX_TAIL_FRACTION))
-      take = min(n - tail, budget)
-      budget -= take
+      tail = held_out_tail(source.tail, n)
+      take = min(n - tail, max_train_examples)
       if take > 0:
-        train.append(ReadSpec(source.tfds_name, source.train_split, 0, take))
+        train.append(ReadSpec(source.tfds_name, source.train_split, 0, take, source.name))
       if tail > 0:
-        held = ReadSpec(source.tfds_name, source.train_split, n - tail, n)
+        held = ReadSpec(source.tfds_name, source.train_split, n - tail, n, source.name)
         (evals if TRAIN_TAIL in source.eval_splits else dev).append(held)
     for split in source.eval_splits:
       if split != TRAIN_TAIL:
-        evals.append(ReadSpec(source.tfds_name, split, 0, sizes[split]))
+        evals.append(ReadSpec(source.tfds_name, split, 0, sizes[split], source.name))
   return ResolvedSplits(tuple(train), tuple(dev), tuple(evals))

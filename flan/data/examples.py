@@ -31,6 +31,7 @@ import numpy as np
 from flan.data import datasets as datasets_lib
 from flan.data import preprocessors
 from flan.data import templates as templates_lib
+from flan.data.preprocessors import flan_compat as flan_compat_lib
 
 SPLITS = ("train", "validation", "test")
 PREPARE_COMMAND = "python scripts/prepare_data.py --datasets {dataset} --data_dir {data_dir}"
@@ -141,25 +142,42 @@ def _resolved_splits(dataset: str, data_dir: str | None,
   del context  # only part of the cache key.
   spec = datasets_lib.get(dataset)
   sizes = {}
-  for source in spec.sources:
+  for source in spec.sources:  # several sources may share a builder (MNLI m/mm).
     wanted = [s for s in (source.train_split, *source.eval_splits)
               if s is not None and s != datasets_lib.TRAIN_TAIL]
-    sizes[source.tfds_name] = split_sizes(dataset, source.tfds_name, wanted, data_dir)
+    sizes.setdefault(source.tfds_name, {}).update(
+        split_sizes(dataset, source.tfds_name, wanted, data_dir))
   return datasets_lib.resolve_splits(spec, sizes)
 
 
-def read_specs(dataset: str, split: str,
-               data_dir: str | None = None) -> tuple[datasets_lib.ReadSpec, ...]:
-  """The slices behind one of our splits: train, validation (dev tail), test (eval)."""
+def _check_source(dataset: str, source: str | None) -> None:
+  names = [s.name for s in datasets_lib.get(dataset).sources]
+  if source is not None and source not in names:
+    raise ValueError(f"FLAN dataset {dataset!r} has no source {source!r}; its sources are "
+                     f"{names}.")
+
+
+def read_specs(dataset: str, split: str, data_dir: str | None = None,
+               source: str | None = None) -> tuple[datasets_lib.ReadSpec, ...]:
+  """The slices behind one of our splits: train, validation (dev tail), test (eval).
+
+  `source` (a `Source.name`) keeps only that source's slices; None: every source's.
+  """
   if split not in SPLITS:
     raise ValueError(f"Unknown split {split!r}; FLAN tasks have splits {', '.join(SPLITS)}.")
+  _check_source(dataset, source)
   resolved = resolved_splits(dataset, data_dir)
-  return {"train": resolved.train, "validation": resolved.dev, "test": resolved.eval}[split]
+  reads = {"train": resolved.train, "validation": resolved.dev, "test": resolved.eval}[split]
+  return reads if source is None else tuple(r for r in reads if r.source == source)
 
 
-def num_input_examples(dataset: str, split: str, data_dir: str | None = None) -> int:
-  """Examples read for `split` before preprocessing (known without reading them)."""
-  return sum(r.num_examples for r in read_specs(dataset, split, data_dir))
+def num_input_examples(dataset: str, split: str, data_dir: str | None = None,
+                       source: str | None = None) -> int:
+  """Examples read for `split` (of one source, if given) before preprocessing.
+
+  Known from split sizes alone, without reading data.
+  """
+  return sum(r.num_examples for r in read_specs(dataset, split, data_dir, source))
 
 
 def _unbatch(batch: Mapping[str, Any]):
@@ -197,22 +215,25 @@ def read_examples(read: datasets_lib.ReadSpec, data_dir: str | None = None):
 
 
 @functools.lru_cache(maxsize=256)
-def _load(dataset: str, reads: tuple[datasets_lib.ReadSpec, ...], data_dir: str | None,
-          context: object) -> tuple[dict[str, Any], ...]:
+def _load(dataset: str, reads: tuple[tuple[datasets_lib.ReadSpec, int], ...],
+          data_dir: str | None, context: object,
+          flan_compat: bool = False) -> tuple[dict[str, Any], ...]:
+  """Preprocessed examples of `reads`, each read given with its first example id."""
   del context  # only part of the cache key.
-  fn = preprocessors.get(dataset)
   out = []
-  example_id = 0
-  for read in reads:
-    for raw in read_examples(read, data_dir):
+  for read, first_id in reads:
+    # Replication mode: FLAN's own preprocessing of the task config that reads this source.
+    fn = (flan_compat_lib.task_for_source(dataset, read.tfds_name, read.source)
+          if flan_compat else preprocessors.get(dataset))
+    for offset, raw in enumerate(read_examples(read, data_dir)):
       fields = fn(raw)
       if fields is not None:
-        out.append({**fields, "example_id": example_id})
-      example_id += 1
+        out.append({**fields, "example_id": first_id + offset})
   return tuple(out)
 
 
-def load_examples(dataset: str, split: str, data_dir: str | None = None) -> list[dict]:
+def load_examples(dataset: str, split: str, data_dir: str | None = None,
+                  source: str | None = None, *, flan_compat: bool = False) -> list[dict]:
   """The preprocessed examples of one split (cached; treat the dicts as read-only).
 
   Args:
@@ -220,14 +241,23 @@ def load_examples(dataset: str, split: str, data_dir: str | None = None) -> list
     split: "train", "validation" (the held-out tail of train, for template selection) or
       "test" (the zero-shot evaluation splits).
     data_dir: the TFDS data_dir (None: TFDS's default).
+    source: only this source's examples (a `Source.name`, e.g. "r1" of anli); None: all.
+    flan_compat: the replication mode: FLAN's own preprocessing
+      (`flan.data.preprocessors.flan_compat`) instead of ours; each example then carries
+      `flan_task`, the FLAN task config of its source.
 
   Returns:
     One dict per kept example: the preprocessor's fields plus `example_id`, the example's
-    index within the split (counted before the preprocessor drops any).
+    index within the split of the whole dataset, sources in table order (counted before the
+    preprocessor drops any), so a source's examples keep the ids they have in the whole.
   """
-  datasets_lib.get(dataset)
-  reads = read_specs(dataset, split, data_dir)
-  return list(_load(dataset, reads, data_dir, _tfds_context()))
+  _check_source(dataset, source)
+  reads, first_id = [], 0
+  for read in read_specs(dataset, split, data_dir):
+    if source is None or read.source == source:
+      reads.append((read, first_id))
+    first_id += read.num_examples
+  return list(_load(dataset, tuple(reads), data_dir, _tfds_context(), flan_compat))
 
 
 # ----------------------------------------------------------------------------- templates
@@ -260,15 +290,33 @@ def template_indices(seed: int, dataset: str, example_ids: Sequence[int] | np.nd
   return (x % np.uint64(num_templates)).astype(np.int32)
 
 
-def get_templates(dataset: str) -> tuple[templates_lib.Template, ...]:
-  """The validated templates of `dataset` (`templates/<dataset>.yaml`)."""
-  return templates_lib.load(dataset)
+def get_templates(dataset: str, flan_templates_dir: str | None = None,
+                  fields: Mapping[str, Any] | None = None) -> tuple[templates_lib.Template, ...]:
+  """The validated templates of `dataset` (`templates/<dataset>.yaml`).
+
+  With `flan_templates_dir` (the replication mode), FLAN's converted templates of the
+  `PATTERNS` key of the example's FLAN task config (`fields["flan_task"]`), or without
+  `fields`, of the dataset's first FLAN task config (all of a dataset's keys have as many
+  templates).
+  """
+  if flan_templates_dir is None:
+    return templates_lib.load(dataset)
+  if fields is not None:
+    task = flan_compat_lib.TASKS[fields[flan_compat_lib.TASK_FIELD]]
+  else:
+    task = flan_compat_lib.tasks_of(dataset)[0]
+  return templates_lib.load_flan(task.pattern_key, str(flan_templates_dir))
 
 
 def render_example(dataset: str, fields: Mapping[str, Any], template_idx: int,
-                   mode: str = "instructions") -> tuple[str, str]:
-  """`(inputs, targets)` of one example under template `template_idx`."""
-  templates = get_templates(dataset)
+                   mode: str = "instructions",
+                   flan_templates_dir: str | None = None) -> tuple[str, str]:
+  """`(inputs, targets)` of one example under template `template_idx`.
+
+  `flan_templates_dir`: the replication mode (see `get_templates`); `fields` must then come
+  from `load_examples(..., flan_compat=True)`.
+  """
+  templates = get_templates(dataset, flan_templates_dir, fields)
   if not 0 <= template_idx < len(templates):
     raise IndexError(f"Dataset {dataset!r} has {len(templates)} templates; got index "
                      f"{template_idx}.")
@@ -282,13 +330,14 @@ def correct_answers(fields: Mapping[str, Any]) -> list[str]:
 
 
 def scoring_rows(dataset: str, fields: Mapping[str, Any], template_idx: int,
-                 mode: str = "instructions") -> list[tuple[str, str, int, int]]:
+                 mode: str = "instructions",
+                 flan_templates_dir: str | None = None) -> list[tuple[str, str, int, int]]:
   """Rank classification: `(inputs, targets, option_idx, is_correct)` per option.
 
   The inputs are the example's rendered inputs; each row's target is the template's target
   filled with that option as the answer. `is_correct` is 1 for every correct option.
   """
-  template = get_templates(dataset)[template_idx]
+  template = get_templates(dataset, flan_templates_dir, fields)[template_idx]
   inputs, _ = templates_lib.render(template, fields, mode, dataset)
   correct = set(correct_answers(fields))
   rows = []

@@ -2,12 +2,20 @@
 
   flan_holdout_<cluster>_train  the training tasks of every dataset outside `cluster` (and
                                 outside the clusters its hold-out rules exclude, see
-                                `flan.data.clusters`), examples-proportional:
-                                rate = min(n_train, mixing_cap) ** (1 / temperature), with
-                                n_train the dataset's clamped train size (at most 30k).
+                                `flan.data.clusters`), examples-proportional as FLAN's code
+                                (`mixing_rate_3k`): one member per source
+                                (`task_names.train_members`: anli is flan_anli_r1_train,
+                                _r2_, _r3_),
+                                rate = min(n, mixing_cap) ** (1 / temperature), with n the
+                                source's own train slice (at most 30,000, before preprocessing).
   flan_holdout_<cluster>_eval   every template's eval task (`flan_<d>_t<i>`) of the held-out
-                                cluster, each at its uncapped eval size.
-  flan_all_train                all 62 training tasks (within `train_clusters` if given).
+                                cluster, each at its uncapped eval size. (FLAN's `_eval`
+                                mixtures hold its all-template tasks at seqio's
+                                `mixing_rate_num_examples`, the uncapped *train* size; ours are
+                                read task by task, so a rate only orders them.)
+  flan_all_train                every training member of the 62 datasets (within
+                                `train_clusters` if given): 67, FLAN's 70 configs less
+                                true_case, word_segment and wsc273.
 
 The task lists are pure functions of `flan.data.clusters.holdout`; rates are computed lazily from
 TFDS split metadata (no data is read), so registering needs no prepared data.
@@ -64,21 +72,22 @@ def definitions(train_clusters: Iterable[str] | None = None,
   """
   counts = num_eval_templates or {}
   out = {}
+  members = lambda datasets: tuple((task, d) for d in datasets
+                                   for task, _ in task_names.train_members(d))
   for cluster in clusters_lib.CLUSTERS:
     split = clusters_lib.holdout(cluster, train_clusters)
-    out[holdout_train(cluster)] = tuple((task_names.train_task(d), d) for d in split.train_datasets)
+    out[holdout_train(cluster)] = members(split.train_datasets)
     out[holdout_eval(cluster)] = tuple(
         (task_names.eval_task(d, i), d) for d in split.eval_datasets
         for i in range(counts.get(d, templates_lib.NUM_TEMPLATES)))
-  out[ALL_TRAIN] = tuple((task_names.train_task(d), d)
-                         for d in train_datasets(ALL_TRAIN, train_clusters))
+  out[ALL_TRAIN] = members(train_datasets(ALL_TRAIN, train_clusters))
   return out
 
 
-def _train_rate(dataset: str, data_dir: str | None, mixing_cap: int | None,
+def _train_rate(dataset: str, source: str, data_dir: str | None, mixing_cap: int | None,
                 temperature: float, task=None) -> float:
-  del task  # seqio passes the task; the rate depends on the dataset's split sizes only.
-  n = examples.num_input_examples(dataset, "train", data_dir)
+  del task  # seqio passes the task; the rate depends on the source's split sizes only.
+  n = examples.num_input_examples(dataset, "train", data_dir, source or None)
   return train_rate(n, mixing_cap, temperature)
 
 
@@ -114,6 +123,8 @@ def register(config) -> list[str]:
                       len(missing), config.data_dir or "TFDS's default data_dir",
                       ", ".join(missing))
     keep = lambda d: d not in missing
+  source_of = {task: source for d in datasets_lib.DATASETS
+               for task, source in task_names.train_members(d.name)}
   names = []
   for name, members in definitions(config.train_clusters, counts).items():
     members = tuple(m for m in members if keep(m[1]))
@@ -123,8 +134,9 @@ def register(config) -> list[str]:
       rates = [(task, functools.partial(_eval_rate, d, config.data_dir))
                for task, d in members]
     else:
-      rates = [(task, functools.partial(_train_rate, d, config.data_dir, config.mixing_cap,
-                                        config.temperature)) for task, d in members]
+      rates = [(task, functools.partial(_train_rate, d, source_of[task], config.data_dir,
+                                        config.mixing_cap, config.temperature))
+               for task, d in members]
     seqio.MixtureRegistry.remove(name)
     seqio.MixtureRegistry.add(name, rates)
     names.append(name)

@@ -4,8 +4,13 @@ Each task reads its examples with `flan.data.examples` (pure Python: TFDS -> pre
 template), then hands seqio the rendered strings; seqio only tokenizes and appends EOS.
 
 Per dataset `d` (see `flan.data.datasets`):
-  flan_<d>_train         split "train"; each example gets template `template_idx`, drawn
-                         uniformly among the first `num_templates` from (seed, d, example_id).
+  flan_<d>_train         split "train" (every source); each example gets template
+                         `template_idx`, drawn uniformly among the first `num_templates` from
+                         (seed, d, example_id).
+  flan_<d>_<s>_train     datasets with several sources only: source `s`'s part of
+                         flan_<d>_train (same example ids and templates), e.g.
+                         flan_anli_r1_train. The mixtures hold these, one member per source
+                         as FLAN's configs (`train_members`).
   flan_<d>_t<i>          splits "validation" (dev tail) and "test" (zero-shot eval), template i.
   flan_<d>_t<i>_scoring  rank classification, classification templates only: one row per
                          option with `example_id`, `option_idx` and `is_correct` (int32 0/1;
@@ -23,6 +28,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import pathlib
 from collections.abc import Iterable, Sequence
 
 import numpy as np
@@ -33,7 +39,14 @@ from flan.data import clusters as clusters_lib
 from flan.data import datasets as datasets_lib
 from flan.data import examples, mixtures, vocabularies
 from flan.data import templates as templates_lib
-from flan.data.task_names import PREFIX, eval_task, scoring_task, train_task  # noqa: F401
+from flan.data.preprocessors import flan_compat
+from flan.data.task_names import (  # noqa: F401 - the task names, re-exported
+    PREFIX,
+    eval_task,
+    scoring_task,
+    train_members,
+    train_task,
+)
 
 # The pure-Python example API, re-exported (see `flan.data.examples`).
 load_examples = examples.load_examples
@@ -55,6 +68,7 @@ class Config:
   temperature: float = 1.0
   train_clusters: tuple[str, ...] | None = None
   missing_datasets: str = "error"
+  flan_templates_dir: str | None = None
 
 
 _CONFIG: Config | None = None
@@ -83,17 +97,19 @@ class FlanSource(seqio.FunctionDataSource):
   rates never read data.
   """
 
-  def __init__(self, dataset: str, kind: str, config: Config, template_idx: int = 0):
+  def __init__(self, dataset: str, kind: str, config: Config, template_idx: int = 0,
+               source: str | None = None):
     self.dataset = dataset
     self.kind = kind
     self.template_idx = template_idx
     self.config = config
+    self.source = source  # one source's examples (a `Source.name`); None: all of them.
     splits = ("train",) if kind == "train" else ("validation", "test")
     super().__init__(dataset_fn=self._dataset_fn, splits=splits)
 
   def num_input_examples(self, split: str) -> int:
     """Examples of `split` before preprocessing, from the split sizes alone."""
-    return examples.num_input_examples(self.dataset, split, self.config.data_dir)
+    return examples.num_input_examples(self.dataset, split, self.config.data_dir, self.source)
 
   def columns(self, split: str, seed: int | None = None,
               limit: int | None = None) -> dict[str, list]:
@@ -102,24 +118,26 @@ class FlanSource(seqio.FunctionDataSource):
       raise ValueError(f"Task kind {self.kind!r} of {self.dataset!r} has splits "
                        f"{list(self.splits)}, not {split!r}.")
     d, cfg = self.dataset, self.config
-    rows = examples.load_examples(d, split, cfg.data_dir)[:limit]
+    flan_dir = cfg.flan_templates_dir  # None, or the replication mode
+    rows = examples.load_examples(d, split, cfg.data_dir, self.source,
+                                  flan_compat=flan_dir is not None)[:limit]
     ids = [r["example_id"] for r in rows]
     if self.kind == "scoring":
       cols = {"inputs": [], "targets": [], "example_id": [], "option_idx": [],
               "is_correct": [], "template_idx": []}
       for row in rows:
         for inputs, targets, option_idx, correct in examples.scoring_rows(
-            d, row, self.template_idx, cfg.template_mode):
+            d, row, self.template_idx, cfg.template_mode, flan_dir):
           for key, value in zip(cols, (inputs, targets, row["example_id"], option_idx,
                                        correct, self.template_idx)):
             cols[key].append(value)
       return cols
     if self.kind == "train":
-      count = min(cfg.num_templates, len(examples.get_templates(d)))
+      count = min(cfg.num_templates, len(examples.get_templates(d, flan_dir)))
       chosen = examples.template_indices(0 if seed is None else seed, d, ids, count).tolist()
     else:
       chosen = [self.template_idx] * len(rows)
-    rendered = [examples.render_example(d, r, t, cfg.template_mode)
+    rendered = [examples.render_example(d, r, t, cfg.template_mode, flan_dir)
                 for r, t in zip(rows, chosen)]
     return {"inputs": [x for x, _ in rendered], "targets": [y for _, y in rendered],
             "template_idx": chosen, "example_id": ids}
@@ -173,7 +191,8 @@ def register(*, data_dir: str | None = None,
              template_mode: str = "instructions", mixing_cap: int | None = 3000,
              temperature: float = 1.0,
              train_clusters: Iterable[str] | None = None,
-             missing_datasets: str = "error") -> Config:
+             missing_datasets: str = "error",
+             flan_templates_dir: str | None = None) -> Config:
   """(Re-)registers every FLAN task and mixture with these knobs.
 
   Args:
@@ -189,6 +208,11 @@ def register(*, data_dir: str | None = None,
       `data_dir` fails when the mixture is read, naming the builder and how to prepare it;
       "skip": mixtures leave such datasets out, with a warning listing them (for partial
       data such as ../shared's samples; never silently).
+    flan_templates_dir: the exact-replication mode. None (default): our templates and
+      preprocessing. A directory written by `scripts/import_flan_templates.py` from FLAN's
+      own `templates.py`: every example goes through FLAN's preprocessing of its task config
+      (`flan.data.preprocessors.flan_compat`) and is rendered with FLAN's templates, so
+      `(inputs, targets)` equal FLAN's rendering byte for byte.
 
   Returns:
     The configuration now registered.
@@ -202,9 +226,15 @@ def register(*, data_dir: str | None = None,
                                 train_clusters, missing_datasets)
   if not isinstance(vocabulary, seqio.Vocabulary):
     vocabulary = vocabularies.get_vocabulary(vocabulary)
+  if flan_templates_dir is not None:
+    flan_templates_dir = str(pathlib.Path(flan_templates_dir).resolve())
+    for spec in datasets_lib.DATASETS:  # fail now, naming the file, not when data is read.
+      for flan_task in flan_compat.tasks_of(spec.name):
+        templates_lib.load_flan(flan_task.pattern_key, flan_templates_dir)
   config = Config(data_dir, vocabulary, num_templates, template_mode, mixing_cap,
-                  temperature, train_clusters, missing_datasets)
-  all_templates = {d.name: examples.get_templates(d.name) for d in datasets_lib.DATASETS}
+                  temperature, train_clusters, missing_datasets, flan_templates_dir)
+  all_templates = {d.name: examples.get_templates(d.name, flan_templates_dir)
+                   for d in datasets_lib.DATASETS}
   for name in sorted(_REGISTERED):
     seqio.MixtureRegistry.remove(name)
     seqio.TaskRegistry.remove(name)
@@ -212,6 +242,9 @@ def register(*, data_dir: str | None = None,
   for spec in datasets_lib.DATASETS:
     d = spec.name
     _add_task(train_task(d), FlanSource(d, "train", config), vocabulary)
+    for task, source in train_members(d):
+      if source:
+        _add_task(task, FlanSource(d, "train", config, source=source), vocabulary)
     for i, template in enumerate(all_templates[d]):
       _add_task(eval_task(d, i), FlanSource(d, "eval", config, i), vocabulary)
       if spec.classification and template.is_classification:
@@ -233,7 +266,7 @@ def get(name: str) -> seqio.Task | seqio.Mixture:
   close = difflib.get_close_matches(name, _REGISTERED, n=6, cutoff=0.6)
   hint = f" Did you mean: {', '.join(close)}?" if close else ""
   raise ValueError(
-      f"Unknown FLAN task or mixture {name!r}.{hint} Tasks are flan_<dataset>_train, "
+      f"Unknown FLAN task or mixture {name!r}.{hint} Tasks are flan_<dataset>[_<source>]_train, "
       "flan_<dataset>_t<i>[_scoring]; mixtures flan_holdout_<cluster>_train/_eval and "
       "flan_all_train (see `python -m flan.show --list`).")
 

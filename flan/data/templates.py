@@ -160,3 +160,33 @@ def render(template: Template, fields: Mapping[str, Any], mode: str = "instructi
   if mode == "dataset_name":
     inputs = f"[{dataset}] {inputs}"
   return inputs, fill(template.target, fields)
+
+
+# ----------------------------------------------------------------------------- replication
+
+FLAN_IMPORT_COMMAND = ("python scripts/import_flan_templates.py PATH/TO/FLAN/flan/templates.py "
+                       "--out {directory}")
+
+
+@functools.cache
+def load_flan(pattern_key: str, directory: str) -> tuple[Template, ...]:
+  """FLAN's templates of one `PATTERNS` key, as `scripts/import_flan_templates.py` wrote them.
+
+  The replication mode's templates: `<directory>/<pattern_key>.yaml`, validated against the
+  fields FLAN's preprocessing of that key emits (`flan.data.preprocessors.flan_compat`).
+  """
+  from flan.data.preprocessors import flan_compat
+
+  fields = flan_compat.pattern_keys().get(pattern_key)
+  if fields is None:
+    raise TemplateError(f"No FLAN task config uses PATTERNS key {pattern_key!r}.")
+  path = pathlib.Path(directory) / f"{pattern_key}.yaml"
+  if not path.exists():
+    raise TemplateError(
+        f"No converted FLAN template file {path}. Convert FLAN's templates.py with: "
+        f"{FLAN_IMPORT_COMMAND.format(directory=directory)}")
+  data = yaml.safe_load(path.read_text(encoding="utf-8"))
+  if not isinstance(data, Mapping) or data.get("pattern_key") != pattern_key:
+    raise TemplateError(f"{path}: expected `pattern_key: {pattern_key}` (a file written by "
+                        "scripts/import_flan_templates.py).")
+  return parse(data, str(path), fields, classification=False)

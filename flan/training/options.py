@@ -108,6 +108,7 @@ class DataOptions:
     mock_num_examples: examples per mocked split.
     num_templates, template_mode, mixing_cap, temperature, train_clusters,
       missing_datasets: the task registration's ablation knobs (see `flan.data.tasks.register`).
+    flan_templates_dir: the exact-replication mode's FLAN templates (None: ours).
   """
   mixture_or_task_name: str
   task_feature_lengths: Mapping[str, int]
@@ -123,6 +124,7 @@ class DataOptions:
   temperature: float = 1.0
   train_clusters: Sequence[str] | None = None
   missing_datasets: str = "error"
+  flan_templates_dir: str | None = None
 
   def __post_init__(self):
     _check_str("mixture_or_task_name", self.mixture_or_task_name)
@@ -140,6 +142,7 @@ class DataOptions:
     _set(self, task_feature_lengths=_check_lengths("task_feature_lengths",
                                                    self.task_feature_lengths),
          data_dir=_optional_path("data_dir", self.data_dir), vocabulary=vocabulary,
+         flan_templates_dir=_optional_path("flan_templates_dir", self.flan_templates_dir),
          train_clusters=None if self.train_clusters is None else tuple(self.train_clusters))
 
   def registration(self) -> dict[str, Any]:
@@ -147,7 +150,8 @@ class DataOptions:
     return dict(data_dir=self.data_dir, num_templates=self.num_templates,
                 template_mode=self.template_mode, mixing_cap=self.mixing_cap,
                 temperature=self.temperature, train_clusters=self.train_clusters,
-                missing_datasets=self.missing_datasets)
+                missing_datasets=self.missing_datasets,
+                flan_templates_dir=self.flan_templates_dir)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -16,6 +16,8 @@ Field conventions (shared by templates, tasks and evaluation):
   any other:  str fields named after what they hold (premise, hypothesis, question, ...).
 
 Each cluster has its own module; importing this package registers all of them.
+`flan_compat` is apart: FLAN v1's own preprocessing per FLAN task config, used only by the
+exact-replication mode (`flan.data.tasks.register(flan_templates_dir=...)`).
 """
 
 from __future__ import annotations

@@ -4,6 +4,10 @@ All four pick the plausible continuation among candidates, so the options are th
 candidates themselves, in source order, and the answer is the labeled one. Examples whose
 label does not index a candidate (unlabeled test rows, -1) or whose candidates are empty or
 duplicated (rank classification could not tell them apart) are dropped.
+
+Differences from FLAN v1's preprocessing, on purpose (`flan_compat` has FLAN's): FLAN's
+HellaSwag turns WikiHow step markers (`[step] `, `[title] `) into line breaks and deletes
+`[header] `; ours replaces them with a space. FLAN passes the other texts as they are.
 """
 
 from __future__ import annotations

@@ -4,6 +4,11 @@ All three are two-way choices. DPR and WinoGrande choose between two candidate n
 phrases, so the options are those phrases (in source order). SuperGLUE WSC pairs a pronoun
 with one candidate noun phrase and labels whether they co-refer, so its options are
 "no"/"yes" (as FLAN does for `super_glue/wsc`).
+
+Differences from FLAN v1's preprocessing, on purpose (`flan_compat` has FLAN's): FLAN's
+WinoGrande is a continuation: the context is the sentence before `_`, and each option is
+a filler followed by the rest of the sentence; ours keeps the sentence with its blank and
+the fillers as options (a cloze).
 """
 
 from __future__ import annotations

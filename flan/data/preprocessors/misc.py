@@ -14,6 +14,14 @@ Reductions that differ from the raw TFDS records, and why:
     input, the original sentence the target. Punctuation inside a token (between two
     letters or digits: "don't", "3.5", "well-known", "e.g") is kept: it is part of the
     word, not of the sentence's punctuation, and restoring it would be guesswork.
+
+Differences from FLAN v1's preprocessing, on purpose (`flan_compat` has FLAN's): FLAN's
+CoQA example is the whole conversation (every question and every answer, numbered "1. ...",
+the story as `text`), with templates that ask for all answers at once; FLAN's fix_punct
+deletes every character outside ASCII letters, digits and spaces (accents and in-word
+apostrophes too) and drops sentences it leaves unchanged; FLAN's TREC calls the NUM class
+"numeric" (we say "number"); WiC options are "different meanings" / "the same meaning" in
+FLAN, "no" / "yes" here.
 """
 
 from __future__ import annotations

@@ -11,6 +11,11 @@ Each example also gets a `relation` phrase ("follows from", "contradicts", ...) 
 label in words, so the turned-around templates can ask for a hypothesis of a given kind.
 
 Tokenized sources (SNLI, the MNLI sample) are cleaned with `flan.data.preprocessors.text`.
+
+Differences from FLAN v1's preprocessing, on purpose (`flan_compat` has FLAN's): FLAN's
+option strings vary per dataset (ANLI and CB "Yes" / "It's impossible to say" / "No", CB
+in its label order yes, no, maybe; WNLI "no", "yes"; RTE and QNLI "yes", "no"); we use one
+set in one order for the whole cluster. FLAN passes the text raw (tokenized, untrimmed).
 """
 
 from __future__ import annotations

@@ -2,8 +2,13 @@
 
 MRPC, QQP and PAWS are binary (do the two texts mean the same?): options `NO_YES`, with a
 `relation` phrase for the turned-around templates. STS-B is a regression dataset (a
-similarity score in [0, 5]); as FLAN does, the score is rounded to a whole number to give
+similarity score in [0, 5]); like FLAN, the score is rounded to a whole number to give
 six options "0".."5", and the exact score is kept in `score` for Pearson/Spearman.
+
+Differences from FLAN v1's preprocessing, on purpose (`flan_compat` has FLAN's): STS-B
+rounds half up (2.5 -> "3"), where FLAN's printf-style `as_string(label, precision=0)`
+rounds the float32 label half to even (2.5 -> "2", 0.5 -> "0"); PTB-tokenized sources are
+detokenized; QQP's doubled quotes are not rewritten to an apostrophe as FLAN does.
 """
 
 from __future__ import annotations

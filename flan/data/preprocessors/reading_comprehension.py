@@ -4,6 +4,14 @@ comprehension with commonsense (CosmosQA, ReCoRD).
 Classification datasets emit `options` and `answer` (ReCoRD also `answers`: every correct
 entity); the extractive/abstractive ones emit `answer` and all gold answers as
 `references` for SQuAD-style EM/F1.
+
+Differences from FLAN v1's preprocessing, on purpose (`flan_compat` has FLAN's): FLAN's
+ReCoRD cuts the passage at its first `@highlight`, shows the query's text before
+`@placeholder` and appends the text after it to every option and answer (a continuation);
+ours keeps the highlights as closing sentences and shows the query with a `___` blank.
+FLAN's SQuAD v2.0 keeps unanswerable questions with the target "unanswerable" (its v2
+templates say so); ours drops them, so `squad` renders v1 and v2 with one template set.
+FLAN reads BoolQ from the `bool_q` builder (with a title); ours from super_glue/boolq.
 """
 
 from __future__ import annotations

@@ -4,6 +4,12 @@ GEM builders give one `target` per training example and, on eval splits, every
 reference in `references` (empty on train). We emit `answer` (the target) and
 `references` (all references, or `[answer]` where the split has none) for multi-reference
 ROUGE. Structured inputs are flattened into one readable string.
+
+Differences from FLAN v1's preprocessing, on purpose (`flan_compat` has FLAN's): FLAN
+rewrites E2E's `name[X]` as `name = X`, joins WebNLG triples with "; " and turns " | " into
+", ", deletes DART's bracketed cells (`[TITLE]`), and also emits newline-separated forms
+(`concepts_newline`, `tripleset_newline`) for some templates; its GEM references are the
+eval references followed by the target.
 """
 
 from __future__ import annotations

@@ -15,6 +15,14 @@ compares the prediction with the rendered target). Cleanup is light and per sour
   wiki_lingua_english_en: GEM references (several in test) become `references`.
   ag_news_subset: HTML entities (written "#39;" without the "&") are decoded and the
     source's backslash line-break markers become spaces.
+
+Differences from FLAN v1's preprocessing, on purpose (`flan_compat` has FLAN's): FLAN keeps
+the cnn_dailymail highlights one per line, and its dateline removal keeps the text BEFORE
+the first "2013 . " / ") -- " separator, so a datelined article becomes "WASHINGTON (CNN";
+we keep the whole article. FLAN's aeslc turns the body's newlines into spaces and deletes
+the subject's; FLAN's samsum replaces `<...>` markup (e.g. `<file_photo>`, greedily within a
+line) with a space; its gigaword drops pairs containing "UNK" or "#"; its multi_news keeps
+the "|||||" separators. Field names differ too (FLAN: `text`, `body`, `highlights`).
 """
 
 from __future__ import annotations

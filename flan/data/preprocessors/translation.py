@@ -2,8 +2,11 @@
 
 Every pair has English on one side. A preprocessor emits both sentences, `en` and `xx`
 (the other language), and the other language's name `xx_language`; each template picks a
-direction, so half of a dataset's templates translate into English and half out of it,
-as FLAN's translation templates do. The rendered target is the reference for BLEU.
+direction, so half of a dataset's templates translate into English and half out of it.
+(FLAN's templates mix both directions unevenly, e.g. six of ten WMT'16 templates translate
+out of English, and add "which language is this?" and "write a sentence in X" ones; FLAN
+passes the raw sentences, which `flan_compat` does.) The rendered target is the reference
+for BLEU.
 
 The English side of some sources is tokenized (spaces around punctuation, split
 contractions: `person , who`, `do n't`); `flan.data.preprocessors.text.detokenize` undoes the
