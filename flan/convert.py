@@ -60,8 +60,9 @@ def _config_from_gin(files: Sequence[str], bindings: Sequence[str]) -> network.T
   return gin.get_configurable(network.T5Config)()
 
 
-def flan_to_hf(checkpoint: str, out: str, *, gin_files: Sequence[str] = (),
-               gin_bindings: Sequence[str] = ()) -> network.T5Config:
+def flan_to_hf(
+  checkpoint: str, out: str, *, gin_files: Sequence[str] = (), gin_bindings: Sequence[str] = ()
+) -> network.T5Config:
   """Exports a flan checkpoint's params as a Hugging Face T5 directory at `out`."""
   source = checkpoints.locate(pathlib.Path(checkpoint).resolve(), "--checkpoint")
   if source.kind == checkpoints.HF:
@@ -73,25 +74,33 @@ def flan_to_hf(checkpoint: str, out: str, *, gin_files: Sequence[str] = (),
   elif (source.model_dir / "config.gin").is_file():
     config = _config_from_gin([str(source.model_dir / "config.gin")], gin_bindings)
   else:
-    raise FileNotFoundError(f"No network config for {checkpoint}: pass --gin_file with the model "
-                            "gin it was trained with (e.g. configs/models/small.gin).")
+    raise FileNotFoundError(
+      f"No network config for {checkpoint}: pass --gin_file with the model "
+      "gin it was trained with (e.g. configs/models/small.gin)."
+    )
   from flan.model import encoder_decoder, partitioning
+
   mesh = partitioning.make_mesh({"data": 1, "model": 1}, devices=jax.local_devices()[:1])
-  params, _ = checkpoints.restore_params(encoder_decoder.EncoderDecoderModel(config), mesh,
-                                         source.path, setting="--checkpoint")
+  params, _ = checkpoints.restore_params(
+    encoder_decoder.EncoderDecoderModel(config), mesh, source.path, setting="--checkpoint"
+  )
   hf.params_to_hf(config, jax.tree.map(np.asarray, params), out)
   return config
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-  parser = argparse.ArgumentParser(prog="python -m flan.convert",
-                                   description=__doc__.split("\n")[0])
+  parser = argparse.ArgumentParser(
+    prog="python -m flan.convert", description=__doc__.split("\n")[0]
+  )
   commands = parser.add_subparsers(dest="command", required=True)
   to_flan = commands.add_parser("hf_to_flan", help="HF directory -> orbax params checkpoint")
   to_flan.add_argument("--hf_dir", required=True)
   to_flan.add_argument("--out", required=True)
-  to_flan.add_argument("--scan_layers", action="store_true",
-                       help="save the stacked layout for models trained with SCAN_LAYERS=True")
+  to_flan.add_argument(
+    "--scan_layers",
+    action="store_true",
+    help="save the stacked layout for models trained with SCAN_LAYERS=True",
+  )
   to_hf = commands.add_parser("flan_to_hf", help="flan checkpoint -> HF directory")
   to_hf.add_argument("--checkpoint", required=True)
   to_hf.add_argument("--out", required=True)
@@ -102,8 +111,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.command == "hf_to_flan":
       config = hf_to_flan(args.hf_dir, args.out, scan_layers=args.scan_layers)
     else:
-      config = flan_to_hf(args.checkpoint, args.out, gin_files=args.gin_file,
-                          gin_bindings=args.gin_bindings)
+      config = flan_to_hf(
+        args.checkpoint, args.out, gin_files=args.gin_file, gin_bindings=args.gin_bindings
+      )
   except (FileNotFoundError, FileExistsError, ValueError, checkpoints.CheckpointError) as e:
     sys.exit(f"flan.convert {args.command}: {e}")
   print(f"wrote {args.out} ({config})")

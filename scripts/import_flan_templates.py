@@ -51,8 +51,11 @@ def read_patterns(path: str | pathlib.Path) -> dict[str, list[tuple[str, str]]]:
   """The literal `PATTERNS` dict of a FLAN templates file, parsed without running it."""
   tree = ast.parse(pathlib.Path(path).read_text(encoding="utf-8"), filename=str(path))
   for node in tree.body:
-    targets = node.targets if isinstance(node, ast.Assign) else (
-        [node.target] if isinstance(node, ast.AnnAssign) else [])
+    targets = (
+      node.targets
+      if isinstance(node, ast.Assign)
+      else ([node.target] if isinstance(node, ast.AnnAssign) else [])
+    )
     if any(isinstance(t, ast.Name) and t.id == "PATTERNS" for t in targets):
       try:
         patterns = ast.literal_eval(node.value)
@@ -64,11 +67,11 @@ def read_patterns(path: str | pathlib.Path) -> dict[str, list[tuple[str, str]]]:
   if not isinstance(patterns, dict):
     raise ValueError(f"{path}: PATTERNS must be a dict, got {type(patterns).__name__}.")
   for key, items in patterns.items():
-    if not all(isinstance(p, (tuple, list)) and len(p) == 2 and all(isinstance(s, str)
-                                                                     for s in p)
-               for p in items):
-      raise ValueError(f"{path}: PATTERNS[{key!r}] must be a list of (input, target) "
-                       "string pairs.")
+    if not all(
+      isinstance(p, (tuple, list)) and len(p) == 2 and all(isinstance(s, str) for s in p)
+      for p in items
+    ):
+      raise ValueError(f"{path}: PATTERNS[{key!r}] must be a list of (input, target) string pairs.")
   return {k: [tuple(p) for p in v] for k, v in patterns.items()}
 
 
@@ -76,22 +79,27 @@ def convert_text(key: str, text: str) -> str:
   """Applies the placeholder renames (nothing else changes)."""
   names = {**FIELD_RENAMES, **KEY_RENAMES.get(key, {})}
   return templates_lib.PLACEHOLDER.sub(
-      lambda m: "{" + names.get(m.group(1), m.group(1)) + "}", text)
+    lambda m: "{" + names.get(m.group(1), m.group(1)) + "}", text
+  )
 
 
 def to_yaml(key: str, pairs: Sequence[tuple[str, str]], source: str) -> str:
   """Our template file format: one JSON-quoted (ASCII) line per input / target."""
-  lines = [f"{HEADER} from PATTERNS[{key!r}] of {source}.",
-           "# FLAN's text (Apache-2.0, google-research/FLAN): do not edit, do not commit.",
-           f"pattern_key: {key}", "templates:"]
+  lines = [
+    f"{HEADER} from PATTERNS[{key!r}] of {source}.",
+    "# FLAN's text (Apache-2.0, google-research/FLAN): do not edit, do not commit.",
+    f"pattern_key: {key}",
+    "templates:",
+  ]
   for inputs, target in pairs:
     lines.append(f"  - input: {json.dumps(inputs)}")
     lines.append(f"    target: {json.dumps(target)}")
   return "\n".join(lines) + "\n"
 
 
-def convert(patterns: Mapping[str, Sequence[tuple[str, str]]], source: str = "templates.py"
-            ) -> tuple[dict[str, str], list[str]]:
+def convert(
+  patterns: Mapping[str, Sequence[tuple[str, str]]], source: str = "templates.py"
+) -> tuple[dict[str, str], list[str]]:
   """FLAN patterns -> ({pattern key: file text}, report lines)."""
   known = flan_compat.pattern_keys()
   files, report = {}, []
@@ -100,17 +108,19 @@ def convert(patterns: Mapping[str, Sequence[tuple[str, str]]], source: str = "te
     files[key] = to_yaml(key, converted, source)
     stray = sum(text.count("}n\n") for pair in pairs for text in pair)
     if stray:
-      report.append(f"{key}: kept FLAN's {stray} stray 'n' after a placeholder "
-                    "(FLAN renders it).")
+      report.append(f"{key}: kept FLAN's {stray} stray 'n' after a placeholder (FLAN renders it).")
     if key not in known:
       report.append(f"{key}: no FLAN task config uses this key; written, never read.")
       continue
-    used = {f for pair in converted for text in pair
-            for f in templates_lib.PLACEHOLDER.findall(text)}
+    used = {
+      f for pair in converted for text in pair for f in templates_lib.PLACEHOLDER.findall(text)
+    }
     unknown = sorted(used - set(known[key]))
     if unknown:
-      report.append(f"{key}: fields {', '.join('{' + f + '}' for f in unknown)} are not "
-                    f"emitted by FLAN's preprocessing of this key ({', '.join(known[key])}).")
+      report.append(
+        f"{key}: fields {', '.join('{' + f + '}' for f in unknown)} are not "
+        f"emitted by FLAN's preprocessing of this key ({', '.join(known[key])})."
+      )
   return files, report
 
 
@@ -118,19 +128,23 @@ def check_out_dir(out: pathlib.Path, names: Sequence[str]) -> None:
   """Refuses an output directory where a file this script did not write would be replaced."""
   if out.resolve() == templates_lib.TEMPLATES_DIR.resolve():
     raise UnsafeOutputError(
-        f"--out {out} is the project's own templates/ directory; write FLAN's templates to a "
-        f"directory of their own, e.g. --out {DEFAULT_OUT.name}.")
+      f"--out {out} is the project's own templates/ directory; write FLAN's templates to a "
+      f"directory of their own, e.g. --out {DEFAULT_OUT.name}."
+    )
   if out.exists() and not out.is_dir():
     raise UnsafeOutputError(f"--out {out} exists and is not a directory.")
   for name in names:
     path = out / name
     if path.exists() and not path.read_text(encoding="utf-8").startswith(HEADER):
-      raise UnsafeOutputError(f"{path} exists and was not written by this script; choose "
-                              "another --out directory (nothing was written).")
+      raise UnsafeOutputError(
+        f"{path} exists and was not written by this script; choose "
+        "another --out directory (nothing was written)."
+      )
 
 
-def write(files: Mapping[str, str], patterns: Mapping[str, Sequence[tuple[str, str]]],
-          out: pathlib.Path) -> None:
+def write(
+  files: Mapping[str, str], patterns: Mapping[str, Sequence[tuple[str, str]]], out: pathlib.Path
+) -> None:
   """Writes every file, then reads each back to check it holds FLAN's text exactly."""
   import yaml
 
@@ -147,11 +161,15 @@ def write(files: Mapping[str, str], patterns: Mapping[str, Sequence[tuple[str, s
 
 
 def main(argv=None) -> int:
-  p = argparse.ArgumentParser(description=__doc__,
-                              formatter_class=argparse.RawDescriptionHelpFormatter)
+  p = argparse.ArgumentParser(
+    description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+  )
   p.add_argument("flan_templates", help="FLAN's flan/templates.py (or a file like it)")
-  p.add_argument("--out", default=str(DEFAULT_OUT),
-                 help=f"output directory (default: {DEFAULT_OUT.name}/ in the checkout)")
+  p.add_argument(
+    "--out",
+    default=str(DEFAULT_OUT),
+    help=f"output directory (default: {DEFAULT_OUT.name}/ in the checkout)",
+  )
   args = p.parse_args(argv)
   try:
     patterns = read_patterns(args.flan_templates)

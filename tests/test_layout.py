@@ -39,7 +39,7 @@ def _imports(name: str, path: pathlib.Path, known: set[str]) -> set[str]:
     elif isinstance(node, ast.ImportFrom):
       base = node.module or ""
       if node.level:
-        anchor = package.split(".")[:len(package.split(".")) - node.level + 1]
+        anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
         base = ".".join(anchor + ([base] if base else []))
       targets = [f"{base}.{a.name}" for a in node.names] + [base]
     else:
@@ -83,7 +83,7 @@ def test_the_import_graph_has_no_cycle():
     path.append(node)
     for nxt in sorted(graph[node]):
       if state.get(nxt) == 1:
-        cycle = path[path.index(nxt):] + [nxt]
+        cycle = path[path.index(nxt) :] + [nxt]
         pytest.fail("import cycle: " + " -> ".join(cycle))
       if nxt not in state:
         visit(nxt)
@@ -110,8 +110,11 @@ def test_arrows_point_down_and_siblings_do_not_import_each_other():
 
 
 def test_no_backend_query_in_the_model_code():
-  offenders = [str(p.relative_to(ROOT)) for p in (PACKAGE / "model").rglob("*.py")
-               if "default_backend(" in p.read_text()]
+  offenders = [
+    str(p.relative_to(ROOT))
+    for p in (PACKAGE / "model").rglob("*.py")
+    if "default_backend(" in p.read_text()
+  ]
   assert not offenders, f"jax.default_backend() under flan/model: {offenders}"
 
 

@@ -23,8 +23,9 @@ from flan.data import examples, tasks
 from flan.data import templates as T
 from flan.data.preprocessors import flan_compat as F
 
-REFERENCE_DIR = pathlib.Path(os.environ.get("FLAN_TEST_REFERENCE_DIR",
-                                            DATA_DIR.parent.parent / "flan_reference"))
+REFERENCE_DIR = pathlib.Path(
+  os.environ.get("FLAN_TEST_REFERENCE_DIR", DATA_DIR.parent.parent / "flan_reference")
+)
 GOLDEN = REFERENCE_DIR / "golden_shared.jsonl"
 FLAN_TEMPLATES = REFERENCE_DIR / "templates.py"
 TESTDATA = pathlib.Path(__file__).parent / "testdata"
@@ -37,8 +38,9 @@ EXCEPTIONS: dict[tuple[str, str, int, int], str] = {}
 
 
 def _importer():
-  spec = importlib.util.spec_from_file_location("import_flan_templates",
-                                                ROOT / "scripts" / "import_flan_templates.py")
+  spec = importlib.util.spec_from_file_location(
+    "import_flan_templates", ROOT / "scripts" / "import_flan_templates.py"
+  )
   module = importlib.util.module_from_spec(spec)
   sys.modules[spec.name] = module
   spec.loader.exec_module(module)
@@ -51,8 +53,10 @@ def _importer():
 @pytest.fixture(scope="module")
 def reference(data_dir):
   if not GOLDEN.is_file() or not FLAN_TEMPLATES.is_file():
-    pytest.skip(f"realdata: no FLAN reference renderings at {REFERENCE_DIR} (set "
-                "FLAN_TEST_REFERENCE_DIR or check out ../shared beside the project).")
+    pytest.skip(
+      f"realdata: no FLAN reference renderings at {REFERENCE_DIR} (set "
+      "FLAN_TEST_REFERENCE_DIR or check out ../shared beside the project)."
+    )
   return data_dir
 
 
@@ -80,8 +84,9 @@ def raw_examples(reference, golden):
   out = {}
   for (tfds_name, split), rows in golden.items():
     n = max(r["index"] for r in rows) + 1
-    out[(tfds_name, split)] = list(examples.read_examples(
-        D.ReadSpec(tfds_name, split, 0, n), reference))
+    out[(tfds_name, split)] = list(
+      examples.read_examples(D.ReadSpec(tfds_name, split, 0, n), reference)
+    )
   return out
 
 
@@ -99,16 +104,18 @@ def _compare(golden, raw_examples, flan_templates_dir):
       assert (fields is None) == row["dropped"], (tfds_name, split, row["index"])
       for i, expected in enumerate(row["renders"] or ()):
         counts[row["flan_task"]] += 1
-        got = examples.render_example(flan_task.dataset, fields, i,
-                                      flan_templates_dir=flan_templates_dir)
+        got = examples.render_example(
+          flan_task.dataset, fields, i, flan_templates_dir=flan_templates_dir
+        )
         if got != tuple(expected):
           mismatches[(row["flan_task"], split, row["index"], i)] = (got, tuple(expected))
   return counts, mismatches
 
 
 @pytest.mark.realdata
-def test_replication_mode_renders_flans_golden_rows_byte_for_byte(golden, raw_examples,
-                                                                  flan_templates_dir):
+def test_replication_mode_renders_flans_golden_rows_byte_for_byte(
+  golden, raw_examples, flan_templates_dir
+):
   counts, mismatches = _compare(golden, raw_examples, flan_templates_dir)
   total = sum(counts.values())
   assert total >= 16_000  # every rendered golden row was compared (16,850 today).
@@ -117,8 +124,11 @@ def test_replication_mode_renders_flans_golden_rows_byte_for_byte(golden, raw_ex
   per_task = collections.Counter(k[0] for k in unexpected)
   report = [f"{t}: {counts[t] - n}/{counts[t]} rows equal" for t, n in sorted(per_task.items())]
   first = next(iter(unexpected.items()), None)
-  assert not unexpected, (f"{total - len(mismatches)}/{total} rows equal FLAN's; failing:\n"
-                          + "\n".join(report) + f"\nfirst: {first}")
+  assert not unexpected, (
+    f"{total - len(mismatches)}/{total} rows equal FLAN's; failing:\n"
+    + "\n".join(report)
+    + f"\nfirst: {first}"
+  )
   stale = [k for k in EXCEPTIONS if k not in mismatches]
   assert not stale, f"EXCEPTIONS rows that now match FLAN: {stale}"
 
@@ -139,8 +149,9 @@ def test_registered_tasks_use_the_replication_mode(reference, golden, flan_templ
     by_index = {r["index"]: r for r in golden[("super_glue/rte:1.0.2", "train")]}
     cols = tasks.get(tasks.train_task("rte")).source.columns("train", seed=3)
     checked = 0
-    for inputs, targets, idx, example_id in zip(cols["inputs"], cols["targets"],
-                                                cols["template_idx"], cols["example_id"]):
+    for inputs, targets, idx, example_id in zip(
+      cols["inputs"], cols["targets"], cols["template_idx"], cols["example_id"]
+    ):
       if example_id in by_index:
         assert [inputs, targets] == by_index[example_id]["renders"][idx]
         checked += 1
@@ -151,9 +162,13 @@ def test_registered_tasks_use_the_replication_mode(reference, golden, flan_templ
     first_id = examples.num_input_examples("anli", "train", reference, "r1")
     by_index = {r["index"]: r for r in golden[("anli/r2:0.1.0", "train")]}
     cols = tasks.get(tasks.train_task("anli", "r2")).source.columns("train", seed=3)
-    rows = [(x, y, t, i - first_id) for x, y, t, i in zip(
-        cols["inputs"], cols["targets"], cols["template_idx"], cols["example_id"])
-        if i - first_id in by_index]
+    rows = [
+      (x, y, t, i - first_id)
+      for x, y, t, i in zip(
+        cols["inputs"], cols["targets"], cols["template_idx"], cols["example_id"]
+      )
+      if i - first_id in by_index
+    ]
     assert len(rows) == 20
     assert all([x, y] == by_index[i]["renders"][t] for x, y, t, i in rows)
   finally:
@@ -163,12 +178,14 @@ def test_registered_tasks_use_the_replication_mode(reference, golden, flan_templ
 # ----------------------------------------------------------------------------- FLAN's rules
 
 
-@pytest.mark.parametrize("label, expected", [(0.5, "0"), (1.5, "2"), (2.5, "2"), (3.5, "4"),
-                                             (4.5, "4"), (2.6, "3"), (4.8, "5")])
+@pytest.mark.parametrize(
+  "label, expected",
+  [(0.5, "0"), (1.5, "2"), (2.5, "2"), (3.5, "4"), (4.5, "4"), (2.6, "3"), (4.8, "5")],
+)
 def test_stsb_rounds_the_float32_label_half_to_even(label, expected):
   import numpy as np
-  fields = F.TASKS["stsb"]({"sentence1": "a", "sentence2": "b",
-                            "label": np.float32(label).item()})
+
+  fields = F.TASKS["stsb"]({"sentence1": "a", "sentence2": "b", "label": np.float32(label).item()})
   assert fields["answer"] == expected and fields["answer"] in fields["options"]
 
 
@@ -181,7 +198,8 @@ def test_sentiment140_keeps_neutral_tweets_as_negative():
 def test_cnn_dailymail_keeps_the_text_before_the_dateline():
   article = "LONDON, England (Reuters) -- The story. It ends."
   assert F.TASKS["cnn_dailymail"]({"article": article, "highlights": "h"})["text"] == (
-      "LONDON, England (Reuters")
+    "LONDON, England (Reuters"
+  )
 
 
 def test_fix_punct_removes_non_ascii_as_re2_does():
@@ -190,31 +208,77 @@ def test_fix_punct_removes_non_ascii_as_re2_does():
 
 
 # Inputs beyond the shared samples, with what FLAN's own TF code returns for them.
-@pytest.mark.parametrize("task, example, expected", [
-    ("hellaswag", {"context": "[header] How to x [title] Do a thing. [step] Then more.",
-                   "endings": ["[sub] a", "b", "c", "d"], "label": 1, "activity_label": "q"},
-     {"context": "How to x \nDo a thing. \nThen more.", "options": ["a", "b", "c", "d"],
-      "answer": "b"}),
-    ("samsum", {"dialogue": "A: hi <file_photo> ok <b>\r\nB: <x>", "summary": "s"},
-     {"dialogue": "A: hi  \nB:  "}),  # `<.*>` is greedy within a line
-    ("copa", {"premise": "The man fell.", "question": "cause", "choice1": "a", "choice2": "b",
-              "label": 1}, {"glm_premise": "The man fell because", "answer": "b"}),
-    ("record", {"query": " Hi @placeholder said x", "entities": ["A", "B"], "answers": ["B"],
-                "passage": "P1\n@highlight\nH1"},
-     {"query": "Hi", "passage": "P1", "options": ["A said x", "B said x"],
-      "answer": "B said x", "answers": ["B said x"]}),
-    ("winogrande", {"sentence": "The cat _ sat.", "option1": "A", "option2": "B", "label": 1},
-     {"context": "The cat ", "options": ["A sat.", "B sat."], "answer": "B sat."}),
-    ("e2e_nlg", {"meaning_representation": "name[The Eagle], food[French]", "target": "t",
-                 "references": ["r0"]},
-     {"meaning_representation": "name = The Eagle, food = French", "references": ["r0", "t"]}),
-    ("web_nlg_en", {"input": ["A_b | c_d | e", "x | y"], "target": "t", "references": []},
-     {"input_string": "A b, c d, e; x, y"}),
-    ("dart", {"tripleset": ["[TITLE] x", "a B [c] d"], "target": "t", "references": []},
-     {"tripleset": " x; a B  d", "tripleset_newline": "[TITLE] x\na B [c] d"}),
+@pytest.mark.parametrize(
+  "task, example, expected",
+  [
+    (
+      "hellaswag",
+      {
+        "context": "[header] How to x [title] Do a thing. [step] Then more.",
+        "endings": ["[sub] a", "b", "c", "d"],
+        "label": 1,
+        "activity_label": "q",
+      },
+      {
+        "context": "How to x \nDo a thing. \nThen more.",
+        "options": ["a", "b", "c", "d"],
+        "answer": "b",
+      },
+    ),
+    (
+      "samsum",
+      {"dialogue": "A: hi <file_photo> ok <b>\r\nB: <x>", "summary": "s"},
+      {"dialogue": "A: hi  \nB:  "},
+    ),  # `<.*>` is greedy within a line
+    (
+      "copa",
+      {"premise": "The man fell.", "question": "cause", "choice1": "a", "choice2": "b", "label": 1},
+      {"glm_premise": "The man fell because", "answer": "b"},
+    ),
+    (
+      "record",
+      {
+        "query": " Hi @placeholder said x",
+        "entities": ["A", "B"],
+        "answers": ["B"],
+        "passage": "P1\n@highlight\nH1",
+      },
+      {
+        "query": "Hi",
+        "passage": "P1",
+        "options": ["A said x", "B said x"],
+        "answer": "B said x",
+        "answers": ["B said x"],
+      },
+    ),
+    (
+      "winogrande",
+      {"sentence": "The cat _ sat.", "option1": "A", "option2": "B", "label": 1},
+      {"context": "The cat ", "options": ["A sat.", "B sat."], "answer": "B sat."},
+    ),
+    (
+      "e2e_nlg",
+      {
+        "meaning_representation": "name[The Eagle], food[French]",
+        "target": "t",
+        "references": ["r0"],
+      },
+      {"meaning_representation": "name = The Eagle, food = French", "references": ["r0", "t"]},
+    ),
+    (
+      "web_nlg_en",
+      {"input": ["A_b | c_d | e", "x | y"], "target": "t", "references": []},
+      {"input_string": "A b, c d, e; x, y"},
+    ),
+    (
+      "dart",
+      {"tripleset": ["[TITLE] x", "a B [c] d"], "target": "t", "references": []},
+      {"tripleset": " x; a B  d", "tripleset_newline": "[TITLE] x\na B [c] d"},
+    ),
     ("yelp_polarity_reviews", {"text": 'a\\""b\\nc', "label": 1}, {"text": 'a"b c'}),
     ("true_case", {"en": "École Hello"}, {"lower": "École hello"}),  # ASCII-only lower
-])
+  ],
+)
 def test_flan_preprocessing_matches_flans_code_beyond_the_samples(task, example, expected):
   fields = F.TASKS[task](example)
   assert {k: fields[k] for k in expected} == expected
@@ -256,10 +320,12 @@ def test_importer_converts_every_key_verbatim_into_a_directory_of_its_own(tmp_pa
   out = tmp_path / "flan"
   assert _importer().main([str(TESTDATA / "flan_patterns.py"), "--out", str(out)]) == 0
   assert sorted(p.stem for p in out.glob("*.yaml")) == sorted(
-      ["rte", "glue_mrpc", "wmt16_translate", "true_case", "mystery_key"])
+    ["rte", "glue_mrpc", "wmt16_translate", "true_case", "mystery_key"]
+  )
   rte = T.load_flan("rte", str(out))
-  assert rte[0].input == ("Text: {premise}\nClaim: {hypothesis}n\nDoes the text back the "
-                          "claim?\n{options}")  # {options_} renamed, FLAN's stray `n` kept.
+  assert rte[0].input == (
+    "Text: {premise}\nClaim: {hypothesis}n\nDoes the text back the claim?\n{options}"
+  )  # {options_} renamed, FLAN's stray `n` kept.
   assert rte[0].is_classification
   report = capsys.readouterr().out
   assert "rte: kept FLAN's 1 stray 'n'" in report
@@ -271,8 +337,7 @@ def test_importer_converts_every_key_verbatim_into_a_directory_of_its_own(tmp_pa
 
 def test_importer_never_writes_into_the_shipped_templates(capsys):
   before = {p: p.read_bytes() for p in T.TEMPLATES_DIR.iterdir()}
-  code = _importer().main([str(TESTDATA / "flan_patterns.py"), "--out",
-                           str(T.TEMPLATES_DIR)])
+  code = _importer().main([str(TESTDATA / "flan_patterns.py"), "--out", str(T.TEMPLATES_DIR)])
   assert code == 1
   assert "error: --out" in capsys.readouterr().err
   assert {p: p.read_bytes() for p in T.TEMPLATES_DIR.iterdir()} == before

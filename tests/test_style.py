@@ -19,13 +19,19 @@ def _ruff() -> list[str]:
 
 
 def test_ruff_check_finds_nothing():
-  proc = subprocess.run([*_ruff(), "check", "--no-cache", *TARGETS], cwd=ROOT,
-                        capture_output=True, text=True)
+  proc = subprocess.run(
+    [*_ruff(), "check", "--no-cache", *TARGETS], cwd=ROOT, capture_output=True, text=True
+  )
   assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
 
 
 def test_ruff_format_would_change_nothing():
-  proc = subprocess.run([*_ruff(), "format", "--check", "--no-cache", *TARGETS], cwd=ROOT,
-                        capture_output=True, text=True)
-  assert proc.returncode == 0, (proc.stdout[-4000:] + proc.stderr[-2000:] +
-                                "\nrun `ruff format flan tests scripts`")
+  proc = subprocess.run(
+    [*_ruff(), "format", "--check", "--no-cache", *TARGETS],
+    cwd=ROOT,
+    capture_output=True,
+    text=True,
+  )
+  assert proc.returncode == 0, (
+    proc.stdout[-4000:] + proc.stderr[-2000:] + "\nrun `ruff format flan tests scripts`"
+  )

@@ -20,8 +20,10 @@ def _parse(items, fields=NLI, classification=True):
 
 
 def test_unknown_field_names_file_template_index_and_field():
-  items = [{"input": "{premise}\n{options}", "target": "{answer}"},
-           {"input": "{premise} {nope}", "target": "{answer}"}]
+  items = [
+    {"input": "{premise}\n{options}", "target": "{answer}"},
+    {"input": "{premise} {nope}", "target": "{answer}"},
+  ]
   with pytest.raises(T.TemplateError, match=r"x\.yaml: template 1: unknown field \{nope\}"):
     _parse(items)
 
@@ -32,8 +34,12 @@ def test_stray_brace_options_in_target_and_bad_shapes_are_rejected():
   with pytest.raises(T.TemplateError, match="stray brace"):
     _parse([{"input": "{ premise }", "target": "{answer}"}])
   with pytest.raises(T.TemplateError, match="belongs in the input"):
-    _parse([{"input": "{premise}\n{options}", "target": "{answer}"},
-            {"input": "{premise}", "target": "{options}"}])
+    _parse(
+      [
+        {"input": "{premise}\n{options}", "target": "{answer}"},
+        {"input": "{premise}", "target": "{options}"},
+      ]
+    )
   with pytest.raises(T.TemplateError, match="expected string keys"):
     _parse([{"input": "{premise}"}])
   with pytest.raises(T.TemplateError, match="non-empty `templates:` list"):
@@ -46,8 +52,11 @@ def test_classification_dataset_needs_an_options_template_first():
   # Generation datasets have no such rule; answers/references are never placeholders.
   _parse([{"input": "{premise}", "target": "{answer}"}], classification=False)
   with pytest.raises(T.TemplateError, match=r"unknown field \{references\}"):
-    _parse([{"input": "{references}", "target": "{answer}"}],
-           fields=("answer", "references"), classification=False)
+    _parse(
+      [{"input": "{references}", "target": "{answer}"}],
+      fields=("answer", "references"),
+      classification=False,
+    )
 
 
 def test_turned_around_templates_are_not_classification():
@@ -58,8 +67,12 @@ def test_turned_around_templates_are_not_classification():
 
 def test_render_modes():
   t = T.Template("Premise: {premise}\nHypothesis: {hypothesis}\n{options}", "{answer}")
-  fields = {"premise": "A cat sat.", "hypothesis": "An animal sat.",
-            "options": ["yes", "no"], "answer": "yes"}
+  fields = {
+    "premise": "A cat sat.",
+    "hypothesis": "An animal sat.",
+    "options": ["yes", "no"],
+    "answer": "yes",
+  }
   inputs, targets = T.render(t, fields)
   assert inputs == "Premise: A cat sat.\nHypothesis: An animal sat.\nOPTIONS:\n- yes\n- no"
   assert targets == "yes"

@@ -19,8 +19,9 @@ import numpy as np
 from jax.sharding import PartitionSpec as P
 
 
-def train(*, model: Any, make_optimizer: Any = None, make_iterator: Any = None, **knobs: Any
-          ) -> dict[str, Any]:
+def train(
+  *, model: Any, make_optimizer: Any = None, make_iterator: Any = None, **knobs: Any
+) -> dict[str, Any]:
   """`flan.train.train` with its options built from flat knobs named as the gin macros.
 
   `train(model=m, mixture_or_task_name="synthetic", train_steps=3, model_dir=d, ...)`: each
@@ -30,17 +31,22 @@ def train(*, model: Any, make_optimizer: Any = None, make_iterator: Any = None, 
   from flan import train as train_lib
   from flan.training import optimizer as optimizer_lib
   from flan.training import options
+
   groups = {}
-  for arg, cls in (("data", options.DataOptions), ("run", options.RunOptions),
-                   ("checkpoint", options.CheckpointOptions),
-                   ("evaluation", options.HeldoutEvalOptions)):
+  for arg, cls in (
+    ("data", options.DataOptions),
+    ("run", options.RunOptions),
+    ("checkpoint", options.CheckpointOptions),
+    ("evaluation", options.HeldoutEvalOptions),
+  ):
     names = {f.name for f in dataclasses.fields(cls)}
     groups[arg] = cls(**{k: knobs.pop(k) for k in list(knobs) if k in names})
   if knobs:
     raise TypeError(f"No option takes {sorted(knobs)}.")
   default = lambda param_axes: optimizer_lib.make_optimizer(param_axes=param_axes)[0]
-  return train_lib.train(model=model, make_optimizer=make_optimizer or default,
-                         make_iterator=make_iterator, **groups)
+  return train_lib.train(
+    model=model, make_optimizer=make_optimizer or default, make_iterator=make_iterator, **groups
+  )
 
 
 VOCAB = 384  # >= the byte vocabulary (259), which train() checks against
@@ -67,29 +73,37 @@ class _StandInNet(nn.Module):
   def __call__(self, batch, *, enable_dropout):
     c = self.config
     init = nn.initializers.normal(0.1)
-    emb = self.param("embedding", nn.with_logical_partitioning(init, ("vocab", "embed")),
-                     (c.vocab_size, c.emb_dim))
+    emb = self.param(
+      "embedding", nn.with_logical_partitioning(init, ("vocab", "embed")), (c.vocab_size, c.emb_dim)
+    )
     enc = emb[batch["encoder_input_tokens"]]  # [batch, li, embed]
     mask = (batch["encoder_input_tokens"] > 0)[..., None]
     context = (enc * mask).sum(1, keepdims=True) / jnp.maximum(mask.sum(1, keepdims=True), 1)
     x = emb[batch["decoder_input_tokens"]] + context  # [batch, lt, embed]
-    wi = self.param("wi", nn.with_logical_partitioning(init, ("embed", "mlp")),
-                    (c.emb_dim, c.mlp_dim))
-    wo = self.param("wo", nn.with_logical_partitioning(init, ("mlp", "embed")),
-                    (c.mlp_dim, c.emb_dim))
+    wi = self.param(
+      "wi", nn.with_logical_partitioning(init, ("embed", "mlp")), (c.emb_dim, c.mlp_dim)
+    )
+    wo = self.param(
+      "wo", nn.with_logical_partitioning(init, ("mlp", "embed")), (c.mlp_dim, c.emb_dim)
+    )
     h = nn.gelu(x @ wi)
     h = nn.Dropout(c.dropout_rate, broadcast_dims=(-2,))(h, deterministic=not enable_dropout)
     x = x + h @ wo
-    logits_w = self.param("logits", nn.with_logical_partitioning(init, ("embed", "vocab")),
-                          (c.emb_dim, c.vocab_size))
+    logits_w = self.param(
+      "logits", nn.with_logical_partitioning(init, ("embed", "vocab")), (c.emb_dim, c.vocab_size)
+    )
     return (x @ logits_w).astype(jnp.float32)  # [batch, lt, vocab]
 
 
 class StandInModel:
   """The model contract on a one-block network: summed token loss + z-loss."""
 
-  def __init__(self, config: StandInConfig = StandInConfig(), z_loss: float = 1e-4,
-               loss_normalizing_factor: str | None = None):
+  def __init__(
+    self,
+    config: StandInConfig = StandInConfig(),
+    z_loss: float = 1e-4,
+    loss_normalizing_factor: str | None = None,
+  ):
     self.config, self.z_loss = config, z_loss
     self.module = _StandInNet(config)
     self.loss_normalizing_factor = loss_normalizing_factor  # as EncoderDecoderModel's
@@ -103,21 +117,29 @@ class StandInModel:
 
   def param_logical_specs(self):
     shapes = {"encoder_input_tokens": (1, 4), "decoder_input_tokens": (1, 2)}
-    boxed = jax.eval_shape(lambda: self.module.init(jax.random.PRNGKey(0), self._shapes(shapes),
-                                                    enable_dropout=False))["params"]
+    boxed = jax.eval_shape(
+      lambda: self.module.init(jax.random.PRNGKey(0), self._shapes(shapes), enable_dropout=False)
+    )["params"]
     return nn.get_partition_spec(boxed)
 
   def loss_normalizer(self, batch):
     from flan.model import encoder_decoder
+
     return encoder_decoder.loss_normalizer_and_weights(self.loss_normalizing_factor, batch)[0]
 
   def loss_fn(self, params, batch, dropout_rng, *, normalizer=None):
     from flan.model import encoder_decoder
+
     own, loss_weights = encoder_decoder.loss_normalizer_and_weights(
-        self.loss_normalizing_factor, batch)
+      self.loss_normalizing_factor, batch
+    )
     normalizer = own if normalizer is None else normalizer
-    logits = self.module.apply({"params": params}, batch, enable_dropout=dropout_rng is not None,
-                               rngs={"dropout": dropout_rng} if dropout_rng is not None else {})
+    logits = self.module.apply(
+      {"params": params},
+      batch,
+      enable_dropout=dropout_rng is not None,
+      rngs={"dropout": dropout_rng} if dropout_rng is not None else {},
+    )
     targets, weights = batch["decoder_target_tokens"], batch["decoder_loss_weights"]
     log_z = jax.nn.logsumexp(logits, axis=-1)
     logp = jnp.take_along_axis(logits, targets[..., None], -1)[..., 0] - log_z
@@ -125,10 +147,14 @@ class StandInModel:
     z = (self.z_loss * jnp.square(log_z) * loss_weights).sum() / normalizer
     correct = ((logits.argmax(-1) == targets) * weights).sum()
     loss = cross + z
-    return loss, {"loss": loss, "z_loss": z, "cross_ent_loss": cross,
-                  "cross_ent_sum": -(logp * weights).sum(),
-                  "accuracy": correct.astype(jnp.float32),
-                  "num_tokens": weights.sum().astype(jnp.float32)}
+    return loss, {
+      "loss": loss,
+      "z_loss": z,
+      "cross_ent_loss": cross,
+      "cross_ent_sum": -(logp * weights).sum(),
+      "accuracy": correct.astype(jnp.float32),
+      "num_tokens": weights.sum().astype(jnp.float32),
+    }
 
 
 def tiny_model(dropout_rate: float = 0.1, dtype: str = "float32") -> Any:
@@ -138,9 +164,17 @@ def tiny_model(dropout_rate: float = 0.1, dtype: str = "float32") -> Any:
     from flan.model import network
   except ImportError:
     return StandInModel(StandInConfig(dropout_rate=dropout_rate))
-  config = network.T5Config(vocab_size=VOCAB, emb_dim=32, num_heads=2, num_encoder_layers=2,
-                            num_decoder_layers=2, head_dim=8, mlp_dim=64,
-                            dropout_rate=dropout_rate, dtype=dtype)
+  config = network.T5Config(
+    vocab_size=VOCAB,
+    emb_dim=32,
+    num_heads=2,
+    num_encoder_layers=2,
+    num_decoder_layers=2,
+    head_dim=8,
+    mlp_dim=64,
+    dropout_rate=dropout_rate,
+    dtype=dtype,
+  )
   return model_lib.EncoderDecoderModel(config)
 
 
@@ -181,9 +215,12 @@ def make_batch(seed: int, index: int, batch_size: int, lengths=LENGTHS) -> dict[
   dec[np.arange(lt)[None, :] == (n_out - 1)[:, None]] = 1  # EOS
   dec[np.arange(lt)[None, :] >= n_out[:, None]] = 0
   dec_in = np.concatenate([np.zeros((batch_size, 1), np.int32), dec[:, :-1]], axis=1)
-  return {"encoder_input_tokens": enc, "decoder_target_tokens": dec,
-          "decoder_input_tokens": dec_in,
-          "decoder_loss_weights": (dec > 0).astype(np.int32)}
+  return {
+    "encoder_input_tokens": enc,
+    "decoder_target_tokens": dec,
+    "decoder_input_tokens": dec_in,
+    "decoder_loss_weights": (dec > 0).astype(np.int32),
+  }
 
 
 class SyntheticIterator:
@@ -216,10 +253,13 @@ class SyntheticIterator:
 
   def batch_shapes(self):
     extra = {"poison": (self.batch_size,)} if self.poison_at else {}
-    return {**extra, "encoder_input_tokens": (self.batch_size, self.lengths["inputs"]),
-            "decoder_target_tokens": (self.batch_size, self.lengths["targets"]),
-            "decoder_input_tokens": (self.batch_size, self.lengths["targets"]),
-            "decoder_loss_weights": (self.batch_size, self.lengths["targets"])}
+    return {
+      **extra,
+      "encoder_input_tokens": (self.batch_size, self.lengths["inputs"]),
+      "decoder_target_tokens": (self.batch_size, self.lengths["targets"]),
+      "decoder_input_tokens": (self.batch_size, self.lengths["targets"]),
+      "decoder_loss_weights": (self.batch_size, self.lengths["targets"]),
+    }
 
 
 def spec_of(specs: Any) -> list[P]:

@@ -43,8 +43,7 @@ def holdout_eval(cluster: str) -> str:
   return f"flan_holdout_{cluster}_eval"
 
 
-def train_rate(num_examples: int, mixing_cap: int | None = 3000,
-               temperature: float = 1.0) -> float:
+def train_rate(num_examples: int, mixing_cap: int | None = 3000, temperature: float = 1.0) -> float:
   """Examples-proportional rate: min(n, cap) ** (1 / temperature)."""
   n = num_examples if mixing_cap is None else min(num_examples, mixing_cap)
   return float(n) ** (1.0 / temperature)
@@ -61,9 +60,9 @@ def train_datasets(mixture: str, train_clusters: Iterable[str] | None = None) ->
   raise ValueError(f"{mixture!r} is not a FLAN training mixture.")
 
 
-def definitions(train_clusters: Iterable[str] | None = None,
-                num_eval_templates: Mapping[str, int] | None = None
-                ) -> dict[str, tuple[tuple[str, str], ...]]:
+def definitions(
+  train_clusters: Iterable[str] | None = None, num_eval_templates: Mapping[str, int] | None = None
+) -> dict[str, tuple[tuple[str, str], ...]]:
   """Every mixture: name -> ((task name, dataset), ...). Pure function of the tables.
 
   Args:
@@ -72,20 +71,29 @@ def definitions(train_clusters: Iterable[str] | None = None,
   """
   counts = num_eval_templates or {}
   out = {}
-  members = lambda datasets: tuple((task, d) for d in datasets
-                                   for task, _ in task_names.train_members(d))
+  members = lambda datasets: tuple(
+    (task, d) for d in datasets for task, _ in task_names.train_members(d)
+  )
   for cluster in clusters_lib.CLUSTERS:
     split = clusters_lib.holdout(cluster, train_clusters)
     out[holdout_train(cluster)] = members(split.train_datasets)
     out[holdout_eval(cluster)] = tuple(
-        (task_names.eval_task(d, i), d) for d in split.eval_datasets
-        for i in range(counts.get(d, templates_lib.NUM_TEMPLATES)))
+      (task_names.eval_task(d, i), d)
+      for d in split.eval_datasets
+      for i in range(counts.get(d, templates_lib.NUM_TEMPLATES))
+    )
   out[ALL_TRAIN] = members(train_datasets(ALL_TRAIN, train_clusters))
   return out
 
 
-def _train_rate(dataset: str, source: str, data_dir: str | None, mixing_cap: int | None,
-                temperature: float, task=None) -> float:
+def _train_rate(
+  dataset: str,
+  source: str,
+  data_dir: str | None,
+  mixing_cap: int | None,
+  temperature: float,
+  task=None,
+) -> float:
   del task  # seqio passes the task; the rate depends on the source's split sizes only.
   n = examples.num_input_examples(dataset, "train", data_dir, source or None)
   return train_rate(n, mixing_cap, temperature)
@@ -116,27 +124,35 @@ def register(config) -> list[str]:
   counts = {d.name: len(examples.get_templates(d.name)) for d in datasets_lib.DATASETS}
   keep = lambda d: True
   if config.missing_datasets == "skip":
-    missing = sorted(d.name for d in datasets_lib.DATASETS
-                     if not prepared(d.name, config.data_dir))
+    missing = sorted(d.name for d in datasets_lib.DATASETS if not prepared(d.name, config.data_dir))
     if missing:
-      logging.warning("Leaving %d datasets out of the FLAN mixtures: not prepared in %s: %s",
-                      len(missing), config.data_dir or "TFDS's default data_dir",
-                      ", ".join(missing))
+      logging.warning(
+        "Leaving %d datasets out of the FLAN mixtures: not prepared in %s: %s",
+        len(missing),
+        config.data_dir or "TFDS's default data_dir",
+        ", ".join(missing),
+      )
     keep = lambda d: d not in missing
-  source_of = {task: source for d in datasets_lib.DATASETS
-               for task, source in task_names.train_members(d.name)}
+  source_of = {
+    task: source for d in datasets_lib.DATASETS for task, source in task_names.train_members(d.name)
+  }
   names = []
   for name, members in definitions(config.train_clusters, counts).items():
     members = tuple(m for m in members if keep(m[1]))
     if not members:  # e.g. train_clusters leaves nothing beside the held-out cluster.
       continue
     if name.endswith("_eval"):
-      rates = [(task, functools.partial(_eval_rate, d, config.data_dir))
-               for task, d in members]
+      rates = [(task, functools.partial(_eval_rate, d, config.data_dir)) for task, d in members]
     else:
-      rates = [(task, functools.partial(_train_rate, d, source_of[task], config.data_dir,
-                                        config.mixing_cap, config.temperature))
-               for task, d in members]
+      rates = [
+        (
+          task,
+          functools.partial(
+            _train_rate, d, source_of[task], config.data_dir, config.mixing_cap, config.temperature
+          ),
+        )
+        for task, d in members
+      ]
     seqio.MixtureRegistry.remove(name)
     seqio.MixtureRegistry.add(name, rates)
     names.append(name)

@@ -41,11 +41,11 @@ from flan.data import examples, mixtures, vocabularies
 from flan.data import templates as templates_lib
 from flan.data.preprocessors import flan_compat
 from flan.data.task_names import (  # noqa: F401 - the task names, re-exported
-    PREFIX,
-    eval_task,
-    scoring_task,
-    train_members,
-    train_task,
+  PREFIX,
+  eval_task,
+  scoring_task,
+  train_members,
+  train_task,
 )
 
 # The pure-Python example API, re-exported (see `flan.data.examples`).
@@ -53,7 +53,6 @@ load_examples = examples.load_examples
 render_example = examples.render_example
 template_indices = examples.template_indices
 DataNotPreparedError = examples.DataNotPreparedError
-
 
 
 @dataclasses.dataclass(frozen=True)
@@ -97,8 +96,9 @@ class FlanSource(seqio.FunctionDataSource):
   rates never read data.
   """
 
-  def __init__(self, dataset: str, kind: str, config: Config, template_idx: int = 0,
-               source: str | None = None):
+  def __init__(
+    self, dataset: str, kind: str, config: Config, template_idx: int = 0, source: str | None = None
+  ):
     self.dataset = dataset
     self.kind = kind
     self.template_idx = template_idx
@@ -111,25 +111,37 @@ class FlanSource(seqio.FunctionDataSource):
     """Examples of `split` before preprocessing, from the split sizes alone."""
     return examples.num_input_examples(self.dataset, split, self.config.data_dir, self.source)
 
-  def columns(self, split: str, seed: int | None = None,
-              limit: int | None = None) -> dict[str, list]:
+  def columns(
+    self, split: str, seed: int | None = None, limit: int | None = None
+  ) -> dict[str, list]:
     """The rendered rows of `split` (the first `limit` examples): feature -> values."""
     if split not in self.splits:
-      raise ValueError(f"Task kind {self.kind!r} of {self.dataset!r} has splits "
-                       f"{list(self.splits)}, not {split!r}.")
+      raise ValueError(
+        f"Task kind {self.kind!r} of {self.dataset!r} has splits "
+        f"{list(self.splits)}, not {split!r}."
+      )
     d, cfg = self.dataset, self.config
     flan_dir = cfg.flan_templates_dir  # None, or the replication mode
-    rows = examples.load_examples(d, split, cfg.data_dir, self.source,
-                                  flan_compat=flan_dir is not None)[:limit]
+    rows = examples.load_examples(
+      d, split, cfg.data_dir, self.source, flan_compat=flan_dir is not None
+    )[:limit]
     ids = [r["example_id"] for r in rows]
     if self.kind == "scoring":
-      cols = {"inputs": [], "targets": [], "example_id": [], "option_idx": [],
-              "is_correct": [], "template_idx": []}
+      cols = {
+        "inputs": [],
+        "targets": [],
+        "example_id": [],
+        "option_idx": [],
+        "is_correct": [],
+        "template_idx": [],
+      }
       for row in rows:
         for inputs, targets, option_idx, correct in examples.scoring_rows(
-            d, row, self.template_idx, cfg.template_mode, flan_dir):
-          for key, value in zip(cols, (inputs, targets, row["example_id"], option_idx,
-                                       correct, self.template_idx)):
+          d, row, self.template_idx, cfg.template_mode, flan_dir
+        ):
+          for key, value in zip(
+            cols, (inputs, targets, row["example_id"], option_idx, correct, self.template_idx)
+          ):
             cols[key].append(value)
       return cols
     if self.kind == "train":
@@ -137,43 +149,58 @@ class FlanSource(seqio.FunctionDataSource):
       chosen = examples.template_indices(0 if seed is None else seed, d, ids, count).tolist()
     else:
       chosen = [self.template_idx] * len(rows)
-    rendered = [examples.render_example(d, r, t, cfg.template_mode, flan_dir)
-                for r, t in zip(rows, chosen)]
-    return {"inputs": [x for x, _ in rendered], "targets": [y for _, y in rendered],
-            "template_idx": chosen, "example_id": ids}
+    rendered = [
+      examples.render_example(d, r, t, cfg.template_mode, flan_dir) for r, t in zip(rows, chosen)
+    ]
+    return {
+      "inputs": [x for x, _ in rendered],
+      "targets": [y for _, y in rendered],
+      "template_idx": chosen,
+      "example_id": ids,
+    }
 
   def _dataset_fn(self, split: str, shuffle_files: bool, seed: int | None = None):
     cols = self.columns(split, seed)
     if shuffle_files:  # a full permutation, better than seqio's 1000-example buffer.
-      order = np.random.default_rng(0 if seed is None else seed).permutation(
-          len(cols["inputs"]))
+      order = np.random.default_rng(0 if seed is None else seed).permutation(len(cols["inputs"]))
       cols = {k: [v[i] for i in order] for k, v in cols.items()}
     return tf.data.Dataset.from_tensor_slices(
-        {k: (_strings(v) if k in ("inputs", "targets") else _ints(v))
-         for k, v in cols.items()})
+      {k: (_strings(v) if k in ("inputs", "targets") else _ints(v)) for k, v in cols.items()}
+    )
 
 
 def _add_task(name: str, source: FlanSource, vocabulary: seqio.Vocabulary) -> None:
-  features = {"inputs": seqio.Feature(vocabulary, add_eos=True),
-              "targets": seqio.Feature(vocabulary, add_eos=True)}
+  features = {
+    "inputs": seqio.Feature(vocabulary, add_eos=True),
+    "targets": seqio.Feature(vocabulary, add_eos=True),
+  }
   seqio.TaskRegistry.add(
-      name, source=source, output_features=features,
-      preprocessors=[seqio.preprocessors.tokenize, seqio.CacheDatasetPlaceholder(),
-                     seqio.preprocessors.append_eos_after_trim],
-      metric_fns=[])
+    name,
+    source=source,
+    output_features=features,
+    preprocessors=[
+      seqio.preprocessors.tokenize,
+      seqio.CacheDatasetPlaceholder(),
+      seqio.preprocessors.append_eos_after_trim,
+    ],
+    metric_fns=[],
+  )
   _REGISTERED.add(name)
 
 
-def _check_knobs(num_templates, template_mode, mixing_cap, temperature, train_clusters,
-                 missing_datasets):
+def _check_knobs(
+  num_templates, template_mode, mixing_cap, temperature, train_clusters, missing_datasets
+):
   if not 1 <= num_templates <= templates_lib.NUM_TEMPLATES:
-    raise ValueError(f"num_templates must be in 1..{templates_lib.NUM_TEMPLATES}, got "
-                     f"{num_templates}.")
+    raise ValueError(
+      f"num_templates must be in 1..{templates_lib.NUM_TEMPLATES}, got {num_templates}."
+    )
   if missing_datasets not in ("error", "skip"):
     raise ValueError(f"missing_datasets must be 'error' or 'skip', got {missing_datasets!r}.")
   if template_mode not in templates_lib.MODES:
-    raise ValueError(f"Unknown template_mode {template_mode!r}; choose one of "
-                     f"{', '.join(templates_lib.MODES)}.")
+    raise ValueError(
+      f"Unknown template_mode {template_mode!r}; choose one of {', '.join(templates_lib.MODES)}."
+    )
   if mixing_cap is not None and mixing_cap <= 0:
     raise ValueError(f"mixing_cap must be positive (or None: uncapped), got {mixing_cap}.")
   if temperature <= 0:
@@ -185,14 +212,18 @@ def _check_knobs(num_templates, template_mode, mixing_cap, temperature, train_cl
   return train_clusters
 
 
-def register(*, data_dir: str | None = None,
-             vocabulary: seqio.Vocabulary | str | None = None,
-             num_templates: int = templates_lib.NUM_TEMPLATES,
-             template_mode: str = "instructions", mixing_cap: int | None = 3000,
-             temperature: float = 1.0,
-             train_clusters: Iterable[str] | None = None,
-             missing_datasets: str = "error",
-             flan_templates_dir: str | None = None) -> Config:
+def register(
+  *,
+  data_dir: str | None = None,
+  vocabulary: seqio.Vocabulary | str | None = None,
+  num_templates: int = templates_lib.NUM_TEMPLATES,
+  template_mode: str = "instructions",
+  mixing_cap: int | None = 3000,
+  temperature: float = 1.0,
+  train_clusters: Iterable[str] | None = None,
+  missing_datasets: str = "error",
+  flan_templates_dir: str | None = None,
+) -> Config:
   """(Re-)registers every FLAN task and mixture with these knobs.
 
   Args:
@@ -222,8 +253,9 @@ def register(*, data_dir: str | None = None,
       names the file, the template index and the field).
   """
   global _CONFIG
-  train_clusters = _check_knobs(num_templates, template_mode, mixing_cap, temperature,
-                                train_clusters, missing_datasets)
+  train_clusters = _check_knobs(
+    num_templates, template_mode, mixing_cap, temperature, train_clusters, missing_datasets
+  )
   if not isinstance(vocabulary, seqio.Vocabulary):
     vocabulary = vocabularies.get_vocabulary(vocabulary)
   if flan_templates_dir is not None:
@@ -231,10 +263,20 @@ def register(*, data_dir: str | None = None,
     for spec in datasets_lib.DATASETS:  # fail now, naming the file, not when data is read.
       for flan_task in flan_compat.tasks_of(spec.name):
         templates_lib.load_flan(flan_task.pattern_key, flan_templates_dir)
-  config = Config(data_dir, vocabulary, num_templates, template_mode, mixing_cap,
-                  temperature, train_clusters, missing_datasets, flan_templates_dir)
-  all_templates = {d.name: examples.get_templates(d.name, flan_templates_dir)
-                   for d in datasets_lib.DATASETS}
+  config = Config(
+    data_dir,
+    vocabulary,
+    num_templates,
+    template_mode,
+    mixing_cap,
+    temperature,
+    train_clusters,
+    missing_datasets,
+    flan_templates_dir,
+  )
+  all_templates = {
+    d.name: examples.get_templates(d.name, flan_templates_dir) for d in datasets_lib.DATASETS
+  }
   for name in sorted(_REGISTERED):
     seqio.MixtureRegistry.remove(name)
     seqio.TaskRegistry.remove(name)
@@ -266,9 +308,10 @@ def get(name: str) -> seqio.Task | seqio.Mixture:
   close = difflib.get_close_matches(name, _REGISTERED, n=6, cutoff=0.6)
   hint = f" Did you mean: {', '.join(close)}?" if close else ""
   raise ValueError(
-      f"Unknown FLAN task or mixture {name!r}.{hint} Tasks are flan_<dataset>[_<source>]_train, "
-      "flan_<dataset>_t<i>[_scoring]; mixtures flan_holdout_<cluster>_train/_eval and "
-      "flan_all_train (see `python -m flan.show --list`).")
+    f"Unknown FLAN task or mixture {name!r}.{hint} Tasks are flan_<dataset>[_<source>]_train, "
+    "flan_<dataset>_t<i>[_scoring]; mixtures flan_holdout_<cluster>_train/_eval and "
+    "flan_all_train (see `python -m flan.show --list`)."
+  )
 
 
 register()

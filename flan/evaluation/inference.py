@@ -25,6 +25,7 @@ from flan.tokens import EOS_ID, PAD_ID
 
 MIN_LENGTH = 8  # smallest padded length: keeps the number of compiled shapes small.
 
+
 def padded_length(n: int, cap: int) -> int:
   """`n` rounded up to the next of 8, 16, 24, 32, 40, 48, 56, 64, 80, 96, ... (four steps per
   power of two: at most 25% padding, few compiled shapes), at most `cap`."""
@@ -38,7 +39,7 @@ def _rows_array(rows: Sequence[Sequence[int]], length: int, size: int) -> np.nda
   out = np.zeros((size, length), dtype=np.int32)
   for i in range(size):
     row = rows[i] if i < len(rows) else rows[0]
-    out[i, :len(row)] = row
+    out[i, : len(row)] = row
   return out
 
 
@@ -51,8 +52,15 @@ class ModelRunner:
   on (example, option) rows. Each model method is jitted here, once, with those shardings.
   """
 
-  def __init__(self, model: Any, mesh: jax.sharding.Mesh, batch_size: int, *,
-               num_beams: int = 1, share_encoder: bool | None = None):
+  def __init__(
+    self,
+    model: Any,
+    mesh: jax.sharding.Mesh,
+    batch_size: int,
+    *,
+    num_beams: int = 1,
+    share_encoder: bool | None = None,
+  ):
     partitioning.check_batch_size(batch_size, mesh)
     self.model, self.mesh, self.batch_size, self.num_beams = model, mesh, batch_size, num_beams
     self.shard_index, self.num_shards = partitioning.data_shard_info(mesh)
@@ -65,16 +73,19 @@ class ModelRunner:
     if share_encoder:
       self._score_options = jax.jit(model.score_options, out_shardings=replicated)
     self._predict = functools.lru_cache(maxsize=None)(
-        lambda length: jax.jit(functools.partial(model.predict_batch, max_decode_length=length,
-                                                 num_beams=num_beams),
-                               out_shardings=replicated))
+      lambda length: jax.jit(
+        functools.partial(model.predict_batch, max_decode_length=length, num_beams=num_beams),
+        out_shardings=replicated,
+      )
+    )
     self.stats = collections.Counter()
 
   def place(self, params: Any) -> Any:
     """Puts parameters on the mesh as training shards them (no-op when they already are)."""
     try:
-      shardings = partitioning.logical_to_sharding(self.model.param_logical_specs(),
-                                                   self.mesh, shapes=params)
+      shardings = partitioning.logical_to_sharding(
+        self.model.param_logical_specs(), self.mesh, shapes=params
+      )
     except (AttributeError, TypeError, ValueError) as e:
       logging.warning("Parameter specs do not match the parameters (%s); replicating.", e)
       shardings = NamedSharding(self.mesh, P())
@@ -84,12 +95,16 @@ class ModelRunner:
     local = {}
     for k, v in batch.items():
       per_host = v.shape[0] // self.num_shards
-      local[k] = v[self.shard_index * per_host:(self.shard_index + 1) * per_host]
+      local[k] = v[self.shard_index * per_host : (self.shard_index + 1) * per_host]
     return partitioning.shard_batch(local, self.mesh)
 
-  def score_options(self, params: Any, inputs: Sequence[Sequence[int]],
-                    options: Sequence[Sequence[Sequence[int]]],
-                    lengths: tuple[int, int]) -> list[list[float]]:
+  def score_options(
+    self,
+    params: Any,
+    inputs: Sequence[Sequence[int]],
+    options: Sequence[Sequence[Sequence[int]]],
+    lengths: tuple[int, int],
+  ) -> list[list[float]]:
     """Rank classification: per example, the score of each of its options."""
     if not self.share_encoder:
       flat = [(i, o) for i, opts in enumerate(options) for o in opts]
@@ -104,34 +119,42 @@ class ModelRunner:
     size = max(self._unit, self.batch_size // k // self._unit * self._unit)
     out = []
     for start in range(0, len(inputs), size):
-      enc = _rows_array(inputs[start:start + size], li, size)  # [E, Li]
+      enc = _rows_array(inputs[start : start + size], li, size)  # [E, Li]
       tgt = np.zeros((size, k, lt), np.int32)  # [E, K, Lt]
       for e in range(size):
         src = start + e if start + e < len(options) else start  # padding: copy the first
         for j, o in enumerate(options[src]):
-          tgt[e, j, :len(o)] = o
+          tgt[e, j, : len(o)] = o
       batch = {"encoder_input_tokens": enc, "decoder_target_tokens": tgt}
       with partitioning.activation_rules(self.mesh):
         scores = np.asarray(self._score_options(params, self._global(batch)))  # [E, K]
       n = min(size, len(inputs) - start)
-      out.extend(scores[e, :len(options[start + e])].tolist() for e in range(n))
+      out.extend(scores[e, : len(options[start + e])].tolist() for e in range(n))
       self.stats["score_batches"] += 1
       self.stats["padding_rows"] += (size - n) * k
     return out
 
-  def score(self, params: Any, inputs: Sequence[Sequence[int]],
-            targets: Sequence[Sequence[int]], lengths: tuple[int, int]) -> np.ndarray:
+  def score(
+    self,
+    params: Any,
+    inputs: Sequence[Sequence[int]],
+    targets: Sequence[Sequence[int]],
+    lengths: tuple[int, int],
+  ) -> np.ndarray:
     """Sum of target log-probs per row: [num_rows] float32."""
     li, lt = lengths
     out = []
     for start in range(0, len(inputs), self.batch_size):
-      enc = _rows_array(inputs[start:start + self.batch_size], li, self.batch_size)
-      tgt = _rows_array(targets[start:start + self.batch_size], lt, self.batch_size)
+      enc = _rows_array(inputs[start : start + self.batch_size], li, self.batch_size)
+      tgt = _rows_array(targets[start : start + self.batch_size], lt, self.batch_size)
       dec_in = np.zeros_like(tgt)
       dec_in[:, 1:] = tgt[:, :-1]  # teacher forcing: targets shifted right, 0 first.
-      batch = {"encoder_input_tokens": enc, "decoder_input_tokens": dec_in,
-               "decoder_target_tokens": tgt,
-               "decoder_loss_weights": (tgt != PAD_ID).astype(np.int32)}
+      batch = {
+        "encoder_input_tokens": enc,
+        "decoder_input_tokens": dec_in,
+        "decoder_target_tokens": tgt,
+        "decoder_loss_weights": (tgt != PAD_ID).astype(np.int32),
+      }
       with partitioning.activation_rules(self.mesh):
         scores = np.asarray(self._score(params, self._global(batch)))  # [B]
       n = min(self.batch_size, len(inputs) - start)
@@ -140,20 +163,25 @@ class ModelRunner:
       self.stats["padding_rows"] += self.batch_size - n
     return np.concatenate(out) if out else np.zeros((0,), np.float32)
 
-  def predict(self, params: Any, inputs: Sequence[Sequence[int]], input_length: int,
-              decode_length: int) -> list[list[int]]:
+  def predict(
+    self, params: Any, inputs: Sequence[Sequence[int]], input_length: int, decode_length: int
+  ) -> list[list[int]]:
     """Generated tokens per row, cut at the first EOS."""
     out = []
     for start in range(0, len(inputs), self.batch_size):
-      enc = _rows_array(inputs[start:start + self.batch_size], input_length, self.batch_size)
+      enc = _rows_array(inputs[start : start + self.batch_size], input_length, self.batch_size)
       blank = np.zeros((self.batch_size, decode_length), np.int32)  # [B, Ld]
-      batch = {"encoder_input_tokens": enc, "decoder_input_tokens": blank,
-               "decoder_target_tokens": blank, "decoder_loss_weights": blank}
+      batch = {
+        "encoder_input_tokens": enc,
+        "decoder_input_tokens": blank,
+        "decoder_target_tokens": blank,
+        "decoder_loss_weights": blank,
+      }
       with partitioning.activation_rules(self.mesh):
         tokens = np.asarray(self._predict(decode_length)(params, self._global(batch)))
       n = min(self.batch_size, len(inputs) - start)
       for row in tokens[:n].tolist():
-        row = row[:row.index(EOS_ID)] if EOS_ID in row else row
+        row = row[: row.index(EOS_ID)] if EOS_ID in row else row
         out.append([t for t in row if t != PAD_ID])
       self.stats["predict_batches"] += 1
       self.stats["padding_rows"] += self.batch_size - n

@@ -42,9 +42,16 @@ IMPLEMENTATIONS = ("xla", "rows")
 _F32 = jnp.float32
 
 
-def dot_product_attention(query: Array, key: Array, value: Array, bias: Array | None,
-                          visible: Array, keep: Array | None = None, *,
-                          implementation: str = "auto") -> Array:
+def dot_product_attention(
+  query: Array,
+  key: Array,
+  value: Array,
+  bias: Array | None,
+  visible: Array,
+  keep: Array | None = None,
+  *,
+  implementation: str = "auto",
+) -> Array:
   """Multi-head attention output [batch, q, heads, kv] in the dtype of `query`.
 
   Args:
@@ -57,16 +64,24 @@ def dot_product_attention(query: Array, key: Array, value: Array, bias: Array | 
       its "auto" to one of them when it is built.
   """
   if implementation not in IMPLEMENTATIONS:
-    raise ValueError(f"attention implementation {implementation!r} is not one of "
-                     f"{IMPLEMENTATIONS} (T5Config resolves 'auto').")
+    raise ValueError(
+      f"attention implementation {implementation!r} is not one of "
+      f"{IMPLEMENTATIONS} (T5Config resolves 'auto')."
+    )
   if implementation == "xla":
     return xla_attention(query, key, value, bias, visible, keep)
   visible = jnp.broadcast_to(visible, (query.shape[0], visible.shape[1], key.shape[1]))
   return _sharded(query, key, value, bias, visible, keep)
 
 
-def xla_attention(query: Array, key: Array, value: Array, bias: Array | None, visible: Array,
-                  keep: Array | None = None) -> Array:
+def xla_attention(
+  query: Array,
+  key: Array,
+  value: Array,
+  bias: Array | None,
+  visible: Array,
+  keep: Array | None = None,
+) -> Array:
   """The einsum form, in the activation dtype (t5x's `dot_product_attention`)."""
   dtype = query.dtype
   logits = jnp.einsum("bqhd,bkhd->bhqk", query, key)  # [batch, heads, q, k]
@@ -88,15 +103,21 @@ def _sharded(query, key, value, bias, visible, keep):
     return rows_attention(query, key, value, bias, visible, keep, ((), ()))
   batch, heads = nn.logical_to_mesh_axes(("batch", "heads"))
   batch_axes, heads_axes = _names(batch), _names(heads)
-  if (query.shape[0] % _axis_size(mesh, batch_axes)
-      or query.shape[2] % _axis_size(mesh, heads_axes)):
+  if query.shape[0] % _axis_size(mesh, batch_axes) or query.shape[2] % _axis_size(mesh, heads_axes):
     return xla_attention(query, key, value, bias, visible, keep)  # shards would be uneven
   qkv = P(batch, None, heads, None)
-  specs = (qkv, qkv, qkv, None if bias is None else P(heads, None, None),
-           P(batch, None, None), None if keep is None else P(batch, heads, None))
+  specs = (
+    qkv,
+    qkv,
+    qkv,
+    None if bias is None else P(heads, None, None),
+    P(batch, None, None),
+    None if keep is None else P(batch, heads, None),
+  )
   kernel = lambda *args: rows_attention(*args, (batch_axes, heads_axes))
   return jax.shard_map(kernel, mesh=mesh, in_specs=specs, out_specs=qkv)(
-      query, key, value, bias, visible, keep)
+    query, key, value, bias, visible, keep
+  )
 
 
 def _names(axis: str | tuple[str, ...] | None) -> tuple[str, ...]:
@@ -136,8 +157,15 @@ def _row_forward(q, k, v, bias, visible, keep):
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(6,))
-def rows_attention(query: Array, key: Array, value: Array, bias: Array | None, visible: Array,
-                   keep: Array | None, axes: tuple[tuple[str, ...], tuple[str, ...]]) -> Array:
+def rows_attention(
+  query: Array,
+  key: Array,
+  value: Array,
+  bias: Array | None,
+  visible: Array,
+  keep: Array | None,
+  axes: tuple[tuple[str, ...], tuple[str, ...]],
+) -> Array:
   """The row-blocked kernel (arguments as `dot_product_attention`; `visible` [batch, q, k]).
 
   `axes`: inside `shard_map`, the mesh axes that split the batch and those that split the
@@ -148,8 +176,9 @@ def rows_attention(query: Array, key: Array, value: Array, bias: Array | None, v
 
 def _rows_forward(query, key, value, bias, visible, keep, axes):
   del axes
-  out, lse = jax.lax.map(lambda row: _row_forward(*row[:3], bias, *row[3:]),
-                         (query, key, value, visible, keep))
+  out, lse = jax.lax.map(
+    lambda row: _row_forward(*row[:3], bias, *row[3:]), (query, key, value, visible, keep)
+  )
   return out, (query, key, value, bias, visible, keep, out, lse)
 
 
@@ -185,7 +214,8 @@ def _rows_backward(axes, residuals, d_out):
     d_bias = jnp.zeros(bias.shape, _F32)
     d_bias = jax.lax.pcast(d_bias, every, to="varying") if every else d_bias
   d_bias, (dq, dk, dv) = jax.lax.scan(
-      row, d_bias, (query, key, value, visible, keep, out, lse, d_out))
+    row, d_bias, (query, key, value, visible, keep, out, lse, d_out)
+  )
   if bias is not None:
     # Under shard_map the bias is shared by the devices that split the batch: its gradient
     # is the sum of theirs.

@@ -75,21 +75,27 @@ class T5Config:
     object.__setattr__(self, "mlp_activations", tuple(self.mlp_activations))
     unknown = [a for a in self.mlp_activations if a not in ACTIVATION_NAMES]
     if unknown:
-      raise ValueError(f"T5Config.mlp_activations has unknown {unknown}; use names from "
-                       f"{sorted(ACTIVATION_NAMES)} (T5 1.1: ('gelu', 'linear')).")
+      raise ValueError(
+        f"T5Config.mlp_activations has unknown {unknown}; use names from "
+        f"{sorted(ACTIVATION_NAMES)} (T5 1.1: ('gelu', 'linear'))."
+      )
     if self.attention not in ("auto",) + attention_lib.IMPLEMENTATIONS:
-      raise ValueError(f"T5Config.attention={self.attention!r} is not one of "
-                       f"{('auto',) + attention_lib.IMPLEMENTATIONS}.")
+      raise ValueError(
+        f"T5Config.attention={self.attention!r} is not one of "
+        f"{('auto',) + attention_lib.IMPLEMENTATIONS}."
+      )
     if self.matmul not in ("auto",) + MATMULS:
       raise ValueError(f"T5Config.matmul={self.matmul!r} is not one of {('auto',) + MATMULS}.")
     if self.remat_policy not in REMAT_POLICIES:
-      raise ValueError(f"T5Config.remat_policy={self.remat_policy!r} is not one of "
-                       f"{REMAT_POLICIES}.")
+      raise ValueError(
+        f"T5Config.remat_policy={self.remat_policy!r} is not one of {REMAT_POLICIES}."
+      )
     try:
       jnp.dtype(self.dtype)
     except TypeError:
-      raise ValueError(f"T5Config.dtype={self.dtype!r} is not a dtype name; use 'bfloat16' "
-                       "or 'float32'.") from None
+      raise ValueError(
+        f"T5Config.dtype={self.dtype!r} is not a dtype name; use 'bfloat16' or 'float32'."
+      ) from None
 
   @property
   def activation_dtype(self) -> jnp.dtype:

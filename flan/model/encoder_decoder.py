@@ -34,13 +34,20 @@ from flan.tokens import PAD_ID
 
 Array = jax.Array
 NORMALIZERS = ("NUM_REAL_TARGET_TOKENS", "NUM_TOTAL_TARGET_TOKENS", "AVERAGE_PER_SEQUENCE")
-_NETWORK_INPUTS = ("encoder_input_tokens", "decoder_input_tokens", "decoder_target_tokens",
-                   "encoder_segment_ids", "decoder_segment_ids", "encoder_positions",
-                   "decoder_positions")
+_NETWORK_INPUTS = (
+  "encoder_input_tokens",
+  "decoder_input_tokens",
+  "decoder_target_tokens",
+  "encoder_segment_ids",
+  "decoder_segment_ids",
+  "encoder_positions",
+  "decoder_positions",
+)
 
 
-def token_losses(logits: Array, targets: Array, *, z_loss: float = 1e-4,
-                 label_smoothing: float = 0.0) -> tuple[Array, Array]:
+def token_losses(
+  logits: Array, targets: Array, *, z_loss: float = 1e-4, label_smoothing: float = 0.0
+) -> tuple[Array, Array]:
   """t5x's per-token loss and its z-loss part, both [batch, length] float32, unweighted.
 
   Computed from log-softmax gathers, so no [tokens, vocab] one-hot is built.
@@ -67,9 +74,14 @@ def token_losses(logits: Array, targets: Array, *, z_loss: float = 1e-4,
   return cross_ent - entropy + z, z
 
 
-def cross_entropy_with_z_loss(logits: Array, targets: Array, weights: Array, *,
-                              z_loss: float = 1e-4, label_smoothing: float = 0.0
-                              ) -> tuple[Array, Array]:
+def cross_entropy_with_z_loss(
+  logits: Array,
+  targets: Array,
+  weights: Array,
+  *,
+  z_loss: float = 1e-4,
+  label_smoothing: float = 0.0,
+) -> tuple[Array, Array]:
   """t5x's per-token loss, weighted and summed (no normalisation).
 
   Args:
@@ -85,8 +97,9 @@ def cross_entropy_with_z_loss(logits: Array, targets: Array, weights: Array, *,
   return jnp.sum(total * weights), jnp.sum(z * weights)
 
 
-def loss_normalizer_and_weights(factor: float | str | None, batch: Mapping[str, Array]
-                                ) -> tuple[Array, Array]:
+def loss_normalizer_and_weights(
+  factor: float | str | None, batch: Mapping[str, Array]
+) -> tuple[Array, Array]:
   """(normaliser, per-token loss weights [batch, length]) of `batch`, as t5x defines them.
 
   t5x's `losses.get_loss_normalizing_factor_and_weights`: the weights are
@@ -116,8 +129,7 @@ def loss_normalizer_and_weights(factor: float | str | None, batch: Mapping[str, 
     per_sequence = jnp.einsum("bij,bj->bi", same, weights)  # [b, l]
   else:
     per_sequence = jnp.sum(weights, axis=-1, keepdims=True)  # [b, 1]
-  weights = jnp.where(per_sequence > 0, weights / jnp.where(per_sequence > 0, per_sequence, 1),
-                      0.0)
+  weights = jnp.where(per_sequence > 0, weights / jnp.where(per_sequence > 0, per_sequence, 1), 0.0)
   return jnp.sum(weights), weights
 
 
@@ -143,12 +155,19 @@ class EncoderDecoderModel:
       `NORMALIZERS` (see `loss_normalizer_and_weights`).
   """
 
-  def __init__(self, config: network.T5Config, *, z_loss: float = 1e-4,
-               label_smoothing: float = 0.0,
-               loss_normalizing_factor: float | str | None = None):
+  def __init__(
+    self,
+    config: network.T5Config,
+    *,
+    z_loss: float = 1e-4,
+    label_smoothing: float = 0.0,
+    loss_normalizing_factor: float | str | None = None,
+  ):
     if isinstance(loss_normalizing_factor, str) and loss_normalizing_factor not in NORMALIZERS:
-      raise ValueError(f"loss_normalizing_factor={loss_normalizing_factor!r} is not supported; "
-                       f"use None, a number, or one of {NORMALIZERS}.")
+      raise ValueError(
+        f"loss_normalizing_factor={loss_normalizing_factor!r} is not supported; "
+        f"use None, a number, or one of {NORMALIZERS}."
+      )
     if not 0.0 <= label_smoothing < 1.0:
       raise ValueError(f"label_smoothing={label_smoothing} must lie in [0, 1).")
     self.config = config
@@ -159,8 +178,9 @@ class EncoderDecoderModel:
 
   def _init_variables(self, rng: Array, batch_shapes: Mapping[str, Any]) -> dict:
     encoder = _as_tokens(batch_shapes["encoder_input_tokens"])
-    decoder = _as_tokens(batch_shapes.get("decoder_input_tokens",
-                                          batch_shapes.get("decoder_target_tokens")))
+    decoder = _as_tokens(
+      batch_shapes.get("decoder_input_tokens", batch_shapes.get("decoder_target_tokens"))
+    )
     return self.module.init({"params": rng}, encoder, decoder, decoder, enable_dropout=False)
 
   def init(self, rng: Array, batch_shapes: Mapping[str, Any]) -> dict:
@@ -177,24 +197,31 @@ class EncoderDecoderModel:
   def param_logical_specs(self) -> Any:
     """PartitionSpecs of logical axis names, one per parameter (the `init` tree's structure)."""
     shapes = {"encoder_input_tokens": (1, 2), "decoder_input_tokens": (1, 2)}
-    abstract = jax.eval_shape(lambda rng: self._init_variables(rng, shapes),
-                              jax.random.PRNGKey(0))
+    abstract = jax.eval_shape(lambda rng: self._init_variables(rng, shapes), jax.random.PRNGKey(0))
     return nn.get_partition_spec(abstract)["params"]
 
-  def logits(self, params: Any, batch: Mapping[str, Array], *,
-             dropout_rng: Array | None = None) -> Array:
+  def logits(
+    self, params: Any, batch: Mapping[str, Array], *, dropout_rng: Array | None = None
+  ) -> Array:
     """Teacher-forced float32 logits [batch, length, vocab]; dropout iff an RNG is given."""
     inputs = {k: batch[k] for k in _NETWORK_INPUTS if k in batch}
     rngs = None if dropout_rng is None else {"dropout": dropout_rng}
-    return self.module.apply({"params": params}, **inputs, enable_dropout=dropout_rng is not None,
-                             rngs=rngs)
+    return self.module.apply(
+      {"params": params}, **inputs, enable_dropout=dropout_rng is not None, rngs=rngs
+    )
 
   def loss_normalizer(self, batch: Mapping[str, Array]) -> Array:
     """The float32 scalar `loss_fn` divides `batch`'s weighted token sum by."""
     return loss_normalizer_and_weights(self.loss_normalizing_factor, batch)[0]
 
-  def loss_fn(self, params: Any, batch: Mapping[str, Array], dropout_rng: Array | None, *,
-              normalizer: Array | None = None) -> tuple[Array, dict[str, Array]]:
+  def loss_fn(
+    self,
+    params: Any,
+    batch: Mapping[str, Array],
+    dropout_rng: Array | None,
+    *,
+    normalizer: Array | None = None,
+  ) -> tuple[Array, dict[str, Array]]:
     """Returns (loss, metrics); metrics are sums over the batch, so they add across steps.
 
     Args:
@@ -215,8 +242,9 @@ class EncoderDecoderModel:
     logits = self.logits(params, batch, dropout_rng=dropout_rng)
     targets = batch["decoder_target_tokens"]
     weights = jnp.asarray(batch.get("decoder_loss_weights", targets > 0), jnp.float32)
-    total, z = token_losses(logits, targets, z_loss=self.z_loss,
-                            label_smoothing=self.label_smoothing)  # [batch, length] each
+    total, z = token_losses(
+      logits, targets, z_loss=self.z_loss, label_smoothing=self.label_smoothing
+    )  # [batch, length] each
     loss = jnp.sum(total * loss_weights) / normalizer
     z_loss = jnp.sum(z * loss_weights) / normalizer
     correct = jnp.sum((jnp.argmax(logits, axis=-1) == targets) * weights)
@@ -224,9 +252,15 @@ class EncoderDecoderModel:
       num_examples = jnp.sum(jnp.max(batch["decoder_segment_ids"], axis=-1))
     else:
       num_examples = jnp.sum(jnp.any(weights > 0, axis=-1))
-    metrics = {"loss": loss, "z_loss": z_loss, "cross_ent_loss": loss - z_loss,
-               "cross_ent_sum": jnp.sum((total - z) * weights), "accuracy": correct,
-               "num_tokens": jnp.sum(weights), "num_examples": num_examples.astype(jnp.float32)}
+    metrics = {
+      "loss": loss,
+      "z_loss": z_loss,
+      "cross_ent_loss": loss - z_loss,
+      "cross_ent_sum": jnp.sum((total - z) * weights),
+      "accuracy": correct,
+      "num_tokens": jnp.sum(weights),
+      "num_examples": num_examples.astype(jnp.float32),
+    }
     return loss, metrics
 
   def score_batch(self, params: Any, batch: Mapping[str, Any]) -> Array:
@@ -259,22 +293,37 @@ class EncoderDecoderModel:
     enc = jnp.asarray(batch["encoder_input_tokens"])  # [E, Li]
     tgt = jnp.asarray(batch["decoder_target_tokens"])  # [E, K, Lt]
     e, k, lt = tgt.shape
-    encoded = module.apply({"params": params}, enc, enable_dropout=False,
-                           method=module.encode)  # [E, Li, D]
+    encoded = module.apply(
+      {"params": params}, enc, enable_dropout=False, method=module.encode
+    )  # [E, Li, D]
     tgt = tgt.reshape(e * k, lt)  # [E*K, Lt]
     dec_in = jnp.pad(tgt[:, :-1], ((0, 0), (1, 0)))  # shifted right, PAD first
-    logits = module.apply({"params": params}, jnp.repeat(encoded, k, axis=0),
-                          jnp.repeat(enc, k, axis=0), dec_in, tgt, enable_dropout=False,
-                          method=module.decode)  # [E*K, Lt, V]
+    logits = module.apply(
+      {"params": params},
+      jnp.repeat(encoded, k, axis=0),
+      jnp.repeat(enc, k, axis=0),
+      dec_in,
+      tgt,
+      enable_dropout=False,
+      method=module.decode,
+    )  # [E*K, Lt, V]
     scores = jnp.sum(_target_log_probs(logits, tgt) * (tgt != PAD_ID), axis=-1)
     return scores.reshape(e, k)
 
-  def _decode(self, params: Any, encoder_input_tokens: Array, *, max_decode_length: int,
-              num_beams: int, alpha: float) -> tuple[Array, Array]:
+  def _decode(
+    self,
+    params: Any,
+    encoder_input_tokens: Array,
+    *,
+    max_decode_length: int,
+    num_beams: int,
+    alpha: float,
+  ) -> tuple[Array, Array]:
     module = self.module
     batch_size = encoder_input_tokens.shape[0]
-    encoded = module.apply({"params": params}, encoder_input_tokens, enable_dropout=False,
-                           method=module.encode)
+    encoded = module.apply(
+      {"params": params}, encoder_input_tokens, enable_dropout=False, method=module.encode
+    )
     if num_beams > 1:
       encoded = jnp.repeat(encoded, num_beams, axis=0)
       encoder_input_tokens = jnp.repeat(encoder_input_tokens, num_beams, axis=0)
@@ -283,37 +332,67 @@ class EncoderDecoderModel:
     def step(tokens, cache=None):
       variables = {"params": params} if cache is None else {"params": params, "cache": cache}
       logits, state = module.apply(
-          variables, encoded, encoder_input_tokens, tokens, decode=True, enable_dropout=False,
-          max_decode_length=max_decode_length, mutable=["cache"], method=module.decode)
+        variables,
+        encoded,
+        encoder_input_tokens,
+        tokens,
+        decode=True,
+        enable_dropout=False,
+        max_decode_length=max_decode_length,
+        mutable=["cache"],
+        method=module.decode,
+      )
       return logits[:, -1], state["cache"]
 
     # One call without a cache creates it: empty self-attention slots plus the encoder
     # keys/values of every layer, projected once here instead of at every step.
     _, cache = step(jnp.zeros((rows, 1), jnp.int32))
     if num_beams == 1:
-      return decoding.greedy_search(step, cache, batch_size=batch_size,
-                                    max_decode_length=max_decode_length)
+      return decoding.greedy_search(
+        step, cache, batch_size=batch_size, max_decode_length=max_decode_length
+      )
     sequences, scores = decoding.beam_search(
-        step, cache, batch_size=batch_size, num_beams=num_beams,
-        max_decode_length=max_decode_length, alpha=alpha)
+      step,
+      cache,
+      batch_size=batch_size,
+      num_beams=num_beams,
+      max_decode_length=max_decode_length,
+      alpha=alpha,
+    )
     return sequences[:, 0], scores[:, 0]
 
-  def predict_batch_with_scores(self, params: Any, batch: Mapping[str, Any], *,
-                                max_decode_length: int, num_beams: int = 1,
-                                alpha: float = 0.6) -> tuple[Array, Array]:
+  def predict_batch_with_scores(
+    self,
+    params: Any,
+    batch: Mapping[str, Any],
+    *,
+    max_decode_length: int,
+    num_beams: int = 1,
+    alpha: float = 0.6,
+  ) -> tuple[Array, Array]:
     """Decoded tokens [batch, max_decode_length] int32 and their scores [batch].
 
     Scores are summed log-probs for greedy decoding and brevity-normalised for beam search.
     """
     if batch.get("encoder_segment_ids") is not None:
-      raise ValueError("predict_batch needs unpacked rows; build the eval batches with "
-                       "pack=False.")
-    return self._decode(params, jnp.asarray(batch["encoder_input_tokens"]),
-                        max_decode_length=int(max_decode_length), num_beams=int(num_beams),
-                        alpha=float(alpha))
+      raise ValueError("predict_batch needs unpacked rows; build the eval batches with pack=False.")
+    return self._decode(
+      params,
+      jnp.asarray(batch["encoder_input_tokens"]),
+      max_decode_length=int(max_decode_length),
+      num_beams=int(num_beams),
+      alpha=float(alpha),
+    )
 
-  def predict_batch(self, params: Any, batch: Mapping[str, Any], *, max_decode_length: int,
-                    num_beams: int = 1, alpha: float = 0.6) -> Array:
+  def predict_batch(
+    self,
+    params: Any,
+    batch: Mapping[str, Any],
+    *,
+    max_decode_length: int,
+    num_beams: int = 1,
+    alpha: float = 0.6,
+  ) -> Array:
     """Decoded tokens [batch, max_decode_length] int32, EOS-terminated, PAD after.
 
     `num_beams=1` is greedy decoding; more beams run t5x's beam search with brevity
@@ -321,5 +400,6 @@ class EncoderDecoderModel:
     KV cache; jitted with the three as static arguments, the whole loop compiles once per
     (shape, max_decode_length, num_beams, alpha).
     """
-    return self.predict_batch_with_scores(params, batch, max_decode_length=max_decode_length,
-                                          num_beams=num_beams, alpha=alpha)[0]
+    return self.predict_batch_with_scores(
+      params, batch, max_decode_length=max_decode_length, num_beams=num_beams, alpha=alpha
+    )[0]

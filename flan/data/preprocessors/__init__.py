@@ -77,9 +77,19 @@ def decode(value: Any) -> Any:
   return value
 
 
-_CLUSTER_MODULES = ("nli", "commonsense", "sentiment", "paraphrase", "closed_book_qa",
-                    "struct_to_text", "translation", "reading_comprehension", "coreference",
-                    "misc", "summarization")
+_CLUSTER_MODULES = (
+  "nli",
+  "commonsense",
+  "sentiment",
+  "paraphrase",
+  "closed_book_qa",
+  "struct_to_text",
+  "translation",
+  "reading_comprehension",
+  "coreference",
+  "misc",
+  "summarization",
+)
 
 
 def get(dataset: str) -> Preprocessor:

@@ -48,8 +48,12 @@ def copa(example: Mapping[str, Any]) -> Fields | None:
   if fields is None or not premise:
     return None
   question = "cause" if str(example["question"]).strip().lower() == "cause" else "effect"
-  return {"premise": premise, "question": question,
-          "connector": "because" if question == "cause" else "so", **fields}
+  return {
+    "premise": premise,
+    "question": question,
+    "connector": "because" if question == "cause" else "so",
+    **fields,
+  }
 
 
 @preprocessor("hellaswag", fields=("context", "activity", "options", "answer"))
@@ -60,8 +64,7 @@ def hellaswag(example: Mapping[str, Any]) -> Fields | None:
   context = _strip_wikihow(example["context"])
   if fields is None or not context:
     return None
-  return {"context": context, "activity": normalize_space(example["activity_label"]),
-          **fields}
+  return {"context": context, "activity": normalize_space(example["activity_label"]), **fields}
 
 
 @preprocessor("piqa", fields=("goal", "options", "answer"))

@@ -41,18 +41,27 @@ def _label(example: Mapping[str, Any], num_classes: int) -> int | None:
   return label if isinstance(label, int) and 0 <= label < num_classes else None
 
 
-@preprocessor("definite_pronoun_resolution",
-              fields=("sentence", "pronoun", "options", "answer"))
+@preprocessor("definite_pronoun_resolution", fields=("sentence", "pronoun", "options", "answer"))
 def definite_pronoun_resolution(example: Mapping[str, Any]) -> Fields | None:
   """Which of the two candidates does the pronoun in the sentence refer to?"""
   candidates = [_clean(c) for c in example["candidates"]]
   label = _label(example, len(candidates))
   sentence, pronoun = _clean(example["sentence"]), _clean(example["pronoun"])
-  if label is None or len(candidates) < 2 or not all(candidates) or not sentence \
-      or not pronoun or len(set(candidates)) < len(candidates):
+  if (
+    label is None
+    or len(candidates) < 2
+    or not all(candidates)
+    or not sentence
+    or not pronoun
+    or len(set(candidates)) < len(candidates)
+  ):
     return None
-  return {"sentence": sentence, "pronoun": pronoun, "options": candidates,
-          "answer": candidates[label]}
+  return {
+    "sentence": sentence,
+    "pronoun": pronoun,
+    "options": candidates,
+    "answer": candidates[label],
+  }
 
 
 @preprocessor("winogrande", fields=("sentence", "options", "answer"))
@@ -78,5 +87,10 @@ def wsc(example: Mapping[str, Any]) -> Fields | None:
   noun, pronoun = _clean(example["span1_text"]), _clean(example["span2_text"])
   if label is None or not text or not noun or not pronoun:
     return None
-  return {"text": text, "noun": noun, "pronoun": pronoun, "options": list(NO_YES),
-          "answer": NO_YES[label]}
+  return {
+    "text": text,
+    "noun": noun,
+    "pronoun": pronoun,
+    "options": list(NO_YES),
+    "answer": NO_YES[label],
+  }

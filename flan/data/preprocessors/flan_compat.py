@@ -80,14 +80,20 @@ class FlanTask:
 TASKS: dict[str, FlanTask] = {}
 
 
-def _task(name: str, builders: str | Sequence[str], fields: Sequence[str],
-          dataset: str | None = None, pattern_key: str = ""):
+def _task(
+  name: str,
+  builders: str | Sequence[str],
+  fields: Sequence[str],
+  dataset: str | None = None,
+  pattern_key: str = "",
+):
   """Decorator: registers `fn` as FLAN task config `name` (of our dataset `name` by default)."""
   builders = (builders,) if isinstance(builders, str) else tuple(builders)
 
   def register(fn):
-    TASKS[name] = FlanTask(name, pattern_key or name, builders,
-                           name if dataset is None else dataset, fn, tuple(fields))
+    TASKS[name] = FlanTask(
+      name, pattern_key or name, builders, name if dataset is None else dataset, fn, tuple(fields)
+    )
     return fn
 
   return register
@@ -134,54 +140,72 @@ def _with_glm(options, glm_options, label, /, **fields) -> Fields | None:
   answer, glm = _pick(options, label), _pick(glm_options, label)
   if answer is None or glm is None:
     return None
-  return {**fields, "options": list(options), "glm_options": list(glm_options),
-          "answer": answer, "glm_answer": glm}
+  return {
+    **fields,
+    "options": list(options),
+    "glm_options": list(glm_options),
+    "answer": answer,
+    "glm_answer": glm,
+  }
 
 
 @_task("rte", "super_glue/rte", _NLI)
 def rte(ex):
-  return _with_glm(("yes", "no"), ("true", "false"), ex["label"], premise=ex["premise"],
-                   hypothesis=ex["hypothesis"])
+  return _with_glm(
+    ("yes", "no"),
+    ("true", "false"),
+    ex["label"],
+    premise=ex["premise"],
+    hypothesis=ex["hypothesis"],
+  )
 
 
 def _anli(ex):
-  fields = _with_glm(_ANLI_OPTIONS, _GLM_3, ex["label"], context=ex["context"],
-                     hypothesis=ex["hypothesis"])
+  fields = _with_glm(
+    _ANLI_OPTIONS, _GLM_3, ex["label"], context=ex["context"], hypothesis=ex["hypothesis"]
+  )
   return fields and {**fields, "label": ex["label"]}
 
 
 for _round in ("r1", "r2", "r3"):
-  _task(f"anli_{_round}", f"anli/{_round}",
-        ("context", "hypothesis", "options", "glm_options", "label", "answer", "glm_answer"),
-        dataset="anli", pattern_key="anli")(_anli)
+  _task(
+    f"anli_{_round}",
+    f"anli/{_round}",
+    ("context", "hypothesis", "options", "glm_options", "label", "answer", "glm_answer"),
+    dataset="anli",
+    pattern_key="anli",
+  )(_anli)
 
 
 @_task("cb", "super_glue/cb", _NLI)
 def cb(ex):
-  return _with_glm(_CB_OPTIONS, _GLM_3, ex["label"], premise=ex["premise"],
-                   hypothesis=ex["hypothesis"])
+  return _with_glm(
+    _CB_OPTIONS, _GLM_3, ex["label"], premise=ex["premise"], hypothesis=ex["hypothesis"]
+  )
 
 
 def _mnli(ex):
-  return _classify(_MNLI_OPTIONS, ex["label"], premise=ex["premise"],
-                   hypothesis=ex["hypothesis"])
+  return _classify(_MNLI_OPTIONS, ex["label"], premise=ex["premise"], hypothesis=ex["hypothesis"])
 
 
 for _name in ("mnli_matched", "mnli_mismatched"):
-  _task(_name, "glue/mnli", ("premise", "hypothesis", "options", "answer"), dataset="mnli",
-        pattern_key="mnli")(_mnli)
+  _task(
+    _name,
+    "glue/mnli",
+    ("premise", "hypothesis", "options", "answer"),
+    dataset="mnli",
+    pattern_key="mnli",
+  )(_mnli)
 
 
 @_task("qnli", "glue/qnli", ("sentence", "question", "options", "answer"))
 def qnli(ex):
-  return _classify(("yes", "no"), ex["label"], sentence=ex["sentence"],
-                   question=ex["question"])
+  return _classify(("yes", "no"), ex["label"], sentence=ex["sentence"], question=ex["question"])
 
 
 @_task("wnli", "glue/wnli", ("sentence1", "sentence2", "options", "answer"))
 def wnli(ex):
-  return _classify(("no", "yes"), ex["label"], sentence1=ex["sentence1"],
-                   sentence2=ex["sentence2"])
+  return _classify(("no", "yes"), ex["label"], sentence1=ex["sentence1"], sentence2=ex["sentence2"])
 
 
 @_task("snli", "snli", ("premise", "hypothesis", "options", "answer"))
@@ -194,13 +218,20 @@ def snli(ex):
 # ----------------------------------------------------------------------------- commonsense
 
 
-@_task("copa", "super_glue/copa",
-       ("premise", "question", "glm_premise", "options", "label", "answer"))
+@_task(
+  "copa", "super_glue/copa", ("premise", "question", "glm_premise", "options", "label", "answer")
+)
 def copa(ex):
   connector = ex["question"].replace("cause", " because").replace("effect", " so")
   glm_premise = re.sub(r".\Z", lambda _: connector, ex["premise"])  # RE2's `$` is \Z
-  return _classify((ex["choice1"], ex["choice2"]), ex["label"], premise=ex["premise"],
-                   question=ex["question"], glm_premise=glm_premise, label=ex["label"])
+  return _classify(
+    (ex["choice1"], ex["choice2"]),
+    ex["label"],
+    premise=ex["premise"],
+    question=ex["question"],
+    glm_premise=glm_premise,
+    label=ex["label"],
+  )
 
 
 @_task("hellaswag", "hellaswag", ("context", "options", "activity_label", "answer"))
@@ -231,8 +262,9 @@ _POLARITY = ("negative", "positive")
 
 @_task("imdb_reviews", "imdb_reviews/plain_text", ("text", "options", "label", "answer"))
 def imdb_reviews(ex):
-  return _classify(_POLARITY, ex["label"], text=ex["text"].replace("<br />", "\n"),
-                   label=ex["label"])
+  return _classify(
+    _POLARITY, ex["label"], text=ex["text"].replace("<br />", "\n"), label=ex["label"]
+  )
 
 
 @_task("sentiment140", "sentiment140", ("text", "options", "label", "answer"))
@@ -257,24 +289,41 @@ def yelp_polarity_reviews(ex):
 # ----------------------------------------------------------------------------- paraphrase
 
 
-@_task("glue_mrpc", "glue/mrpc", ("sentence1", "sentence2", "options", "label", "answer"),
-       dataset="mrpc")
+@_task(
+  "glue_mrpc", "glue/mrpc", ("sentence1", "sentence2", "options", "label", "answer"), dataset="mrpc"
+)
 def glue_mrpc(ex):
-  return _classify(("no", "yes"), ex["label"], sentence1=ex["sentence1"],
-                   sentence2=ex["sentence2"], label=ex["label"])
+  return _classify(
+    ("no", "yes"),
+    ex["label"],
+    sentence1=ex["sentence1"],
+    sentence2=ex["sentence2"],
+    label=ex["label"],
+  )
 
 
-@_task("glue_qqp", "glue/qqp", ("question1", "question2", "options", "label", "answer"),
-       dataset="qqp")
+@_task(
+  "glue_qqp", "glue/qqp", ("question1", "question2", "options", "label", "answer"), dataset="qqp"
+)
 def glue_qqp(ex):
-  return _classify(("no", "yes"), ex["label"], question1=ex["question1"].replace('""', "'"),
-                   question2=ex["question2"].replace('""', "'"), label=ex["label"])
+  return _classify(
+    ("no", "yes"),
+    ex["label"],
+    question1=ex["question1"].replace('""', "'"),
+    question2=ex["question2"].replace('""', "'"),
+    label=ex["label"],
+  )
 
 
 @_task("paws_wiki", "paws_wiki", ("sentence1", "sentence2", "options", "label", "answer"))
 def paws_wiki(ex):
-  return _classify(("no", "yes"), ex["label"], sentence1=ex["sentence1"],
-                   sentence2=ex["sentence2"], label=ex["label"])
+  return _classify(
+    ("no", "yes"),
+    ex["label"],
+    sentence1=ex["sentence1"],
+    sentence2=ex["sentence2"],
+    label=ex["label"],
+  )
 
 
 STSB_OPTIONS = ("0", "1", "2", "3", "4", "5")
@@ -285,8 +334,13 @@ def stsb(ex):
   # tf.strings.as_string(label, precision=0) is printf("%.0f") of the float32 label: it
   # rounds the exact binary value half to even (0.5 -> "0", 2.5 -> "2", 3.5 -> "4").
   # Python's "%.0f" of the same value (a float32 widened exactly to a double) agrees.
-  return {"sentence1": ex["sentence1"], "sentence2": ex["sentence2"], "label": ex["label"],
-          "options": list(STSB_OPTIONS), "answer": "%.0f" % ex["label"]}  # noqa: UP031
+  return {
+    "sentence1": ex["sentence1"],
+    "sentence2": ex["sentence2"],
+    "label": ex["label"],
+    "options": list(STSB_OPTIONS),
+    "answer": "%.0f" % ex["label"],  # noqa: UP031
+  }
 
 
 # ----------------------------------------------------------------------------- closed-book QA
@@ -300,21 +354,32 @@ def _arc(ex):
 
 
 for _config in ("Challenge", "Easy"):
-  _task(f"arc_{_config.lower()}", f"ai2_arc/ARC-{_config}",
-        ("question", "options", "answer", "label"), dataset="arc", pattern_key="arc")(_arc)
+  _task(
+    f"arc_{_config.lower()}",
+    f"ai2_arc/ARC-{_config}",
+    ("question", "options", "answer", "label"),
+    dataset="arc",
+    pattern_key="arc",
+  )(_arc)
 
 
 @_task("natural_questions", "natural_questions_open", ("question", "answer", "references"))
 def natural_questions(ex):
-  return {"question": ex["question"] + "?", "answer": ex["answer"][0],
-          "references": list(ex["answer"])}
+  return {
+    "question": ex["question"] + "?",
+    "answer": ex["answer"][0],
+    "references": list(ex["answer"]),
+  }
 
 
 @_task("trivia_qa", "trivia_qa/rc", ("question", "answer", "references"))
 def trivia_qa(ex):
   answer = ex["answer"]
-  return {"question": ex["question"], "answer": answer["normalized_value"],
-          "references": list(answer["normalized_aliases"])}
+  return {
+    "question": ex["question"],
+    "answer": answer["normalized_value"],
+    "references": list(answer["normalized_aliases"]),
+  }
 
 
 # ----------------------------------------------------------------------------- struct to text
@@ -322,15 +387,23 @@ def trivia_qa(ex):
 
 @_task("common_gen", "gem/common_gen", ("concepts", "concepts_newline", "target", "references"))
 def common_gen(ex):
-  return {"concepts": ", ".join(ex["concepts"]), "concepts_newline": "\n".join(ex["concepts"]),
-          "target": ex["target"], "references": _references(ex)}
+  return {
+    "concepts": ", ".join(ex["concepts"]),
+    "concepts_newline": "\n".join(ex["concepts"]),
+    "target": ex["target"],
+    "references": _references(ex),
+  }
 
 
 @_task("dart", "gem/dart", ("tripleset", "target", "references", "tripleset_newline"))
 def dart(ex):
   tripleset = re.sub(r"\[(.*?)\]", "", "; ".join(ex["tripleset"]))
-  return {"tripleset": tripleset, "target": ex["target"], "references": _references(ex),
-          "tripleset_newline": "\n".join(ex["tripleset"])}
+  return {
+    "tripleset": tripleset,
+    "target": ex["target"],
+    "references": _references(ex),
+    "tripleset_newline": "\n".join(ex["tripleset"]),
+  }
 
 
 @_task("e2e_nlg", "gem/e2e_nlg", ("meaning_representation", "target", "references"))
@@ -353,51 +426,94 @@ _TRANSLATION = ("lang1", "lang2", "sent1", "sent2")
 def _translation(code: str, language: str):
   def fn(ex):
     return {"lang1": "English", "lang2": language, "sent1": ex["en"], "sent2": ex[code]}
+
   return fn
 
 
 _task("para_crawl_enes", "para_crawl/enes", _TRANSLATION, pattern_key="para_crawl")(
-    _translation("es", "Spanish"))
+  _translation("es", "Spanish")
+)
 _task("wmt14_enfr", "wmt14_translate/fr-en", _TRANSLATION)(_translation("fr", "French"))
-for _code, _language in (("de", "German"), ("tr", "Turkish"), ("cs", "Czech"),
-                         ("fi", "Finnish"), ("ro", "Romanian"), ("ru", "Russian")):
-  _task(f"wmt16_translate_{_code}en", f"wmt16_translate/{_code}-en", _TRANSLATION,
-        dataset=f"wmt16_{_code}en", pattern_key="wmt16_translate")(
-            _translation(_code, _language))
+for _code, _language in (
+  ("de", "German"),
+  ("tr", "Turkish"),
+  ("cs", "Czech"),
+  ("fi", "Finnish"),
+  ("ro", "Romanian"),
+  ("ru", "Russian"),
+):
+  _task(
+    f"wmt16_translate_{_code}en",
+    f"wmt16_translate/{_code}-en",
+    _TRANSLATION,
+    dataset=f"wmt16_{_code}en",
+    pattern_key="wmt16_translate",
+  )(_translation(_code, _language))
 
 
 # ----------------------------------------------------------------------------- reading comp.
 
 
-@_task("bool_q", ("bool_q", "super_glue/boolq"), ("title", "text", "question", "options",
-                                                  "answer"))
+@_task("bool_q", ("bool_q", "super_glue/boolq"), ("title", "text", "question", "options", "answer"))
 def bool_q(ex):
   # FLAN reads the `bool_q` builder (`answer`: bool, `title`). On super_glue/boolq, which has
   # neither, FLAN's code raises KeyError; here `label` stands in for `answer` and the title,
   # which that builder does not have, is empty.
   label = ex["answer"] if "answer" in ex else ex["label"]
-  return _classify(("no", "yes"), int(label), title=ex.get("title", ""), text=ex["passage"],
-                   question=ex["question"])
+  return _classify(
+    ("no", "yes"),
+    int(label),
+    title=ex.get("title", ""),
+    text=ex["passage"],
+    question=ex["question"],
+  )
 
 
 @_task("drop", "drop", ("context", "question", "answer", "references"))
 def drop(ex):
-  return {"context": ex["passage"], "question": ex["question"], "answer": ex["answer"],
-          "references": [ex["answer"]]}
+  return {
+    "context": ex["passage"],
+    "question": ex["question"],
+    "answer": ex["answer"],
+    "references": [ex["answer"]],
+  }
 
 
-@_task("multirc", "super_glue/multirc",
-       ("paragraph", "question", "response", "options", "glm_options", "answer", "glm_answer",
-        "idx/paragraph", "idx/question", "idx/answer"))
+@_task(
+  "multirc",
+  "super_glue/multirc",
+  (
+    "paragraph",
+    "question",
+    "response",
+    "options",
+    "glm_options",
+    "answer",
+    "glm_answer",
+    "idx/paragraph",
+    "idx/question",
+    "idx/answer",
+  ),
+)
 def multirc(ex):
-  fields = _with_glm(("no", "yes"), ("False", "True"), ex["label"],
-                     paragraph=ex["paragraph"], question=ex["question"], response=ex["answer"])
+  fields = _with_glm(
+    ("no", "yes"),
+    ("False", "True"),
+    ex["label"],
+    paragraph=ex["paragraph"],
+    question=ex["question"],
+    response=ex["answer"],
+  )
   if fields is None:
     return None
   idx = ex["idx"]
   # FLAN copies the question index into idx/answer too (no template shows it).
-  return {**fields, "idx/paragraph": idx["paragraph"], "idx/question": idx["question"],
-          "idx/answer": idx["question"]}
+  return {
+    **fields,
+    "idx/paragraph": idx["paragraph"],
+    "idx/question": idx["question"],
+    "idx/answer": idx["question"],
+  }
 
 
 @_task("openbookqa", "openbookqa", ("question", "fact", "options", "answer"))
@@ -408,12 +524,21 @@ def openbookqa(ex):
 
 
 def _squad_fields(ex, answers: list[str]) -> Fields:
-  return {"title": ex["title"].replace("_", " "), "context": ex["context"],
-          "question": ex["question"], "answer": answers[0], "references": answers}
+  return {
+    "title": ex["title"].replace("_", " "),
+    "context": ex["context"],
+    "question": ex["question"],
+    "answer": answers[0],
+    "references": answers,
+  }
 
 
-@_task("squad_v1", "squad/v1.1", ("title", "context", "question", "answer", "references"),
-       dataset="squad")
+@_task(
+  "squad_v1",
+  "squad/v1.1",
+  ("title", "context", "question", "answer", "references"),
+  dataset="squad",
+)
 def squad_v1(ex):
   return _squad_fields(ex, list(ex["answers"]["text"]))
 
@@ -421,8 +546,12 @@ def squad_v1(ex):
 UNANSWERABLE = "unanswerable"
 
 
-@_task("squad_v2", "squad/v2.0", ("title", "context", "question", "answer", "references"),
-       dataset="squad")
+@_task(
+  "squad_v2",
+  "squad/v2.0",
+  ("title", "context", "question", "answer", "references"),
+  dataset="squad",
+)
 def squad_v2(ex):
   answers = [UNANSWERABLE] if ex["is_impossible"] else list(ex["answers"]["text"])
   return _squad_fields(ex, answers)
@@ -434,8 +563,9 @@ def squad_v2(ex):
 @_task("cosmos_qa", "cosmos_qa", ("context", "question", "options", "label", "answer"))
 def cosmos_qa(ex):
   options = (ex["answer0"], ex["answer1"], ex["answer2"], ex["answer3"])
-  return _classify(options, ex["label"], context=ex["context"], question=ex["question"],
-                   label=ex["label"])
+  return _classify(
+    options, ex["label"], context=ex["context"], question=ex["question"], label=ex["label"]
+  )
 
 
 @_task("record", "super_glue/record", ("answer", "passage", "query", "answers", "options"))
@@ -448,18 +578,27 @@ def record(ex):
   answers = [answer + query_right for answer in ex["answers"]]
   if not answers:  # FLAN's answers[0] fails (unlabeled test split).
     return None
-  return {"answer": answers[0], "passage": ex["passage"].split("\n@highlight")[0],
-          "query": query_left, "answers": answers, "options": options}
+  return {
+    "answer": answers[0],
+    "passage": ex["passage"].split("\n@highlight")[0],
+    "query": query_left,
+    "answers": answers,
+    "options": options,
+  }
 
 
 # ----------------------------------------------------------------------------- coreference
 
 
-@_task("definite_pronoun_resolution", "definite_pronoun_resolution",
-       ("sentence", "pronoun", "options", "label", "answer"))
+@_task(
+  "definite_pronoun_resolution",
+  "definite_pronoun_resolution",
+  ("sentence", "pronoun", "options", "label", "answer"),
+)
 def definite_pronoun_resolution(ex):
-  return _classify(ex["candidates"], ex["label"], sentence=ex["sentence"],
-                   pronoun=ex["pronoun"], label=ex["label"])
+  return _classify(
+    ex["candidates"], ex["label"], sentence=ex["sentence"], pronoun=ex["pronoun"], label=ex["label"]
+  )
 
 
 @_task("winogrande", "winogrande", ("context", "options", "label", "answer"))
@@ -472,20 +611,25 @@ def winogrande(ex):
   return _classify(options, ex["label"], context=context, label=ex["label"])
 
 
-@_task("wsc", ("super_glue/wsc", "super_glue/wsc.fixed"),
-       ("context", "text1", "text2", "options", "answer"))
+@_task(
+  "wsc",
+  ("super_glue/wsc", "super_glue/wsc.fixed"),
+  ("context", "text1", "text2", "options", "answer"),
+)
 def wsc(ex):
-  return _classify(("no", "yes"), ex["label"], context=ex["text"], text1=ex["span1_text"],
-                   text2=ex["span2_text"])
+  return _classify(
+    ("no", "yes"), ex["label"], context=ex["text"], text1=ex["span1_text"], text2=ex["span2_text"]
+  )
 
 
 @_task("wsc273", "wsc273", ("context", "options", "answer"), dataset="")
 def wsc273(ex):
   text = ex["text"].encode("utf-8")  # tf.strings.substr counts bytes.
-  prefix = _strip(text[:ex["pronoun_start"]].decode("utf-8", errors="replace"))
-  suffix = _strip(text[ex["pronoun_end"]:].decode("utf-8", errors="replace"))
-  options = [f"{option} {suffix}" for option in (ex["option1_normalized"],
-                                                 ex["option2_normalized"])]
+  prefix = _strip(text[: ex["pronoun_start"]].decode("utf-8", errors="replace"))
+  suffix = _strip(text[ex["pronoun_end"] :].decode("utf-8", errors="replace"))
+  options = [
+    f"{option} {suffix}" for option in (ex["option1_normalized"], ex["option2_normalized"])
+  ]
   return _classify(options, ex["label"], context=prefix)
 
 
@@ -494,14 +638,22 @@ def wsc273(ex):
 
 @_task("coqa", "coqa", ("text", "numbered_questions", "numbered_answers"))
 def coqa(ex):
-  return {"text": ex["story"], "numbered_questions": _enumerate_items(ex["questions"]),
-          "numbered_answers": _enumerate_items(ex["answers"]["input_text"])}
+  return {
+    "text": ex["story"],
+    "numbered_questions": _enumerate_items(ex["questions"]),
+    "numbered_answers": _enumerate_items(ex["answers"]["input_text"]),
+  }
 
 
 @_task("quac", "quac", ("title", "background", "context", "question", "answer"))
 def quac(ex):
-  return {"title": ex["title"], "background": ex["background"], "context": ex["context"],
-          "question": ex["question"], "answer": ex["orig_answer"]["text"]}
+  return {
+    "title": ex["title"],
+    "background": ex["background"],
+    "context": ex["context"],
+    "question": ex["question"],
+    "answer": ex["orig_answer"]["text"],
+  }
 
 
 _TREC_OPTIONS = ("description", "entity", "abbreviation", "human", "numeric", "location")
@@ -519,8 +671,13 @@ def cola(ex):
 
 @_task("wic", "super_glue/wic", ("sentence1", "sentence2", "word", "options", "answer"))
 def wic(ex):
-  return _classify(("different meanings", "the same meaning"), ex["label"],
-                   sentence1=ex["sentence1"], sentence2=ex["sentence2"], word=ex["word"])
+  return _classify(
+    ("different meanings", "the same meaning"),
+    ex["label"],
+    sentence1=ex["sentence1"],
+    sentence2=ex["sentence2"],
+    word=ex["word"],
+  )
 
 
 @_task("math_dataset", "math_dataset/algebra__linear_1d", ("question", "answer"))
@@ -598,20 +755,32 @@ def newsroom(ex):
   return {"text": ex["text"], "title": ex["title"], "summary": ex["summary"]}
 
 
-@_task("opinion_abstracts_rotten_tomatoes", "opinion_abstracts/rotten_tomatoes",
-       ("critic_consensus", "movie", "first_review", "numbered_reviews"))
+@_task(
+  "opinion_abstracts_rotten_tomatoes",
+  "opinion_abstracts/rotten_tomatoes",
+  ("critic_consensus", "movie", "first_review", "numbered_reviews"),
+)
 def opinion_abstracts_rotten_tomatoes(ex):
   reviews = ex["_critics"]["value"]
-  return {"critic_consensus": ex["_critic_consensus"],
-          "movie": ex["_movie_name"].replace("_", " "), "first_review": reviews[0],
-          "numbered_reviews": _enumerate_items(reviews[:10])}
+  return {
+    "critic_consensus": ex["_critic_consensus"],
+    "movie": ex["_movie_name"].replace("_", " "),
+    "first_review": reviews[0],
+    "numbered_reviews": _enumerate_items(reviews[:10]),
+  }
 
 
-@_task("opinion_abstracts_idebate", "opinion_abstracts/idebate",
-       ("claim", "debate_name", "argument_sentences"))
+@_task(
+  "opinion_abstracts_idebate",
+  "opinion_abstracts/idebate",
+  ("claim", "debate_name", "argument_sentences"),
+)
 def opinion_abstracts_idebate(ex):
-  return {"claim": ex["_claim"], "debate_name": ex["_debate_name"],
-          "argument_sentences": _enumerate_items(ex["_argument_sentences"]["value"][:10])}
+  return {
+    "claim": ex["_claim"],
+    "debate_name": ex["_debate_name"],
+    "argument_sentences": _enumerate_items(ex["_argument_sentences"]["value"][:10]),
+  }
 
 
 @_task("samsum", "samsum", ("summary", "dialogue"))
@@ -632,8 +801,13 @@ def wiki_lingua_english_en(ex):
 
 @_task("ag_news_subset", "ag_news_subset", ("title", "text", "options", "label", "answer"))
 def ag_news_subset(ex):
-  return _classify(("World", "Sports", "Business", "Science/Tech"), ex["label"],
-                   title=ex["title"], text=ex["description"], label=ex["label"])
+  return _classify(
+    ("World", "Sports", "Business", "Science/Tech"),
+    ex["label"],
+    title=ex["title"],
+    text=ex["description"],
+    label=ex["label"],
+  )
 
 
 # ----------------------------------------------------------------------------- lookup
@@ -661,8 +835,10 @@ def task_for_source(dataset: str, tfds_name: str, source: str = "") -> FlanTask:
   candidates = [t for t in TASKS.values() if t.dataset == dataset]
   matches = [t for t in candidates if builder in t.builders]
   if not matches:
-    raise KeyError(f"No FLAN task config reads {tfds_name!r} for dataset {dataset!r} "
-                   f"(its FLAN configs: {', '.join(t.name for t in candidates) or 'none'}).")
+    raise KeyError(
+      f"No FLAN task config reads {tfds_name!r} for dataset {dataset!r} "
+      f"(its FLAN configs: {', '.join(t.name for t in candidates) or 'none'})."
+    )
   named = [t for t in matches if source and t.name.endswith(f"_{source}")]
   return (named or matches)[0]
 

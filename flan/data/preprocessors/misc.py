@@ -86,32 +86,41 @@ def coqa(example: Mapping[str, Any]) -> Fields | None:
   questions = [_clean(str(q or "")) for q in example["questions"]]
   answers = [_clean(str(a or "")) for a in _column(example["answers"], "input_text")]
   turns = list(zip(questions, answers))  # mock data may give lists of unequal length
-  last = next((i for i in reversed(range(len(turns)))
-               if turns[i][0] and turns[i][1].lower() not in COQA_UNANSWERABLE), None)
+  last = next(
+    (
+      i
+      for i in reversed(range(len(turns)))
+      if turns[i][0] and turns[i][1].lower() not in COQA_UNANSWERABLE
+    ),
+    None,
+  )
   if last is None or not story:
     return None
   history = "\n".join(f"Q: {q}\nA: {a}" for q, a in turns[:last])
   question, answer = turns[last]
-  return {"story": story, "history": history or NO_HISTORY, "question": question,
-          "answer": answer}
+  return {"story": story, "history": history or NO_HISTORY, "question": question, "answer": answer}
 
 
-@preprocessor("quac", fields=("title", "section_title", "background", "context",
-                              "question", "answer", "references"))
+@preprocessor(
+  "quac",
+  fields=("title", "section_title", "background", "context", "question", "answer", "references"),
+)
 def quac(example: Mapping[str, Any]) -> Fields | None:
   """Wikipedia section + question -> the annotated span; all distinct spans as references."""
   context = _clean(example["context"])
   if context.endswith(QUAC_UNANSWERABLE):  # QuAC appends the no-answer token to contexts
-    context = context[:-len(QUAC_UNANSWERABLE)].rstrip()
+    context = context[: -len(QUAC_UNANSWERABLE)].rstrip()
   question = _clean(example["question"])
   orig = example.get("orig_answer") or {}
-  spans = [_clean(str(t or "")) for t in
-           [orig.get("text"), *_column(example["answers"], "text")]]
+  spans = [_clean(str(t or "")) for t in [orig.get("text"), *_column(example["answers"], "text")]]
   references = list(dict.fromkeys(s for s in spans if s and s != QUAC_UNANSWERABLE))
-  fields = {"title": _clean(example["title"]),
-            "section_title": _clean(example["section_title"]),
-            "background": _clean(example["background"]), "context": context,
-            "question": question}
+  fields = {
+    "title": _clean(example["title"]),
+    "section_title": _clean(example["section_title"]),
+    "background": _clean(example["background"]),
+    "context": context,
+    "question": question,
+  }
   if not all(fields.values()) or not references:
     return None
   return {**fields, "answer": references[0], "references": references}
@@ -127,8 +136,7 @@ def trec(example: Mapping[str, Any]) -> Fields | None:
   question = _detokenize(example["text"])
   if label is None or not question:
     return None
-  return {"question": question, "options": list(TREC_CLASSES),
-          "answer": TREC_CLASSES[label]}
+  return {"question": question, "options": list(TREC_CLASSES), "answer": TREC_CLASSES[label]}
 
 
 @preprocessor("cola", fields=("sentence", "options", "answer"))

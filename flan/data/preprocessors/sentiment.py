@@ -26,8 +26,9 @@ SENTIMENT140_NEUTRAL = 2  # polarity: 0 negative, 2 neutral, 4 positive.
 
 _HTML_BREAK = re.compile(r"<\s*br\s*/?\s*>", re.IGNORECASE)
 # C1 control characters that are really Windows-1252 punctuation (IMDB has many).
-_CP1252 = str.maketrans({"\x85": "...", "\x91": "'", "\x92": "'", "\x93": '"', "\x94": '"',
-                         "\x96": "-", "\x97": "-"})
+_CP1252 = str.maketrans(
+  {"\x85": "...", "\x91": "'", "\x92": "'", "\x93": '"', "\x94": '"', "\x96": "-", "\x97": "-"}
+)
 
 
 def _fields(text: str, label: int | None, key: str = "text") -> Fields | None:

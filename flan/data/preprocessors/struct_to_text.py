@@ -40,22 +40,21 @@ def _with_targets(fields: Fields, example: Mapping[str, Any]) -> Fields | None:
 @preprocessor("common_gen", fields=("concepts", "answer", "references"))
 def common_gen(example: Mapping[str, Any]) -> Fields | None:
   """CommonGen: a concept set (`ski, mountain, skier`) -> a sentence using all of them."""
-  return _with_targets({"concepts": ", ".join(unique(example.get("concepts") or []))},
-                       example)
+  return _with_targets({"concepts": ", ".join(unique(example.get("concepts") or []))}, example)
 
 
 @preprocessor("dart", fields=("triples", "answer", "references"))
 def dart(example: Mapping[str, Any]) -> Fields | None:
   """DART: `subject PREDICATE object` triples (space-joined by TFDS), `; `-separated."""
-  return _with_targets({"triples": "; ".join(unique(example.get("tripleset") or []))},
-                       example)
+  return _with_targets({"triples": "; ".join(unique(example.get("tripleset") or []))}, example)
 
 
 @preprocessor("e2e_nlg", fields=("meaning_representation", "answer", "references"))
 def e2e_nlg(example: Mapping[str, Any]) -> Fields | None:
   """E2E: a restaurant meaning representation `name[X], food[Y], ...` -> a description."""
-  return _with_targets({"meaning_representation": clean(example.get("meaning_representation",
-                                                                    ""))}, example)
+  return _with_targets(
+    {"meaning_representation": clean(example.get("meaning_representation", ""))}, example
+  )
 
 
 def _webnlg_triple(triple: str) -> str:

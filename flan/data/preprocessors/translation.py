@@ -24,20 +24,26 @@ from flan.data.preprocessors.text import detokenize, normalize_space
 FIELDS = ("en", "xx", "xx_language")
 
 LANGUAGES: Mapping[str, str] = {
-    "cs": "Czech", "de": "German", "es": "Spanish", "fi": "Finnish", "fr": "French",
-    "ro": "Romanian", "ru": "Russian", "tr": "Turkish",
+  "cs": "Czech",
+  "de": "German",
+  "es": "Spanish",
+  "fi": "Finnish",
+  "fr": "French",
+  "ro": "Romanian",
+  "ru": "Russian",
+  "tr": "Turkish",
 }
 
 # dataset -> code of its non-English side (the TFDS Translation feature key).
 PAIRS: Mapping[str, str] = {
-    "para_crawl_enes": "es",
-    "wmt14_enfr": "fr",
-    "wmt16_csen": "cs",
-    "wmt16_deen": "de",
-    "wmt16_fien": "fi",
-    "wmt16_roen": "ro",
-    "wmt16_ruen": "ru",
-    "wmt16_tren": "tr",
+  "para_crawl_enes": "es",
+  "wmt14_enfr": "fr",
+  "wmt16_csen": "cs",
+  "wmt16_deen": "de",
+  "wmt16_fien": "fi",
+  "wmt16_roen": "ro",
+  "wmt16_ruen": "ru",
+  "wmt16_tren": "tr",
 }
 
 
@@ -52,8 +58,10 @@ def _make(code: str):
     return {"en": en, "xx": xx, "xx_language": LANGUAGES[code]}
 
   translate.__name__ = f"translate_{code}_en"
-  translate.__doc__ = (f"One {LANGUAGES[code]}-English sentence pair -> `en`, `xx`, "
-                       "`xx_language`; drops pairs with an empty side.")
+  translate.__doc__ = (
+    f"One {LANGUAGES[code]}-English sentence pair -> `en`, `xx`, "
+    "`xx_language`; drops pairs with an empty side."
+  )
   return translate
 
 
