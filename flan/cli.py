@@ -33,7 +33,7 @@ def rewrite_args(argv: Sequence[str]) -> list[str]:
   out = []
   for arg in argv:
     if arg.startswith("--gin.") and "=" in arg:
-      key, value = arg[len("--gin."):].split("=", 1)
+      key, value = arg[len("--gin.") :].split("=", 1)
       out.append(f"--gin_bindings={key} = {value}")
     else:
       out.append(arg)
@@ -58,8 +58,9 @@ def _quote_bare_string(binding: str) -> str:
 
 def _known_macros() -> set[str]:
   refs = gin.config.iterate_references(gin.config._CONFIG)
-  return {r.scoped_selector.rsplit("/", 1)[0] for r in refs
-          if r.scoped_selector.endswith("/gin.macro")}
+  return {
+    r.scoped_selector.rsplit("/", 1)[0] for r in refs if r.scoped_selector.endswith("/gin.macro")
+  }
 
 
 def _check_macros(bindings: Sequence[str]) -> None:
@@ -70,8 +71,10 @@ def _check_macros(bindings: Sequence[str]) -> None:
     if _MACRO.match(name) and name not in used:
       close = difflib.get_close_matches(name, sorted(used), n=3, cutoff=0.6)
       hint = f" Did you mean {' or '.join(close)}?" if close else ""
-      raise ValueError(f"--gin.{name} sets a macro that no gin file uses.{hint} Macros in use: "
-                       f"{', '.join(sorted(used))}.")
+      raise ValueError(
+        f"--gin.{name} sets a macro that no gin file uses.{hint} Macros in use: "
+        f"{', '.join(sorted(used))}."
+      )
 
 
 def _explain_gin_error(e: Exception) -> str:
@@ -87,18 +90,22 @@ def _explain_gin_error(e: Exception) -> str:
     try:
       fn = gin.config._REGISTRY.get_match(m.group(1)).wrapped
       params = list(inspect.signature(fn).parameters)
-    except Exception:  # noqa: BLE001 - suggestions are best-effort
+    except Exception:
       params = []
     close = difflib.get_close_matches(m.group(2), params, n=3, cutoff=0.6)
     return msg + (f" Did you mean {' or '.join(close)}?" if close else "")
   m = re.search(r"^(\w+)/macro\.value set to `%gin.REQUIRED`", msg)
   if m:
-    return (f"The gin macro {m.group(1)} is required but not set; add "
-            f"--gin.{m.group(1)}=... (see the comments in configs/runs/*.gin).")
+    return (
+      f"The gin macro {m.group(1)} is required but not set; add "
+      f"--gin.{m.group(1)}=... (see the comments in configs/runs/*.gin)."
+    )
   m = re.search(r"No bindings specified for '([^']+)/gin.macro'", msg)
   if m:
-    return (f"The gin macro {m.group(1)} is used but never set; add "
-            f"--gin.{m.group(1)}=... or set it in a gin file.")
+    return (
+      f"The gin macro {m.group(1)} is used but never set; add "
+      f"--gin.{m.group(1)}=... or set it in a gin file."
+    )
   return msg
 
 
@@ -129,11 +136,18 @@ def parse_gin_flags(argv: Sequence[str] | None = None) -> argparse.Namespace:
 @contextlib.contextmanager
 def report_user_errors() -> Iterator[None]:
   """Turns a user error into one line on stderr and exit status 1 (FLAN_DEBUG=1: traceback)."""
-  from flan.training import checkpoints
   from flan.data import examples
+  from flan.training import checkpoints
   from flan.training import train_step as trainer
-  user_errors = (ValueError, FileNotFoundError, PermissionError, checkpoints.CheckpointError,
-                 trainer.NonFiniteLossError, examples.DataNotPreparedError)
+
+  user_errors = (
+    ValueError,
+    FileNotFoundError,
+    PermissionError,
+    checkpoints.CheckpointError,
+    trainer.NonFiniteLossError,
+    examples.DataNotPreparedError,
+  )
   try:
     yield
   except user_errors as e:
@@ -145,6 +159,9 @@ def report_user_errors() -> Iterator[None]:
     if not m:
       raise
     names = [n.strip(" '") for n in m.group(2).split(",")]
-    print(f"error: {m.group(1)}() needs {', '.join(names)}: set them in a gin file or with "
-          f"--gin.{m.group(1)}.{names[0]}=... (or the matching macro, e.g. "
-          f"--gin.{names[0].upper()}=...).", file=sys.stderr)
+    print(
+      f"error: {m.group(1)}() needs {', '.join(names)}: set them in a gin file or with "
+      f"--gin.{m.group(1)}.{names[0]}=... (or the matching macro, e.g. "
+      f"--gin.{names[0].upper()}=...).",
+      file=sys.stderr,
+    )

@@ -31,8 +31,7 @@ import jax
 import numpy as np
 
 from flan import paths
-from flan.model import hf
-from flan.model import network
+from flan.model import hf, network
 from flan.training import checkpoints
 
 CONFIG_FILE = checkpoints.PARAMS_CONFIG_FILE
@@ -44,10 +43,10 @@ def hf_to_flan(hf_dir: str, out: str, *, scan_layers: bool = False) -> network.T
   return _save_params(config, params, out)
 
 
-def t5x_to_flan(t5x_checkpoint: str, out: str, *, scan_layers: bool = False
-                ) -> network.T5Config:
+def t5x_to_flan(t5x_checkpoint: str, out: str, *, scan_layers: bool = False) -> network.T5Config:
   """Imports a t5x checkpoint's parameters and saves them as an orbax checkpoint at `out`."""
   from flan.model import t5x
+
   config, params = t5x.params_from_t5x(t5x_checkpoint, scan_layers=scan_layers)
   return _save_params(config, params, out)
 
@@ -55,6 +54,7 @@ def t5x_to_flan(t5x_checkpoint: str, out: str, *, scan_layers: bool = False
 def t5x_to_hf(t5x_checkpoint: str, out: str) -> network.T5Config:
   """Writes a t5x checkpoint's parameters as a Hugging Face T5 directory at `out`."""
   from flan.model import t5x
+
   config, params = t5x.params_from_t5x(t5x_checkpoint)
   hf.params_to_hf(config, params, out)
   return config
@@ -88,8 +88,9 @@ def _config_from_gin(files: Sequence[str], bindings: Sequence[str]) -> network.T
   return gin.get_configurable(network.T5Config)()
 
 
-def flan_to_hf(checkpoint: str, out: str, *, gin_files: Sequence[str] = (),
-               gin_bindings: Sequence[str] = ()) -> network.T5Config:
+def flan_to_hf(
+  checkpoint: str, out: str, *, gin_files: Sequence[str] = (), gin_bindings: Sequence[str] = ()
+) -> network.T5Config:
   """Exports a flan checkpoint's params as a Hugging Face T5 directory at `out`."""
   source = checkpoints.locate(checkpoint, "--checkpoint")
   if source.kind == checkpoints.HF:
@@ -103,33 +104,43 @@ def flan_to_hf(checkpoint: str, out: str, *, gin_files: Sequence[str] = (),
   elif (source.model_dir / "config.gin").is_file():
     config = _config_from_gin([str(source.model_dir / "config.gin")], gin_bindings)
   else:
-    raise FileNotFoundError(f"No network config for {checkpoint}: pass --gin_file with the model "
-                            "gin it was trained with (e.g. configs/models/small.gin).")
-  from flan.model import encoder_decoder
-  from flan.model import partitioning
+    raise FileNotFoundError(
+      f"No network config for {checkpoint}: pass --gin_file with the model "
+      "gin it was trained with (e.g. configs/models/small.gin)."
+    )
+  from flan.model import encoder_decoder, partitioning
+
   mesh = partitioning.make_mesh({"data": 1, "model": 1}, devices=jax.local_devices()[:1])
-  params, _ = checkpoints.restore_params(encoder_decoder.EncoderDecoderModel(config), mesh,
-                                         source.path, setting="--checkpoint")
+  params, _ = checkpoints.restore_params(
+    encoder_decoder.EncoderDecoderModel(config), mesh, source.path, setting="--checkpoint"
+  )
   hf.params_to_hf(config, jax.tree.map(np.asarray, params), out)
   return config
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-  parser = argparse.ArgumentParser(prog="python -m flan.convert",
-                                   description=__doc__.split("\n")[0])
+  parser = argparse.ArgumentParser(
+    prog="python -m flan.convert", description=__doc__.split("\n")[0]
+  )
   commands = parser.add_subparsers(dest="command", required=True)
   to_flan = commands.add_parser("hf_to_flan", help="HF directory -> orbax params checkpoint")
   to_flan.add_argument("--hf_dir", required=True)
   to_flan.add_argument("--out", required=True)
-  to_flan.add_argument("--scan_layers", action="store_true",
-                       help="save the stacked layout for models trained with SCAN_LAYERS=True")
+  to_flan.add_argument(
+    "--scan_layers",
+    action="store_true",
+    help="save the stacked layout for models trained with SCAN_LAYERS=True",
+  )
   for name, what in (("t5x_to_flan", "orbax params checkpoint"), ("t5x_to_hf", "HF directory")):
     t5x_cmd = commands.add_parser(name, help=f"t5x checkpoint_<step> directory -> {what}")
     t5x_cmd.add_argument("--t5x_checkpoint", required=True)
     t5x_cmd.add_argument("--out", required=True)
     if name == "t5x_to_flan":
-      t5x_cmd.add_argument("--scan_layers", action="store_true",
-                           help="save the stacked layout for models trained with SCAN_LAYERS=True")
+      t5x_cmd.add_argument(
+        "--scan_layers",
+        action="store_true",
+        help="save the stacked layout for models trained with SCAN_LAYERS=True",
+      )
   to_hf = commands.add_parser("flan_to_hf", help="flan checkpoint -> HF directory")
   to_hf.add_argument("--checkpoint", required=True)
   to_hf.add_argument("--out", required=True)
@@ -144,8 +155,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     elif args.command == "t5x_to_hf":
       config = t5x_to_hf(args.t5x_checkpoint, args.out)
     else:
-      config = flan_to_hf(args.checkpoint, args.out, gin_files=args.gin_file,
-                          gin_bindings=args.gin_bindings)
+      config = flan_to_hf(
+        args.checkpoint, args.out, gin_files=args.gin_file, gin_bindings=args.gin_bindings
+      )
   except (FileNotFoundError, FileExistsError, ValueError, checkpoints.CheckpointError) as e:
     sys.exit(f"flan.convert {args.command}: {e}")
   print(f"wrote {args.out} ({config})")

@@ -25,8 +25,9 @@ from flan.training import checkpoints as checkpoints_lib
 from flan.training.options import expand_path
 
 
-def default_output_dir(checkpoint_path: str, model_dir: str | None,
-                       eval_output_dir: str | None) -> str:
+def default_output_dir(
+  checkpoint_path: str, model_dir: str | None, eval_output_dir: str | None
+) -> str:
   """EVAL_OUTPUT_DIR, else MODEL_DIR/eval, else <the checkpoint's MODEL_DIR>/eval."""
   if eval_output_dir:
     return eval_output_dir
@@ -40,16 +41,30 @@ def default_output_dir(checkpoint_path: str, model_dir: str | None,
   return str(path / "eval")
 
 
-def evaluate(*, model: Any, checkpoint_path: str, heldout_cluster: str, model_dir: str | None = None,
-             eval_output_dir: str | None = None, data_dir: str | None = None,
-             vocabulary: str | None = None, batch_size: int = 32,
-             task_feature_lengths: Mapping[str, int], num_shots: int = 0,
-             mesh: Mapping[str, int] | None = None,
-             baseline_checkpoint_path: str | None = None, seed: int = 0, num_beams: int = 1,
-             max_decode_length: int | None = None, num_templates: int | None = None,
-             max_examples: int | None = None, datasets: Sequence[str] | None = None,
-             template_mode: str = "instructions", use_mock_data: bool = False,
-             mock_num_examples: int = 16) -> dict[str, Any]:
+def evaluate(
+  *,
+  model: Any,
+  checkpoint_path: str,
+  heldout_cluster: str,
+  model_dir: str | None = None,
+  eval_output_dir: str | None = None,
+  data_dir: str | None = None,
+  vocabulary: str | None = None,
+  batch_size: int = 32,
+  task_feature_lengths: Mapping[str, int],
+  num_shots: int = 0,
+  mesh: Mapping[str, int] | None = None,
+  baseline_checkpoint_path: str | None = None,
+  seed: int = 0,
+  num_beams: int = 1,
+  max_decode_length: int | None = None,
+  num_templates: int | None = None,
+  max_examples: int | None = None,
+  datasets: Sequence[str] | None = None,
+  template_mode: str = "instructions",
+  use_mock_data: bool = False,
+  mock_num_examples: int = 16,
+) -> dict[str, Any]:
   """Evaluates CHECKPOINT_PATH (and BASELINE_CHECKPOINT_PATH) on HELDOUT_CLUSTER.
 
   Args mirror the gin macros of configs/runs/eval.gin; see `flan.evaluation.holdout.EvalOptions`
@@ -59,15 +74,20 @@ def evaluate(*, model: Any, checkpoint_path: str, heldout_cluster: str, model_di
   Returns:
     The results dict (also written to the output directory).
   """
-  from flan.data import clusters
+  from flan.data import clusters, vocabularies
   from flan.evaluation import holdout as evaluation
-  from flan.data import vocabularies
+
   clusters.check_cluster(heldout_cluster)
   checkpoint_path = expand_path("checkpoint_path", checkpoint_path)
   model_dir, eval_output_dir, data_dir, baseline_checkpoint_path = (
-      None if v is None else expand_path(k, v) for k, v in (
-          ("model_dir", model_dir), ("eval_output_dir", eval_output_dir),
-          ("data_dir", data_dir), ("baseline_checkpoint_path", baseline_checkpoint_path)))
+    None if v is None else expand_path(k, v)
+    for k, v in (
+      ("model_dir", model_dir),
+      ("eval_output_dir", eval_output_dir),
+      ("data_dir", data_dir),
+      ("baseline_checkpoint_path", baseline_checkpoint_path),
+    )
+  )
   if vocabulary not in (None, "byte"):
     vocabulary = expand_path("vocabulary", vocabulary)
   if num_shots < 0:
@@ -76,26 +96,42 @@ def evaluate(*, model: Any, checkpoint_path: str, heldout_cluster: str, model_di
   partitioning.check_batch_size(batch_size, device_mesh)
   vocab = vocabularies.get_vocabulary(vocabulary)
   if vocab.vocab_size > model.config.vocab_size:
-    raise UserError(f"The vocabulary has {vocab.vocab_size} ids but the model's vocab_size is "
-                     f"{model.config.vocab_size}; use the model gin the checkpoint was trained "
-                     "with and its VOCABULARY.")
+    raise UserError(
+      f"The vocabulary has {vocab.vocab_size} ids but the model's vocab_size is "
+      f"{model.config.vocab_size}; use the model gin the checkpoint was trained "
+      "with and its VOCABULARY."
+    )
   output_dir = default_output_dir(checkpoint_path, model_dir, eval_output_dir)
-  params, info = checkpoints_lib.restore_params(model, device_mesh, checkpoint_path,
-                                               setting="CHECKPOINT_PATH")
+  params, info = checkpoints_lib.restore_params(
+    model, device_mesh, checkpoint_path, setting="CHECKPOINT_PATH"
+  )
   logging.info("Restored %s (step %s).", info["path"], info["step"])
   baseline, baseline_info = None, None
   if baseline_checkpoint_path:
     baseline, baseline_info = checkpoints_lib.restore_params(
-        model, device_mesh, baseline_checkpoint_path, setting="BASELINE_CHECKPOINT_PATH")
-  kwargs = dict(cluster=heldout_cluster, vocabulary=vocab, data_dir=data_dir,
-                feature_lengths=dict(task_feature_lengths), output_dir=output_dir,
-                batch_size=batch_size, baseline_params=baseline, num_shots=num_shots,
-                seed=seed, num_beams=num_beams, max_decode_length=max_decode_length,
-                num_templates=num_templates, max_examples=max_examples,
-                datasets=tuple(datasets) if datasets else None, template_mode=template_mode,
-                metadata={"checkpoint": info, "baseline_checkpoint": baseline_info})
+      model, device_mesh, baseline_checkpoint_path, setting="BASELINE_CHECKPOINT_PATH"
+    )
+  kwargs = dict(
+    cluster=heldout_cluster,
+    vocabulary=vocab,
+    data_dir=data_dir,
+    feature_lengths=dict(task_feature_lengths),
+    output_dir=output_dir,
+    batch_size=batch_size,
+    baseline_params=baseline,
+    num_shots=num_shots,
+    seed=seed,
+    num_beams=num_beams,
+    max_decode_length=max_decode_length,
+    num_templates=num_templates,
+    max_examples=max_examples,
+    datasets=tuple(datasets) if datasets else None,
+    template_mode=template_mode,
+    metadata={"checkpoint": info, "baseline_checkpoint": baseline_info},
+  )
   if use_mock_data and data_dir is None:
     import tensorflow_datasets as tfds
+
     with tfds.testing.mock_data(num_examples=mock_num_examples):
       results = evaluation.evaluate_cluster(model, params, device_mesh, **kwargs)
   else:
@@ -103,8 +139,13 @@ def evaluate(*, model: Any, checkpoint_path: str, heldout_cluster: str, model_di
   logging.info("Wrote %s/results.json, results.md, scores.png and predictions/.", output_dir)
   for label, res in results["models"].items():
     c = res["cluster"]
-    logging.info("%s: cluster %s mean over templates %s, dev-selected %s", label,
-                 heldout_cluster, c["mean_over_templates"], c["dev_selected"])
+    logging.info(
+      "%s: cluster %s mean over templates %s, dev-selected %s",
+      label,
+      heldout_cluster,
+      c["mean_over_templates"],
+      c["dev_selected"],
+    )
   return results
 
 
@@ -116,8 +157,10 @@ def configurable_evaluate() -> Callable[..., dict[str, Any]]:
 def main(argv: list[str] | None = None) -> int:
   """Entry point: parse gin flags, run `evaluate()`, turn user errors into one message."""
   from flan.cli import parse_gin_flags, report_user_errors
-  logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s",
-                      force=True)  # imports may have configured the root logger already
+
+  logging.basicConfig(
+    level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", force=True
+  )  # imports may have configured the root logger already
   logging.getLogger("absl").setLevel(logging.WARNING)  # TFDS/orbax per-read chatter
   with report_user_errors():
     run = configurable_evaluate()
@@ -129,4 +172,5 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
   import sys
+
   sys.exit(main())

@@ -62,27 +62,44 @@ class Peer:
     # transformers 5 ties lm_head to the embedding whatever the config says: untie (T5 1.1).
     model.lm_head.weight = torch.nn.Parameter(model.shared.weight.detach().clone())
     self.model = model.to(self.device).train()
-    self.opt = Adafactor(model.parameters(), lr=1e-3, scale_parameter=True, relative_step=False,
-                         warmup_init=False, clip_threshold=1.0, decay_rate=-0.8)
-    self.autocast = lambda: torch.autocast(self.device, dtype=torch.bfloat16,
-                                           enabled=dtype == "bfloat16")
+    self.opt = Adafactor(
+      model.parameters(),
+      lr=1e-3,
+      scale_parameter=True,
+      relative_step=False,
+      warmup_init=False,
+      clip_threshold=1.0,
+      decay_rate=-0.8,
+    )
+    self.autocast = lambda: torch.autocast(
+      self.device, dtype=torch.bfloat16, enabled=dtype == "bfloat16"
+    )
     self.sets: dict[str, list[dict[str, Any]]] = {}
     self.position: dict[str, int] = {}
     self.loss = float("nan")
-    self.versions = {"torch": torch.__version__, "transformers": transformers.__version__,
-                     "torch_threads": torch.get_num_threads(), "device": self.device}
+    self.versions = {
+      "torch": torch.__version__,
+      "transformers": transformers.__version__,
+      "torch_threads": torch.get_num_threads(),
+      "device": self.device,
+    }
 
   def load(self, name: str, batches: list[dict[str, np.ndarray]]) -> None:
     """Converts a set of batches (EncDecFeatureConverter layout, unpacked) to model inputs."""
+
     def t(x):
       return self.torch.from_numpy(np.asarray(x, np.int64)).to(self.device)
+
     self.sets[name] = [
-        {"input_ids": t(b["encoder_input_tokens"]),
-         "attention_mask": t(b["encoder_input_tokens"] != PAD),
-         "decoder_input_ids": t(b["decoder_input_tokens"]),
-         "decoder_attention_mask": t(b["decoder_loss_weights"] > 0),
-         "labels": t(np.where(b["decoder_loss_weights"] > 0, b["decoder_target_tokens"], -100))}
-        for b in batches]
+      {
+        "input_ids": t(b["encoder_input_tokens"]),
+        "attention_mask": t(b["encoder_input_tokens"] != PAD),
+        "decoder_input_ids": t(b["decoder_input_tokens"]),
+        "decoder_attention_mask": t(b["decoder_loss_weights"] > 0),
+        "labels": t(np.where(b["decoder_loss_weights"] > 0, b["decoder_target_tokens"], -100)),
+      }
+      for b in batches
+    ]
     self.position[name] = 0
 
   def run(self, name: str, steps: int) -> list[tuple[float, float, int]]:

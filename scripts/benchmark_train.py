@@ -2,7 +2,7 @@
 
 The workload is a FLAN training mixture (default `flan_holdout_nli_train`) over the TFDS
 samples in ../shared/data/tfds, tokenized with the T5 SentencePiece model; without them, the
-long-tailed synthetic lengths of seqio_anchor.md section 3. From the same example stream:
+long-tailed synthetic lengths of scripts/benchmark_data.py. From the same example stream:
 
 * flan packed: rows from `flan.data.input_pipeline.make_train_iterator` (first-fit-decreasing
   packing), what `python -m flan.train` trains on;
@@ -16,9 +16,11 @@ For each T5 1.1 size (configs/models/<size>.gin, read through gin) it reports st
 utilisation, peak memory, and the ratios of our tokens/s to the peer's. The issue's comparison
 is flan packed against peer padded at the same batch and lengths.
 
-* Our step is the real `flan.training.train_step.make_train_step` (flan's Adafactor, state donated, batches
+* Our step is the real `flan.training.train_step.make_train_step` (flan's Adafactor, state
+  donated, batches
   already on device, one `block_until_ready` per timing window).
-* MFU: `flan.training.flops.train_step_flops` (encoder weights x input tokens, decoder and logits weights
+* MFU: `flan.training.flops.train_step_flops` (encoder weights x input tokens, decoder and
+  logits weights
   x target tokens, cross-attention K/V x input tokens, attention score/value products; 3 x
   forward; padding slots included) per second, divided by a matmul peak measured in the same
   run on the same devices ([devices, n, n] products in the activation dtype with float32
@@ -50,22 +52,27 @@ from typing import Any
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-import gin  # noqa: E402
-import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
-import numpy as np  # noqa: E402
+import benchmark_data
+import benchmark_peer
+import gin
+import jax
+import jax.numpy as jnp
+import numpy as np
 
-import benchmark_data  # noqa: E402  (scripts/: FLAN mixture over ../shared, synthetic lengths)
-import benchmark_peer  # noqa: E402
-from flan.model import attention  # noqa: E402
-from flan.training import flops as flops_lib  # noqa: E402
-from flan.data import input_pipeline  # noqa: E402
-from flan.model import encoder_decoder as model_lib  # noqa: E402
-from flan.model import network  # noqa: E402
-from flan.training import optimizer as optimizer_lib  # noqa: E402
-from flan.data import packing  # noqa: E402
-from flan.model import partitioning  # noqa: E402
-from flan.training import train_step as trainer  # noqa: E402
+from flan.data import (
+  input_pipeline,
+  packing,
+)
+from flan.model import (
+  attention,
+  network,
+  partitioning,
+)
+from flan.model import config as model_config
+from flan.model import encoder_decoder as model_lib
+from flan.training import flops as flops_lib
+from flan.training import optimizer as optimizer_lib
+from flan.training import train_step as trainer
 
 PAD = 0
 SHARED = ROOT.parent / "shared"
@@ -74,8 +81,9 @@ SHARED = ROOT.parent / "shared"
 # ---------------------------------------------------------------------------- configuration
 
 
-def model_from_gin(size: str, *, dtype: str, scan_layers: bool, remat_policy: str,
-                   attention: str = "auto") -> tuple[network.T5Config, dict[str, Any]]:
+def model_from_gin(
+  size: str, *, dtype: str, scan_layers: bool, remat_policy: str, attention: str = "auto"
+) -> tuple[network.T5Config, dict[str, Any]]:
   """The size's `T5Config` and model keyword arguments, as configs/models/<size>.gin binds them."""
   path = ROOT / "configs" / "models" / f"{size}.gin"
   if not path.exists():
@@ -83,12 +91,18 @@ def model_from_gin(size: str, *, dtype: str, scan_layers: bool, remat_policy: st
     raise SystemExit(f"--sizes: no model config {path}; known sizes: {', '.join(known)}.")
   gin.clear_config()
   gin.parse_config_files_and_bindings(
-      [str(path)], [f"ACTIVATION_DTYPE = {dtype!r}", f"SCAN_LAYERS = {scan_layers}",
-                    f"REMAT_POLICY = {remat_policy!r}", "DROPOUT_RATE = 0.0",
-                    f"network.T5Config.attention = {attention!r}"])
+    [str(path)],
+    [
+      f"ACTIVATION_DTYPE = {dtype!r}",
+      f"SCAN_LAYERS = {scan_layers}",
+      f"REMAT_POLICY = {remat_policy!r}",
+      "DROPOUT_RATE = 0.0",
+      f"network.T5Config.attention = {attention!r}",
+    ],
+  )
   config = network.T5Config(**gin.get_bindings("flan.model.network.T5Config"))
-  kwargs = {k: v for k, v in gin.get_bindings("flan.model.encoder_decoder.EncoderDecoderModel").items()
-            if k != "config"}
+  bindings = gin.get_bindings("flan.model.encoder_decoder.EncoderDecoderModel")
+  kwargs = {k: v for k, v in bindings.items() if k != "config"}
   gin.clear_config()
   return config, kwargs
 
@@ -124,8 +138,10 @@ class MatmulPeak:
     sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(mesh.axis_names))
     key = jax.random.PRNGKey(0)
     shape = (self.devices, n, n)
+
     def operand(k):  # the cast comes last: dividing by a numpy float64 would promote to float32
       return jax.device_put((jax.random.normal(k, shape) / np.sqrt(n)).astype(dtype), sharding)
+
     self.a, self.b = operand(key), operand(jax.random.fold_in(key, 1))
 
     spec = jax.sharding.PartitionSpec(mesh.axis_names)
@@ -135,8 +151,8 @@ class MatmulPeak:
       for _ in range(chain):
         a = jnp.dot(a, b, preferred_element_type=jnp.float32).astype(a.dtype)
       return a[None]
-    self.products = jax.jit(jax.shard_map(local, mesh=mesh, in_specs=(spec, spec),
-                                          out_specs=spec))
+
+    self.products = jax.jit(jax.shard_map(local, mesh=mesh, in_specs=(spec, spec), out_specs=spec))
     products = self.products
     jax.block_until_ready(products(self.a, self.b))  # compile
 
@@ -148,7 +164,7 @@ class MatmulPeak:
       jax.block_until_ready(self.products(self.a, self.b))
       best = min(best, time.perf_counter() - t0)
       best_cpu = min(best_cpu, time.process_time() - c0)
-    work = 2.0 * self.n ** 3 * self.chain * self.devices
+    work = 2.0 * self.n**3 * self.chain * self.devices
     return work / best, work / max(best_cpu, 1e-9)
 
   def describe(self) -> dict[str, Any]:
@@ -158,16 +174,25 @@ class MatmulPeak:
 class OursRunner:
   """flan's real train step (`trainer.make_train_step`) on pre-placed (prefetched) batches."""
 
-  def __init__(self, config: network.T5Config, model_kwargs: dict[str, Any],
-               batches: list[dict], mesh: jax.sharding.Mesh, warmup: int):
+  def __init__(
+    self,
+    config: network.T5Config,
+    model_kwargs: dict[str, Any],
+    batches: list[dict],
+    mesh: jax.sharding.Mesh,
+    warmup: int,
+  ):
     model = model_lib.EncoderDecoderModel(config, **model_kwargs)
-    tx, schedule = optimizer_lib.make_optimizer(base_learning_rate=1e-3,
-                                                param_axes=model.param_logical_specs())
+    tx, schedule = optimizer_lib.make_optimizer(
+      base_learning_rate=1e-3, param_axes=model.param_logical_specs()
+    )
     shapes = {k: v.shape for k, v in batches[0].items()}
-    self.state, shardings = trainer.create_train_state(model, tx, mesh, jax.random.PRNGKey(0),
-                                                       shapes)
-    self.step = trainer.make_train_step(model, tx, mesh=mesh, shardings=shardings,
-                                        schedule=schedule)
+    self.state, shardings = trainer.create_train_state(
+      model, tx, mesh, jax.random.PRNGKey(0), shapes
+    )
+    self.step = trainer.make_train_step(
+      model, tx, mesh=mesh, shardings=shardings, schedule=schedule
+    )
     self.batches = [partitioning.shard_batch(b, mesh) for b in batches]  # on device already
     self.rng = jax.random.PRNGKey(1)
     self.mesh, self.i = mesh, 0
@@ -199,8 +224,12 @@ class OursRunner:
     if stats and "peak_bytes_in_use" in stats:
       return float(stats["peak_bytes_in_use"]), "device peak_bytes_in_use"
     m = self.memory
-    planned = (m.argument_size_in_bytes + m.output_size_in_bytes - m.alias_size_in_bytes
-               + m.temp_size_in_bytes)
+    planned = (
+      m.argument_size_in_bytes
+      + m.output_size_in_bytes
+      - m.alias_size_in_bytes
+      + m.temp_size_in_bytes
+    )
     return float(planned), "XLA buffers (arguments + outputs - donated + temporaries)"
 
   def loss(self) -> float:
@@ -231,23 +260,30 @@ def stream_name(args: argparse.Namespace) -> tuple[str, str]:
     name, used, _ = benchmark_data.prepared_mixture(args.mixture, args.data_dir)
     return name, f"{args.mixture} over {args.data_dir} ({len(used)} datasets prepared)"
   if not args.synthetic:
-    print(f"no FLAN data at {args.data_dir} or no vocabulary at {args.vocab}: using synthetic "
-          "long-tailed lengths (pass --data_dir / --vocab for FLAN examples)")
+    print(
+      f"no FLAN data at {args.data_dir} or no vocabulary at {args.vocab}: using synthetic "
+      "long-tailed lengths (pass --data_dir / --vocab for FLAN examples)"
+    )
   inputs, targets = benchmark_data.synthetic_examples(args.synthetic_examples, args.seed)
   benchmark_data.register_in_memory("bench_train_synthetic", inputs, targets)
-  return "bench_train_synthetic", "synthetic long-tailed lengths (seqio_anchor.md section 3)"
+  return (
+    "bench_train_synthetic",
+    "synthetic long-tailed lengths (inputs lognormal median 150, targets median 20)",
+  )
 
 
-def padded(inputs: packing.Ragged, targets: packing.Ragged, lengths: dict[str, int]
-           ) -> dict[str, np.ndarray]:
+def padded(
+  inputs: packing.Ragged, targets: packing.Ragged, lengths: dict[str, int]
+) -> dict[str, np.ndarray]:
   return packing.pack(inputs, targets, lengths, pack=False).features
 
 
 def layouts(name: str, args: argparse.Namespace) -> dict[str, list[dict[str, np.ndarray]]]:
   """Batches of each layout, drawn from one example stream (see the module docstring)."""
   lengths = {"inputs": args.input_length, "targets": args.target_length}
-  it = input_pipeline.make_train_iterator(name, lengths, args.batch, args.seed, shard_index=0,
-                                          num_shards=1, window_size=args.window)
+  it = input_pipeline.make_train_iterator(
+    name, lengths, args.batch, args.seed, shard_index=0, num_shards=1, window_size=args.window
+  )
   try:
     packed = [next(it) for _ in range(args.num_batches)]
     stream = it._stream  # pylint: disable=protected-access
@@ -256,56 +292,91 @@ def layouts(name: str, args: argparse.Namespace) -> dict[str, list[dict[str, np.
     it.close()
   fixed, dynamic = [], []
   for i in range(args.num_batches):
-    chunk = ids[i * args.batch:(i + 1) * args.batch]
+    chunk = ids[i * args.batch : (i + 1) * args.batch]
     if len(chunk) < args.batch:
-      raise SystemExit(f"--num_batches {args.num_batches} x --batch {args.batch} exceeds the "
-                       f"{len(ids)} examples of one window; raise --window.")
+      raise SystemExit(
+        f"--num_batches {args.num_batches} x --batch {args.batch} exceeds the "
+        f"{len(ids)} examples of one window; raise --window."
+      )
     inputs, targets = stream.inputs.take(chunk), stream.targets.take(chunk)
     fixed.append(padded(inputs, targets, lengths))
-    longest = {k: min(lengths[k], -(-int(v.lengths.max()) // 8) * 8)
-               for k, v in (("inputs", inputs), ("targets", targets))}
+    longest = {
+      k: min(lengths[k], -(-int(v.lengths.max()) // 8) * 8)
+      for k, v in (("inputs", inputs), ("targets", targets))
+    }
     dynamic.append(padded(inputs, targets, longest))
   return {"packed": packed, "padded": fixed, "dynamic": dynamic}
 
 
 def hf_config(config: network.T5Config) -> dict[str, Any]:
   """transformers.T5Config keyword arguments for the same network (T5 1.1, no dropout)."""
-  return dict(vocab_size=config.vocab_size, d_model=config.emb_dim, d_kv=config.head_dim,
-              d_ff=config.mlp_dim, num_layers=config.num_encoder_layers,
-              num_decoder_layers=config.num_decoder_layers, num_heads=config.num_heads,
-              relative_attention_num_buckets=config.relative_attention_num_buckets,
-              relative_attention_max_distance=config.relative_attention_max_distance,
-              dropout_rate=0.0, feed_forward_proj="gated-gelu", tie_word_embeddings=False,
-              decoder_start_token_id=PAD, pad_token_id=PAD, eos_token_id=1)
+  return dict(
+    vocab_size=config.vocab_size,
+    d_model=config.emb_dim,
+    d_kv=config.head_dim,
+    d_ff=config.mlp_dim,
+    num_layers=config.num_encoder_layers,
+    num_decoder_layers=config.num_decoder_layers,
+    num_heads=config.num_heads,
+    relative_attention_num_buckets=config.relative_attention_num_buckets,
+    relative_attention_max_distance=config.relative_attention_max_distance,
+    dropout_rate=0.0,
+    feed_forward_proj="gated-gelu",
+    tie_word_embeddings=False,
+    decoder_start_token_id=PAD,
+    pad_token_id=PAD,
+    eos_token_id=1,
+  )
 
 
 # ---------------------------------------------------------------------------- measurement
 
 
-def summarize(records: list[tuple[float, float, list[int]]], batches: list[dict],
-              config: network.T5Config, peak: tuple[float, float]) -> dict[str, Any]:
+def summarize(
+  records: list[tuple[float, float, list[int]]],
+  batches: list[dict],
+  config: network.T5Config,
+  peak: tuple[float, float],
+) -> dict[str, Any]:
   """Rates of one (framework, layout) over all its timed steps: (wall s, CPU s, batch indices)
   per timing record. Tokens/s and MFU are totals over totals (dynamic batches differ in
   shape); the step time shown is the median per record."""
+
   def step_flops(b):
-    return flops_lib.train_step_flops(config, batch_size=b["encoder_input_tokens"].shape[0],
-                                      input_length=b["encoder_input_tokens"].shape[1],
-                                      target_length=b["decoder_target_tokens"].shape[1])
+    return flops_lib.train_step_flops(
+      config,
+      batch_size=b["encoder_input_tokens"].shape[0],
+      input_length=b["encoder_input_tokens"].shape[1],
+      target_length=b["decoder_target_tokens"].shape[1],
+    )
+
   used = [i for _, _, indices in records for i in indices]
   wall, cpu = sum(r[0] for r in records), sum(r[1] for r in records)
   tokens = sum(real_tokens(batches[i]) for i in used)
   flops = sum(step_flops(batches[i]) for i in used)
-  return {"step_time_s": statistics.median(w / len(i) for w, _, i in records),
-          "steps": len(used), "records": records, "tokens_per_step": tokens / len(used),
-          "non_padding": non_padding([batches[i] for i in used]), "tokens_per_s": tokens / wall,
-          "train_step_flops": flops / len(used), "mfu": flops / wall / peak[0],
-          "mfu_cpu_time": flops / cpu / peak[1]}
+  return {
+    "step_time_s": statistics.median(w / len(i) for w, _, i in records),
+    "steps": len(used),
+    "records": records,
+    "tokens_per_step": tokens / len(used),
+    "non_padding": non_padding([batches[i] for i in used]),
+    "tokens_per_s": tokens / wall,
+    "train_step_flops": flops / len(used),
+    "mfu": flops / wall / peak[0],
+    "mfu_cpu_time": flops / cpu / peak[1],
+  }
 
 
-def measure(size: str, config: network.T5Config, model_kwargs: dict[str, Any],
-            batches: dict[str, list[dict]], peer: benchmark_peer.PeerProcess | None,
-            peak: MatmulPeak, args: argparse.Namespace, mesh: jax.sharding.Mesh
-            ) -> dict[str, Any]:
+def measure(
+  size: str,
+  config: network.T5Config,
+  model_kwargs: dict[str, Any],
+  batches: dict[str, list[dict]],
+  peer: benchmark_peer.PeerProcess | None,
+  peak: MatmulPeak,
+  args: argparse.Namespace,
+  mesh: jax.sharding.Mesh,
+) -> dict[str, Any]:
   """Our windows for each layout, each followed by the peer's steps, with peak samples."""
   ours = {}
   for layout in ("packed", "padded"):
@@ -325,21 +396,28 @@ def measure(size: str, config: network.T5Config, model_kwargs: dict[str, Any],
       times["flan", layout].append(runner.run(len(batches[layout])))
     for layout in peer_layouts:
       peer.run(layout, args.settle)
-      times["peer", layout] += [(wall, cpu, [i]) for wall, cpu, i
-                                in peer.run(layout, len(batches[layout]))]
+      times["peer", layout] += [
+        (wall, cpu, [i]) for wall, cpu, i in peer.run(layout, len(batches[layout]))
+      ]
     peaks.append(peak.sample())
-    print(f"[{size}] window {w + 1}/{args.windows}: " + ", ".join(
-        f"{f} {l} {v[-1][0] / len(v[-1][2]):.3f} s/step" for (f, l), v in times.items()),
-          flush=True)
+    print(
+      f"[{size}] window {w + 1}/{args.windows}: "
+      + ", ".join(f"{f} {l} {v[-1][0] / len(v[-1][2]):.3f} s/step" for (f, l), v in times.items()),
+      flush=True,
+    )
   median_peak = tuple(statistics.median(p[i] for p in peaks) for i in (0, 1))
   runs = {}
   for (framework, layout), t in times.items():
     run = summarize(t, batches[layout], config, median_peak)
     if framework == "flan":
       memory, source = ours[layout].peak_memory()
-      run.update(compile_s=ours[layout].compile_s, last_loss=ours[layout].loss(),
-                 peak_memory_bytes=memory, peak_memory_source=source,
-                 process_peak_rss_bytes=ours[layout].rss)
+      run.update(
+        compile_s=ours[layout].compile_s,
+        last_loss=ours[layout].loss(),
+        peak_memory_bytes=memory,
+        peak_memory_source=source,
+        process_peak_rss_bytes=ours[layout].rss,
+      )
     runs[f"{framework} {layout}"] = run
   if peer:
     info = peer.info()
@@ -347,13 +425,22 @@ def measure(size: str, config: network.T5Config, model_kwargs: dict[str, Any],
       runs[f"peer {layout}"].update(info)
   tps = {k: v["tokens_per_s"] for k, v in runs.items()}
   ratios = {}
-  for ours_run, peer_run in (("flan packed", "peer padded"), ("flan packed", "peer dynamic"),
-                             ("flan padded", "peer padded")):
+  for ours_run, peer_run in (
+    ("flan packed", "peer padded"),
+    ("flan packed", "peer dynamic"),
+    ("flan padded", "peer padded"),
+  ):
     if peer_run in tps:
       ratios[f"{ours_run} / {peer_run}"] = tps[ours_run] / tps[peer_run]
-  return {"size": size, "peak_flops_per_s": median_peak[0],
-          "peak_flops_per_cpu_s": median_peak[1], "peak_samples": peaks, "runs": runs,
-          "ratios": ratios, "config": {k: getattr(config, k) for k in config.__dataclass_fields__}}
+  return {
+    "size": size,
+    "peak_flops_per_s": median_peak[0],
+    "peak_flops_per_cpu_s": median_peak[1],
+    "peak_samples": peaks,
+    "runs": runs,
+    "ratios": ratios,
+    "config": {k: getattr(config, k) for k in config.__dataclass_fields__},
+  }
 
 
 # ---------------------------------------------------------------------------- report
@@ -361,20 +448,33 @@ def measure(size: str, config: network.T5Config, model_kwargs: dict[str, Any],
 
 def print_table(rows: list[dict], peak: MatmulPeak, workload: str) -> None:
   print(f"\nworkload: {workload}")
-  print(f"matmul peak: {peak.dtype} [{peak.n}, {peak.n}] products on {peak.devices} device(s) "
-        "(float32 accumulation), sampled before and after every window; median per size:")
+  print(
+    f"matmul peak: {peak.dtype} [{peak.n}, {peak.n}] products on {peak.devices} device(s) "
+    "(float32 accumulation), sampled before and after every window; median per size:"
+  )
   for r in rows:
-    print(f"  {r['size']}: {r['peak_flops_per_s'] / 1e9:.1f} GFLOP/s (samples "
-          + ", ".join(f"{p / 1e9:.0f}" for p, _ in r["peak_samples"]) + ")")
+    print(
+      f"  {r['size']}: {r['peak_flops_per_s'] / 1e9:.1f} GFLOP/s (samples "
+      + ", ".join(f"{p / 1e9:.0f}" for p, _ in r["peak_samples"])
+      + ")"
+    )
   head = ("size", "run", "step time", "tokens/s", "non-pad", "MFU", "MFU (CPU time)", "peak mem")
   lines = [head]
   for r in rows:
     for name, run in r["runs"].items():
       memory = run.get("peak_memory_bytes", run.get("process_peak_rss_bytes"))
-      lines.append((r["size"], name, f"{run['step_time_s']:.3f} s", f"{run['tokens_per_s']:,.0f}",
-                    f"{100 * run['non_padding']:.1f}%", f"{100 * run['mfu']:.1f}%",
-                    f"{100 * run['mfu_cpu_time']:.1f}%",
-                    f"{memory / 2**30:.2f} GiB" + ("" if "peak_memory_bytes" in run else " RSS")))
+      lines.append(
+        (
+          r["size"],
+          name,
+          f"{run['step_time_s']:.3f} s",
+          f"{run['tokens_per_s']:,.0f}",
+          f"{100 * run['non_padding']:.1f}%",
+          f"{100 * run['mfu']:.1f}%",
+          f"{100 * run['mfu_cpu_time']:.1f}%",
+          f"{memory / 2**30:.2f} GiB" + ("" if "peak_memory_bytes" in run else " RSS"),
+        )
+      )
   widths = [max(len(str(line[i])) for line in lines) for i in range(len(head))]
   print()
   for j, line in enumerate(lines):
@@ -386,10 +486,13 @@ def print_table(rows: list[dict], peak: MatmulPeak, workload: str) -> None:
     for name, ratio in r["ratios"].items():
       print(f"  {r['size']}: {name} = {ratio:.2f}x")
   source = next(iter(rows[0]["runs"].values())).get("peak_memory_source", "") if rows else ""
-  print(f"\ntokens/s: real (non-padding) input + target tokens per second; non-pad: their share "
-        "of the batch's token slots.\nMFU: model FLOPs (flan.training.flops, padding slots included) per "
-        f"second / the matmul peak; the CPU-time column divides process CPU time instead.\n"
-        f"peak mem: ours {source}; the peer's is its process's peak RSS.")
+  print(
+    f"\ntokens/s: real (non-padding) input + target tokens per second; non-pad: their share "
+    "of the batch's token slots.\nMFU: model FLOPs (flan.training.flops, padding slots "
+    "included) per "
+    f"second / the matmul peak; the CPU-time column divides process CPU time instead.\n"
+    f"peak mem: ours {source}; the peer's is its process's peak RSS."
+  )
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -397,32 +500,60 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
   p.add_argument("--sizes", default="tiny,small", help="comma-separated configs/models names")
   p.add_argument("--batch", type=int, default=8, help="global batch (rows)")
   p.add_argument("--lengths", default="512,128", help="input,target row lengths")
-  p.add_argument("--windows", type=int, default=3,
-                 help="timing windows; in each, every run steps once through its batches")
+  p.add_argument(
+    "--windows",
+    type=int,
+    default=3,
+    help="timing windows; in each, every run steps once through its batches",
+  )
   p.add_argument("--warmup", type=int, default=1, help="untimed steps after compilation")
-  p.add_argument("--settle", type=int, default=1,
-                 help="untimed steps of each run at the start of every window (both frameworks; "
-                      "the first step after the other framework's measured 5-10%% slower)")
-  p.add_argument("--num_batches", type=int, default=4,
-                 help="distinct batches per layout (the steps of one window)")
-  p.add_argument("--peer", dest="peer", action="store_true", default=True,
-                 help="also time Hugging Face T5 (PyTorch) when installed (default)")
+  p.add_argument(
+    "--settle",
+    type=int,
+    default=1,
+    help="untimed steps of each run at the start of every window (both frameworks; "
+    "the first step after the other framework's measured 5-10%% slower)",
+  )
+  p.add_argument(
+    "--num_batches",
+    type=int,
+    default=4,
+    help="distinct batches per layout (the steps of one window)",
+  )
+  p.add_argument(
+    "--peer",
+    dest="peer",
+    action="store_true",
+    default=True,
+    help="also time Hugging Face T5 (PyTorch) when installed (default)",
+  )
   p.add_argument("--no_peer", dest="peer", action="store_false", help="skip the peer")
-  p.add_argument("--dtype", default="auto",
-                 help="activation dtype of both frameworks: float32 | bfloat16 | auto (float32 "
-                      "on CPU, bfloat16 on accelerators)")
+  p.add_argument(
+    "--dtype",
+    default="auto",
+    help="activation dtype of both frameworks: float32 | bfloat16 | auto (float32 "
+    "on CPU, bfloat16 on accelerators)",
+  )
   p.add_argument("--mixture", default="flan_holdout_nli_train", help="FLAN mixture to draw from")
   p.add_argument("--data_dir", default=str(SHARED / "data" / "tfds"))
   p.add_argument("--vocab", default=str(SHARED / "vocab" / "t5_spiece.model"))
-  p.add_argument("--synthetic", action="store_true",
-                 help="synthetic long-tailed lengths even when FLAN data is present")
+  p.add_argument(
+    "--synthetic",
+    action="store_true",
+    help="synthetic long-tailed lengths even when FLAN data is present",
+  )
   p.add_argument("--synthetic_examples", type=int, default=20000)
   p.add_argument("--window", type=int, default=1024, help="examples packed together")
   p.add_argument("--scan_layers", action="store_true", help="gin SCAN_LAYERS = True")
-  p.add_argument("--remat_policy", default="none", choices=network.REMAT_POLICIES,
-                 help="gin REMAT_POLICY")
-  p.add_argument("--attention", default="auto", choices=attention.IMPLEMENTATIONS,
-                 help="T5Config.attention (flan.model.attention): auto | xla | rows")
+  p.add_argument(
+    "--remat_policy", default="none", choices=model_config.REMAT_POLICIES, help="gin REMAT_POLICY"
+  )
+  p.add_argument(
+    "--attention",
+    default="auto",
+    choices=("auto",) + attention.IMPLEMENTATIONS,
+    help="T5Config.attention (flan.model.attention): auto | xla | rows",
+  )
   p.add_argument("--peak_size", type=int, default=0, help="matmul peak n (0: 2048 CPU, 8192 else)")
   p.add_argument("--seed", type=int, default=0)
   p.add_argument("--out", default=None, help="write the results as JSON here")
@@ -448,22 +579,32 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
   except ValueError as e:
     raise SystemExit(f"--batch: {e}") from None
   load = os.getloadavg() if hasattr(os, "getloadavg") else None
-  print(f"{len(jax.devices())} {backend} device(s) ({jax.devices()[0].device_kind}), "
-        f"{os.cpu_count()} CPUs, load average {load}, activations {dtype}, batch {args.batch} x "
-        f"({args.input_length} + {args.target_length})", flush=True)
+  print(
+    f"{len(jax.devices())} {backend} device(s) ({jax.devices()[0].device_kind}), "
+    f"{os.cpu_count()} CPUs, load average {load}, activations {dtype}, batch {args.batch} x "
+    f"({args.input_length} + {args.target_length})",
+    flush=True,
+  )
   name, workload = stream_name(args)
   batches = layouts(name, args)
-  print(f"workload: {workload}; non-padding share: " + ", ".join(
-      f"{k} {non_padding(v):.3f}" for k, v in batches.items()), flush=True)
+  print(
+    f"workload: {workload}; non-padding share: "
+    + ", ".join(f"{k} {non_padding(v):.3f}" for k, v in batches.items()),
+    flush=True,
+  )
   peak = MatmulPeak(mesh, dtype, args.peak_size or (2048 if backend == "cpu" else 8192))
   no_peer = benchmark_peer.available() if args.peer else "--no_peer"
   if no_peer:
     print(f"peer skipped: {no_peer}")
   rows = []
   for size in [s.strip() for s in args.sizes.split(",") if s.strip()]:
-    config, model_kwargs = model_from_gin(size, dtype=dtype, scan_layers=args.scan_layers,
-                                          remat_policy=args.remat_policy,
-                                          attention=args.attention)
+    config, model_kwargs = model_from_gin(
+      size,
+      dtype=dtype,
+      scan_layers=args.scan_layers,
+      remat_policy=args.remat_policy,
+      attention=args.attention,
+    )
     peer = None
     if not no_peer:
       print(f"[{size}] starting the peer process ...", flush=True)
@@ -474,14 +615,24 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
       if peer is not None:
         peer.close()
   print_table(rows, peak, workload)
-  result = {"argv": sys.argv[1:], "backend": backend, "devices": [str(d) for d in jax.devices()],
-            "device_kind": jax.devices()[0].device_kind, "cpu_count": os.cpu_count(),
-            "load_average_at_start": load,
-            "load_average_at_end": os.getloadavg() if hasattr(os, "getloadavg") else None,
-            "platform": platform.platform(), "jax": jax.__version__, "dtype": dtype,
-            "batch": args.batch, "lengths": [args.input_length, args.target_length],
-            "workload": workload, "matmul_peak": peak.describe(), "peer_skipped": no_peer,
-            "rows": rows}
+  result = {
+    "argv": sys.argv[1:],
+    "backend": backend,
+    "devices": [str(d) for d in jax.devices()],
+    "device_kind": jax.devices()[0].device_kind,
+    "cpu_count": os.cpu_count(),
+    "load_average_at_start": load,
+    "load_average_at_end": os.getloadavg() if hasattr(os, "getloadavg") else None,
+    "platform": platform.platform(),
+    "jax": jax.__version__,
+    "dtype": dtype,
+    "batch": args.batch,
+    "lengths": [args.input_length, args.target_length],
+    "workload": workload,
+    "matmul_peak": peak.describe(),
+    "peer_skipped": no_peer,
+    "rows": rows,
+  }
   if args.out:
     pathlib.Path(args.out).write_text(json.dumps(result, indent=2, default=str))
     print(f"wrote {args.out}")

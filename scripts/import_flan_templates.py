@@ -1,16 +1,25 @@
-"""Converts FLAN's original `PATTERNS` dict into our `templates/<dataset>.yaml` files.
+"""Converts FLAN's original `PATTERNS` dict into template files for the replication mode.
 
-    python scripts/import_flan_templates.py PATH/TO/FLAN/flan/data/templates.py --out templates/
-    python scripts/import_flan_templates.py FLAN.py --out /tmp/t --rename wmt16:sent1=en
+    python scripts/import_flan_templates.py PATH/TO/FLAN/flan/templates.py --out templates_flan
+
+FLAN's template text is FLAN's (Apache-2.0) and is not shipped with this project: a user
+who has FLAN's `flan/templates.py` converts it here, then trains with
+`--gin.DataOptions.flan_templates_dir` pointing at the output directory. There, every
+example goes through FLAN's own preprocessing (`flan.data.preprocessors.flan_compat`) and the
+rendered `(inputs, targets)` equal FLAN's byte for byte.
 
 The file is read with `ast`, never imported or executed: only the literal
-`PATTERNS = {key: [(input, target), ...], ...}` assignment is used. For each pattern key:
-  * the key becomes our dataset name(s) (`KEY_TO_DATASETS`; keys of configs outside the 62
-    datasets, e.g. true_case, are skipped and reported);
-  * `{options_}` / `{options_str}` become `{options}`, and `--rename` applies field renames;
-  * FLAN v1's stray `n` after a placeholder before a newline (`{hypothesis}n\\n`) is fixed;
-  * fields that our preprocessor of the dataset does not emit are reported (the file is
-    still written: edit it or the preprocessor, registration validates it).
+`PATTERNS = {key: [(input, target), ...], ...}` assignment is used. Every key becomes
+`OUT/<key>.yaml` (our template file format, one entry per `(input, target)` pair), with the
+text kept exactly, FLAN's slips included (e.g. the stray `n` in `{hypothesis}n\\n` of some
+rte/anli/cb templates), and three placeholder renames that change no rendered byte:
+`{options_}` and `{options_str}` (FLAN's pre-rendered OPTIONS block) become `{options}`, which
+renders the same block; STS-B's `{answer_str}` becomes `{answer}` (see flan_compat).
+
+Safety: the output directory belongs to this script. It refuses to write where a file it did
+not write would be replaced (so never into the shipped `templates/`), and rewrites its own
+files when run again. Each file is read back and compared with FLAN's text before the run
+reports success.
 """
 
 from __future__ import annotations
@@ -19,40 +28,34 @@ import argparse
 import ast
 import json
 import pathlib
-import re
 import sys
 from collections.abc import Mapping, Sequence
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from flan.data import datasets as datasets_lib  # noqa: E402
-from flan.data import templates as templates_lib  # noqa: E402
+from flan.data import templates as templates_lib
+from flan.data.preprocessors import flan_compat
 
-WMT16 = tuple(d.name for d in datasets_lib.DATASETS if d.name.startswith("wmt16_"))
-# FLAN pattern key -> our dataset names (identity for keys not listed).
-KEY_TO_DATASETS: Mapping[str, tuple[str, ...]] = {
-    "glue_mrpc": ("mrpc",),
-    "glue_qqp": ("qqp",),
-    "squad_v1": ("squad",),
-    "para_crawl": ("para_crawl_enes",),
-    "wmt16_translate": WMT16,
-    # Not among the paper's 62 datasets (see flan/data/datasets.py); squad_v2 shares `squad`.
-    "squad_v2": (),
-    "true_case": (),
-    "word_segment": (),
-    "wsc273": (),
-}
+DEFAULT_OUT = ROOT / "templates_flan"
+HEADER = "# Converted by scripts/import_flan_templates.py"
 FIELD_RENAMES: Mapping[str, str] = {"options_": "options", "options_str": "options"}
-STRAY_N = re.compile(r"(\{\w+\})n\n")
+KEY_RENAMES: Mapping[str, Mapping[str, str]] = {"stsb": {"answer_str": "answer"}}
+
+
+class UnsafeOutputError(ValueError):
+  """An output directory where writing would replace files this script did not write."""
 
 
 def read_patterns(path: str | pathlib.Path) -> dict[str, list[tuple[str, str]]]:
   """The literal `PATTERNS` dict of a FLAN templates file, parsed without running it."""
   tree = ast.parse(pathlib.Path(path).read_text(encoding="utf-8"), filename=str(path))
   for node in tree.body:
-    targets = node.targets if isinstance(node, ast.Assign) else (
-        [node.target] if isinstance(node, ast.AnnAssign) else [])
+    targets = (
+      node.targets
+      if isinstance(node, ast.Assign)
+      else ([node.target] if isinstance(node, ast.AnnAssign) else [])
+    )
     if any(isinstance(t, ast.Name) and t.id == "PATTERNS" for t in targets):
       try:
         patterns = ast.literal_eval(node.value)
@@ -64,114 +67,118 @@ def read_patterns(path: str | pathlib.Path) -> dict[str, list[tuple[str, str]]]:
   if not isinstance(patterns, dict):
     raise ValueError(f"{path}: PATTERNS must be a dict, got {type(patterns).__name__}.")
   for key, items in patterns.items():
-    if not all(isinstance(p, (tuple, list)) and len(p) == 2 and all(isinstance(s, str)
-                                                                     for s in p)
-               for p in items):
-      raise ValueError(f"{path}: PATTERNS[{key!r}] must be a list of (input, target) "
-                       "string pairs.")
+    if not all(
+      isinstance(p, (tuple, list)) and len(p) == 2 and all(isinstance(s, str) for s in p)
+      for p in items
+    ):
+      raise ValueError(f"{path}: PATTERNS[{key!r}] must be a list of (input, target) string pairs.")
   return {k: [tuple(p) for p in v] for k, v in patterns.items()}
 
 
-def parse_renames(specs: Sequence[str]) -> dict[str | None, dict[str, str]]:
-  """`[KEY:]OLD=NEW` strings -> {KEY or None (all keys): {OLD: NEW}}."""
-  out: dict[str | None, dict[str, str]] = {}
-  for spec in specs:
-    m = re.fullmatch(r"(?:(\w+):)?(\w+)=(\w+)", spec)
-    if not m:
-      raise ValueError(f"--rename {spec!r}: expected [FLAN_KEY:]OLD=NEW.")
-    out.setdefault(m.group(1), {})[m.group(2)] = m.group(3)
-  return out
+def convert_text(key: str, text: str) -> str:
+  """Applies the placeholder renames (nothing else changes)."""
+  names = {**FIELD_RENAMES, **KEY_RENAMES.get(key, {})}
+  return templates_lib.PLACEHOLDER.sub(
+    lambda m: "{" + names.get(m.group(1), m.group(1)) + "}", text
+  )
 
 
-def convert_text(text: str, renames: Mapping[str, str]) -> tuple[str, bool]:
-  """Fixes a stray `n` and renames placeholders; returns (text, whether `n` was fixed)."""
-  fixed = STRAY_N.sub(r"\1\n\n", text)  # FLAN meant "\n\n".
-  names = {**FIELD_RENAMES, **renames}
-  renamed = templates_lib.PLACEHOLDER.sub(
-      lambda m: "{" + names.get(m.group(1), m.group(1)) + "}", fixed)
-  return renamed, fixed != text
-
-
-def _known_fields(dataset: str) -> set[str] | None:
-  try:
-    from flan.data import preprocessors
-    return set(preprocessors.get(dataset).fields) - {"answers", "references"}
-  except Exception:  # pylint: disable=broad-except
-    return None  # no preprocessor yet: cannot check.
-
-
-def to_yaml(dataset: str, pairs: Sequence[tuple[str, str]]) -> str:
-  """Our template file format: one double-quoted line per input / target."""
-  lines = [f"dataset: {dataset}", "templates:"]
+def to_yaml(key: str, pairs: Sequence[tuple[str, str]], source: str) -> str:
+  """Our template file format: one JSON-quoted (ASCII) line per input / target."""
+  lines = [
+    f"{HEADER} from PATTERNS[{key!r}] of {source}.",
+    "# FLAN's text (Apache-2.0, google-research/FLAN): do not edit, do not commit.",
+    f"pattern_key: {key}",
+    "templates:",
+  ]
   for inputs, target in pairs:
-    lines.append(f"  - input: {json.dumps(inputs, ensure_ascii=False)}")
-    lines.append(f"    target: {json.dumps(target, ensure_ascii=False)}")
+    lines.append(f"  - input: {json.dumps(inputs)}")
+    lines.append(f"    target: {json.dumps(target)}")
   return "\n".join(lines) + "\n"
 
 
-def convert(patterns: Mapping[str, Sequence[tuple[str, str]]],
-            renames: Mapping[str | None, Mapping[str, str]] | None = None
-            ) -> tuple[dict[str, str], list[str]]:
-  """FLAN patterns -> ({dataset: yaml text}, report lines)."""
-  renames = renames or {}
+def convert(
+  patterns: Mapping[str, Sequence[tuple[str, str]]], source: str = "templates.py"
+) -> tuple[dict[str, str], list[str]]:
+  """FLAN patterns -> ({pattern key: file text}, report lines)."""
+  known = flan_compat.pattern_keys()
   files, report = {}, []
   for key, pairs in patterns.items():
-    targets = KEY_TO_DATASETS.get(key, (key,) if key in datasets_lib.BY_NAME else None)
-    if not targets:
-      why = "not among the 62 datasets" if targets is not None else "unknown pattern key"
-      report.append(f"skipped {key!r}: {why}.")
+    converted = [(convert_text(key, i), convert_text(key, t)) for i, t in pairs]
+    files[key] = to_yaml(key, converted, source)
+    stray = sum(text.count("}n\n") for pair in pairs for text in pair)
+    if stray:
+      report.append(f"{key}: kept FLAN's {stray} stray 'n' after a placeholder (FLAN renders it).")
+    if key not in known:
+      report.append(f"{key}: no FLAN task config uses this key; written, never read.")
       continue
-    mapping = {**renames.get(None, {}), **renames.get(key, {})}
-    converted, fixes = [], 0
-    for pair in pairs:
-      (inputs, fix_in), (target, fix_out) = (convert_text(t, mapping) for t in pair)
-      converted.append((inputs, target))
-      fixes += fix_in + fix_out
-    if fixes:
-      report.append(f"{key}: fixed {fixes} stray 'n' after a placeholder.")
-    if len(converted) != templates_lib.NUM_TEMPLATES:
-      report.append(f"{key}: has {len(converted)} templates (we expect "
-                    f"{templates_lib.NUM_TEMPLATES}).")
-    for dataset in targets:
-      known = _known_fields(dataset)
-      used = sorted({f for pair in converted for text in pair
-                     for f in templates_lib.PLACEHOLDER.findall(text)})
-      if known is None:
-        report.append(f"{dataset}: no preprocessor registered; fields not checked "
-                      f"({', '.join(used)}).")
-      else:
-        unknown = [f for f in used if f not in known]
-        if unknown:
-          report.append(f"{dataset} (from {key!r}): unmapped fields "
-                        f"{', '.join('{' + f + '}' for f in unknown)}; our preprocessor "
-                        f"emits {', '.join(sorted(known))}. Use --rename {key}:OLD=NEW.")
-      files[dataset] = to_yaml(dataset, converted)
+    used = {
+      f for pair in converted for text in pair for f in templates_lib.PLACEHOLDER.findall(text)
+    }
+    unknown = sorted(used - set(known[key]))
+    if unknown:
+      report.append(
+        f"{key}: fields {', '.join('{' + f + '}' for f in unknown)} are not "
+        f"emitted by FLAN's preprocessing of this key ({', '.join(known[key])})."
+      )
   return files, report
 
 
+def check_out_dir(out: pathlib.Path, names: Sequence[str]) -> None:
+  """Refuses an output directory where a file this script did not write would be replaced."""
+  if out.resolve() == templates_lib.TEMPLATES_DIR.resolve():
+    raise UnsafeOutputError(
+      f"--out {out} is the project's own templates/ directory; write FLAN's templates to a "
+      f"directory of their own, e.g. --out {DEFAULT_OUT.name}."
+    )
+  if out.exists() and not out.is_dir():
+    raise UnsafeOutputError(f"--out {out} exists and is not a directory.")
+  for name in names:
+    path = out / name
+    if path.exists() and not path.read_text(encoding="utf-8").startswith(HEADER):
+      raise UnsafeOutputError(
+        f"{path} exists and was not written by this script; choose "
+        "another --out directory (nothing was written)."
+      )
+
+
+def write(
+  files: Mapping[str, str], patterns: Mapping[str, Sequence[tuple[str, str]]], out: pathlib.Path
+) -> None:
+  """Writes every file, then reads each back to check it holds FLAN's text exactly."""
+  import yaml
+
+  check_out_dir(out, [f"{key}.yaml" for key in files])
+  out.mkdir(parents=True, exist_ok=True)
+  for key, text in files.items():
+    (out / f"{key}.yaml").write_text(text, encoding="utf-8")
+  for key, pairs in patterns.items():
+    data = yaml.safe_load((out / f"{key}.yaml").read_text(encoding="utf-8"))
+    back = [(t["input"], t["target"]) for t in data["templates"]]
+    want = [(convert_text(key, i), convert_text(key, t)) for i, t in pairs]
+    if back != want:  # an internal bug, not bad input: keep the traceback.
+      raise AssertionError(f"{out / key}.yaml does not read back as FLAN's text.")
+
+
 def main(argv=None) -> int:
-  p = argparse.ArgumentParser(description=__doc__,
-                              formatter_class=argparse.RawDescriptionHelpFormatter)
-  p.add_argument("flan_templates", help="FLAN's flan/data/templates.py (or a file like it)")
-  p.add_argument("--out", default=str(ROOT / "templates"), help="output directory")
-  p.add_argument("--rename", action="append", default=[],
-                 help="[FLAN_KEY:]OLD=NEW placeholder rename (repeatable)")
-  p.add_argument("--overwrite", action="store_true", help="replace existing files")
+  p = argparse.ArgumentParser(
+    description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+  )
+  p.add_argument("flan_templates", help="FLAN's flan/templates.py (or a file like it)")
+  p.add_argument(
+    "--out",
+    default=str(DEFAULT_OUT),
+    help=f"output directory (default: {DEFAULT_OUT.name}/ in the checkout)",
+  )
   args = p.parse_args(argv)
   try:
-    files, report = convert(read_patterns(args.flan_templates), parse_renames(args.rename))
+    patterns = read_patterns(args.flan_templates)
+    files, report = convert(patterns, pathlib.Path(args.flan_templates).name)
+    write(files, patterns, pathlib.Path(args.out))
   except (OSError, SyntaxError, ValueError) as e:
     print(f"error: {e}", file=sys.stderr)
     return 1
-  out = pathlib.Path(args.out)
-  out.mkdir(parents=True, exist_ok=True)
-  for dataset, text in sorted(files.items()):
-    path = out / f"{dataset}.yaml"
-    if path.exists() and not args.overwrite:
-      report.append(f"{dataset}: {path} exists; kept it (pass --overwrite to replace).")
-      continue
-    path.write_text(text, encoding="utf-8")
-  print(f"wrote {len(files)} dataset files to {out}")
+  print(f"wrote {len(files)} pattern files to {args.out}")
   for line in report:
     print("  " + line)
   return 0

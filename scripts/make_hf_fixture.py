@@ -26,10 +26,23 @@ import transformers
 
 OUT = pathlib.Path(__file__).resolve().parent.parent / "tests" / "testdata" / "hf_tiny_t5"
 CONFIG = dict(
-    vocab_size=96, d_model=32, d_kv=6, d_ff=40, num_layers=2, num_decoder_layers=3, num_heads=4,
-    relative_attention_num_buckets=32, relative_attention_max_distance=128, dropout_rate=0.0,
-    layer_norm_epsilon=1e-6, feed_forward_proj="gated-gelu", tie_word_embeddings=False,
-    pad_token_id=0, eos_token_id=1, decoder_start_token_id=0)
+  vocab_size=96,
+  d_model=32,
+  d_kv=6,
+  d_ff=40,
+  num_layers=2,
+  num_decoder_layers=3,
+  num_heads=4,
+  relative_attention_num_buckets=32,
+  relative_attention_max_distance=128,
+  dropout_rate=0.0,
+  layer_norm_epsilon=1e-6,
+  feed_forward_proj="gated-gelu",
+  tie_word_embeddings=False,
+  pad_token_id=0,
+  eos_token_id=1,
+  decoder_start_token_id=0,
+)
 
 
 def fixture_inputs() -> dict[str, np.ndarray]:
@@ -47,8 +60,11 @@ def fixture_inputs() -> dict[str, np.ndarray]:
   targets[1, 6] = 1
   dec_in = np.concatenate([np.zeros((3, 1), np.int32), targets[:, :-1]], axis=1)
   dec_in[targets == 0] = 0
-  return {"encoder_input_tokens": enc, "decoder_input_tokens": dec_in,
-          "decoder_target_tokens": targets}
+  return {
+    "encoder_input_tokens": enc,
+    "decoder_input_tokens": dec_in,
+    "decoder_target_tokens": targets,
+  }
 
 
 def logits_of(model, inputs: dict[str, np.ndarray]) -> np.ndarray:
@@ -89,8 +105,10 @@ def build() -> None:
 def check_export(directory: str) -> None:
   model = transformers.T5ForConditionalGeneration.from_pretrained(directory).eval()
   expected = np.load(OUT / "expected_logits.npz")
-  inputs = {k: expected[k] for k in ("encoder_input_tokens", "decoder_input_tokens",
-                                     "decoder_target_tokens")}
+  inputs = {
+    k: expected[k]
+    for k in ("encoder_input_tokens", "decoder_input_tokens", "decoder_target_tokens")
+  }
   logits = logits_of(model, inputs)
   real = inputs["decoder_target_tokens"] > 0
   diff = np.abs(logits - expected["logits"])[real].max()

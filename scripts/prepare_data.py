@@ -23,7 +23,7 @@ from collections.abc import Sequence
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from flan.data import datasets as datasets_lib  # noqa: E402
+from flan.data import datasets as datasets_lib
 
 PREPARED, MISSING, MANUAL, FAILED = "prepared", "missing", "needs manual download", "failed"
 
@@ -38,6 +38,7 @@ class Row:
 
 def _tfds():
   import tensorflow_datasets as tfds
+
   return tfds
 
 
@@ -60,12 +61,15 @@ def status(dataset: str, tfds_name: str, data_dir: str | None) -> Row:
   if builder.is_prepared():
     splits = ", ".join(f"{k} {v.num_examples}" for k, v in builder.info.splits.items())
     return Row(dataset, tfds_name, PREPARED, splits)
-  instructions = " ".join(str(getattr(builder, "MANUAL_DOWNLOAD_INSTRUCTIONS", "") or
-                              "").split())
+  instructions = " ".join(str(getattr(builder, "MANUAL_DOWNLOAD_INSTRUCTIONS", "") or "").split())
   where = manual_dir(data_dir)
   if datasets_lib.get(dataset).manual_download and not _has_files(where):
-    return Row(dataset, tfds_name, MANUAL,
-               f"put the files in {where}: {instructions or 'see the TFDS catalog page'}")
+    return Row(
+      dataset,
+      tfds_name,
+      MANUAL,
+      f"put the files in {where}: {instructions or 'see the TFDS catalog page'}",
+    )
   return Row(dataset, tfds_name, MISSING)
 
 
@@ -77,8 +81,7 @@ def select(names: str | None) -> list[datasets_lib.DatasetSpec]:
 
 
 def statuses(specs: Sequence[datasets_lib.DatasetSpec], data_dir: str | None) -> list[Row]:
-  return [status(spec.name, tfds_name, data_dir)
-          for spec in specs for tfds_name in spec.tfds_names]
+  return [status(spec.name, tfds_name, data_dir) for spec in specs for tfds_name in spec.tfds_names]
 
 
 def _manual_hint(tfds_name: str, data_dir: str | None) -> str:
@@ -110,14 +113,16 @@ def table(rows: Sequence[Row]) -> str:
     detail = f"  ({r.detail})" if r.detail else ""
     lines.append(f"{r.dataset:<{w1}}  {r.tfds_name:<{w2}}  {r.state}{detail}")
   counts = {s: sum(r.state == s for r in rows) for s in (PREPARED, MISSING, MANUAL, FAILED)}
-  lines.append(", ".join(f"{n} {s}" for s, n in counts.items() if n) +
-               f" (of {len(rows)} builders)")
+  lines.append(
+    ", ".join(f"{n} {s}" for s, n in counts.items() if n) + f" (of {len(rows)} builders)"
+  )
   return "\n".join(lines)
 
 
 def main(argv=None) -> int:
-  p = argparse.ArgumentParser(description=__doc__,
-                              formatter_class=argparse.RawDescriptionHelpFormatter)
+  p = argparse.ArgumentParser(
+    description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+  )
   p.add_argument("--datasets", default="", help="comma-separated FLAN dataset names")
   p.add_argument("--data_dir", default=None, help="TFDS data_dir (default: TFDS's own)")
   p.add_argument("--check", action="store_true", help="print the status; download nothing")

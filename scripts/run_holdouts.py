@@ -28,19 +28,22 @@ import sys
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from flan.data import clusters as clusters_lib  # noqa: E402
-from flan.evaluation import report  # noqa: E402
+from flan.data import clusters as clusters_lib
+from flan.evaluation import report
 
 
-def command(cluster: str, root: pathlib.Path, gin_files: list[str],
-            bindings: list[str]) -> list[str]:
+def command(
+  cluster: str, root: pathlib.Path, gin_files: list[str], bindings: list[str]
+) -> list[str]:
   """The `python -m flan.train` command of one hold-out run."""
   cmd = [sys.executable, "-m", "flan.train"]
   gin_files = gin_files or [f"configs/experiments/holdout_{cluster}.gin"]
   cmd += [f"--gin_file={f}" for f in gin_files]
-  cmd += [f'--gin.HELDOUT_CLUSTER="{cluster}"',
-          f'--gin.MIXTURE_OR_TASK_NAME="flan_holdout_{cluster}_train"',
-          f'--gin.MODEL_DIR="{root / cluster}"']
+  cmd += [
+    f'--gin.HELDOUT_CLUSTER="{cluster}"',
+    f'--gin.MIXTURE_OR_TASK_NAME="flan_holdout_{cluster}_train"',
+    f'--gin.MODEL_DIR="{root / cluster}"',
+  ]
   cmd += [f"--gin.{b}" for b in bindings]
   return cmd
 
@@ -61,18 +64,26 @@ def collect(root: pathlib.Path, clusters: list[str]) -> dict[str, dict | None]:
 
 def write_table(root: pathlib.Path, results: dict[str, dict | None]) -> str:
   """Writes ROOT/holdouts.md and ROOT/holdouts.json; returns the Markdown."""
-  text = "\n\n".join([
-      "# Leave-one-cluster-out results",
-      "Score per held-out cluster: the mean over its datasets of the test score of the "
-      "template chosen on the dev split (mean over templates where there is none).",
-      report.holdout_table(results, key="dev_selected"),
-      "## Mean over templates",
-      report.holdout_table(results, key="mean_over_templates")]) + "\n"
+  text = (
+    "\n\n".join(
+      [
+        "# Leave-one-cluster-out results",
+        "Score per held-out cluster: the mean over its datasets of the test score of the "
+        "template chosen on the dev split (mean over templates where there is none).",
+        report.holdout_table(results, key="dev_selected"),
+        "## Mean over templates",
+        report.holdout_table(results, key="mean_over_templates"),
+      ]
+    )
+    + "\n"
+  )
   root.mkdir(parents=True, exist_ok=True)
   (root / "holdouts.md").write_text(text)
   summary = {c: (r["models"] if r else None) for c, r in results.items()}
-  summary = {c: ({m: v["cluster"] for m, v in models.items()} if models else None)
-             for c, models in summary.items()}
+  summary = {
+    c: ({m: v["cluster"] for m, v in models.items()} if models else None)
+    for c, models in summary.items()
+  }
   (root / "holdouts.json").write_text(json.dumps(summary, indent=1) + "\n")
   return text
 
@@ -80,23 +91,33 @@ def write_table(root: pathlib.Path, results: dict[str, dict | None]) -> str:
 def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
   parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
   parser.add_argument("--root", required=True, help="parent of the 12 MODEL_DIRs")
-  parser.add_argument("--gin_file", action="append", default=[],
-                      help="gin files for every run, in order (default: each cluster's "
-                           "configs/experiments/holdout_<cluster>.gin)")
-  parser.add_argument("--clusters", default=",".join(clusters_lib.CLUSTERS),
-                      help="comma-separated subset of the 12 clusters")
+  parser.add_argument(
+    "--gin_file",
+    action="append",
+    default=[],
+    help="gin files for every run, in order (default: each cluster's "
+    "configs/experiments/holdout_<cluster>.gin)",
+  )
+  parser.add_argument(
+    "--clusters",
+    default=",".join(clusters_lib.CLUSTERS),
+    help="comma-separated subset of the 12 clusters",
+  )
   parser.add_argument("--dry_run", action="store_true", help="print the commands only")
-  parser.add_argument("--collect_only", action="store_true",
-                      help="only join existing results into the table")
-  parser.add_argument("--rerun", action="store_true",
-                      help="run clusters whose results.json already exists too")
+  parser.add_argument(
+    "--collect_only", action="store_true", help="only join existing results into the table"
+  )
+  parser.add_argument(
+    "--rerun", action="store_true", help="run clusters whose results.json already exists too"
+  )
   args, rest = parser.parse_known_args(argv)
   bindings = []
   for a in rest:
     if not a.startswith("--gin."):
-      parser.error(f"unrecognised argument {a!r}; extra gin bindings look like "
-                   "--gin.TRAIN_STEPS=1000")
-    bindings.append(a[len("--gin."):])
+      parser.error(
+        f"unrecognised argument {a!r}; extra gin bindings look like --gin.TRAIN_STEPS=1000"
+      )
+    bindings.append(a[len("--gin.") :])
   try:
     args.clusters = [clusters_lib.check_cluster(c) for c in args.clusters.split(",") if c]
   except ValueError as e:

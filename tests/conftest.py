@@ -4,12 +4,13 @@ import os
 import pathlib
 
 # Must happen before jax is imported anywhere: a fake 8-device mesh on the host CPU.
-os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
-                           " --xla_force_host_platform_device_count=8").strip()
+os.environ["XLA_FLAGS"] = (
+  os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8"
+).strip()
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
-import pytest  # noqa: E402
+import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 _SHARED = ROOT.parent / "shared"
@@ -28,8 +29,10 @@ VOCAB = _path("FLAN_TEST_VOCAB", _SHARED / "vocab" / "t5_spiece.model")
 def data_dir() -> str:
   """The prepared TFDS samples in ../shared (realdata tests skip without them)."""
   if not DATA_DIR.is_dir():
-    pytest.skip(f"realdata: no prepared TFDS data at {DATA_DIR} (set FLAN_TEST_DATA_DIR or "
-                "check out ../shared beside the project).")
+    pytest.skip(
+      f"realdata: no prepared TFDS data at {DATA_DIR} (set FLAN_TEST_DATA_DIR or "
+      "check out ../shared beside the project)."
+    )
   return str(DATA_DIR)
 
 
@@ -47,6 +50,7 @@ def clean_gin():
   import logging
 
   import gin
+
   gin.clear_config()
   root = logging.getLogger()
   handlers, level = root.handlers[:], root.level

@@ -65,8 +65,11 @@ def check_mock(dataset: str, num_examples: int = 12) -> int:
 def available_sources(dataset: str, data_dir: str) -> list[str]:
   """The TFDS names of `dataset`'s sources that are prepared under `data_dir`."""
   spec = datasets_lib.get(dataset)
-  return [s.tfds_name for s in spec.sources
-          if (pathlib.Path(data_dir) / s.tfds_name.replace(":", "/")).is_dir()]
+  return [
+    s.tfds_name
+    for s in spec.sources
+    if (pathlib.Path(data_dir) / s.tfds_name.replace(":", "/")).is_dir()
+  ]
 
 
 def check_real(dataset: str, data_dir: str) -> dict[str, tuple[int, int]]:

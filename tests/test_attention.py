@@ -9,9 +9,7 @@ import pytest
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from flan.model import attention
-from flan.model import network
-from flan.model import partitioning
+from flan.model import attention, network, partitioning
 
 B, Q, K, H, D = 4, 6, 7, 2, 5
 
@@ -24,15 +22,22 @@ def _inputs(seed=0, *, bias=True, dropout=False, broadcast_queries=False):
   segments_q = np.sort(rng.integers(1, 3, (B, Q)), axis=1)
   segments_k = np.sort(rng.integers(1, 3, (B, K)), axis=1)
   visible = (segments_q[:, :, None] == segments_k[:, None, :]) & (
-      np.arange(Q)[:, None] + 1 >= np.arange(K)[None, :])
+    np.arange(Q)[:, None] + 1 >= np.arange(K)[None, :]
+  )
   visible[1, 3] = False  # a query with no visible key
   if broadcast_queries:
     visible = visible[:, :1]  # [batch, 1, k]
   keep = None
   if dropout:
     keep = jnp.asarray((rng.random((B, H, K)) > 0.3) / 0.7, jnp.float32)
-  return (normal(B, Q, H, D), normal(B, K, H, D), normal(B, K, H, D),
-          normal(H, Q, K) if bias else None, jnp.asarray(visible), keep)
+  return (
+    normal(B, Q, H, D),
+    normal(B, K, H, D),
+    normal(B, K, H, D),
+    normal(H, Q, K) if bias else None,
+    jnp.asarray(visible),
+    keep,
+  )
 
 
 def _numpy_attention(q, k, v, bias, visible, keep):
@@ -50,14 +55,18 @@ def _grad(implementation):
   probe = jnp.cos(jnp.arange(B * Q * H * D, dtype=jnp.float32)).reshape(B, Q, H, D)
 
   def loss(q, k, v, bias, visible, keep):
-    out = attention.dot_product_attention(q, k, v, bias, visible, keep,
-                                          implementation=implementation)
+    out = attention.dot_product_attention(
+      q, k, v, bias, visible, keep, implementation=implementation
+    )
     return jnp.sum(out.astype(jnp.float32) * probe)
+
   return jax.jit(jax.value_and_grad(loss, argnums=(0, 1, 2, 3)))
 
 
-@pytest.mark.parametrize("bias,dropout,broadcast_queries", [
-    (True, False, False), (False, False, False), (True, True, False), (False, True, True)])
+@pytest.mark.parametrize(
+  "bias,dropout,broadcast_queries",
+  [(True, False, False), (False, False, False), (True, True, False), (False, True, True)],
+)
 def test_rows_kernel_equals_einsum_form_in_value_and_gradient(bias, dropout, broadcast_queries):
   args = _inputs(bias=bias, dropout=dropout, broadcast_queries=broadcast_queries)
   want = _numpy_attention(*[None if a is None else np.asarray(a) for a in args])
@@ -80,8 +89,12 @@ def test_rows_kernel_takes_bfloat16_and_returns_bfloat16():
   assert out.dtype == jnp.bfloat16
   want = _numpy_attention(*[np.asarray(x, np.float32) for x in half], np.asarray(visible), None)
   np.testing.assert_allclose(np.asarray(out, np.float32), want, atol=3e-2)
-  grads = jax.grad(lambda *a: jnp.sum(attention.dot_product_attention(
-      *a, visible, implementation="rows").astype(jnp.float32)), argnums=(0, 1, 2, 3))(*half)
+  grads = jax.grad(
+    lambda *a: jnp.sum(
+      attention.dot_product_attention(*a, visible, implementation="rows").astype(jnp.float32)
+    ),
+    argnums=(0, 1, 2, 3),
+  )(*half)
   assert [g.dtype for g in grads] == [jnp.bfloat16] * 4
 
 
@@ -97,6 +110,7 @@ def test_rows_kernel_on_a_4x2_mesh_equals_one_device():
 
   def loss(*a):
     return jnp.sum(jnp.sin(attention.dot_product_attention(*a, implementation="rows")))
+
   grad = jax.jit(jax.value_and_grad(loss, argnums=(0, 1, 2, 3)))
   want_value, want = grad(*args)
   specs = (P("data", None, "model"),) * 3 + (P("model"), P("data"), P("data", "model"))
@@ -113,22 +127,40 @@ def test_rows_kernel_on_a_4x2_mesh_equals_one_device():
 def test_unknown_implementation_is_rejected_with_the_choices():
   with pytest.raises(ValueError, match="'xla', 'rows'"):
     attention.dot_product_attention(*_inputs(), implementation="flash")
-  config = dict(vocab_size=64, emb_dim=16, num_heads=2, num_encoder_layers=1,
-                num_decoder_layers=1, head_dim=6, mlp_dim=24)
+  config = dict(
+    vocab_size=64,
+    emb_dim=16,
+    num_heads=2,
+    num_encoder_layers=1,
+    num_decoder_layers=1,
+    head_dim=6,
+    mlp_dim=24,
+  )
   with pytest.raises(ValueError, match="T5Config.attention"):
     network.T5Config(**config, attention="flash")
 
 
 def test_network_gives_the_same_logits_and_gradients_with_either_attention():
   """Packed rows with padding, encoder and decoder, dropout on: one function, two programs."""
-  base = dict(vocab_size=64, emb_dim=16, num_heads=2, num_encoder_layers=2,
-              num_decoder_layers=2, head_dim=6, mlp_dim=24, dtype="float32", dropout_rate=0.3)
+  base = dict(
+    vocab_size=64,
+    emb_dim=16,
+    num_heads=2,
+    num_encoder_layers=2,
+    num_decoder_layers=2,
+    head_dim=6,
+    mlp_dim=24,
+    dtype="float32",
+    dropout_rate=0.3,
+  )
   rng = np.random.default_rng(3)
-  batch = {"encoder_input_tokens": rng.integers(2, 64, (2, 12)),
-           "decoder_input_tokens": rng.integers(2, 64, (2, 8)),
-           "decoder_target_tokens": rng.integers(2, 64, (2, 8)),
-           "encoder_segment_ids": np.array([[1] * 5 + [2] * 5 + [0] * 2, [1] * 12]),
-           "decoder_segment_ids": np.array([[1] * 3 + [2] * 4 + [0], [1] * 8])}
+  batch = {
+    "encoder_input_tokens": rng.integers(2, 64, (2, 12)),
+    "decoder_input_tokens": rng.integers(2, 64, (2, 8)),
+    "decoder_target_tokens": rng.integers(2, 64, (2, 8)),
+    "encoder_segment_ids": np.array([[1] * 5 + [2] * 5 + [0] * 2, [1] * 12]),
+    "decoder_segment_ids": np.array([[1] * 3 + [2] * 4 + [0], [1] * 8]),
+  }
   for key in ("encoder_input_tokens", "decoder_input_tokens", "decoder_target_tokens"):
     segments = batch["encoder_segment_ids" if key.startswith("enc") else "decoder_segment_ids"]
     batch[key] = np.where(segments > 0, batch[key], 0).astype(np.int32)
@@ -142,12 +174,14 @@ def test_network_gives_the_same_logits_and_gradients_with_either_attention():
     def loss(p, module=module, rngs=rngs):
       logits = module.apply({"params": p}, **batch, enable_dropout=True, rngs=rngs)
       return jnp.sum(jnp.where(batch["decoder_target_tokens"][..., None] > 0, logits, 0) ** 2)
+
     results[implementation] = jax.jit(jax.value_and_grad(loss))(params)
   (value_xla, grads_xla), (value_rows, grads_rows) = results["xla"], results["rows"]
   np.testing.assert_allclose(float(value_rows), float(value_xla), rtol=1e-5)
   for a, b in zip(jax.tree.leaves(grads_xla), jax.tree.leaves(grads_rows)):
-    np.testing.assert_allclose(np.asarray(b), np.asarray(a), rtol=1e-4,
-                               atol=1e-5 * float(np.abs(a).max()) + 1e-7)
+    np.testing.assert_allclose(
+      np.asarray(b), np.asarray(a), rtol=1e-4, atol=1e-5 * float(np.abs(a).max()) + 1e-7
+    )
 
 
 def test_heads_that_do_not_divide_the_model_axis_fall_back_to_the_einsum_form():

@@ -15,8 +15,14 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 
 def _run(script: str, *args: str) -> str:
   env = {**os.environ, "XLA_FLAGS": "", "TF_CPP_MIN_LOG_LEVEL": "3"}  # one real CPU device
-  proc = subprocess.run([sys.executable, str(ROOT / "scripts" / script), *args], env=env,
-                        capture_output=True, text=True, timeout=900, check=False)
+  proc = subprocess.run(
+    [sys.executable, str(ROOT / "scripts" / script), *args],
+    env=env,
+    capture_output=True,
+    text=True,
+    timeout=900,
+    check=False,
+  )
   assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
   return proc.stdout
 
@@ -33,8 +39,20 @@ def _has_peer() -> bool:
 @pytest.mark.slow
 def test_benchmark_train_reports_ours_the_peer_and_the_ratio(tmp_path):
   out = tmp_path / "train.json"
-  stdout = _run("benchmark_train.py", "--sizes", "tiny", "--synthetic", "--lengths", "128,32",
-                "--windows", "1", "--num_batches", "2", "--out", str(out))
+  stdout = _run(
+    "benchmark_train.py",
+    "--sizes",
+    "tiny",
+    "--synthetic",
+    "--lengths",
+    "128,32",
+    "--windows",
+    "1",
+    "--num_batches",
+    "2",
+    "--out",
+    str(out),
+  )
   result = json.loads(out.read_text())
   (row,) = result["rows"]
   ours = row["runs"]["flan packed"]

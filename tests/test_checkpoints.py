@@ -7,12 +7,12 @@ import jax
 import numpy as np
 import pytest
 from jax.sharding import PartitionSpec as P
+from tiny_training import LENGTHS, StandInConfig, StandInModel, SyntheticIterator
 
+from flan.model import partitioning
 from flan.training import checkpoints as ckpt_lib
 from flan.training import optimizer as optimizer_lib
-from flan.model import partitioning
 from flan.training import train_step as trainer
-from tiny_training import StandInConfig, StandInModel, SyntheticIterator, LENGTHS
 
 SHAPES = SyntheticIterator("x", LENGTHS, 8, 0).batch_shapes()
 
@@ -117,20 +117,23 @@ def test_restore_order_latest_then_initial_checkpoint_then_scratch(tmp_path):
   fresh = lambda params: _state(mesh, model)[0]
   empty = ckpt_lib.Checkpoints(str(tmp_path / "run"))
   state, data_state, source = ckpt_lib.restore_or_initialize(
-      empty, target, init_state=fresh, initial_checkpoint_path=str(tmp_path / "pretrained"))
+    empty, target, init_state=fresh, initial_checkpoint_path=str(tmp_path / "pretrained")
+  )
   assert data_state is None and "pretrained" in source
   _assert_equal(state, saved[7])
   state, _, source = ckpt_lib.restore_or_initialize(empty, target, init_state=fresh)
   assert int(state.step) == 0 and source == "initialised from scratch"
   with pytest.raises(ckpt_lib.CheckpointError, match="does not exist"):
-    ckpt_lib.restore_or_initialize(empty, target, init_state=fresh,
-                                   initial_checkpoint_path=str(tmp_path / "nope"))
+    ckpt_lib.restore_or_initialize(
+      empty, target, init_state=fresh, initial_checkpoint_path=str(tmp_path / "nope")
+    )
   empty.close()
 
 
 def test_initial_checkpoint_from_a_hugging_face_directory_gives_its_weights(tmp_path):
   hf = pytest.importorskip("flan.model.hf")
   from tiny_training import tiny_model
+
   model = tiny_model(dropout_rate=0.0)
   mesh = partitioning.make_mesh({"data": 4, "model": 2})
   tx, _ = optimizer_lib.make_optimizer()
@@ -142,8 +145,12 @@ def test_initial_checkpoint_from_a_hugging_face_directory_gives_its_weights(tmp_
   init = lambda p: trainer.create_train_state(model, tx, mesh, rng, SHAPES, params=p)[0]
   empty = ckpt_lib.Checkpoints(str(tmp_path / "run"))
   state, data_state, source = ckpt_lib.restore_or_initialize(
-      empty, ckpt_lib.abstract_state(shapes, shardings), init_state=init,
-      initial_checkpoint_path=str(tmp_path / "hf"), model_config=model.config)
+    empty,
+    ckpt_lib.abstract_state(shapes, shardings),
+    init_state=init,
+    initial_checkpoint_path=str(tmp_path / "hf"),
+    model_config=model.config,
+  )
   empty.close()
   assert "Hugging Face" in source and data_state is None and int(state.step) == 0
   for a, b in zip(jax.tree.leaves(params), jax.tree.leaves(state.params)):

@@ -4,8 +4,8 @@ import importlib.util
 import sys
 
 import pytest
-
 from conftest import ROOT
+
 from flan.data import clusters
 from flan.data import datasets as D
 
@@ -60,14 +60,18 @@ def test_train_tail_evaluation_reads_the_tail_and_no_dev():
 
 
 def test_every_source_is_capped_separately_and_tagged_with_its_name():
-  spec = _spec(D.Source("a:1", name="a"), D.Source("b:1", name="b"),
-               D.Source("c:1", name="c"))
-  sizes = {"a:1": {"train": 20_000, "validation": 1}, "b:1": {"train": 50_000, "validation": 1},
-           "c:1": {"train": 5, "validation": 1}}
+  spec = _spec(D.Source("a:1", name="a"), D.Source("b:1", name="b"), D.Source("c:1", name="c"))
+  sizes = {
+    "a:1": {"train": 20_000, "validation": 1},
+    "b:1": {"train": 50_000, "validation": 1},
+    "c:1": {"train": 5, "validation": 1},
+  }
   r = D.resolve_splits(spec, sizes)
-  assert r.train == (D.ReadSpec("a:1", "train", 0, 20_000, "a"),
-                     D.ReadSpec("b:1", "train", 0, 30_000, "b"),
-                     D.ReadSpec("c:1", "train", 0, 5, "c"))
+  assert r.train == (
+    D.ReadSpec("a:1", "train", 0, 20_000, "a"),
+    D.ReadSpec("b:1", "train", 0, 30_000, "b"),
+    D.ReadSpec("c:1", "train", 0, 5, "c"),
+  )
   assert [r.num_train_examples_of(x) for x in "abc"] == [20_000, 30_000, 5]
   assert [x.source for x in r.eval] == ["a", "b", "c"]  # every source still evaluates.
 
@@ -107,8 +111,10 @@ def test_full_flan_sizes_give_every_source_flans_own_train_slice():
   squad = D.resolve_splits(D.get("squad"), FULL_SIZES)
   assert [squad.num_train_examples_of(s) for s in ("v1", "v2")] == [30_000, 30_000]
   mnli = D.resolve_splits(D.get("mnli"), FULL_SIZES)
-  assert mnli.train == (D.ReadSpec("glue/mnli:2.0.0", "train", 0, 30_000, "matched"),
-                        D.ReadSpec("glue/mnli:2.0.0", "train", 0, 30_000, "mismatched"))
+  assert mnli.train == (
+    D.ReadSpec("glue/mnli:2.0.0", "train", 0, 30_000, "matched"),
+    D.ReadSpec("glue/mnli:2.0.0", "train", 0, 30_000, "mismatched"),
+  )
   cb = D.resolve_splits(D.get("cb"), FULL_SIZES)
   assert cb.train[0].stop == 200 and cb.dev[0].tfds_split == "train[200:250]"
 
@@ -132,8 +138,9 @@ def test_custom_cap():
 
 
 def _prepare_script():
-  spec = importlib.util.spec_from_file_location("prepare_data",
-                                                ROOT / "scripts" / "prepare_data.py")
+  spec = importlib.util.spec_from_file_location(
+    "prepare_data", ROOT / "scripts" / "prepare_data.py"
+  )
   module = importlib.util.module_from_spec(spec)
   sys.modules[spec.name] = module  # dataclasses look their module up there.
   spec.loader.exec_module(module)

@@ -9,20 +9,27 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from flan.model import decoding
-from flan.model import hf
+from flan.model import decoding, hf, network
 from flan.model import encoder_decoder as model_lib
-from flan.model import network
 
 FIXTURE = pathlib.Path(__file__).parent / "testdata" / "hf_tiny_t5"
 MAX_LEN = 8
 
 
 @functools.cache
+def _jitted(model):
+  """`model` with its scoring and decoding jitted, as flan.evaluation.inference runs them."""
+  model.score_batch = jax.jit(model.score_batch)
+  model.predict_batch_with_scores = jax.jit(
+    model.predict_batch_with_scores, static_argnames=("max_decode_length", "num_beams", "alpha")
+  )
+  return model
+
+
 def _fixture():
   config, params = hf.params_from_hf(FIXTURE, dtype="float32")
   data = np.load(FIXTURE / "expected_logits.npz")
-  return model_lib.EncoderDecoderModel(config), params, data["encoder_input_tokens"]
+  return _jitted(model_lib.EncoderDecoderModel(config)), params, data["encoder_input_tokens"]
 
 
 def _with_eos_for(params, token):
@@ -39,8 +46,11 @@ def _with_eos_for(params, token):
 
 def _argmax_by_full_passes(model, params, encoder_tokens, length):
   """Reference greedy decoding: one teacher-forced pass over the whole prefix per token."""
-  forward = jax.jit(lambda p, dec: model.module.apply(
-      {"params": p}, encoder_tokens, dec, jnp.ones_like(dec), enable_dropout=False))
+  forward = jax.jit(
+    lambda p, dec: model.module.apply(
+      {"params": p}, encoder_tokens, dec, jnp.ones_like(dec), enable_dropout=False
+    )
+  )
   rows = encoder_tokens.shape[0]
   out = np.zeros((rows, length), np.int32)
   done = np.zeros(rows, bool)
@@ -55,8 +65,9 @@ def _argmax_by_full_passes(model, params, encoder_tokens, length):
 def test_greedy_with_cache_equals_repeated_full_forward_argmax():
   model, params, encoder_tokens = _fixture()
   for p in (params, _with_eos_for(params, 21)):
-    got = np.asarray(model.predict_batch(p, {"encoder_input_tokens": encoder_tokens},
-                                         max_decode_length=MAX_LEN))
+    got = np.asarray(
+      model.predict_batch(p, {"encoder_input_tokens": encoder_tokens}, max_decode_length=MAX_LEN)
+    )
     want = _argmax_by_full_passes(model, p, encoder_tokens, MAX_LEN)
     np.testing.assert_array_equal(got, want)
   assert (got == decoding.EOS_ID).any(axis=1).tolist() == [True, True, False]
@@ -66,53 +77,83 @@ def test_greedy_scores_equal_teacher_forced_scores_and_stop_at_eos():
   model, params, encoder_tokens = _fixture()
   params = _with_eos_for(params, 21)
   tokens, scores = model.predict_batch_with_scores(
-      params, {"encoder_input_tokens": encoder_tokens}, max_decode_length=MAX_LEN)
+    params, {"encoder_input_tokens": encoder_tokens}, max_decode_length=MAX_LEN
+  )
   tokens = np.asarray(tokens)
   np.testing.assert_array_equal(tokens[:2, 1:3], [[decoding.EOS_ID, 0]] * 2)
   assert not tokens[:2, 2:].any() and tokens[2].all(), "PAD after EOS, none before"
   weights = (tokens > 0).astype(np.int32)
   inputs = np.concatenate([np.zeros((3, 1), np.int32), tokens[:, :-1]], axis=1)
-  teacher = model.score_batch(params, {"encoder_input_tokens": encoder_tokens,
-                                       "decoder_input_tokens": inputs,
-                                       "decoder_target_tokens": tokens,
-                                       "decoder_loss_weights": weights})
+  teacher = model.score_batch(
+    params,
+    {
+      "encoder_input_tokens": encoder_tokens,
+      "decoder_input_tokens": inputs,
+      "decoder_target_tokens": tokens,
+      "decoder_loss_weights": weights,
+    },
+  )
   np.testing.assert_allclose(np.asarray(scores), np.asarray(teacher), rtol=1e-5)
 
 
 def test_predict_batch_compiles_once_for_new_params():
   model, params, encoder_tokens = _fixture()
   batch = {"encoder_input_tokens": encoder_tokens}
-  model.predict_batch(params, batch, max_decode_length=MAX_LEN)
-  before = model._predict._cache_size()
+  model = model_lib.EncoderDecoderModel(model.config)  # its own methods, unjitted
+  predict = jax.jit(functools.partial(model.predict_batch, max_decode_length=MAX_LEN))
+  predict(params, batch)
+  before = predict._cache_size()
   other = jax.tree.map(lambda x: x * 1.01, params)
-  model.predict_batch(other, batch, max_decode_length=MAX_LEN)
-  assert model._predict._cache_size() == before
+  predict(other, batch)
+  assert predict._cache_size() == before == 1
 
 
 def test_scanned_layers_decode_the_same_tokens():
   model, params, encoder_tokens = _fixture()
-  scanned = model_lib.EncoderDecoderModel(
-      network.T5Config(**{**model.config.__dict__, "scan_layers": True}))
+  scanned = _jitted(
+    model_lib.EncoderDecoderModel(
+      network.T5Config(**{**model.config.__dict__, "scan_layers": True})
+    )
+  )
   batch = {"encoder_input_tokens": encoder_tokens}
   np.testing.assert_array_equal(
-      np.asarray(scanned.predict_batch(network.scan_layer_params(params, model.config), batch,
-                                       max_decode_length=MAX_LEN, num_beams=2)),
-      np.asarray(model.predict_batch(params, batch, max_decode_length=MAX_LEN, num_beams=2)))
+    np.asarray(
+      scanned.predict_batch(
+        network.scan_layer_params(params, model.config),
+        batch,
+        max_decode_length=MAX_LEN,
+        num_beams=2,
+      )
+    ),
+    np.asarray(model.predict_batch(params, batch, max_decode_length=MAX_LEN, num_beams=2)),
+  )
 
 
 def test_model_beam_scores_are_brevity_normalised_log_probs():
   model, params, encoder_tokens = _fixture()
   params = _with_eos_for(params, 59)
   tokens, scores = model.predict_batch_with_scores(
-      params, {"encoder_input_tokens": encoder_tokens}, max_decode_length=MAX_LEN, num_beams=3,
-      alpha=0.6)
+    params,
+    {"encoder_input_tokens": encoder_tokens},
+    max_decode_length=MAX_LEN,
+    num_beams=3,
+    alpha=0.6,
+  )
   tokens = np.asarray(tokens)
   assert tokens.shape == (3, MAX_LEN) and tokens.dtype == np.int32
   inputs = np.concatenate([np.zeros((3, 1), np.int32), tokens[:, :-1]], axis=1)
   weights = (tokens > 0).astype(np.int32)
-  log_probs = np.asarray(model.score_batch(params, {
-      "encoder_input_tokens": encoder_tokens, "decoder_input_tokens": inputs,
-      "decoder_target_tokens": tokens, "decoder_loss_weights": weights}))
+  log_probs = np.asarray(
+    model.score_batch(
+      params,
+      {
+        "encoder_input_tokens": encoder_tokens,
+        "decoder_input_tokens": inputs,
+        "decoder_target_tokens": tokens,
+        "decoder_loss_weights": weights,
+      },
+    )
+  )
   finished = (tokens == decoding.EOS_ID).any(axis=1)
   assert finished.any()
   lengths = weights.sum(axis=1)
@@ -162,13 +203,17 @@ def _exhaustive_best(table, alpha):
 
 @pytest.mark.parametrize("seed,alpha", [(0, 0.6), (1, 0.0), (2, 2.0)])
 def test_wide_beam_finds_the_exhaustive_best_finished_sequence(seed, alpha):
-  table, step, cache = _markov(seed)
+  table, _, cache = _markov(seed)
   table = table.at[..., decoding.PAD_ID].set(-1e9)  # see _exhaustive_best
   beams = 32  # more than the 3**3 live prefixes: the search is exhaustive
-  seqs, scores = decoding.beam_search(lambda t, c: (table[c["index"], t[:, 0]],
-                                                    {**c, "index": c["index"] + 1}),
-                                      cache(beams), batch_size=1, num_beams=beams,
-                                      max_decode_length=LENGTH, alpha=alpha)
+  seqs, scores = decoding.beam_search(
+    lambda t, c: (table[c["index"], t[:, 0]], {**c, "index": c["index"] + 1}),
+    cache(beams),
+    batch_size=1,
+    num_beams=beams,
+    max_decode_length=LENGTH,
+    alpha=alpha,
+  )
   want_score, want_seq = _exhaustive_best(table, alpha)
   np.testing.assert_allclose(float(scores[0, 0]), want_score, rtol=1e-5)
   np.testing.assert_array_equal(np.asarray(seqs[0, 0]), want_seq)
@@ -177,10 +222,12 @@ def test_wide_beam_finds_the_exhaustive_best_finished_sequence(seed, alpha):
 
 def test_single_beam_equals_greedy_when_no_beam_can_finish_early():
   _, step, cache = _markov(3, forbid_eos=True)
-  greedy, greedy_scores = decoding.greedy_search(step, cache(2), batch_size=2,
-                                                 max_decode_length=LENGTH)
-  beam, beam_scores = decoding.beam_search(step, cache(2), batch_size=2, num_beams=1,
-                                           max_decode_length=LENGTH, alpha=0.6)
+  greedy, greedy_scores = decoding.greedy_search(
+    step, cache(2), batch_size=2, max_decode_length=LENGTH
+  )
+  beam, beam_scores = decoding.beam_search(
+    step, cache(2), batch_size=2, num_beams=1, max_decode_length=LENGTH, alpha=0.6
+  )
   np.testing.assert_array_equal(np.asarray(beam[:, 0]), np.asarray(greedy))
   np.testing.assert_allclose(np.asarray(beam_scores[:, 0]), np.asarray(greedy_scores), rtol=1e-6)
 
@@ -191,10 +238,12 @@ def test_greedy_stops_each_row_at_eos_and_pads():
   table[1, 2, decoding.EOS_ID] = 5.0  # then EOS
   table[2:, :, 3] = 5.0  # would continue with 3s if not stopped
   table = jnp.asarray(table)
-  seqs, _ = decoding.greedy_search(lambda t, c: (table[c["index"], t[:, 0]],
-                                                 {"index": c["index"] + 1}),
-                                   {"index": jnp.zeros((), jnp.int32)}, batch_size=1,
-                                   max_decode_length=LENGTH)
+  seqs, _ = decoding.greedy_search(
+    lambda t, c: (table[c["index"], t[:, 0]], {"index": c["index"] + 1}),
+    {"index": jnp.zeros((), jnp.int32)},
+    batch_size=1,
+    max_decode_length=LENGTH,
+  )
   np.testing.assert_array_equal(np.asarray(seqs[0]), [2, decoding.EOS_ID, 0, 0])
 
 

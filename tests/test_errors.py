@@ -12,16 +12,19 @@ import subprocess
 import sys
 
 import pytest
-
-from flan.training import checkpoints
-from flan import train as train_lib
 from tiny_training import LENGTHS, StandInConfig, StandInModel, SyntheticIterator
 from tiny_training import train as run_train
 
+from flan import train as train_lib
+from flan.training import checkpoints
+
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 # Mock data, one small task, short lengths: these runs stop at the check or train 2 steps.
-_SMALL = ["--gin.MIXTURE_OR_TASK_NAME='flan_rte_train'", "--gin.TRAIN_STEPS=2",
-          "--gin.TASK_FEATURE_LENGTHS={'inputs': 32, 'targets': 8}"]
+_SMALL = [
+  "--gin.MIXTURE_OR_TASK_NAME='flan_rte_train'",
+  "--gin.TRAIN_STEPS=2",
+  "--gin.TASK_FEATURE_LENGTHS={'inputs': 32, 'targets': 8}",
+]
 
 
 @pytest.fixture(autouse=True)
@@ -31,14 +34,15 @@ def _in_project_root(monkeypatch, clean_gin):
 
 def _error(capsys, tmp_path, *flags) -> str:
   """Runs flan.train's main; returns its error message after checking it failed cleanly."""
-  code = train_lib.main(["--gin_file=configs/smoke.gin", f"--gin.MODEL_DIR={tmp_path / 'run'}",
-                         *_SMALL, *flags])
+  code = train_lib.main(
+    ["--gin_file=configs/smoke.gin", f"--gin.MODEL_DIR={tmp_path / 'run'}", *_SMALL, *flags]
+  )
   err = capsys.readouterr().err
   assert code == 1, err[-2000:]
   assert "Traceback" not in err, err[-2000:]
   messages = [line for line in err.splitlines() if line.startswith("error: ")]
   assert len(messages) == 1, err[-2000:]
-  return err[err.index("error: "):]
+  return err[err.index("error: ") :]
 
 
 def test_unknown_gin_binding_suggests_the_parameter(capsys, tmp_path):
@@ -78,9 +82,9 @@ def test_dataset_not_prepared_names_builder_data_dir_and_prepare_command(capsys,
   assert "scripts/prepare_data.py" in msg and "rte" in msg.split("prepare_data.py")[1]
 
 
-def test_template_with_an_unknown_field_names_file_index_and_field(capsys, tmp_path,
-                                                                   monkeypatch):
+def test_template_with_an_unknown_field_names_file_index_and_field(capsys, tmp_path, monkeypatch):
   from flan.data import templates
+
   broken = tmp_path / "templates"
   shutil.copytree(templates.TEMPLATES_DIR, broken)
   text = (broken / "rte.yaml").read_text()
@@ -104,12 +108,21 @@ def test_batch_size_not_divisible_by_the_data_parallel_size(capsys, tmp_path):
 
 def test_examples_longer_than_the_feature_lengths_are_truncated_and_counted(tmp_path):
   import tensorflow_datasets as tfds
-  from flan.data import input_pipeline
-  from flan.data import tasks
+
+  from flan.data import input_pipeline, tasks
+
   lengths = {"inputs": 8, "targets": 2}  # every RTE example is longer
-  out = run_train(model=StandInModel(), mixture_or_task_name="flan_rte_train",
-                        task_feature_lengths=lengths, train_steps=3, model_dir=str(tmp_path),
-                        batch_size=8, use_mock_data=True, log_every=1, checkpoint_period=100)
+  out = run_train(
+    model=StandInModel(),
+    mixture_or_task_name="flan_rte_train",
+    task_feature_lengths=lengths,
+    train_steps=3,
+    model_dir=str(tmp_path),
+    batch_size=8,
+    use_mock_data=True,
+    log_every=1,
+    checkpoint_period=100,
+  )
   assert out["step"] == 3
   truncated = [h["data/truncated_examples"] for h in out["history"]]
   assert truncated[-1] > truncated[0] > 0
@@ -123,9 +136,15 @@ def test_examples_longer_than_the_feature_lengths_are_truncated_and_counted(tmp_
 
 
 def test_checkpoint_of_another_model_size_names_the_parameter_and_shapes(capsys, tmp_path):
-  common = dict(mixture_or_task_name="synthetic", task_feature_lengths=LENGTHS, train_steps=1,
-                model_dir=str(tmp_path), batch_size=8, checkpoint_period=1,
-                make_iterator=SyntheticIterator)
+  common = dict(
+    mixture_or_task_name="synthetic",
+    task_feature_lengths=LENGTHS,
+    train_steps=1,
+    model_dir=str(tmp_path),
+    batch_size=8,
+    checkpoint_period=1,
+    make_iterator=SyntheticIterator,
+  )
   run_train(model=StandInModel(), **common)
   bigger = StandInModel(StandInConfig(mlp_dim=96))
   with pytest.raises(checkpoints.CheckpointError) as e:
@@ -135,21 +154,30 @@ def test_checkpoint_of_another_model_size_names_the_parameter_and_shapes(capsys,
   assert "(32, 96) in the model being trained" in msg and "checkpoint_1" in msg
   # What main prints for it: one line.
   from flan.cli import report_user_errors
+
   with report_user_errors():
     raise e.value
   err = capsys.readouterr().err
   assert [l for l in err.splitlines() if l.startswith("error: ")] == [
-      f"error: {msg.splitlines()[0]}"]
+    f"error: {msg.splitlines()[0]}"
+  ]
 
 
 def test_initial_checkpoint_of_another_size_says_which_sizes_differ(tmp_path):
   from tiny_training import tiny_model
+
   sizes = r"does not fit the model: \(checkpoint, model\) = .*'mlp_dim': \(40, 64\)"
   with pytest.raises(checkpoints.CheckpointError, match=sizes):
-    run_train(model=tiny_model(), mixture_or_task_name="synthetic",
-                    task_feature_lengths=LENGTHS, train_steps=1, model_dir=str(tmp_path),
-                    batch_size=8, make_iterator=SyntheticIterator,
-                    initial_checkpoint_path=str(ROOT / "tests/testdata/hf_tiny_t5"))
+    run_train(
+      model=tiny_model(),
+      mixture_or_task_name="synthetic",
+      task_feature_lengths=LENGTHS,
+      train_steps=1,
+      model_dir=str(tmp_path),
+      batch_size=8,
+      make_iterator=SyntheticIterator,
+      initial_checkpoint_path=str(ROOT / "tests/testdata/hf_tiny_t5"),
+    )
 
 
 def test_missing_vocabulary_file(capsys, tmp_path):
@@ -169,16 +197,29 @@ def test_model_dir_not_writable(capsys, tmp_path):
 def test_python_m_flan_train_prints_one_message_and_exits_1(tmp_path):
   env = dict(os.environ, PYTHONPATH=str(ROOT), JAX_PLATFORMS="cpu", TF_CPP_MIN_LOG_LEVEL="3")
   proc = subprocess.run(
-      [sys.executable, "-m", "flan.train", "--gin_file=configs/smoke.gin",
-       f"--gin.MODEL_DIR={tmp_path}", "--gin.MIXTURE_OR_TASK_NAME='flan_holdout_nli_trian'"],
-      cwd=ROOT, env=env, capture_output=True, text=True, timeout=180)
+    [
+      sys.executable,
+      "-m",
+      "flan.train",
+      "--gin_file=configs/smoke.gin",
+      f"--gin.MODEL_DIR={tmp_path}",
+      "--gin.MIXTURE_OR_TASK_NAME='flan_holdout_nli_trian'",
+    ],
+    cwd=ROOT,
+    env=env,
+    capture_output=True,
+    text=True,
+    timeout=180,
+  )
   assert proc.returncode == 1
   assert "Traceback" not in proc.stderr
   errors = [l for l in proc.stderr.splitlines() if l.startswith("error: ")]
   assert len(errors) == 1 and "Did you mean: flan_holdout_nli_train" in errors[0]
 
 
-@pytest.mark.parametrize("flag, message", [
+@pytest.mark.parametrize(
+  "flag, message",
+  [
     ("--gin.TRAIN_STEPS=1e2", "TRAIN_STEPS must be a positive integer, got 100.0 (float)"),
     ("--gin.TRAIN_STEPS=0", "TRAIN_STEPS must be a positive integer, got 0"),
     ("--gin.BATCH_SIZE=-8", "BATCH_SIZE must be a positive integer, got -8"),
@@ -187,9 +228,11 @@ def test_python_m_flan_train_prints_one_message_and_exits_1(tmp_path):
     ("--gin.MESH={'data': 'all'}", "MESH must be a dict of axis name -> size"),
     ("--gin.MODEL_DIR=''", "MODEL_DIR must be a non-empty string, got ''"),
     ("--gin.LEARNING_RATE='fast'", "LEARNING_RATE must be a number, got 'fast'"),
-])
+  ],
+)
 def test_an_option_of_the_wrong_type_or_range_names_its_macro_before_any_data(
-    capsys, tmp_path, flag, message):
+  capsys, tmp_path, flag, message
+):
   msg = _error(capsys, tmp_path, flag)
   assert message in msg
   assert f"--gin.{message.split()[0]}=" in msg  # how to fix it
@@ -198,11 +241,13 @@ def test_an_option_of_the_wrong_type_or_range_names_its_macro_before_any_data(
 
 def test_paths_in_options_expand_the_home_directory_and_variables(monkeypatch, tmp_path):
   from flan.training import options
+
   monkeypatch.setenv("FLAN_TEST_ROOT", str(tmp_path))
   monkeypatch.setenv("HOME", str(tmp_path / "home"))
   run = options.RunOptions(train_steps=1, model_dir="$FLAN_TEST_ROOT/run")
-  data = options.DataOptions("flan_rte_train", LENGTHS, data_dir="~/tfds",
-                             vocabulary="${FLAN_TEST_ROOT}/spiece.model")
+  data = options.DataOptions(
+    "flan_rte_train", LENGTHS, data_dir="~/tfds", vocabulary="${FLAN_TEST_ROOT}/spiece.model"
+  )
   ckpt = options.CheckpointOptions(initial_checkpoint_path="~/ckpt")
   assert run.model_dir == str(tmp_path / "run")
   assert data.data_dir == str(tmp_path / "home" / "tfds")

@@ -14,12 +14,11 @@ import numpy as np
 import pytest
 from jax.sharding import PartitionSpec as P
 
-from flan.evaluation import holdout as evaluation
-from flan.evaluation import inference
 from flan.data import examples as examples_lib
-from flan.model import partitioning
-from flan.evaluation import report
 from flan.data import templates as templates_lib
+from flan.evaluation import holdout as evaluation
+from flan.evaluation import inference, report
+from flan.model import partitioning
 
 
 class CharVocab:
@@ -53,37 +52,59 @@ class FakeModel:
 
 CB_OPTIONS = ["yes", "no", "maybe"]
 CB_TEMPLATES = (
-    templates_lib.Template("{premise}\nQ: {hypothesis}\n{options}", "{answer}"),
-    templates_lib.Template("Premise: {premise} Hypothesis: {hypothesis}? {options}",
-                           "{answer}"),
-    templates_lib.Template("Write a hypothesis for: {premise}", "{hypothesis}"),
+  templates_lib.Template("{premise}\nQ: {hypothesis}\n{options}", "{answer}"),
+  templates_lib.Template("Premise: {premise} Hypothesis: {hypothesis}? {options}", "{answer}"),
+  templates_lib.Template("Write a hypothesis for: {premise}", "{hypothesis}"),
 )
-GEN_TEMPLATES = (templates_lib.Template("{concepts}", "{answer}"),
-                 templates_lib.Template("Concepts: {concepts}", "{answer}"),
-                 templates_lib.Template("Which concepts? {answer}", "{concepts}"))
+GEN_TEMPLATES = (
+  templates_lib.Template("{concepts}", "{answer}"),
+  templates_lib.Template("Concepts: {concepts}", "{answer}"),
+  templates_lib.Template("Which concepts? {answer}", "{concepts}"),
+)
 
 
 def _cb(n, offset=0):
-  return [{"premise": f"premise number {i}", "hypothesis": f"claim {i % 7}",
-           "options": CB_OPTIONS, "answer": CB_OPTIONS[i % 3], "example_id": i}
-          for i in range(offset, offset + n)]
+  return [
+    {
+      "premise": f"premise number {i}",
+      "hypothesis": f"claim {i % 7}",
+      "options": CB_OPTIONS,
+      "answer": CB_OPTIONS[i % 3],
+      "example_id": i,
+    }
+    for i in range(offset, offset + n)
+  ]
 
 
 def _common_gen(n):
-  return [{"concepts": f"dog, ball {i}", "answer": f"dog, ball {i}",
-           "references": [f"dog, ball {i}", "a dog plays"], "example_id": i}
-          for i in range(n)]
+  return [
+    {
+      "concepts": f"dog, ball {i}",
+      "answer": f"dog, ball {i}",
+      "references": [f"dog, ball {i}", "a dog plays"],
+      "example_id": i,
+    }
+    for i in range(n)
+  ]
 
 
 @pytest.fixture
 def fake_data(monkeypatch):
   """cb (classification: 2 rank templates + 1 turned around) and common_gen (generation)."""
-  data = {("cb", "test"): _cb(13), ("cb", "validation"): _cb(5, 100),
-          ("cb", "train"): _cb(20, 200), ("common_gen", "test"): _common_gen(6),
-          ("common_gen", "validation"): [], ("common_gen", "train"): _common_gen(4)}
+  data = {
+    ("cb", "test"): _cb(13),
+    ("cb", "validation"): _cb(5, 100),
+    ("cb", "train"): _cb(20, 200),
+    ("common_gen", "test"): _common_gen(6),
+    ("common_gen", "validation"): [],
+    ("common_gen", "train"): _common_gen(4),
+  }
   templates = {"cb": CB_TEMPLATES, "common_gen": GEN_TEMPLATES}
-  monkeypatch.setattr(examples_lib, "load_examples",
-                      lambda dataset, split, data_dir=None: list(data[(dataset, split)]))
+  monkeypatch.setattr(
+    examples_lib,
+    "load_examples",
+    lambda dataset, split, data_dir=None: list(data[(dataset, split)]),
+  )
   monkeypatch.setattr(examples_lib, "get_templates", lambda dataset: templates[dataset])
   return data
 
@@ -114,8 +135,9 @@ def test_batched_sharded_scores_equal_one_row_at_a_time_and_padding_is_dropped()
   inputs = [list(rng.integers(3, 200, size=rng.integers(2, 30))) + [1] for _ in range(13)]
   targets = [list(rng.integers(3, 200, size=rng.integers(1, 6))) + [1] for _ in range(13)]
   batched = runner8.score(PARAMS, inputs, targets, (32, 8))
-  single = np.concatenate([runner1.score(PARAMS, [i], [t], (32, 8))
-                           for i, t in zip(inputs, targets)])
+  single = np.concatenate(
+    [runner1.score(PARAMS, [i], [t], (32, 8)) for i, t in zip(inputs, targets)]
+  )
   assert batched.shape == (13,)
   np.testing.assert_allclose(batched, single, rtol=1e-6)
   assert runner8.stats["score_batches"] == 2 and runner8.stats["padding_rows"] == 3
@@ -131,7 +153,8 @@ def test_rank_classification_predicts_the_argmax_option(fake_data):
   tok = inference.Tokenizer(CharVocab())
   options = evaluation.EvalOptions(LENGTHS)
   summary, records = evaluation.evaluate_template(
-      runner, PARAMS, tok, "cb", 0, fake_data[("cb", "test")], [], options)
+    runner, PARAMS, tok, "cb", 0, fake_data[("cb", "test")], [], options
+  )
   assert summary["kind"] == "rank_classification" and summary["num_examples"] == 13
   for r in records:
     assert len(r["scores"]) == 3
@@ -148,7 +171,8 @@ def test_generation_decodes_until_eos_and_scores_against_references(fake_data):
   tok = inference.Tokenizer(CharVocab())
   options = evaluation.EvalOptions({"inputs": 64, "targets": 32})
   summary, records = evaluation.evaluate_template(
-      runner, PARAMS, tok, "common_gen", 0, fake_data[("common_gen", "test")], [], options)
+    runner, PARAMS, tok, "common_gen", 0, fake_data[("common_gen", "test")], [], options
+  )
   # The echo model reproduces the input, which is the first reference.
   assert [r["prediction"] for r in records] == [f"dog, ball {i}" for i in range(6)]
   assert summary["kind"] == "generation"
@@ -169,21 +193,33 @@ def _check_outputs(out_dir, results, data, datasets, num_templates):
       for split in ("test", "validation"):
         expected = sorted(e["example_id"] for e in data[(dataset, split)])
         for t in range(num_templates[dataset]):
-          seen = sorted(r["example_id"] for r in rows
-                        if r["template"] == t and r["split"] == split)
+          seen = sorted(r["example_id"] for r in rows if r["template"] == t and r["split"] == split)
           assert seen == expected, (model, dataset, split, t)
 
 
 def test_evaluate_cluster_writes_every_output_and_each_example_once_per_template(
-    fake_data, tmp_path):
+  fake_data, tmp_path
+):
   results = evaluation.evaluate_cluster(
-      FakeModel(), PARAMS, _mesh(8), cluster="nli", vocabulary=CharVocab(), data_dir=None,
-      feature_lengths=LENGTHS, output_dir=str(tmp_path), batch_size=8,
-      baseline_params={"w": np.float32(-1.3)}, datasets=["cb"])
+    FakeModel(),
+    PARAMS,
+    _mesh(8),
+    cluster="nli",
+    vocabulary=CharVocab(),
+    data_dir=None,
+    feature_lengths=LENGTHS,
+    output_dir=str(tmp_path),
+    batch_size=8,
+    baseline_params={"w": np.float32(-1.3)},
+    datasets=["cb"],
+  )
   assert set(results["models"]) == {"tuned", "baseline"}
   cb = results["models"]["tuned"]["datasets"]["cb"]
   assert [t["kind"] for t in cb["templates"]] == [
-      "rank_classification", "rank_classification", "generation_turned_around"]
+    "rank_classification",
+    "rank_classification",
+    "generation_turned_around",
+  ]
   assert cb["mean"] == pytest.approx(np.mean([t["test"]["score"] for t in cb["templates"][:2]]))
   assert cb["dev_selected_template"] in (0, 1)
   assert results["models"]["tuned"]["cluster"]["num_datasets"] == 1
@@ -192,22 +228,31 @@ def test_evaluate_cluster_writes_every_output_and_each_example_once_per_template
   assert "cb" in md and "baseline mean" in md and "cluster average" in md
 
 
-def test_generation_templates_whose_target_is_not_the_answer_are_reported_not_averaged(
-    fake_data):
+def test_generation_templates_whose_target_is_not_the_answer_are_reported_not_averaged(fake_data):
   results = evaluation.evaluate_cluster(
-      FakeModel(), PARAMS, _mesh(8), cluster="struct_to_text", vocabulary=CharVocab(),
-      data_dir=None, feature_lengths={"inputs": 64, "targets": 32}, output_dir=None,
-      batch_size=8, datasets=["common_gen"])
+    FakeModel(),
+    PARAMS,
+    _mesh(8),
+    cluster="struct_to_text",
+    vocabulary=CharVocab(),
+    data_dir=None,
+    feature_lengths={"inputs": 64, "targets": 32},
+    output_dir=None,
+    batch_size=8,
+    datasets=["common_gen"],
+  )
   d = results["models"]["tuned"]["datasets"]["common_gen"]
-  assert [t["kind"] for t in d["templates"]] == ["generation", "generation",
-                                                 "generation_turned_around"]
+  assert [t["kind"] for t in d["templates"]] == [
+    "generation",
+    "generation",
+    "generation_turned_around",
+  ]
   assert set(d["templates"][2]["test"]["metrics"]) == {"rouge1", "rouge2", "rougeL"}
   assert d["mean"] == pytest.approx(np.mean([t["test"]["score"] for t in d["templates"][:2]]))
   assert d["dev_selected"] is None and d["score"] == d["mean"]  # no dev split
 
 
-def test_evaluate_cluster_records_unprepared_datasets_as_missing(fake_data, monkeypatch,
-                                                                  tmp_path):
+def test_evaluate_cluster_records_unprepared_datasets_as_missing(fake_data, monkeypatch, tmp_path):
   real = examples_lib.load_examples
 
   def load(dataset, split, data_dir=None):
@@ -217,8 +262,17 @@ def test_evaluate_cluster_records_unprepared_datasets_as_missing(fake_data, monk
 
   monkeypatch.setattr(examples_lib, "load_examples", load)
   results = evaluation.evaluate_cluster(
-      FakeModel(), PARAMS, _mesh(8), cluster="nli", vocabulary=CharVocab(), data_dir=None,
-      feature_lengths=LENGTHS, output_dir=str(tmp_path), batch_size=8, datasets=["rte", "cb"])
+    FakeModel(),
+    PARAMS,
+    _mesh(8),
+    cluster="nli",
+    vocabulary=CharVocab(),
+    data_dir=None,
+    feature_lengths=LENGTHS,
+    output_dir=str(tmp_path),
+    batch_size=8,
+    datasets=["rte", "cb"],
+  )
   tuned = results["models"]["tuned"]
   assert tuned["datasets"]["rte"]["status"] == "missing"
   assert "prepare" in tuned["datasets"]["rte"]["error"]
@@ -229,18 +283,38 @@ def test_evaluate_cluster_records_unprepared_datasets_as_missing(fake_data, monk
 def test_evaluate_cluster_rejects_datasets_outside_the_cluster(fake_data):
   with pytest.raises(ValueError, match="not in cluster 'nli'"):
     evaluation.evaluate_cluster(
-        FakeModel(), PARAMS, _mesh(8), cluster="nli", vocabulary=CharVocab(), data_dir=None,
-        feature_lengths=LENGTHS, output_dir=None, batch_size=8, datasets=["common_gen"])
+      FakeModel(),
+      PARAMS,
+      _mesh(8),
+      cluster="nli",
+      vocabulary=CharVocab(),
+      data_dir=None,
+      feature_lengths=LENGTHS,
+      output_dir=None,
+      batch_size=8,
+      datasets=["common_gen"],
+    )
 
 
 def test_few_shot_prompts_fit_the_input_length_and_are_recorded(fake_data, tmp_path):
   lengths = {"inputs": 128, "targets": 16}
   results = evaluation.evaluate_cluster(
-      FakeModel(), PARAMS, _mesh(8), cluster="struct_to_text", vocabulary=CharVocab(),
-      data_dir=None, feature_lengths=lengths, output_dir=str(tmp_path), batch_size=8,
-      num_shots=2, datasets=["common_gen"])
-  rows = [json.loads(line) for line in
-          (tmp_path / "predictions" / "tuned" / "common_gen.jsonl").read_text().splitlines()]
+    FakeModel(),
+    PARAMS,
+    _mesh(8),
+    cluster="struct_to_text",
+    vocabulary=CharVocab(),
+    data_dir=None,
+    feature_lengths=lengths,
+    output_dir=str(tmp_path),
+    batch_size=8,
+    num_shots=2,
+    datasets=["common_gen"],
+  )
+  rows = [
+    json.loads(line)
+    for line in (tmp_path / "predictions" / "tuned" / "common_gen.jsonl").read_text().splitlines()
+  ]
   assert rows and all(0 < r["num_shots"] <= 2 for r in rows)
   assert all(len(r["inputs"]) <= lengths["inputs"] - 1 for r in rows)  # 1 char = 1 token.
   assert any("\n\n\n" in r["inputs"] for r in rows)
@@ -254,14 +328,27 @@ def test_few_shot_prompts_fit_the_input_length_and_are_recorded(fake_data, tmp_p
 @pytest.fixture(scope="module")
 def tiny_model():
   """A 2+2-layer float32 T5 over the 256 character ids, and its parameters."""
-  model_lib = pytest.importorskip("flan.model.encoder_decoder", reason="flan.model.encoder_decoder is not written yet")
+  from flan.model import encoder_decoder as model_lib
   from flan.model import network
-  config = network.T5Config(vocab_size=256, emb_dim=32, num_heads=2, num_encoder_layers=2,
-                            num_decoder_layers=2, head_dim=16, mlp_dim=64, dropout_rate=0.0,
-                            dtype="float32")
+
+  config = network.T5Config(
+    vocab_size=256,
+    emb_dim=32,
+    num_heads=2,
+    num_encoder_layers=2,
+    num_decoder_layers=2,
+    head_dim=16,
+    mlp_dim=64,
+    dropout_rate=0.0,
+    dtype="float32",
+  )
   model = model_lib.EncoderDecoderModel(config)
-  shapes = {"encoder_input_tokens": (8, 64), "decoder_input_tokens": (8, 16),
-            "decoder_target_tokens": (8, 16), "decoder_loss_weights": (8, 16)}
+  shapes = {
+    "encoder_input_tokens": (8, 64),
+    "decoder_input_tokens": (8, 16),
+    "decoder_target_tokens": (8, 16),
+    "decoder_loss_weights": (8, 16),
+  }
   return model, jax.jit(lambda rng: model.init(rng, shapes))(jax.random.PRNGKey(0))
 
 
@@ -272,27 +359,31 @@ def test_real_model_batched_scores_equal_one_example_at_a_time(fake_data, tiny_m
   options = evaluation.EvalOptions(LENGTHS)
   rows = fake_data[("cb", "test")]
   runner8 = inference.ModelRunner(model, _mesh(8), 8)
-  batched, records = evaluation.evaluate_template(runner8, runner8.place(params), tok, "cb", 0,
-                                                  rows, [], options)
+  batched, records = evaluation.evaluate_template(
+    runner8, runner8.place(params), tok, "cb", 0, rows, [], options
+  )
   runner1 = inference.ModelRunner(model, _mesh(1), 1)
   p1 = runner1.place(params)
   for fields, record in zip(rows, records):
-    _, (single,) = evaluation.evaluate_template(runner1, p1, tok, "cb", 0, [fields], [],
-                                                options)
+    _, (single,) = evaluation.evaluate_template(runner1, p1, tok, "cb", 0, [fields], [], options)
     np.testing.assert_allclose(record["scores"], single["scores"], rtol=1e-5, atol=1e-5)
     assert record["prediction"] == fields["options"][int(np.argmax(single["scores"]))]
   # The shared-encoder scorer (used above) equals score_batch on (example, option) rows.
   assert runner8.share_encoder
   rows_runner = inference.ModelRunner(model, _mesh(8), 8, share_encoder=False)
-  _, row_records = evaluation.evaluate_template(rows_runner, runner8.place(params), tok, "cb",
-                                                0, rows, [], options)
-  np.testing.assert_allclose([r["scores"] for r in row_records],
-                             [r["scores"] for r in records], rtol=1e-5, atol=1e-5)
+  _, row_records = evaluation.evaluate_template(
+    rows_runner, runner8.place(params), tok, "cb", 0, rows, [], options
+  )
+  np.testing.assert_allclose(
+    [r["scores"] for r in row_records], [r["scores"] for r in records], rtol=1e-5, atol=1e-5
+  )
   # Examples with different numbers of options (ReCoRD-like), several batches.
   rng = np.random.default_rng(1)
   inputs = [list(rng.integers(3, 250, size=rng.integers(3, 40))) + [1] for _ in range(7)]
-  opts = [[list(rng.integers(3, 250, size=rng.integers(1, 6))) + [1]
-           for _ in range(rng.integers(1, 6))] for _ in range(7)]
+  opts = [
+    [list(rng.integers(3, 250, size=rng.integers(1, 6))) + [1] for _ in range(rng.integers(1, 6))]
+    for _ in range(7)
+  ]
   shared = runner8.score_options(runner8.place(params), inputs, opts, (40, 8))
   by_row = rows_runner.score_options(runner8.place(params), inputs, opts, (40, 8))
   assert [len(s) for s in shared] == [len(o) for o in opts]
@@ -305,28 +396,35 @@ def test_real_model_batched_scores_equal_one_example_at_a_time(fake_data, tiny_m
   width = max(len(t) for t in tgts)
   tgt = np.asarray([t + [0] * (width - len(t)) for t in tgts], np.int32)  # [3, width]
   dec_in = np.concatenate([np.zeros((3, 1), np.int32), tgt[:, :-1]], axis=1)
-  direct = model.score_batch(params, {
-      "encoder_input_tokens": np.asarray([enc] * 3, np.int32), "decoder_input_tokens": dec_in,
-      "decoder_target_tokens": tgt, "decoder_loss_weights": (tgt > 0).astype(np.int32)})
+  direct = model.score_batch(
+    params,
+    {
+      "encoder_input_tokens": np.asarray([enc] * 3, np.int32),
+      "decoder_input_tokens": dec_in,
+      "decoder_target_tokens": tgt,
+      "decoder_loss_weights": (tgt > 0).astype(np.int32),
+    },
+  )
   np.testing.assert_allclose(np.asarray(direct), record["scores"], rtol=1e-5, atol=1e-5)
   assert batched["kind"] == "rank_classification"
 
 
 @pytest.mark.slow
-def test_real_model_batched_greedy_decoding_equals_one_example_at_a_time(fake_data,
-                                                                          tiny_model):
+def test_real_model_batched_greedy_decoding_equals_one_example_at_a_time(fake_data, tiny_model):
   model, params = tiny_model
   tok = inference.Tokenizer(CharVocab())
   options = evaluation.EvalOptions({"inputs": 32, "targets": 8})
   rows = fake_data[("common_gen", "test")]
   runner8 = inference.ModelRunner(model, _mesh(8), 8)
   summary, records = evaluation.evaluate_template(
-      runner8, runner8.place(params), tok, "common_gen", 0, rows, [], options)
+    runner8, runner8.place(params), tok, "common_gen", 0, rows, [], options
+  )
   runner1 = inference.ModelRunner(model, _mesh(1), 1)
   p1 = runner1.place(params)
   for fields, record in zip(rows[:3], records):
-    _, (single,) = evaluation.evaluate_template(runner1, p1, tok, "common_gen", 0, [fields],
-                                                [], options)
+    _, (single,) = evaluation.evaluate_template(
+      runner1, p1, tok, "common_gen", 0, [fields], [], options
+    )
     assert single["prediction"] == record["prediction"]
   assert report.is_finite_tree(summary)
 
@@ -339,26 +437,48 @@ REALDATA_CLUSTER = "coreference"  # wsc is prepared in ../shared; the other two 
 def _tiny_t5(vocab_size):
   from flan.model import encoder_decoder as model_lib
   from flan.model import network
-  return model_lib.EncoderDecoderModel(network.T5Config(
-      vocab_size=vocab_size, emb_dim=8, num_heads=4, head_dim=3, mlp_dim=16,
-      num_encoder_layers=2, num_decoder_layers=2, dropout_rate=0.0, dtype="float32"))
+
+  return model_lib.EncoderDecoderModel(
+    network.T5Config(
+      vocab_size=vocab_size,
+      emb_dim=8,
+      num_heads=4,
+      head_dim=3,
+      mlp_dim=16,
+      num_encoder_layers=2,
+      num_decoder_layers=2,
+      dropout_rate=0.0,
+      dtype="float32",
+    )
+  )
 
 
 @pytest.mark.slow
 @pytest.mark.realdata
 def test_realdata_smoke_training_then_heldout_evaluation_writes_everything(
-    data_dir, vocab_path, tmp_path):
-  from flan import evaluate as eval_lib
+  data_dir, vocab_path, tmp_path
+):
   from tiny_training import train as run_train
+
+  from flan import evaluate as eval_lib
+
   model = _tiny_t5(32128)
   lengths = {"inputs": 128, "targets": 16}
   run_dir = tmp_path / "run"
   # Smoke training on an NLI task (outside the held-out cluster), evaluated at the end.
   out = run_train(
-      model=model, mixture_or_task_name="flan_rte_train", task_feature_lengths=lengths,
-      train_steps=2, model_dir=str(run_dir), batch_size=8, data_dir=data_dir,
-      vocabulary=vocab_path, heldout_cluster=REALDATA_CLUSTER, eval_batch_size=64,
-      log_every=1)
+    model=model,
+    mixture_or_task_name="flan_rte_train",
+    task_feature_lengths=lengths,
+    train_steps=2,
+    model_dir=str(run_dir),
+    batch_size=8,
+    data_dir=data_dir,
+    vocabulary=vocab_path,
+    heldout_cluster=REALDATA_CLUSTER,
+    eval_batch_size=64,
+    log_every=1,
+  )
   assert out["eval"] is not None
   (results_file,) = list(run_dir.glob("eval/**/results.json"))
   eval_dir = results_file.parent
@@ -369,8 +489,9 @@ def test_realdata_smoke_training_then_heldout_evaluation_writes_everything(
   assert set(tuned["cluster"]["missing"]) == {"definite_pronoun_resolution", "winogrande"}
   for name in ("results.md", "scores.png"):
     assert (eval_dir / name).stat().st_size > 0
-  data = {("wsc", s): examples_lib.load_examples("wsc", s, data_dir)
-          for s in ("test", "validation")}
+  data = {
+    ("wsc", s): examples_lib.load_examples("wsc", s, data_dir) for s in ("test", "validation")
+  }
   _check_outputs(eval_dir, results, data, ["wsc"], {"wsc": len(examples_lib.get_templates("wsc"))})
   for t in tuned["datasets"]["wsc"]["templates"]:
     assert t["test"]["num_examples"] == len(data[("wsc", "test")])
@@ -378,10 +499,17 @@ def test_realdata_smoke_training_then_heldout_evaluation_writes_everything(
   # `python -m flan.evaluate`'s function: restore the checkpoint's parameters, with the same
   # checkpoint as "baseline", so both columns must agree.
   again = eval_lib.evaluate(
-      model=model, checkpoint_path=str(run_dir), heldout_cluster=REALDATA_CLUSTER,
-      baseline_checkpoint_path=str(run_dir), eval_output_dir=str(tmp_path / "eval2"),
-      data_dir=data_dir, vocabulary=vocab_path, batch_size=64, task_feature_lengths=lengths,
-      datasets=["wsc"])
+    model=model,
+    checkpoint_path=str(run_dir),
+    heldout_cluster=REALDATA_CLUSTER,
+    baseline_checkpoint_path=str(run_dir),
+    eval_output_dir=str(tmp_path / "eval2"),
+    data_dir=data_dir,
+    vocabulary=vocab_path,
+    batch_size=64,
+    task_feature_lengths=lengths,
+    datasets=["wsc"],
+  )
   assert again["metadata"]["checkpoint"]["step"] == 2
   wsc = {m: again["models"][m]["datasets"]["wsc"] for m in ("tuned", "baseline")}
   assert wsc["tuned"]["mean"] == pytest.approx(wsc["baseline"]["mean"])
@@ -393,12 +521,23 @@ def test_realdata_smoke_training_then_heldout_evaluation_writes_everything(
 def test_eval_cli_reports_a_bad_checkpoint_path_in_one_line(tmp_path):
   import subprocess
   import sys
+
   root = pathlib.Path(__file__).resolve().parent.parent
   proc = subprocess.run(
-      [sys.executable, "-m", "flan.evaluate", "--gin_file=configs/models/tiny.gin",
-       "--gin_file=configs/runs/eval.gin", f"--gin.CHECKPOINT_PATH={tmp_path / 'none'}",
-       "--gin.HELDOUT_CLUSTER=coreference"],
-      cwd=root, capture_output=True, text=True, timeout=300)
+    [
+      sys.executable,
+      "-m",
+      "flan.evaluate",
+      "--gin_file=configs/models/tiny.gin",
+      "--gin_file=configs/runs/eval.gin",
+      f"--gin.CHECKPOINT_PATH={tmp_path / 'none'}",
+      "--gin.HELDOUT_CLUSTER=coreference",
+    ],
+    cwd=root,
+    capture_output=True,
+    text=True,
+    timeout=300,
+  )
   assert proc.returncode == 1
   errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
   assert len(errors) == 1 and "does not exist" in errors[0] and "CHECKPOINT_PATH" in errors[0]
@@ -406,9 +545,10 @@ def test_eval_cli_reports_a_bad_checkpoint_path_in_one_line(tmp_path):
 
 
 def test_restore_params_reads_a_hugging_face_directory_onto_the_mesh():
-  from flan.training import checkpoints
-  from flan.model import hf
   from flan.model import encoder_decoder as model_lib
+  from flan.model import hf
+  from flan.training import checkpoints
+
   fixture = pathlib.Path(__file__).resolve().parent / "testdata" / "hf_tiny_t5"
   config, expected = hf.params_from_hf(fixture, dtype="float32")
   model = model_lib.EncoderDecoderModel(config)
@@ -425,15 +565,19 @@ def test_restore_params_reads_a_hugging_face_directory_onto_the_mesh():
 
 
 def test_restore_params_reads_only_the_parameters_of_a_trainer_checkpoint(tmp_path):
-  from flan.training import checkpoints
   from flan import evaluate as eval_lib
-  from flan.model import hf
   from flan.model import encoder_decoder as model_lib
+  from flan.model import hf
+  from flan.training import checkpoints
   from flan.training import train_step as trainer
+
   fixture = pathlib.Path(__file__).resolve().parent / "testdata" / "hf_tiny_t5"
   config, params = hf.params_from_hf(fixture, dtype="float32")
-  state = trainer.TrainState(step=jnp.int32(7), params=jax.tree.map(jnp.asarray, params),
-                             opt_state={"moments": jnp.ones((3, 5))})
+  state = trainer.TrainState(
+    step=jnp.int32(7),
+    params=jax.tree.map(jnp.asarray, params),
+    opt_state={"moments": jnp.ones((3, 5))},
+  )
   ckpts = checkpoints.Checkpoints(str(tmp_path), async_save=False)
   ckpts.save(7, state, {"position": 7})
   ckpts.close()
@@ -444,4 +588,5 @@ def test_restore_params_reads_only_the_parameters_of_a_trainer_checkpoint(tmp_pa
     for x, y in zip(jax.tree.leaves(restored), jax.tree.leaves(params)):
       np.testing.assert_array_equal(np.asarray(x), y)
   assert eval_lib.default_output_dir(str(tmp_path / "checkpoint_7"), None, None) == str(
-      tmp_path / "eval")
+    tmp_path / "eval"
+  )

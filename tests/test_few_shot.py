@@ -51,6 +51,7 @@ def test_pruning_checks_the_exact_count_of_the_joined_prompt():
   # the estimate keeps both exemplars, the exact count of the joined prompt keeps one.
   def count(text):
     return _words(text) + text.count("\n\n\n") ** 2
+
   exemplars = [("a", "b"), ("c", "d")]
   prompt, kept = few_shot.prune_to_fit("q", exemplars, count, max_tokens=7)
   assert count(few_shot.join("q", exemplars)) == 9
@@ -67,12 +68,12 @@ def test_few_shot_inputs_renders_train_exemplars_with_the_same_template(monkeypa
   monkeypatch.setattr(few_shot.examples_lib, "render_example", fake_render)
   train = [{"example_id": i} for i in range(10)]
   prompt, kept = few_shot.few_shot_inputs(
-      "rte", {"example_id": 4}, 2, "eval", train, 3, seed=0, count_tokens=_words,
-      max_tokens=1000)
+    "rte", {"example_id": 4}, 2, "eval", train, 3, seed=0, count_tokens=_words, max_tokens=1000
+  )
   assert kept == 3 and prompt.endswith("\n\n\neval")
   assert calls == [("rte", 2, "instructions")] * 3
-  picked = few_shot.sample_exemplars(10, 3, seed=0, dataset="rte", template_idx=2,
-                                     example_id=4)
+  picked = few_shot.sample_exemplars(10, 3, seed=0, dataset="rte", template_idx=2, example_id=4)
   assert prompt.startswith(f"in {picked[0]}\n\nout {picked[0]}")
-  assert few_shot.few_shot_inputs("rte", {"example_id": 4}, 2, "eval", train, 0, seed=0,
-                                  count_tokens=_words, max_tokens=1000) == ("eval", 0)
+  assert few_shot.few_shot_inputs(
+    "rte", {"example_id": 4}, 2, "eval", train, 0, seed=0, count_tokens=_words, max_tokens=1000
+  ) == ("eval", 0)

@@ -16,8 +16,7 @@ import pytest
 import safetensors.numpy
 
 from flan import convert
-from flan.model import hf
-from flan.model import network
+from flan.model import hf, network
 
 FIXTURE = pathlib.Path(__file__).parent / "testdata" / "hf_tiny_t5"
 
@@ -30,17 +29,31 @@ def _expected():
 def test_config_is_read_from_config_json():
   config, _ = hf.params_from_hf(FIXTURE, dtype="float32")
   assert config == network.T5Config(
-      vocab_size=96, emb_dim=32, num_heads=4, num_encoder_layers=2, num_decoder_layers=3,
-      head_dim=6, mlp_dim=40, mlp_activations=("gelu", "linear"), dtype="float32")
+    vocab_size=96,
+    emb_dim=32,
+    num_heads=4,
+    num_encoder_layers=2,
+    num_decoder_layers=3,
+    head_dim=6,
+    mlp_dim=40,
+    mlp_activations=("gelu", "linear"),
+    dtype="float32",
+  )
 
 
 @pytest.mark.parametrize("scan_layers", [False, True])
 def test_forward_reproduces_transformers_logits(scan_layers):
   config, params = hf.params_from_hf(FIXTURE, dtype="float32", scan_layers=scan_layers)
   data = _expected()
-  logits = jax.jit(lambda p: network.Transformer(config).apply(
-      {"params": p}, data["encoder_input_tokens"], data["decoder_input_tokens"],
-      data["decoder_target_tokens"], enable_dropout=False))(params)
+  logits = jax.jit(
+    lambda p: network.Transformer(config).apply(
+      {"params": p},
+      data["encoder_input_tokens"],
+      data["decoder_input_tokens"],
+      data["decoder_target_tokens"],
+      enable_dropout=False,
+    )
+  )(params)
   real = data["decoder_target_tokens"] > 0  # HF does not mask padded query positions
   np.testing.assert_allclose(np.asarray(logits)[real], data["logits"][real], atol=1e-4)
 
@@ -51,15 +64,16 @@ def test_export_writes_back_the_original_tensors(tmp_path, scan_layers):
   hf.params_to_hf(config, params, tmp_path)
   original = safetensors.numpy.load_file(FIXTURE / "model.safetensors")
   exported = safetensors.numpy.load_file(tmp_path / "model.safetensors")
-  assert set(exported) == set(original) - {"encoder.embed_tokens.weight",
-                                            "decoder.embed_tokens.weight"}
+  assert set(exported) == set(original) - {
+    "encoder.embed_tokens.weight",
+    "decoder.embed_tokens.weight",
+  }
   for name, value in exported.items():
     np.testing.assert_array_equal(value, original[name], err_msg=name)
   written = json.loads((tmp_path / "config.json").read_text())
   assert written["tie_word_embeddings"] is False and written["scale_decoder_outputs"] is False
   assert written["feed_forward_proj"] == "gated-gelu"
-  config_again, params_again = hf.params_from_hf(tmp_path, dtype="float32",
-                                                 scan_layers=scan_layers)
+  config_again, params_again = hf.params_from_hf(tmp_path, dtype="float32", scan_layers=scan_layers)
   assert config_again == config
   jax.tree.map(np.testing.assert_array_equal, params_again, params)
 
@@ -72,8 +86,9 @@ def test_tied_t5_1_0_checkpoint_gets_scaled_untied_logits(tmp_path):
   config.update(tie_word_embeddings=True, scale_decoder_outputs=True)
   (tmp_path / "config.json").write_text(json.dumps(config))
   _, params = hf.params_from_hf(tmp_path)
-  np.testing.assert_allclose(params["decoder"]["logits_dense"]["kernel"],
-                             tensors["shared.weight"].T / np.sqrt(32), rtol=1e-6)
+  np.testing.assert_allclose(
+    params["decoder"]["logits_dense"]["kernel"], tensors["shared.weight"].T / np.sqrt(32), rtol=1e-6
+  )
 
 
 def test_unreadable_directories_say_what_is_missing(tmp_path):
@@ -110,20 +125,32 @@ def test_flan_to_hf_reads_a_trainer_checkpoint_with_a_model_gin(tmp_path):
     pytest.skip("flan.training.checkpoints.Checkpoints (the trainer's saver) is not available")
 
   config, params = hf.params_from_hf(FIXTURE)
-  state = {"step": np.int32(7), "params": params,
-           "opt_state": jax.tree.map(np.zeros_like, params)}
+  state = {"step": np.int32(7), "params": params, "opt_state": jax.tree.map(np.zeros_like, params)}
   saver = checkpoints.Checkpoints(str(tmp_path / "model_dir"), async_save=False)
   saver.save(7, jax.tree.map(jax.numpy.asarray, state), {"position": 3})
   saver.wait()
   saver.close()
   gin_file = tmp_path / "model.gin"
-  gin_file.write_text("\n".join(
-      ["from __gin__ import dynamic_registration", "from flan.model import network"] +
-      [f"network.T5Config.{k} = {v!r}" for k, v in config.__dict__.items()]) + "\n")
+  gin_file.write_text(
+    "\n".join(
+      ["from __gin__ import dynamic_registration", "from flan.model import network"]
+      + [f"network.T5Config.{k} = {v!r}" for k, v in config.__dict__.items()]
+    )
+    + "\n"
+  )
   out = tmp_path / "hf"
   try:
-    convert.main(["flan_to_hf", "--checkpoint", str(tmp_path / "model_dir"), "--out", str(out),
-                  "--gin_file", str(gin_file)])
+    convert.main(
+      [
+        "flan_to_hf",
+        "--checkpoint",
+        str(tmp_path / "model_dir"),
+        "--out",
+        str(out),
+        "--gin_file",
+        str(gin_file),
+      ]
+    )
   finally:
     gin.clear_config()  # convert parsed the gin file into the process-wide config
   _, again = hf.params_from_hf(out)

@@ -6,10 +6,8 @@ import json
 import numpy as np
 import pytest
 
-from flan.data import input_pipeline
+from flan.data import input_pipeline, packing
 
-
-from flan.data import packing
 seqio = pytest.importorskip("seqio")
 tf = pytest.importorskip("tensorflow")
 
@@ -22,17 +20,24 @@ LENGTHS = {"inputs": 32, "targets": 8}
 def _examples(task_idx: int, n: int):
   """Example e of task t: inputs [10 + t, 100 + e, filler..., EOS], so rows identify it."""
   rng = np.random.default_rng(task_idx)
-  inputs = [np.concatenate([[10 + task_idx, 100 + e], rng.integers(2, 90, rng.integers(0, 20)),
-                            [1]]).astype(np.int32) for e in range(n)]
-  targets = [np.append(rng.integers(2, 90, rng.integers(0, 6)), 1).astype(np.int32)
-             for _ in range(n)]
+  inputs = [
+    np.concatenate(
+      [[10 + task_idx, 100 + e], rng.integers(2, 90, rng.integers(0, 20)), [1]]
+    ).astype(np.int32)
+    for e in range(n)
+  ]
+  targets = [
+    np.append(rng.integers(2, 90, rng.integers(0, 6)), 1).astype(np.int32) for _ in range(n)
+  ]
   return inputs, targets
 
 
 def _register():
   vocab = seqio.PassThroughVocabulary(size=1000, eos_id=1)
-  features = {"inputs": seqio.Feature(vocab, add_eos=False),
-              "targets": seqio.Feature(vocab, add_eos=False)}
+  features = {
+    "inputs": seqio.Feature(vocab, add_eos=False),
+    "targets": seqio.Feature(vocab, add_eos=False),
+  }
   for name in [MIXTURE, "ip_test_long", *TASKS]:
     seqio.MixtureRegistry.remove(name)
     seqio.TaskRegistry.remove(name)
@@ -43,17 +48,28 @@ def _register():
     def dataset_fn(split, shuffle_files, seed=None, ragged=ragged):
       del split, shuffle_files, seed
       return tf.data.Dataset.from_tensor_slices(ragged)
-    seqio.TaskRegistry.add(name, source=seqio.FunctionDataSource(dataset_fn, splits=["train"]),
-                           preprocessors=[], output_features=features)
+
+    seqio.TaskRegistry.add(
+      name,
+      source=seqio.FunctionDataSource(dataset_fn, splits=["train"]),
+      preprocessors=[],
+      output_features=features,
+    )
   seqio.MixtureRegistry.add(MIXTURE, [(name, rate) for name, (_, rate) in TASKS.items()])
   long_inputs = [np.append(np.full(50, 7), 1).astype(np.int32)] * 10
 
   def long_fn(split, shuffle_files, seed=None):
     del split, shuffle_files, seed
     return tf.data.Dataset.from_tensor_slices(
-        {"inputs": tf.constant(np.stack(long_inputs)), "targets": tf.constant([[5, 1]] * 10)})
-  seqio.TaskRegistry.add("ip_test_long", source=seqio.FunctionDataSource(long_fn, ["train"]),
-                         preprocessors=[], output_features=features)
+      {"inputs": tf.constant(np.stack(long_inputs)), "targets": tf.constant([[5, 1]] * 10)}
+    )
+
+  seqio.TaskRegistry.add(
+    "ip_test_long",
+    source=seqio.FunctionDataSource(long_fn, ["train"]),
+    preprocessors=[],
+    output_features=features,
+  )
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -87,7 +103,8 @@ def example_ids(batches):
 
 def same(a, b):
   return len(a) == len(b) and all(
-      x.keys() == y.keys() and all(np.array_equal(x[k], y[k]) for k in x) for x, y in zip(a, b))
+    x.keys() == y.keys() and all(np.array_equal(x[k], y[k]) for k in x) for x, y in zip(a, b)
+  )
 
 
 def test_batches_follow_the_packed_contract():
@@ -111,8 +128,9 @@ def test_same_seed_same_first_100_examples_other_seed_other_order():
 def test_task_shares_match_rates_over_20000_examples():
   with make(seed=1, batch=500, pack=False, window_size=1000) as it:
     batches = take(it, 40)  # pack=False: one example per row, 20,000 in all.
-  counts = collections.Counter(int(x) - 10 for b in batches
-                               for x in b["encoder_input_tokens"][:, 0])
+  counts = collections.Counter(
+    int(x) - 10 for b in batches for x in b["encoder_input_tokens"][:, 0]
+  )
   total_rate = sum(rate for _, rate in TASKS.values())
   assert sum(counts.values()) == 20000
   for t, (_, rate) in enumerate(TASKS.values()):
@@ -132,8 +150,8 @@ def test_small_task_cycles_through_reshuffled_epochs():
   offset = sum(TASKS[name][0] for name in list(TASKS)[:2])
   gamma = [int(g) - offset for g in first_window if g >= offset]
   assert len(gamma) >= 2 * n
-  assert sorted(gamma[:n]) == sorted(gamma[n:2 * n]) == list(range(n))
-  assert gamma[:n] != gamma[n:2 * n]  # Each epoch in a new order.
+  assert sorted(gamma[:n]) == sorted(gamma[n : 2 * n]) == list(range(n))
+  assert gamma[:n] != gamma[n : 2 * n]  # Each epoch in a new order.
 
 
 @pytest.mark.parametrize("skip", [3, 7])
@@ -184,8 +202,9 @@ def test_one_shards_position_is_refused_by_another_shard():
 def test_two_shards_read_disjoint_examples():
   seen = []
   for shard in (0, 1):
-    with make(seed=0, batch=200, pack=False, window_size=400, shard_index=shard,
-              num_shards=2) as it:
+    with make(
+      seed=0, batch=200, pack=False, window_size=400, shard_index=shard, num_shards=2
+    ) as it:
       seen.append(set(example_ids(take(it, 10))))
   assert seen[0] and seen[1] and not seen[0] & seen[1]
   # Together they cover everything that was drawn from the small task.
@@ -193,8 +212,9 @@ def test_two_shards_read_disjoint_examples():
 
 
 def test_stats_count_examples_truncation_and_density():
-  it = input_pipeline.make_train_iterator("ip_test_long", {"inputs": 16, "targets": 4}, 4, 0,
-                                          shard_index=0, num_shards=1, window_size=16)
+  it = input_pipeline.make_train_iterator(
+    "ip_test_long", {"inputs": 16, "targets": 4}, 4, 0, shard_index=0, num_shards=1, window_size=16
+  )
   with it:
     batches = take(it, 3)
   stats = it.stats
@@ -215,11 +235,9 @@ def test_bad_arguments_fail_with_a_clear_message():
   with pytest.raises(ValueError, match="multiple of the number of data shards"):
     make(batch=7, shard_index=0, num_shards=2)
   with pytest.raises(ValueError, match="No seqio task or mixture named"):
-    input_pipeline.make_train_iterator("ip_test_nope", LENGTHS, 8, 0, shard_index=0,
-                                       num_shards=1)
+    input_pipeline.make_train_iterator("ip_test_nope", LENGTHS, 8, 0, shard_index=0, num_shards=1)
   with pytest.raises(ValueError, match="'targets'"):
-    input_pipeline.make_train_iterator(MIXTURE, {"inputs": 8}, 8, 0, shard_index=0,
-                                       num_shards=1)
+    input_pipeline.make_train_iterator(MIXTURE, {"inputs": 8}, 8, 0, shard_index=0, num_shards=1)
 
 
 @pytest.mark.realdata
@@ -229,17 +247,30 @@ def test_real_flan_tasks_stream_packed_batches(data_dir, vocab_path):
   tasks.register(data_dir=data_dir, vocabulary=vocab_path)
   try:
     seqio.MixtureRegistry.remove("ip_test_real")
-    seqio.MixtureRegistry.add("ip_test_real", [(tasks.train_task("rte"), 2.0),
-                                               (tasks.train_task("trec"), 1.0)])
-    with input_pipeline.make_train_iterator("ip_test_real", {"inputs": 256, "targets": 32}, 8,
-                                            0, shard_index=0, num_shards=1) as it:
+    seqio.MixtureRegistry.add(
+      "ip_test_real", [(tasks.train_task("rte"), 2.0), (tasks.train_task("trec"), 1.0)]
+    )
+    with input_pipeline.make_train_iterator(
+      "ip_test_real", {"inputs": 256, "targets": 32}, 8, 0, shard_index=0, num_shards=1
+    ) as it:
       batches = take(it, 3)
       stats = it.stats
   finally:
     seqio.MixtureRegistry.remove("ip_test_real")
-    tasks.register(**{k: getattr(previous, k) for k in (
-        "data_dir", "vocabulary", "num_templates", "template_mode", "mixing_cap",
-        "temperature", "train_clusters")})
+    tasks.register(
+      **{
+        k: getattr(previous, k)
+        for k in (
+          "data_dir",
+          "vocabulary",
+          "num_templates",
+          "template_mode",
+          "mixing_cap",
+          "temperature",
+          "train_clusters",
+        )
+      }
+    )
   assert stats["examples"] > 3 * 8 and stats["non_padding_fraction/overall"] > 0.5
   for b in batches:
     assert set(b) == set(packing.PACKED_KEYS) and b["encoder_input_tokens"].shape == (8, 256)

@@ -10,10 +10,9 @@ import scipy.stats
 from rouge_score import rouge_scorer
 
 from flan.data import datasets
-
-
-
 from flan.evaluation import metrics
+
+
 def test_every_metric_named_in_the_dataset_table_exists():
   names = {m for spec in datasets.DATASETS for m in spec.metrics}
   assert names <= set(metrics.METRICS)
@@ -43,8 +42,7 @@ def test_cb_mean_f1_averages_three_classes_hand_computed():
   targets = ["entailment", "contradiction", "neutral", "entailment", "contradiction"]
   predictions = ["entailment", "contradiction", "entailment", "entailment", "neutral"]
   # entailment: tp=2 fp=1 fn=0 -> 0.8; contradiction: tp=1 fp=0 fn=1 -> 2/3; neutral: 0.
-  out = metrics.mean_f1(targets, predictions,
-                        labels=["entailment", "contradiction", "neutral"])
+  out = metrics.mean_f1(targets, predictions, labels=["entailment", "contradiction", "neutral"])
   assert out["mean_f1"] == pytest.approx(100 * (0.8 + 2 / 3 + 0) / 3)
 
 
@@ -61,8 +59,7 @@ def test_correlations_match_scipy_including_ties():
   got_p = metrics.pearson([str(t) for t in targets], [str(p) for p in predictions])
   got_s = metrics.spearman(list(targets), list(predictions))
   assert got_p["pearson"] == pytest.approx(100 * scipy.stats.pearsonr(targets, predictions)[0])
-  assert got_s["spearman"] == pytest.approx(
-      100 * scipy.stats.spearmanr(targets, predictions)[0])
+  assert got_s["spearman"] == pytest.approx(100 * scipy.stats.spearmanr(targets, predictions)[0])
 
 
 def test_correlation_of_constant_predictions_is_zero_not_nan():
@@ -79,10 +76,16 @@ def test_matthews_matches_the_binary_formula_and_perfect_agreement():
 
 
 def test_bleu_matches_sacrebleu_metric_object():
-  targets = ["The cat sat on the mat.", "There is a dog in the garden today.",
-             "I like green apples very much."]
-  predictions = ["The cat sat on a mat.", "A dog is in the garden today.",
-                 "I like apples very much."]
+  targets = [
+    "The cat sat on the mat.",
+    "There is a dog in the garden today.",
+    "I like green apples very much.",
+  ]
+  predictions = [
+    "The cat sat on a mat.",
+    "A dog is in the garden today.",
+    "I like apples very much.",
+  ]
   reference = sacrebleu.metrics.BLEU(tokenize="intl", smooth_method="exp")
   expected = reference.corpus_score(predictions, [targets]).score
   assert metrics.bleu(targets, predictions)["bleu"] == pytest.approx(expected)
@@ -112,15 +115,15 @@ def test_multi_rouge_takes_the_best_reference_per_example():
   assert got["rouge1"] == pytest.approx(100 * (1.0 + 0.5) / 2)
   scorer = rouge_scorer.RougeScorer(["rouge1", "rouge2", "rougeL"], use_stemmer=True)
   for name in ("rouge1", "rouge2", "rougeL"):
-    ref = np.mean([scorer.score_multi(t, p)[name].fmeasure
-                   for t, p in zip(targets, predictions)])
+    ref = np.mean([scorer.score_multi(t, p)[name].fmeasure for t, p in zip(targets, predictions)])
     assert got[name] == pytest.approx(100 * ref)
 
 
 def test_squad_normalisation_em_and_f1_hand_computed():
   assert metrics.normalize_squad("The  Eiffel-Tower!") == "eiffeltower"
-  out = metrics.squad([["Eiffel Tower", "the tower"], ["Paris, France"]],
-                      ["the Eiffel Tower.", "in Paris"])
+  out = metrics.squad(
+    [["Eiffel Tower", "the tower"], ["Paris, France"]], ["the Eiffel Tower.", "in Paris"]
+  )
   # Ex 1: exact after normalisation. Ex 2: tokens {in, paris} vs {paris, france}:
   # P = R = 1/2 -> F1 = 1/2, EM = 0.
   assert out["em"] == pytest.approx(50.0)
@@ -152,8 +155,9 @@ def test_multirc_f1a_and_exact_match_per_question_group():
 
 
 def test_edit_distance_is_word_level_and_case_insensitive():
-  out = metrics.edit_distance(["Hello, world. How are you?", "a b c"],
-                              ["hello, world how are you?", "a b c"])
+  out = metrics.edit_distance(
+    ["Hello, world. How are you?", "a b c"], ["hello, world how are you?", "a b c"]
+  )
   # "world." -> "world": one substitution over 5 words; second example is exact.
   assert out["mean_edit"] == pytest.approx(0.5)
   assert out["edit_similarity"] == pytest.approx(100 * (0.8 + 1.0) / 2)
@@ -171,12 +175,16 @@ def test_classification_scores_feed_each_metric_from_the_example_fields():
   out = metrics.classification_scores(("accuracy", "f1"), mrpc, ["yes", "no", "yes", "no"])
   # Positive = "yes" (label 1): tp=1 fp=1 fn=1 -> F1 = 1/2.
   assert out == {"accuracy": 50.0, "f1": pytest.approx(50.0)}
-  multirc = [{"options": yes_no, "answer": a, "question_id": q, "example_id": i}
-             for i, (a, q) in enumerate([("yes", "0-0"), ("no", "0-0"), ("yes", "0-1")])]
+  multirc = [
+    {"options": yes_no, "answer": a, "question_id": q, "example_id": i}
+    for i, (a, q) in enumerate([("yes", "0-0"), ("no", "0-0"), ("yes", "0-1")])
+  ]
   out = metrics.classification_scores(("multirc",), multirc, ["yes", "no", "no"])
   assert out["em"] == pytest.approx(50.0) and out["f1a"] == pytest.approx(100 * 2 / 3)
-  stsb = [{"options": list("012345"), "answer": a, "score": s}
-          for a, s in (("1", "1.2"), ("3", "2.6"), ("4", "4.4"))]
+  stsb = [
+    {"options": list("012345"), "answer": a, "score": s}
+    for a, s in (("1", "1.2"), ("3", "2.6"), ("4", "4.4"))
+  ]
   got = metrics.classification_scores(("pearson",), stsb, ["1", "3", "4"])["pearson"]
   assert got == pytest.approx(100 * scipy.stats.pearsonr([1.2, 2.6, 4.4], [1, 3, 4])[0])
   record = [{"options": ["A", "B", "C"], "answer": "A", "answers": ["A", "B"]}]

@@ -6,21 +6,20 @@ import tensorflow_datasets as tfds
 
 from flan.data import clusters as C
 from flan.data import datasets as D
-from flan.data import examples
-from flan.data import mixtures
-from flan.data import tasks
+from flan.data import examples, mixtures, tasks
 
 MOCK_N = 10
 
 
-_DATASET_OF_TRAIN_TASK = {task: d.name for d in D.DATASETS
-                          for task, _ in tasks.train_members(d.name)}
+_DATASET_OF_TRAIN_TASK = {
+  task: d.name for d in D.DATASETS for task, _ in tasks.train_members(d.name)
+}
 
 
 def _dataset_of(task_name):
   if task_name in _DATASET_OF_TRAIN_TASK:
     return _DATASET_OF_TRAIN_TASK[task_name]
-  return task_name[len("flan_"):].rsplit("_t", 1)[0]
+  return task_name[len("flan_") :].rsplit("_t", 1)[0]
 
 
 def _members(datasets):
@@ -48,8 +47,9 @@ def test_holdout_train_mixture_excludes_the_heldout_cluster_and_keeps_all_others
 def test_holdout_eval_mixture_holds_every_template_of_the_heldout_cluster(cluster):
   mix = seqio.get_mixture_or_task(mixtures.holdout_eval(cluster))
   names = {t.name for t in mix.tasks}
-  expected = {tasks.eval_task(d, i) for d in C.members(cluster)
-              for i in range(len(examples.get_templates(d)))}
+  expected = {
+    tasks.eval_task(d, i) for d in C.members(cluster) for i in range(len(examples.get_templates(d)))
+  }
   assert names == expected
 
 
@@ -58,10 +58,18 @@ def test_all_train_holds_one_member_per_source_of_the_62_datasets():
   names = sorted(t.name for t in mix.tasks)
   assert names == sorted(_members(d.name for d in D.DATASETS))
   assert len(names) == 67  # FLAN's 70 configs less true_case, word_segment and wsc273
-  assert {"flan_anli_r1_train", "flan_anli_r2_train", "flan_anli_r3_train",
-          "flan_mnli_matched_train", "flan_mnli_mismatched_train", "flan_squad_v1_train",
-          "flan_squad_v2_train", "flan_arc_challenge_train", "flan_arc_easy_train",
-          "flan_rte_train"} <= set(names)
+  assert {
+    "flan_anli_r1_train",
+    "flan_anli_r2_train",
+    "flan_anli_r3_train",
+    "flan_mnli_matched_train",
+    "flan_mnli_mismatched_train",
+    "flan_squad_v1_train",
+    "flan_squad_v2_train",
+    "flan_arc_challenge_train",
+    "flan_arc_easy_train",
+    "flan_rte_train",
+  } <= set(names)
   assert "flan_anli_train" not in names
 
 
@@ -71,12 +79,16 @@ def test_definitions_are_a_pure_function_of_the_tables():
   assert len(a) == 2 * len(C.CLUSTERS) + 1
   restricted = mixtures.definitions(train_clusters=["sentiment", "nli"])
   assert {d for _, d in restricted[mixtures.holdout_train("misc")]} == set(
-      C.members("sentiment") + C.members("nli"))
+    C.members("sentiment") + C.members("nli")
+  )
   assert restricted[mixtures.holdout_train("paraphrase")] == tuple(
-      (tasks.train_task(d), d) for d in C.members("sentiment"))
+    (tasks.train_task(d), d) for d in C.members("sentiment")
+  )
   assert restricted[mixtures.holdout_train("commonsense")][:3] == (
-      ("flan_anli_r1_train", "anli"), ("flan_anli_r2_train", "anli"),
-      ("flan_anli_r3_train", "anli"))
+    ("flan_anli_r1_train", "anli"),
+    ("flan_anli_r2_train", "anli"),
+    ("flan_anli_r3_train", "anli"),
+  )
 
 
 def test_train_clusters_registers_smaller_mixtures(default_registration):
@@ -94,7 +106,8 @@ def test_rate_formula():
   assert mixtures.train_rate(10_000, mixing_cap=None) == 10_000.0
   assert mixtures.train_rate(2500, temperature=2.0) == pytest.approx(50.0)
   assert mixtures.train_rate(9000, mixing_cap=3000, temperature=3.0) == pytest.approx(
-      3000 ** (1 / 3))
+    3000 ** (1 / 3)
+  )
 
 
 def test_mock_rates_use_the_mocked_sizes_and_the_knobs(default_registration):
@@ -108,8 +121,8 @@ def test_mock_rates_use_the_mocked_sizes_and_the_knobs(default_registration):
     assert rates["flan_mnli_matched_train"] == rates["flan_mnli_mismatched_train"] == MOCK_N
     tasks.register(mixing_cap=5, temperature=2.0, train_clusters=["nli", "sentiment"])
     rates = mixtures.rates(mixtures.holdout_train("commonsense"))
-    assert rates["flan_anli_r2_train"] == pytest.approx(5 ** 0.5)
-    assert rates["flan_rte_train"] == pytest.approx(5 ** 0.5)
+    assert rates["flan_anli_r2_train"] == pytest.approx(5**0.5)
+    assert rates["flan_rte_train"] == pytest.approx(5**0.5)
     eval_rates = mixtures.rates(mixtures.holdout_eval("nli"))
     assert eval_rates["flan_mnli_t0"] == 2 * MOCK_N  # matched + mismatched, uncapped.
 
@@ -136,17 +149,24 @@ def test_holdout_rates_on_flans_full_sizes_are_flans_rule(monkeypatch, default_r
       spec = D.get(dataset)
       src = next(s for s in spec.sources if s.name == source)
       n = FULL_SIZES[src.tfds_name][src.train_split]
-      want[tasks.train_task(dataset, source) if len(spec.sources) > 1
-           else tasks.train_task(dataset)] = float(min(flan_slice_size(split, n), 3000))
+      want[
+        tasks.train_task(dataset, source) if len(spec.sources) > 1 else tasks.train_task(dataset)
+      ] = float(min(flan_slice_size(split, n), 3000))
     for cluster in C.CLUSTERS:
       rates = mixtures.rates(mixtures.holdout_train(cluster))
       assert rates == {t: want[t] for t in rates}, cluster
     all_rates = mixtures.rates(mixtures.ALL_TRAIN)
     assert all_rates == want
     # By hand: every ANLI, SQuAD and MNLI source trains at its own 3,000.
-    for task in ("flan_anli_r1_train", "flan_anli_r2_train", "flan_anli_r3_train",
-                 "flan_squad_v1_train", "flan_squad_v2_train", "flan_mnli_matched_train",
-                 "flan_mnli_mismatched_train"):
+    for task in (
+      "flan_anli_r1_train",
+      "flan_anli_r2_train",
+      "flan_anli_r3_train",
+      "flan_squad_v1_train",
+      "flan_squad_v2_train",
+      "flan_mnli_matched_train",
+      "flan_mnli_mismatched_train",
+    ):
       assert all_rates[task] == 3000.0, task
     assert all_rates["flan_cb_train"] == 200.0  # train[:-50] of 250
     assert all_rates["flan_arc_challenge_train"] == 919.0  # train[:-200] of 1,119
@@ -162,9 +182,13 @@ def test_real_rates_are_the_capped_clamped_train_sizes(data_dir, default_registr
   checked = {}
   for spec in D.DATASETS:
     try:  # sizes straight from TFDS metadata, independent of flan.data.examples.
-      sizes = {s.tfds_name: {k: v.num_examples for k, v in
-                             tfds.builder(s.tfds_name, data_dir=data_dir).info.splits.items()}
-               for s in spec.sources}
+      sizes = {
+        s.tfds_name: {
+          k: v.num_examples
+          for k, v in tfds.builder(s.tfds_name, data_dir=data_dir).info.splits.items()
+        }
+        for s in spec.sources
+      }
     except Exception:  # pylint: disable=broad-except
       continue
     if not all(sizes.values()):
@@ -181,14 +205,18 @@ def test_real_rates_are_the_capped_clamped_train_sizes(data_dir, default_registr
   assert checked["flan_arc_challenge_train"] == 650 - 200
   assert checked["flan_arc_easy_train"] == 1149 - 200
   assert checked["flan_multirc_train"] == 2055  # 2255 - 200
-  assert (checked["flan_anli_r1_train"], checked["flan_anli_r2_train"],
-          checked["flan_anli_r3_train"]) == (467, 467, 559)
+  assert (
+    checked["flan_anli_r1_train"],
+    checked["flan_anli_r2_train"],
+    checked["flan_anli_r3_train"],
+  ) == (467, 467, 559)
   assert checked["flan_mnli_matched_train"] == checked["flan_mnli_mismatched_train"] == 467
 
 
 @pytest.mark.realdata
 def test_missing_datasets_skip_leaves_out_only_unprepared_datasets(data_dir):
   from flan.data import tasks
+
   try:
     tasks.register(data_dir=data_dir, missing_datasets="skip")
     members = {t.name for t in tasks.get("flan_holdout_nli_train").tasks}
@@ -203,5 +231,6 @@ def test_missing_datasets_skip_leaves_out_only_unprepared_datasets(data_dir):
 
 def test_missing_datasets_rejects_unknown_policy():
   from flan.data import tasks
+
   with pytest.raises(ValueError, match="missing_datasets must be 'error' or 'skip'"):
     tasks.register(missing_datasets="ignore")

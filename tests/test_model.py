@@ -9,9 +9,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from flan.model import hf
 from flan.model import encoder_decoder as model_lib
-from flan.model import network
+from flan.model import hf, network
 
 FIXTURE = pathlib.Path(__file__).parent / "testdata" / "hf_tiny_t5"
 CONFIGS = pathlib.Path(__file__).resolve().parent.parent / "configs" / "models"
@@ -21,8 +20,9 @@ CONFIGS = pathlib.Path(__file__).resolve().parent.parent / "configs" / "models"
 def _fixture():
   config, params = hf.params_from_hf(FIXTURE, dtype="float32")
   data = np.load(FIXTURE / "expected_logits.npz")
-  batch = {k: data[k] for k in ("encoder_input_tokens", "decoder_input_tokens",
-                                "decoder_target_tokens")}
+  batch = {
+    k: data[k] for k in ("encoder_input_tokens", "decoder_input_tokens", "decoder_target_tokens")
+  }
   batch["decoder_loss_weights"] = (batch["decoder_target_tokens"] > 0).astype(np.int32)
   return config, params, batch
 
@@ -52,8 +52,8 @@ def _numpy_loss(logits, targets, weights, z_loss, label_smoothing):
   log_z = np.log(np.sum(np.exp(logits), axis=-1))
   log_softmax = logits - log_z[..., None]
   entropy = -(confidence * np.log(confidence) + (vocab - 1) * low * np.log(low + 1e-20))
-  per_token = -np.sum(soft * log_softmax, axis=-1) - entropy + z_loss * log_z ** 2
-  return np.sum(per_token * weights), np.sum(z_loss * log_z ** 2 * weights)
+  per_token = -np.sum(soft * log_softmax, axis=-1) - entropy + z_loss * log_z**2
+  return np.sum(per_token * weights), np.sum(z_loss * log_z**2 * weights)
 
 
 @pytest.mark.parametrize("z_loss,label_smoothing", [(0.0, 0.0), (1e-4, 0.0), (1e-2, 0.1)])
@@ -62,9 +62,13 @@ def test_cross_entropy_matches_numpy_formula(z_loss, label_smoothing):
   logits = rng.normal(size=(2, 5, 11)).astype(np.float32) * 3
   targets = rng.integers(0, 11, size=(2, 5)).astype(np.int32)
   weights = np.array([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]], np.float32)
-  loss, z = model_lib.cross_entropy_with_z_loss(jnp.asarray(logits), jnp.asarray(targets),
-                                                jnp.asarray(weights), z_loss=z_loss,
-                                                label_smoothing=label_smoothing)
+  loss, z = model_lib.cross_entropy_with_z_loss(
+    jnp.asarray(logits),
+    jnp.asarray(targets),
+    jnp.asarray(weights),
+    z_loss=z_loss,
+    label_smoothing=label_smoothing,
+  )
   want_loss, want_z = _numpy_loss(logits, targets, weights, z_loss, label_smoothing)
   np.testing.assert_allclose(float(loss), want_loss, rtol=1e-5)
   np.testing.assert_allclose(float(z), want_z, rtol=1e-5, atol=1e-9)
@@ -76,8 +80,11 @@ def test_cross_entropy_gradient_is_t5x_closed_form():
   targets = jnp.asarray([[0, 3, 6]], jnp.int32)
   weights = jnp.ones((1, 3), jnp.float32)
   z_loss, ls = 1e-2, 0.1
-  grad = jax.grad(lambda x: model_lib.cross_entropy_with_z_loss(
-      x, targets, weights, z_loss=z_loss, label_smoothing=ls)[0])(logits)
+  grad = jax.grad(
+    lambda x: model_lib.cross_entropy_with_z_loss(
+      x, targets, weights, z_loss=z_loss, label_smoothing=ls
+    )[0]
+  )(logits)
   log_z = jax.nn.logsumexp(logits, axis=-1, keepdims=True)
   soft = jax.nn.one_hot(targets, 7) * (1 - ls - ls / 6) + ls / 6
   want = (1 + 2 * z_loss * log_z) * jax.nn.softmax(logits) - soft
@@ -90,8 +97,9 @@ def test_perfect_prediction_scores_zero_with_label_smoothing():
   probs = np.full(vocab, ls / (vocab - 1))
   probs[2] = 1 - ls
   logits = jnp.asarray(np.log(probs)[None, None].astype(np.float32))
-  loss, _ = model_lib.cross_entropy_with_z_loss(logits, jnp.array([[2]]), jnp.ones((1, 1)),
-                                                z_loss=0.0, label_smoothing=ls)
+  loss, _ = model_lib.cross_entropy_with_z_loss(
+    logits, jnp.array([[2]]), jnp.ones((1, 1)), z_loss=0.0, label_smoothing=ls
+  )
   assert abs(float(loss)) < 1e-5
 
 
@@ -111,16 +119,78 @@ def test_loss_fn_sums_tokens_and_reports_metrics():
   assert float(metrics["num_examples"]) == 3
 
 
-@pytest.mark.parametrize("factor,divisor", [(None, 1.0), (233472.0, 233472.0),
-                                            ("NUM_REAL_TARGET_TOKENS", 31.0),
-                                            ("NUM_TOTAL_TARGET_TOKENS", 36.0)])
+@pytest.mark.parametrize(
+  "factor,divisor",
+  [
+    (None, 1.0),
+    (233472.0, 233472.0),
+    ("NUM_REAL_TARGET_TOKENS", 31.0),
+    ("NUM_TOTAL_TARGET_TOKENS", 36.0),
+  ],
+)
 def test_loss_normalizing_factor(factor, divisor):
+  """Each normaliser divides the token sum by what t5x divides it by."""
   _, params, batch = _fixture()
   summed, _ = _model_with_fixed_logits().loss_fn(params, batch, None)
   model = _model_with_fixed_logits(loss_normalizing_factor=factor)
   loss, metrics = model.loss_fn(params, batch, None)
   np.testing.assert_allclose(float(loss), float(summed) / divisor, rtol=1e-6)
   assert float(metrics["loss"]) == float(loss)
+
+
+def test_average_per_sequence_is_the_mean_of_per_sequence_token_means():
+  _, params, batch = _fixture()
+  model = _model_with_fixed_logits(loss_normalizing_factor="AVERAGE_PER_SEQUENCE")
+  loss, metrics = model.loss_fn(params, batch, None)
+  # By hand: each row's mean loss over its weighted tokens, then the mean over rows.
+  logits, targets = _fixture_logits(), batch["decoder_target_tokens"]
+  weights = batch["decoder_loss_weights"].astype(np.float64)
+  per_row = [
+    _numpy_loss(logits[i : i + 1], targets[i : i + 1], weights[i : i + 1], 1e-4, 0.0)[0]
+    / weights[i].sum()
+    for i in range(len(weights))
+  ]
+  np.testing.assert_allclose(float(loss), np.mean(per_row), rtol=1e-5)
+  assert float(model.loss_normalizer(batch)) == pytest.approx(3.0)  # three sequences
+  # The per-token logs stay a plain token sum.
+  _, summed_metrics = _model_with_fixed_logits().loss_fn(params, batch, None)
+  np.testing.assert_allclose(
+    float(metrics["cross_ent_sum"]), float(summed_metrics["cross_ent_sum"]), rtol=1e-6
+  )
+
+
+def test_average_per_sequence_weighs_each_packed_segment_once():
+  weights = np.array([[1, 1, 1, 1, 0, 0], [1, 1, 0, 0, 0, 0]], np.float32)
+  segments = np.array([[1, 1, 1, 2, 0, 0], [1, 1, 0, 0, 0, 0]], np.int32)
+  batch = {
+    "decoder_target_tokens": np.ones((2, 6), np.int32),
+    "decoder_loss_weights": weights,
+    "decoder_segment_ids": segments,
+  }
+  factor, w = model_lib.loss_normalizer_and_weights("AVERAGE_PER_SEQUENCE", batch)
+  np.testing.assert_allclose(
+    np.asarray(w), [[1 / 3, 1 / 3, 1 / 3, 1, 0, 0], [1 / 2, 1 / 2, 0, 0, 0, 0]], rtol=1e-6
+  )
+  assert float(factor) == pytest.approx(3.0)
+
+
+@pytest.mark.parametrize(
+  "factor",
+  [None, 233472.0, "NUM_REAL_TARGET_TOKENS", "NUM_TOTAL_TARGET_TOKENS", "AVERAGE_PER_SEQUENCE"],
+)
+def test_microbatch_losses_and_gradients_add_up_to_the_whole_batch(factor):
+  config, params, batch = _fixture()
+  model = model_lib.EncoderDecoderModel(config, loss_normalizing_factor=factor)
+  grad = jax.jit(jax.value_and_grad(model.loss_fn, has_aux=True))
+  (whole, _), whole_grads = grad(params, batch, None)
+  normalizer = model.loss_normalizer(batch)  # the whole batch's, as the train step passes it
+  slices = [{k: v[rows] for k, v in batch.items()} for rows in ([0], [1, 2])]
+  parts = [grad(params, mb, None, normalizer=normalizer) for mb in slices]
+  np.testing.assert_allclose(sum(float(l) for (l, _), _ in parts), float(whole), rtol=1e-5)
+  summed_grads = jax.tree.map(lambda a, b: a + b, parts[0][1], parts[1][1])
+  for a, b in zip(jax.tree.leaves(summed_grads), jax.tree.leaves(whole_grads)):
+    b = np.asarray(b)  # float32 sums in another order: rounding relative to the largest entry
+    np.testing.assert_allclose(np.asarray(a), b, rtol=1e-4, atol=1e-5 * np.abs(b).max())
 
 
 def test_bad_loss_normalizing_factor_says_what_is_allowed():
@@ -137,17 +207,25 @@ def test_packed_loss_equals_sum_of_separate_losses():
   tgt = [r[r > 0] for r in batch["decoder_target_tokens"][1:]]
   enc_len = batch["encoder_input_tokens"].shape[1]
   dec_len = sum(len(t) for t in tgt) + 2
-  packed = {k: np.zeros((1, enc_len if k.startswith("encoder") else dec_len), np.int32)
-            for k in ("encoder_input_tokens", "encoder_segment_ids", "decoder_target_tokens",
-                      "decoder_input_tokens", "decoder_segment_ids", "decoder_loss_weights")}
+  packed = {
+    k: np.zeros((1, enc_len if k.startswith("encoder") else dec_len), np.int32)
+    for k in (
+      "encoder_input_tokens",
+      "encoder_segment_ids",
+      "decoder_target_tokens",
+      "decoder_input_tokens",
+      "decoder_segment_ids",
+      "decoder_loss_weights",
+    )
+  }
   e = d = 0
   for seg, (x, y) in enumerate(zip(enc, tgt), start=1):
-    packed["encoder_input_tokens"][0, e:e + len(x)] = x
-    packed["encoder_segment_ids"][0, e:e + len(x)] = seg
-    packed["decoder_target_tokens"][0, d:d + len(y)] = y
-    packed["decoder_input_tokens"][0, d + 1:d + len(y)] = y[:-1]
-    packed["decoder_segment_ids"][0, d:d + len(y)] = seg
-    packed["decoder_loss_weights"][0, d:d + len(y)] = 1
+    packed["encoder_input_tokens"][0, e : e + len(x)] = x
+    packed["encoder_segment_ids"][0, e : e + len(x)] = seg
+    packed["decoder_target_tokens"][0, d : d + len(y)] = y
+    packed["decoder_input_tokens"][0, d + 1 : d + len(y)] = y[:-1]
+    packed["decoder_segment_ids"][0, d : d + len(y)] = seg
+    packed["decoder_loss_weights"][0, d : d + len(y)] = 1
     e, d = e + len(x), d + len(y)
   separate = {k: v[1:] for k, v in batch.items()}
   loss_fn = jax.jit(model.loss_fn)
@@ -155,8 +233,11 @@ def test_packed_loss_equals_sum_of_separate_losses():
   separate_loss, _ = loss_fn(params, separate, None)
   np.testing.assert_allclose(float(packed_loss), float(separate_loss), rtol=1e-5)
   assert float(packed_metrics["num_examples"]) == 2
-  np.testing.assert_allclose(np.asarray(model.score_batch(params, separate)).sum(),
-                             float(model.score_batch(params, packed)[0]), rtol=1e-5)
+  np.testing.assert_allclose(
+    np.asarray(model.score_batch(params, separate)).sum(),
+    float(model.score_batch(params, packed)[0]),
+    rtol=1e-5,
+  )
 
 
 def test_score_batch_is_weighted_target_log_prob_sum():
@@ -194,9 +275,14 @@ def test_init_and_logical_specs_share_one_tree():
 
 
 # t5x's T5 1.1 sizes (t5_1_1/*.gin) and parameter counts of the released checkpoints.
-SIZES = {"tiny": (8, 4, 3, 16, 2, 0.52e6), "small": (512, 6, 64, 1024, 8, 77e6),
-         "base": (768, 12, 64, 2048, 12, 248e6), "large": (1024, 16, 64, 2816, 24, 783e6),
-         "xl": (2048, 32, 64, 5120, 24, 2.85e9), "xxl": (4096, 64, 64, 10240, 24, 11.1e9)}
+SIZES = {
+  "tiny": (8, 4, 3, 16, 2, 0.52e6),
+  "small": (512, 6, 64, 1024, 8, 77e6),
+  "base": (768, 12, 64, 2048, 12, 248e6),
+  "large": (1024, 16, 64, 2816, 24, 783e6),
+  "xl": (2048, 32, 64, 5120, 24, 2.85e9),
+  "xxl": (4096, 64, 64, 10240, 24, 11.1e9),
+}
 
 
 @gin.configurable
@@ -209,8 +295,9 @@ def test_model_gin_builds_t5x_sizes(size):
   emb, heads, head_dim, mlp, layers, num_params = SIZES[size]
   gin.clear_config()
   try:
-    gin.parse_config_files_and_bindings([str(CONFIGS / f"{size}.gin")],
-                                        ["DROPOUT_RATE = 0.1", "_built.model = %MODEL"])
+    gin.parse_config_files_and_bindings(
+      [str(CONFIGS / f"{size}.gin")], ["DROPOUT_RATE = 0.1", "_built.model = %MODEL"]
+    )
     model = _built()
   finally:
     gin.clear_config()

@@ -31,10 +31,10 @@ if mode == "multi":
 
 class BothShards:
   # One process reading shards 0 and 1 of 2 side by side: the 2-process global batch.
-  def __init__(self, name, lengths, batch_size, seed, *, pack, data_dir, vocabulary, mesh):
+  def __init__(self, name, lengths, batch_size, seed, *, pack, data, vocabulary, mesh):
     from flan.data import input_pipeline
     from flan.data import tasks
-    tasks.register(data_dir=data_dir, vocabulary=vocabulary)
+    tasks.register(vocabulary=vocabulary, **data.registration())
     self.its = [input_pipeline.make_train_iterator(name, lengths, batch_size, seed, pack=pack,
                                                    shard_index=i, num_shards=2)
                 for i in range(2)]
@@ -55,17 +55,16 @@ class BothShards:
     for it in self.its:
       it.close()
 
-from flan import train
-from tiny_training import tiny_model
-out = train.train(model=tiny_model(dropout_rate=0.1), mixture_or_task_name="flan_rte_train",
-                  task_feature_lengths={"inputs": 64, "targets": 16}, train_steps=steps,
-                  model_dir=model_dir, batch_size=8, random_seed=5, use_mock_data=True,
-                  checkpoint_period=%d, log_every=1,
-                  make_iterator=BothShards if mode == "single" else None, **kw)
+from tiny_training import tiny_model, train
+out = train(model=tiny_model(dropout_rate=0.1), mixture_or_task_name="flan_rte_train",
+            task_feature_lengths={"inputs": 64, "targets": 16}, train_steps=steps,
+            model_dir=model_dir, batch_size=8, random_seed=5, use_mock_data=True,
+            checkpoint_period=HALF, log_every=1,
+            make_iterator=BothShards if mode == "single" else None, **kw)
 import jax
 print("LOSSES", jax.process_index(), out["source"].split()[0],
       json.dumps([out["first_loss"]] + [h["loss"] for h in out["history"]]), flush=True)
-""" % HALF
+""".replace("HALF", str(HALF))
 
 
 def _free_port() -> int:
@@ -75,9 +74,13 @@ def _free_port() -> int:
 
 
 def _env(devices: int) -> dict:
-  return dict(os.environ, PYTHONPATH=f"{ROOT}{os.pathsep}{ROOT / 'tests'}",
-              JAX_PLATFORMS="cpu", TF_CPP_MIN_LOG_LEVEL="3",
-              XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}")
+  return dict(
+    os.environ,
+    PYTHONPATH=f"{ROOT}{os.pathsep}{ROOT / 'tests'}",
+    JAX_PLATFORMS="cpu",
+    TF_CPP_MIN_LOG_LEVEL="3",
+    XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}",
+  )
 
 
 def _losses(out: str) -> tuple[str, list[float]]:
@@ -88,10 +91,17 @@ def _losses(out: str) -> tuple[str, list[float]]:
 
 def _run_two_processes(model_dir, steps, timeout=240) -> list[tuple[str, list[float]]]:
   address = f"127.0.0.1:{_free_port()}"
-  procs = [subprocess.Popen([sys.executable, "-c", _DRIVER, "multi", str(model_dir),
-                             str(steps), address, str(i)], cwd=ROOT, env=_env(2),
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-           for i in range(2)]
+  procs = [
+    subprocess.Popen(
+      [sys.executable, "-c", _DRIVER, "multi", str(model_dir), str(steps), address, str(i)],
+      cwd=ROOT,
+      env=_env(2),
+      stdout=subprocess.PIPE,
+      stderr=subprocess.STDOUT,
+      text=True,
+    )
+    for i in range(2)
+  ]
   outs = []
   try:
     for p in procs:
@@ -108,30 +118,37 @@ def _run_two_processes(model_dir, steps, timeout=240) -> list[tuple[str, list[fl
 
 @pytest.mark.slow
 def test_two_processes_with_two_devices_each_train_like_one_process_with_four(tmp_path):
-  single = subprocess.run([sys.executable, "-c", _DRIVER, "single", str(tmp_path / "one"),
-                           str(STEPS)], cwd=ROOT, env=_env(4), capture_output=True,
-                          text=True, timeout=240)
+  single = subprocess.run(
+    [sys.executable, "-c", _DRIVER, "single", str(tmp_path / "one"), str(STEPS)],
+    cwd=ROOT,
+    env=_env(4),
+    capture_output=True,
+    text=True,
+    timeout=240,
+  )
   assert single.returncode == 0, (single.stdout + single.stderr)[-4000:]
   _, expected = _losses(single.stdout)
   assert len(expected) == STEPS
 
   first = _run_two_processes(tmp_path / "two", HALF)
   second = _run_two_processes(tmp_path / "two", STEPS)  # each process resumes its own shard
-  saved = json.loads((tmp_path / "two" / f"checkpoint_{HALF}" / "dataset" / "metadata")
-                     .read_text())
+  saved = json.loads((tmp_path / "two" / f"checkpoint_{HALF}" / "dataset" / "metadata").read_text())
   assert sorted(saved) == ["process_0-of-2", "process_1-of-2"]
   assert [saved[k]["shard_index"] for k in sorted(saved)] == [0, 1]
   for (source_a, a), (source_b, b) in zip(first, second):
     assert source_a == "initialised" and source_b == "resumed"
     got = a + b
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=0)
-  print("max relative loss difference:",
-        max(abs(g - e) / abs(e) for g, e in zip(first[0][1] + second[0][1], expected)))
+  print(
+    "max relative loss difference:",
+    max(abs(g - e) / abs(e) for g, e in zip(first[0][1] + second[0][1], expected)),
+  )
 
 
 def test_each_process_position_is_saved_and_restored_as_its_own(tmp_path):
   """The `dataset` item keys each process's state; another process count is refused."""
   from flan.training import checkpoints
+
   state = {"window": 3, "row": 5}
   saved = checkpoints.gather_dataset_states(state)
   assert saved == {"process_0-of-1": state}

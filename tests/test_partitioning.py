@@ -17,12 +17,15 @@ def test_mesh_fills_the_minus_one_axis_with_the_remaining_devices():
   assert dict(pt.make_mesh({"model": 8}).shape) == {"data": 1, "model": 8}
 
 
-@pytest.mark.parametrize("shape, message", [
+@pytest.mark.parametrize(
+  "shape, message",
+  [
     ({"data": 3, "model": 2}, "needs 6 devices but 8"),
     ({"data": -1, "model": 3}, "not divisible by 3"),
     ({"data": -1, "model": -1}, "at most one axis"),
     ({"data": -1, "tensor": 2}, "unknown axes"),
-])
+  ],
+)
 def test_bad_mesh_shapes_are_clear_errors(shape, message):
   with pytest.raises(ValueError, match=message):
     pt.make_mesh(shape)
@@ -45,8 +48,9 @@ def test_dims_that_do_not_divide_their_mesh_axis_stay_replicated():
   mesh = pt.make_mesh({"data": 4, "model": 2})
   assert pt.logical_to_mesh_spec(P("embed", "mlp"), shape=(8, 6), mesh=mesh) == P(None, "model")
   assert pt.logical_to_mesh_spec(P("embed", "mlp"), shape=(8, 5), mesh=mesh) == P()
-  shardings = pt.logical_to_sharding({"w": P("embed", "mlp")}, mesh,
-                                     shapes={"w": jax.ShapeDtypeStruct((8, 6), np.float32)})
+  shardings = pt.logical_to_sharding(
+    {"w": P("embed", "mlp")}, mesh, shapes={"w": jax.ShapeDtypeStruct((8, 6), np.float32)}
+  )
   assert shardings["w"].spec == P(None, "model") and shardings["w"].mesh is mesh
 
 
@@ -70,10 +74,12 @@ def test_batch_size_must_divide_over_data():
 
 def _fake_mesh(process_of_device: np.ndarray):
   """A stand-in mesh of fake devices: only .devices and .shape are read."""
-  devices = np.vectorize(lambda p: types.SimpleNamespace(process_index=int(p)),
-                         otypes=[object])(process_of_device)
-  return types.SimpleNamespace(devices=devices, shape={"data": devices.shape[0],
-                                                       "model": devices.shape[1]})
+  devices = np.vectorize(lambda p: types.SimpleNamespace(process_index=int(p)), otypes=[object])(
+    process_of_device
+  )
+  return types.SimpleNamespace(
+    devices=devices, shape={"data": devices.shape[0], "model": devices.shape[1]}
+  )
 
 
 def test_host_data_shards_follow_the_data_rows_each_host_holds(monkeypatch):
@@ -93,6 +99,5 @@ def test_single_process_needs_no_distributed_initialisation(monkeypatch):
   pt.initialize_distributed(None)
   assert not called
   pt.initialize_distributed("10.0.0.1:1234", 2, 1)
-  assert called == [{"coordinator_address": "10.0.0.1:1234", "num_processes": 2,
-                     "process_id": 1}]
+  assert called == [{"coordinator_address": "10.0.0.1:1234", "num_processes": 2, "process_id": 1}]
   assert pt.data_shard_info(pt.make_mesh()) == (0, 1)

@@ -6,11 +6,10 @@ strings have the right types, classification answers are among the options, and 
 template renders with no placeholder left. Per-cluster files hold the hand-checked cases.
 """
 
+import preprocessor_contract as contract
 import pytest
 
-import preprocessor_contract as contract
-from flan.data import datasets
-from flan.data import preprocessors
+from flan.data import datasets, preprocessors
 
 ALL = [d.name for d in datasets.DATASETS]
 
@@ -28,8 +27,9 @@ def test_every_real_example_fits_the_contract(dataset, data_dir):
   counts = contract.check_real(dataset, data_dir)
   # Real samples are clean: a split may lose at most 1% of its examples, or a single one
   # (SQuAD v2's 3-example train sample has one unanswerable question, which is dropped).
-  assert counts and all(total - kept <= max(1, total // 100)
-                        for total, kept in counts.values()), counts
+  assert counts and all(total - kept <= max(1, total // 100) for total, kept in counts.values()), (
+    counts
+  )
 
 
 def _emptied(value, strings: bool):

@@ -14,8 +14,7 @@ import re
 import pytest
 
 from flan.data import datasets as datasets_lib
-from flan.data import preprocessors
-from flan.data import templates
+from flan.data import preprocessors, templates
 from flan.data.datasets import TRAIN_TAIL
 from flan.data.preprocessors import commonsense, nli, paraphrase, sentiment, text
 
@@ -48,8 +47,9 @@ def _check(dataset: str, fields: dict) -> None:
   for i, template in enumerate(templates.load(dataset)):
     inputs, targets = templates.render(template, fields)
     for rendered in (inputs, targets):
-      leftover = [m.group(0) for m in templates.PLACEHOLDER.finditer(rendered)
-                  if m.group(0) not in values]
+      leftover = [
+        m.group(0) for m in templates.PLACEHOLDER.finditer(rendered) if m.group(0) not in values
+      ]
       assert not leftover, f"{dataset} template {i}: {leftover} left in {rendered!r}"
     assert inputs.strip() and targets.strip(), f"{dataset} template {i}"
     if spec.classification and template.is_classification:
@@ -59,6 +59,7 @@ def _check(dataset: str, fields: dict) -> None:
 
 def _load(tfds_name: str, split: str, data_dir: str | None = None) -> list[dict]:
   import tensorflow_datasets as tfds
+
   ds = tfds.load(tfds_name, split=split, data_dir=data_dir)
   return [preprocessors.decode(ex) for ex in tfds.as_numpy(ds)]
 
@@ -74,6 +75,7 @@ def test_templates_load_ten_and_start_with_a_classification_template(dataset):
   # Turned-around templates (if any) come last.
   kinds = [t.is_classification for t in loaded]
   assert kinds == sorted(kinds, reverse=True)
+
 
 def test_detokenize_undoes_ptb_spacing_but_keeps_plain_text():
   assert text.detokenize("it 's a solid film , is n't it ? ") == "it's a solid film, isn't it?"
@@ -105,10 +107,14 @@ def test_sentiment140_drops_neutral_and_maps_polarity():
 
 def test_reviews_lose_html_breaks_and_csv_escapes():
   imdb = sentiment.imdb_reviews({"text": "great film .<br /><br />go see it !", "label": 1})
-  assert imdb == {"text": "great film.\n\ngo see it!", "options": ["negative", "positive"],
-                  "answer": "positive"}
+  assert imdb == {
+    "text": "great film.\n\ngo see it!",
+    "options": ["negative", "positive"],
+    "answer": "positive",
+  }
   yelp = sentiment.yelp_polarity_reviews(
-      {"text": 'he said \\""no\\"".\\n\\nbad service .', "label": 0})
+    {"text": 'he said \\""no\\"".\\n\\nbad service .', "label": 0}
+  )
   assert yelp["text"] == 'he said "no".\n\nbad service.' and yelp["answer"] == "negative"
 
 
@@ -121,16 +127,28 @@ def test_story_cloze_label_is_one_based():
 
 
 def test_hellaswag_drops_out_of_range_labels_and_empty_endings():
-  ex = {"context": "[header] How to x [title] Do y.", "activity_label": "Home",
-        "endings": ["a.", "b.", "c.", "d."], "label": 3, "source_id": "", "split_type": ""}
+  ex = {
+    "context": "[header] How to x [title] Do y.",
+    "activity_label": "Home",
+    "endings": ["a.", "b.", "c.", "d."],
+    "label": 3,
+    "source_id": "",
+    "split_type": "",
+  }
   assert commonsense.hellaswag(ex)["context"] == "How to x Do y."
   assert commonsense.hellaswag({**ex, "label": 4}) is None
   assert commonsense.hellaswag({**ex, "endings": []}) is None
 
 
 def test_copa_connects_cause_with_because_and_effect_with_so():
-  ex = {"premise": "The man grew old.", "choice1": "His hair turned gray.",
-        "choice2": "He sold his belongings.", "question": "effect", "label": 0, "idx": 0}
+  ex = {
+    "premise": "The man grew old.",
+    "choice1": "His hair turned gray.",
+    "choice2": "He sold his belongings.",
+    "question": "effect",
+    "label": 0,
+    "idx": 0,
+  }
   out = commonsense.copa(ex)
   assert (out["question"], out["connector"], out["answer"]) == ("effect", "so", ex["choice1"])
   assert commonsense.copa({**ex, "question": "cause"})["connector"] == "because"
@@ -141,8 +159,13 @@ def test_stsb_rounds_score_into_options_and_keeps_exact_score():
   out = paraphrase.stsb({**pair, "label": 4.800000190734863})
   assert (out["answer"], out["score"]) == ("5", "4.8")
   assert out["options"] == ["0", "1", "2", "3", "4", "5"]
-  assert [paraphrase.round_score(s) for s in (0.0, 0.49, 0.5, 2.5, 5.0)] == \
-      ["0", "0", "1", "3", "5"]
+  assert [paraphrase.round_score(s) for s in (0.0, 0.49, 0.5, 2.5, 5.0)] == [
+    "0",
+    "0",
+    "1",
+    "3",
+    "5",
+  ]
   assert paraphrase.stsb({**pair, "label": -1.0}) is None
 
 
@@ -151,6 +174,7 @@ def test_stsb_rounds_score_into_options_and_keeps_exact_score():
 
 def _real_splits(tfds_name: str, data_dir: str) -> dict[str, int] | None:
   import tensorflow_datasets as tfds
+
   try:
     builder = tfds.builder(tfds_name, data_dir=data_dir)
   except Exception:  # pylint: disable=broad-except
@@ -158,6 +182,7 @@ def _real_splits(tfds_name: str, data_dir: str) -> dict[str, int] | None:
   if not builder.is_prepared():
     return None
   return {name: info.num_examples for name, info in builder.info.splits.items()}
+
 
 def _find(tfds_name: str, split: str, data_dir: str, **match) -> dict:
   for ex in _load(tfds_name, split, data_dir):
@@ -175,8 +200,11 @@ def test_known_real_examples_get_the_right_answers(data_dir):
   copa = commonsense.copa(_find("super_glue/copa", "train", data_dir, idx=39))
   assert copa["answer"] == "His hair turned gray." and copa["question"] == "effect"
   sst2 = sentiment.sst2(_find("glue/sst2", "train", data_dir, idx=386))
-  assert sst2 == {"sentence": "it's a remarkably solid and subtly satirical tour de force.",
-                  "options": ["negative", "positive"], "answer": "positive"}
+  assert sst2 == {
+    "sentence": "it's a remarkably solid and subtly satirical tour de force.",
+    "options": ["negative", "positive"],
+    "answer": "positive",
+  }
   stsb = paraphrase.stsb(_find("glue/stsb", "train", data_dir, idx=499))
   assert (stsb["answer"], stsb["score"]) == ("5", "4.8")
   mrpc = paraphrase.mrpc(_find("glue/mrpc", "train", data_dir, idx=499))
@@ -189,8 +217,10 @@ def test_real_stsb_scores_round_trip_and_reviews_are_clean(data_dir):
     out = paraphrase.stsb(ex)
     assert math.isclose(float(out["score"]), ex["label"], abs_tol=1e-4)
     assert abs(float(out["score"]) - int(out["answer"])) <= 0.5
-  for name, fn in (("imdb_reviews/plain_text", sentiment.imdb_reviews),
-                   ("yelp_polarity_reviews", sentiment.yelp_polarity_reviews)):
+  for name, fn in (
+    ("imdb_reviews/plain_text", sentiment.imdb_reviews),
+    ("yelp_polarity_reviews", sentiment.yelp_polarity_reviews),
+  ):
     for ex in _load(name, "test", data_dir):
       text = fn(ex)["text"]
       assert "<br" not in text and "\\n" not in text, text[:200]

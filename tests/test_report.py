@@ -9,31 +9,46 @@ from flan.evaluation import report
 
 
 def _template(i, score, dev, counted=True, kind="rank_classification"):
-  return {"template": i, "kind": kind, "counted": counted,
-          "test": {"score": score, "metrics": {"accuracy": score}},
-          "validation": None if dev is None else {"score": dev}}
+  return {
+    "template": i,
+    "kind": kind,
+    "counted": counted,
+    "test": {"score": score, "metrics": {"accuracy": score}},
+    "validation": None if dev is None else {"score": dev},
+  }
 
 
 def _results(tuned_scores, baseline_scores, cluster="nli"):
   models = {}
   for label, scores in (("tuned", tuned_scores), ("baseline", baseline_scores)):
     templates = [_template(i, s, s - 1) for i, s in enumerate(scores)]
-    templates.append(_template(len(scores), 3.0, None, counted=False,
-                               kind="generation_turned_around"))
-    datasets = {"rte": {"status": "ok", "metrics": ["accuracy"], "templates": templates,
-                        **report.summarize_dataset(templates)},
-                "snli": {"status": "missing", "error": "snli is not prepared\nmore"}}
+    templates.append(
+      _template(len(scores), 3.0, None, counted=False, kind="generation_turned_around")
+    )
+    datasets = {
+      "rte": {
+        "status": "ok",
+        "metrics": ["accuracy"],
+        "templates": templates,
+        **report.summarize_dataset(templates),
+      },
+      "snli": {"status": "missing", "error": "snli is not prepared\nmore"},
+    }
     models[label] = {"datasets": datasets, "cluster": report.summarize_cluster(datasets)}
-  return {"cluster": cluster, "datasets": ["rte", "snli"], "options": {"num_shots": 0},
-          "models": models}
+  return {
+    "cluster": cluster,
+    "datasets": ["rte", "snli"],
+    "options": {"num_shots": 0},
+    "models": models,
+  }
 
 
 def test_summaries_mean_over_templates_and_dev_selected_template():
   templates = [
-      {"template": 0, "counted": True, "test": {"score": 50.0}, "validation": {"score": 70.0}},
-      {"template": 1, "counted": True, "test": {"score": 60.0}, "validation": {"score": 80.0}},
-      {"template": 2, "counted": True, "test": {"score": 90.0}, "validation": {"score": 80.0}},
-      {"template": 3, "counted": False, "test": {"score": 5.0}, "validation": {"score": 99.0}},
+    {"template": 0, "counted": True, "test": {"score": 50.0}, "validation": {"score": 70.0}},
+    {"template": 1, "counted": True, "test": {"score": 60.0}, "validation": {"score": 80.0}},
+    {"template": 2, "counted": True, "test": {"score": 90.0}, "validation": {"score": 80.0}},
+    {"template": 3, "counted": False, "test": {"score": 5.0}, "validation": {"score": 99.0}},
   ]
   out = report.summarize_dataset(templates)
   assert out["mean"] == pytest.approx(200 / 3)
@@ -42,22 +57,24 @@ def test_summaries_mean_over_templates_and_dev_selected_template():
   assert out["score"] == 60.0
   no_dev = report.summarize_dataset([dict(t, validation=None) for t in templates])
   assert no_dev["dev_selected"] is None and no_dev["score"] == pytest.approx(200 / 3)
-  cluster = report.summarize_cluster({"a": {"status": "ok", **out},
-                                      "b": {"status": "ok", **no_dev},
-                                      "c": {"status": "missing"}})
+  cluster = report.summarize_cluster(
+    {"a": {"status": "ok", **out}, "b": {"status": "ok", **no_dev}, "c": {"status": "missing"}}
+  )
   assert cluster["dev_selected"] == pytest.approx((60 + 200 / 3) / 2)
   assert cluster["missing"] == ["c"] and cluster["num_datasets"] == 2
 
 
 def test_holdout_table_lists_each_cluster_with_baseline_and_gain():
-  res = {"models": {m: {"cluster": {"dev_selected": v, "num_datasets": 2}}
-                    for m, v in (("baseline", 40.0), ("tuned", 55.5))}}
+  res = {
+    "models": {
+      m: {"cluster": {"dev_selected": v, "num_datasets": 2}}
+      for m, v in (("baseline", 40.0), ("tuned", 55.5))
+    }
+  }
   table = report.holdout_table({"nli": res, "misc": None})
   assert "| nli | 2 | 40.0 | 55.5 | 15.5 |" in table
   assert "| misc | - | (no results)" in table
   assert "| **average** | | 40.0 | 55.5 | |" in table
-
-
 
 
 def test_markdown_puts_the_baseline_beside_the_tuned_model_and_lists_missing_datasets():
@@ -73,10 +90,26 @@ def test_markdown_puts_the_baseline_beside_the_tuned_model_and_lists_missing_dat
 
 def test_write_all_writes_json_markdown_chart_and_predictions(tmp_path):
   results = _results([60.0, 70.0], [50.0, 52.0])
-  records = [{"model": "tuned", "dataset": "rte", "template": 0, "split": "test",
-              "example_id": 0, "inputs": "premise \u00e9", "prediction": "yes"},
-             {"model": "baseline", "dataset": "rte", "template": 0, "split": "test",
-              "example_id": 0, "inputs": "premise", "prediction": "no"}]
+  records = [
+    {
+      "model": "tuned",
+      "dataset": "rte",
+      "template": 0,
+      "split": "test",
+      "example_id": 0,
+      "inputs": "premise \u00e9",
+      "prediction": "yes",
+    },
+    {
+      "model": "baseline",
+      "dataset": "rte",
+      "template": 0,
+      "split": "test",
+      "example_id": 0,
+      "inputs": "premise",
+      "prediction": "no",
+    },
+  ]
   report.write_all(tmp_path, results, records)
   assert json.loads((tmp_path / "results.json").read_text()) == results
   assert (tmp_path / "results.md").read_text().startswith("# Held-out cluster: nli")
@@ -98,6 +131,7 @@ def test_write_all_refuses_non_finite_numbers(tmp_path):
 def _run_holdouts():
   import importlib.util
   import pathlib
+
   path = pathlib.Path(__file__).resolve().parent.parent / "scripts" / "run_holdouts.py"
   spec = importlib.util.spec_from_file_location("run_holdouts", path)
   module = importlib.util.module_from_spec(spec)
@@ -107,9 +141,19 @@ def _run_holdouts():
 
 def test_run_holdouts_dry_run_prints_one_train_command_per_cluster(capsys, tmp_path):
   from flan.data import clusters
+
   script = _run_holdouts()
-  assert script.main([f"--root={tmp_path}", "--gin_file=configs/models/tiny.gin",
-                      "--gin.TRAIN_STEPS=5", "--dry_run"]) == 0
+  assert (
+    script.main(
+      [
+        f"--root={tmp_path}",
+        "--gin_file=configs/models/tiny.gin",
+        "--gin.TRAIN_STEPS=5",
+        "--dry_run",
+      ]
+    )
+    == 0
+  )
   lines = capsys.readouterr().out.strip().splitlines()
   assert len(lines) == len(clusters.CLUSTERS) == 12
   for cluster, line in zip(clusters.CLUSTERS, lines):
@@ -124,8 +168,10 @@ def test_run_holdouts_collects_results_into_one_table(tmp_path, capsys):
     out = tmp_path / cluster / "eval"
     out.mkdir(parents=True)
     (out / "results.json").write_text(json.dumps(_results(tuned, [50.0, 52.0], cluster)))
-  assert script.main([f"--root={tmp_path}", "--clusters=nli,commonsense,sentiment",
-                      "--collect_only"]) == 0
+  assert (
+    script.main([f"--root={tmp_path}", "--clusters=nli,commonsense,sentiment", "--collect_only"])
+    == 0
+  )
   table = (tmp_path / "holdouts.md").read_text()
   assert "| nli | 1 | 52.0 | 70.0 | 18.0 |" in table
   assert "| commonsense | 1 | 52.0 | 44.0 | -8.0 |" in table

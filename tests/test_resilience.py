@@ -44,27 +44,43 @@ from flan import train
 sys.exit(train.main(sys.argv[2:]))
 """
 
-_STEP_LINE = re.compile(r"step (\d+)/%d " % STEPS)
+_STEP_LINE = re.compile(rf"step (\d+)/{STEPS} ")
 
 
 def _flags(model_dir):
-  return ["--gin_file=configs/smoke.gin", f"--gin.MODEL_DIR={model_dir}",
-          "--gin.MIXTURE_OR_TASK_NAME='flan_rte_train'",
-          "--gin.TASK_FEATURE_LENGTHS={'inputs': 64, 'targets': 16}",
-          f"--gin.TRAIN_STEPS={STEPS}", "--gin.CHECKPOINT_PERIOD=5",
-          "--gin.KEEP_CHECKPOINTS=None", "--gin.LOG_EVERY=1", "--gin.DROPOUT_RATE=0.1",
-          "--gin.RANDOM_SEED=7"]
+  return [
+    "--gin_file=configs/smoke.gin",
+    f"--gin.MODEL_DIR={model_dir}",
+    "--gin.MIXTURE_OR_TASK_NAME='flan_rte_train'",
+    "--gin.TASK_FEATURE_LENGTHS={'inputs': 64, 'targets': 16}",
+    f"--gin.TRAIN_STEPS={STEPS}",
+    "--gin.CHECKPOINT_PERIOD=5",
+    "--gin.KEEP_CHECKPOINTS=None",
+    "--gin.LOG_EVERY=1",
+    "--gin.DROPOUT_RATE=0.1",
+    "--gin.RANDOM_SEED=7",
+  ]
 
 
 class _Run:
   """A training subprocess whose merged output is read line by line with timeouts."""
 
   def __init__(self, model_dir, hold="none"):
-    env = dict(os.environ, PYTHONPATH=str(ROOT), JAX_PLATFORMS="cpu",
-               XLA_FLAGS="--xla_force_host_platform_device_count=2", TF_CPP_MIN_LOG_LEVEL="3")
-    self.proc = subprocess.Popen([sys.executable, "-c", _DRIVER, hold, *_flags(model_dir)],
-                                 cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                                 stderr=subprocess.STDOUT, text=True)
+    env = dict(
+      os.environ,
+      PYTHONPATH=str(ROOT),
+      JAX_PLATFORMS="cpu",
+      XLA_FLAGS="--xla_force_host_platform_device_count=2",
+      TF_CPP_MIN_LOG_LEVEL="3",
+    )
+    self.proc = subprocess.Popen(
+      [sys.executable, "-c", _DRIVER, hold, *_flags(model_dir)],
+      cwd=ROOT,
+      env=env,
+      stdout=subprocess.PIPE,
+      stderr=subprocess.STDOUT,
+      text=True,
+    )
     self.lines: list[str] = []
     self._queue: queue.Queue = queue.Queue()
     threading.Thread(target=self._read, daemon=True).start()
@@ -91,8 +107,9 @@ class _Run:
 
   def kill_after_step(self, step: int) -> int:
     """SIGKILLs once the run reports `step`; returns the step it reported."""
-    line = self.wait_for(lambda l: bool(_STEP_LINE.search(l)) and
-                         int(_STEP_LINE.search(l).group(1)) >= step)
+    line = self.wait_for(
+      lambda l: bool(_STEP_LINE.search(l)) and int(_STEP_LINE.search(l).group(1)) >= step
+    )
     self.proc.send_signal(signal.SIGKILL)
     self.proc.wait(timeout=60)
     return int(_STEP_LINE.search(line).group(1))
@@ -127,6 +144,7 @@ def _checksum(model_dir: pathlib.Path, step: int) -> tuple[str, dict]:
         walk(tree[k], f"{prefix}/{k}")
     else:
       leaves.append((prefix, np.asarray(tree)))
+
   walk(state["params"])
   digest = hashlib.sha256()
   for name, x in leaves:
@@ -182,5 +200,7 @@ def test_sigkill_at_three_steps_one_mid_save_then_resume_equals_an_uninterrupted
     np.testing.assert_array_equal(got_leaves[name], x, err_msg=name)
   assert got == expected
   resumed = [pathlib.Path(s.split()[2]).name for s in (source_2, source_3, source_4)]
-  print(f"killed after steps {reached_1}, {reached_2} and during the save of 35; resumed "
-        f"from {resumed}; final checksum {got[:16]} == uninterrupted")
+  print(
+    f"killed after steps {reached_1}, {reached_2} and during the save of 35; resumed "
+    f"from {resumed}; final checksum {got[:16]} == uninterrupted"
+  )

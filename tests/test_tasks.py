@@ -6,13 +6,11 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from flan.data import datasets as D
-from flan.data import examples
 from flan import show as inspect_cli
+from flan.data import datasets as D
+from flan.data import examples, tasks, vocabularies
 from flan.data import preprocessors as flan_preprocessors
-from flan.data import tasks
 from flan.data import templates as T
-from flan.data import vocabularies
 
 ALL = [d.name for d in D.DATASETS]
 MOCK_N = 10  # mock examples per split: small, but leaves a 1-example dev tail (10%).
@@ -34,8 +32,11 @@ def mock_data():
 
 def _leftovers(text, fields):
   """Placeholders left in rendered text that no field value explains."""
-  values = " ".join(v if isinstance(v, str) else " ".join(map(str, v))
-                    for v in fields.values() if isinstance(v, (str, list)))
+  values = " ".join(
+    v if isinstance(v, str) else " ".join(map(str, v))
+    for v in fields.values()
+    if isinstance(v, (str, list))
+  )
   return [m for m in T.PLACEHOLDER.findall(text) if "{" + m + "}" not in values]
 
 
@@ -43,8 +44,9 @@ def _check_rendered(dataset, split, source_cols, rows):
   """Rendered columns of one eval/train task are complete and plausible."""
   assert len(source_cols["inputs"]) == len(rows), (dataset, split)
   by_id = {r["example_id"]: r for r in rows}
-  for inputs, targets, ex_id in zip(source_cols["inputs"], source_cols["targets"],
-                                    source_cols["example_id"]):
+  for inputs, targets, ex_id in zip(
+    source_cols["inputs"], source_cols["targets"], source_cols["example_id"]
+  ):
     fields = by_id[ex_id]
     assert inputs.strip(), (dataset, split, ex_id)
     assert targets.strip(), (dataset, split, ex_id, inputs)
@@ -57,8 +59,9 @@ def _check_scoring(dataset, i, split, rows, data_dir=None):
   eval_cols = tasks.get(tasks.eval_task(dataset, i)).source.columns(split)
   eval_target = dict(zip(eval_cols["example_id"], eval_cols["targets"]))
   per_example = collections.defaultdict(list)
-  for ex_id, target, correct, opt in zip(cols["example_id"], cols["targets"],
-                                         cols["is_correct"], cols["option_idx"]):
+  for ex_id, target, correct, opt in zip(
+    cols["example_id"], cols["targets"], cols["is_correct"], cols["option_idx"]
+  ):
     per_example[ex_id].append((target, correct, opt))
   assert set(per_example) == {r["example_id"] for r in rows}
   for r in rows:
@@ -119,8 +122,7 @@ def test_seqio_train_task_tokenizes_appends_eos_and_records_the_template(mock_da
     assert x["inputs"].dtype == np.int32 and x["inputs"][-1] == vocab.eos_id == 1
     assert x["targets"][-1] == 1
     assert vocab.decode(x["inputs"].tolist()) == x["inputs_pretokenized"].decode()
-  shuffled = task.get_dataset({"inputs": 512, "targets": 32}, split="train", shuffle=True,
-                              seed=7)
+  shuffled = task.get_dataset({"inputs": 512, "targets": 32}, split="train", shuffle=True, seed=7)
   pairs = {(int(x["example_id"]), int(x["template_idx"])) for x in shuffled.as_numpy_iterator()}
   assert pairs == set(zip(ids, expected.tolist()))  # the draw ignores the order.
 
@@ -137,8 +139,9 @@ def test_seqio_scoring_task_has_int32_is_correct(mock_data):
 def test_an_empty_split_gives_an_empty_dataset(mock_data):
   # snli keeps no dev tail (FLAN evaluates its test split), so "validation" is empty.
   for name in ("flan_snli_t0", "flan_snli_t0_scoring"):
-    ds = tasks.get(name).get_dataset({"inputs": 64, "targets": 8}, split="validation",
-                                      shuffle=False)
+    ds = tasks.get(name).get_dataset(
+      {"inputs": 64, "targets": 8}, split="validation", shuffle=False
+    )
     assert list(ds.as_numpy_iterator()) == []
 
 
@@ -166,19 +169,27 @@ def test_template_modes(mock_data, default_registration):
   tasks.register(template_mode="no_template")
   plain = tasks.get("flan_rte_t0").source.columns("test")["inputs"]
   r = rows[0]
-  assert plain[0] == "\n\n".join([r["premise"], r["hypothesis"],
-                                  T.format_options(r["options"])]) or \
-      plain[0].startswith(r["premise"]) or plain[0].startswith(r["hypothesis"])
+  assert (
+    plain[0] == "\n\n".join([r["premise"], r["hypothesis"], T.format_options(r["options"])])
+    or plain[0].startswith(r["premise"])
+    or plain[0].startswith(r["hypothesis"])
+  )
   tasks.register(template_mode="dataset_name")
   named = tasks.get("flan_rte_t0").source.columns("test")["inputs"]
   assert named[0] == "[rte] " + plain[0]
 
 
-@pytest.mark.parametrize("knobs, match", [
-    ({"num_templates": 0}, "num_templates"), ({"num_templates": 11}, "num_templates"),
-    ({"template_mode": "bogus"}, "template_mode"), ({"temperature": 0}, "temperature"),
-    ({"mixing_cap": -1}, "mixing_cap"), ({"train_clusters": ["nli", "bogus"]}, "cluster"),
-])
+@pytest.mark.parametrize(
+  "knobs, match",
+  [
+    ({"num_templates": 0}, "num_templates"),
+    ({"num_templates": 11}, "num_templates"),
+    ({"template_mode": "bogus"}, "template_mode"),
+    ({"temperature": 0}, "temperature"),
+    ({"mixing_cap": -1}, "mixing_cap"),
+    ({"train_clusters": ["nli", "bogus"]}, "cluster"),
+  ],
+)
 def test_bad_knobs_are_rejected_with_the_knob_named(knobs, match):
   with pytest.raises(ValueError, match=match):
     tasks.register(**knobs)
@@ -200,16 +211,22 @@ def test_template_index_is_deterministic_per_seed_and_order_free():
 
 @pytest.mark.parametrize("num_templates", [2, 7, 10])
 def test_template_index_is_roughly_uniform(num_templates):
-  counts = np.bincount(examples.template_indices(0, "anli", np.arange(20_000), num_templates),
-                       minlength=num_templates)
+  counts = np.bincount(
+    examples.template_indices(0, "anli", np.arange(20_000), num_templates), minlength=num_templates
+  )
   expected = 20_000 / num_templates
   chi2 = float(((counts - expected) ** 2 / expected).sum())
   assert chi2 < 30.0, counts  # df <= 9: p < 0.001 above 27.9.
 
 
 def test_render_example_checks_the_index():
-  fields = {"premise": "p", "hypothesis": "h", "relation": "r", "options": ["yes", "no"],
-            "answer": "yes"}
+  fields = {
+    "premise": "p",
+    "hypothesis": "h",
+    "relation": "r",
+    "options": ["yes", "no"],
+    "answer": "yes",
+  }
   inputs, target = tasks.render_example("rte", fields, 0)
   assert "p" in inputs and target == "yes"
   with pytest.raises(IndexError, match="10 templates"):
@@ -231,8 +248,11 @@ def test_unprepared_builder_names_builder_data_dir_and_command(tmp_path):
 
 @pytest.mark.realdata
 def test_a_missing_split_is_reported_with_the_splits_that_exist(data_dir):
-  with pytest.raises(examples.DataNotPreparedError, match=r"has splits \['train', "
-                     r"'validation'\], but FLAN dataset 'rte' reads \['test'\]"):
+  with pytest.raises(
+    examples.DataNotPreparedError,
+    match=r"has splits \['train', "
+    r"'validation'\], but FLAN dataset 'rte' reads \['test'\]",
+  ):
     examples.split_sizes("rte", "super_glue/rte:1.0.2", ["train", "test"], data_dir)
 
 
@@ -263,8 +283,9 @@ def test_t5_sentencepiece_vocabulary(vocab_path):
 
 
 def test_inspect_prints_rates_shares_and_examples(capsys, default_registration):
-  code = inspect_cli.main(["flan_holdout_nli_train", "--mock_data", "-n", "1",
-                           "--train_clusters", "sentiment"])
+  code = inspect_cli.main(
+    ["flan_holdout_nli_train", "--mock_data", "-n", "1", "--train_clusters", "sentiment"]
+  )
   out = capsys.readouterr().out
   assert code == 0
   for d in ("imdb_reviews", "sentiment140", "sst2", "yelp_polarity_reviews"):
@@ -352,16 +373,21 @@ def test_source_tasks_are_their_part_of_the_dataset_task(real_registration, data
     part = tasks.get(task).source.columns("train", seed=2)
     assert part["inputs"], task
     assert tasks.get(task).source.num_input_examples("train") == examples.num_input_examples(
-        dataset, "train", data_dir, source)
+      dataset, "train", data_dir, source
+    )
     for j, example_id in enumerate(part["example_id"]):  # same ids, same template, same text
       k = rows_of[example_id]
       assert (part["inputs"][j], part["targets"][j], part["template_idx"][j]) == (
-          whole["inputs"][k], whole["targets"][k], whole["template_idx"][k])
+        whole["inputs"][k],
+        whole["targets"][k],
+        whole["template_idx"][k],
+      )
     seen += part["example_id"]
   assert sorted(seen) == sorted(whole["example_id"])  # the sources partition the whole
   if dataset == "mnli":  # two members over the same examples, with ids of their own.
-    one, two = (tasks.load_examples(dataset, "train", data_dir, s)
-                for s in ("matched", "mismatched"))
+    one, two = (
+      tasks.load_examples(dataset, "train", data_dir, s) for s in ("matched", "mismatched")
+    )
     assert [r["premise"] for r in one] == [r["premise"] for r in two]
     assert one[0]["example_id"] == 0 and two[0]["example_id"] == len(one)
 
@@ -371,14 +397,22 @@ def test_unknown_source_is_a_clear_error():
     examples.read_specs("anli", "train", source="r4")
 
 
-def test_register_is_gin_configurable(default_registration):
+def test_the_ablation_knobs_reach_register_from_gin_through_the_data_options(default_registration):
   import gin
+
+  from flan import train as train_lib
+  from flan.training import options
+
+  train_lib.configurable_train()  # what `python -m flan.train` registers before parsing
   with gin.unlock_config():
-    gin.parse_config("flan.data.tasks.register.num_templates = 3\n"
-                     "flan.data.tasks.register.template_mode = 'dataset_name'\n"
-                     "flan.data.tasks.register.train_clusters = ['nli', 'sentiment']")
+    gin.parse_config(
+      "DataOptions.num_templates = 3\n"
+      "DataOptions.template_mode = 'dataset_name'\n"
+      "DataOptions.train_clusters = ['nli', 'sentiment']"
+    )
   try:
-    config = tasks.register()
+    data = gin.get_configurable(options.DataOptions)("flan_rte_train", {"inputs": 8, "targets": 4})
+    config = tasks.register(vocabulary=None, **data.registration())
   finally:
     gin.clear_config()
   assert (config.num_templates, config.template_mode) == (3, "dataset_name")

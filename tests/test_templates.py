@@ -1,17 +1,15 @@
-"""Template files: validation, rendering, the 62 shipped files, and the FLAN importer."""
+"""Template files: validation, rendering and the 62 shipped files (importer: test_replication)."""
 
-import importlib.util
-import pathlib
 import shutil
-import sys
 
 import pytest
 import yaml
 
-from conftest import ROOT
 from flan.data import datasets as D
-from flan.data import preprocessors
-from flan.data import tasks  # registers the shipped templates before any test patches them.
+from flan.data import (
+  preprocessors,
+  tasks,  # registers the shipped templates before any test patches them.
+)
 from flan.data import templates as T
 
 NLI = ("premise", "hypothesis", "options", "answer")
@@ -22,8 +20,10 @@ def _parse(items, fields=NLI, classification=True):
 
 
 def test_unknown_field_names_file_template_index_and_field():
-  items = [{"input": "{premise}\n{options}", "target": "{answer}"},
-           {"input": "{premise} {nope}", "target": "{answer}"}]
+  items = [
+    {"input": "{premise}\n{options}", "target": "{answer}"},
+    {"input": "{premise} {nope}", "target": "{answer}"},
+  ]
   with pytest.raises(T.TemplateError, match=r"x\.yaml: template 1: unknown field \{nope\}"):
     _parse(items)
 
@@ -34,8 +34,12 @@ def test_stray_brace_options_in_target_and_bad_shapes_are_rejected():
   with pytest.raises(T.TemplateError, match="stray brace"):
     _parse([{"input": "{ premise }", "target": "{answer}"}])
   with pytest.raises(T.TemplateError, match="belongs in the input"):
-    _parse([{"input": "{premise}\n{options}", "target": "{answer}"},
-            {"input": "{premise}", "target": "{options}"}])
+    _parse(
+      [
+        {"input": "{premise}\n{options}", "target": "{answer}"},
+        {"input": "{premise}", "target": "{options}"},
+      ]
+    )
   with pytest.raises(T.TemplateError, match="expected string keys"):
     _parse([{"input": "{premise}"}])
   with pytest.raises(T.TemplateError, match="non-empty `templates:` list"):
@@ -48,8 +52,11 @@ def test_classification_dataset_needs_an_options_template_first():
   # Generation datasets have no such rule; answers/references are never placeholders.
   _parse([{"input": "{premise}", "target": "{answer}"}], classification=False)
   with pytest.raises(T.TemplateError, match=r"unknown field \{references\}"):
-    _parse([{"input": "{references}", "target": "{answer}"}],
-           fields=("answer", "references"), classification=False)
+    _parse(
+      [{"input": "{references}", "target": "{answer}"}],
+      fields=("answer", "references"),
+      classification=False,
+    )
 
 
 def test_turned_around_templates_are_not_classification():
@@ -60,8 +67,12 @@ def test_turned_around_templates_are_not_classification():
 
 def test_render_modes():
   t = T.Template("Premise: {premise}\nHypothesis: {hypothesis}\n{options}", "{answer}")
-  fields = {"premise": "A cat sat.", "hypothesis": "An animal sat.",
-            "options": ["yes", "no"], "answer": "yes"}
+  fields = {
+    "premise": "A cat sat.",
+    "hypothesis": "An animal sat.",
+    "options": ["yes", "no"],
+    "answer": "yes",
+  }
   inputs, targets = T.render(t, fields)
   assert inputs == "Premise: A cat sat.\nHypothesis: An animal sat.\nOPTIONS:\n- yes\n- no"
   assert targets == "yes"
@@ -123,69 +134,3 @@ def test_registration_fails_on_a_template_with_an_unknown_placeholder(broken_tem
   assert "template 3" in message
   assert "{not_a_field}" in message
   assert tasks.registered_names() == before  # the previous registration is untouched.
-
-
-# ----------------------------------------------------------------------------- importer
-
-TESTDATA = pathlib.Path(__file__).parent / "testdata"
-
-
-def _importer():
-  spec = importlib.util.spec_from_file_location("import_flan_templates",
-                                                ROOT / "scripts" / "import_flan_templates.py")
-  module = importlib.util.module_from_spec(spec)
-  sys.modules[spec.name] = module
-  spec.loader.exec_module(module)
-  return module
-
-
-def test_importer_reads_patterns_without_executing_the_file():
-  patterns = _importer().read_patterns(TESTDATA / "flan_patterns.py")  # the file raises if run.
-  assert set(patterns) == {"rte", "glue_mrpc", "wmt16_translate", "true_case", "mystery_key"}
-  assert patterns["rte"][2] == ("Make up a claim that the text \"{premise}\" supports.",
-                                "{hypothesis}")
-
-
-def test_importer_converts_maps_and_reports(tmp_path, capsys):
-  script = _importer()
-  code = script.main([str(TESTDATA / "flan_patterns.py"), "--out", str(tmp_path)])
-  out = capsys.readouterr().out
-  assert code == 0
-  written = sorted(p.stem for p in tmp_path.glob("*.yaml"))
-  wmt16 = [d.name for d in D.DATASETS if d.name.startswith("wmt16_")]
-  assert written == sorted(["rte", "mrpc", *wmt16])
-  rte = yaml.safe_load((tmp_path / "rte.yaml").read_text())
-  assert rte["dataset"] == "rte"
-  first = rte["templates"][0]
-  assert first["input"] == ("Text: {premise}\nClaim: {hypothesis}\n\nDoes the text back the "
-                            "claim?\n{options}")  # {options_} renamed, stray `n` fixed.
-  assert first["target"] == "{answer}"
-  assert "skipped 'true_case': not among the 62 datasets" in out
-  assert "skipped 'mystery_key': unknown pattern key" in out
-  assert "rte: fixed 1 stray 'n'" in out
-  assert "unmapped fields {lang2}, {sent1}, {sent2}" in out
-  # The converted rte file validates against our rte preprocessor (3 templates only).
-  parsed = T.parse(rte, "rte.yaml", preprocessors.get("rte").fields, True)
-  assert parsed[0].is_classification and not parsed[2].is_classification
-
-
-def test_importer_renames_fields_and_keeps_existing_files(tmp_path, capsys):
-  script = _importer()
-  (tmp_path / "mrpc.yaml").write_text("keep me\n")
-  script.main([str(TESTDATA / "flan_patterns.py"), "--out", str(tmp_path),
-               "--rename", "wmt16_translate:sent1=en", "--rename", "wmt16_translate:sent2=xx",
-               "--rename", "wmt16_translate:lang2=xx_language"])
-  out = capsys.readouterr().out
-  assert "unmapped fields" not in out
-  assert (tmp_path / "mrpc.yaml").read_text() == "keep me\n"
-  assert "mrpc.yaml exists" in out
-  wmt = yaml.safe_load((tmp_path / "wmt16_deen.yaml").read_text())
-  assert wmt["templates"][0] == {"input": "Put this into {xx_language}: {en}",
-                                 "target": "{xx}"}
-
-
-def test_importer_rejects_a_file_without_patterns(tmp_path, capsys):
-  bad = tmp_path / "t.py"
-  bad.write_text("PATTERNS = make_patterns()\n")
-  assert _importer().main([str(bad), "--out", str(tmp_path)]) == 1
-  assert "not a plain literal" in capsys.readouterr().err

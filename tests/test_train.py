@@ -17,12 +17,12 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 import pytest
-
-from flan.training import flops
-from flan import train as train_lib
-from flan.training import train_step as trainer
 from tiny_training import LENGTHS, PoisonedModel, StandInModel, SyntheticIterator, tiny_model
 from tiny_training import train as run_train
+
+from flan import train as train_lib
+from flan.training import flops
+from flan.training import train_step as trainer
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
@@ -31,10 +31,18 @@ pytestmark = pytest.mark.usefixtures("clean_gin")
 
 
 def _train(model_dir, steps, *, model=None, iterator=SyntheticIterator, **kw):
-  args = dict(model=model or StandInModel(), mixture_or_task_name="synthetic",
-              task_feature_lengths=LENGTHS, train_steps=steps, model_dir=str(model_dir),
-              batch_size=8, random_seed=3, checkpoint_period=3, log_every=2,
-              make_iterator=iterator)
+  args = dict(
+    model=model or StandInModel(),
+    mixture_or_task_name="synthetic",
+    task_feature_lengths=LENGTHS,
+    train_steps=steps,
+    model_dir=str(model_dir),
+    batch_size=8,
+    random_seed=3,
+    checkpoint_period=3,
+    log_every=2,
+    make_iterator=iterator,
+  )
   args.update(kw)
   return run_train(**args)
 
@@ -72,16 +80,16 @@ def _flat(tree, prefix=""):
 def test_nan_stop_names_the_step_and_keeps_the_last_good_checkpoint(tmp_path):
   poisoned = lambda *a, **k: SyntheticIterator(*a, poison_at=(5,), **k)
   with pytest.raises(trainer.NonFiniteLossError, match="at step 5"):
-    _train(tmp_path, 8, model=PoisonedModel(StandInModel()), iterator=poisoned,
-           checkpoint_period=2)
+    _train(tmp_path, 8, model=PoisonedModel(StandInModel()), iterator=poisoned, checkpoint_period=2)
   saved = sorted(p.name for p in tmp_path.glob("checkpoint_*"))
   assert saved == ["checkpoint_2", "checkpoint_4"]
 
 
 def test_nan_skip_policy_finishes_the_run_and_counts_the_skipped_update(tmp_path):
   poisoned = lambda *a, **k: SyntheticIterator(*a, poison_at=(5,), **k)
-  out = _train(tmp_path, 8, model=PoisonedModel(StandInModel()), iterator=poisoned,
-               nan_policy="skip")
+  out = _train(
+    tmp_path, 8, model=PoisonedModel(StandInModel()), iterator=poisoned, nan_policy="skip"
+  )
   assert out["step"] == 8
   # Reports at steps 2, 4, 6, 8; step 5 falls in the one at 6.
   assert [h["skipped_updates"] for h in out["history"]] == [0, 0, 1, 0]
@@ -91,8 +99,9 @@ def test_nan_skip_policy_finishes_the_run_and_counts_the_skipped_update(tmp_path
 
 def test_an_unset_required_macro_names_the_flag_to_add(capsys, monkeypatch):
   monkeypatch.chdir(ROOT)
-  code = train_lib.main(["--gin_file=configs/models/tiny.gin",
-                         "--gin_file=configs/runs/finetune.gin"])
+  code = train_lib.main(
+    ["--gin_file=configs/models/tiny.gin", "--gin_file=configs/runs/finetune.gin"]
+  )
   err = capsys.readouterr().err
   assert code == 1 and "Traceback" not in err
   assert "is required but not set; add --gin." in err
@@ -100,6 +109,7 @@ def test_an_unset_required_macro_names_the_flag_to_add(capsys, monkeypatch):
 
 def test_bare_string_values_are_quoted_and_files_are_required(capsys, monkeypatch):
   from flan import cli as gin_config
+
   assert gin_config._quote_bare_string("MODEL_DIR = /tmp/x") == "MODEL_DIR = '/tmp/x'"
   assert gin_config._quote_bare_string("TRAIN_STEPS = 10") == "TRAIN_STEPS = 10"
   assert gin_config._quote_bare_string("MODEL = @model.X()") == "MODEL = @model.X()"
@@ -113,11 +123,13 @@ def test_flops_count_encoder_and_decoder_tokens_separately():
   base = flops.forward_flops(cfg, batch_size=2, input_length=16, target_length=8)
   e, hd, v = cfg.emb_dim, cfg.num_heads * cfg.head_dim, cfg.vocab_size
   f = cfg.mlp_dim
-  per_enc_token = 2 * cfg.num_encoder_layers * (4 * e * hd + 3 * e * f) \
-      + 2 * cfg.num_decoder_layers * 2 * e * hd
+  per_enc_token = (
+    2 * cfg.num_encoder_layers * (4 * e * hd + 3 * e * f) + 2 * cfg.num_decoder_layers * 2 * e * hd
+  )
   longer = flops.forward_flops(cfg, batch_size=2, input_length=17, target_length=8)
-  attention = 4 * hd * 2 * (cfg.num_encoder_layers * (17**2 - 16**2) +
-                            cfg.num_decoder_layers * 8 * (17 - 16))
+  attention = (
+    4 * hd * 2 * (cfg.num_encoder_layers * (17**2 - 16**2) + cfg.num_decoder_layers * 8 * (17 - 16))
+  )
   assert longer - base == pytest.approx(2 * per_enc_token + attention)
   assert flops.train_step_flops(cfg, batch_size=2, input_length=16, target_length=8) == 3 * base
   per_dec_token = 2 * cfg.num_decoder_layers * (6 * e * hd + 3 * e * f) + 2 * e * v
@@ -139,10 +151,19 @@ print("PREEMPTED", out["preempted"], out["step"], flush=True)
 
 @pytest.mark.slow
 def test_sigterm_saves_the_step_reached_and_exits_0(tmp_path):
-  env = dict(os.environ, PYTHONPATH=f"{ROOT}{os.pathsep}{ROOT / 'tests'}",
-             XLA_FLAGS="--xla_force_host_platform_device_count=2", JAX_PLATFORMS="cpu")
-  proc = subprocess.Popen([sys.executable, "-c", _PREEMPTIBLE, str(tmp_path)], env=env,
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+  env = dict(
+    os.environ,
+    PYTHONPATH=f"{ROOT}{os.pathsep}{ROOT / 'tests'}",
+    XLA_FLAGS="--xla_force_host_platform_device_count=2",
+    JAX_PLATFORMS="cpu",
+  )
+  proc = subprocess.Popen(
+    [sys.executable, "-c", _PREEMPTIBLE, str(tmp_path)],
+    env=env,
+    stdout=subprocess.PIPE,
+    stderr=subprocess.STDOUT,
+    text=True,
+  )
   try:
     deadline = time.time() + 300
     while not (tmp_path / "operative_config.gin").exists():  # written after the first step
@@ -167,25 +188,37 @@ def test_sigterm_saves_the_step_reached_and_exits_0(tmp_path):
 def test_tiny_model_learns_a_real_holdout_mixture(tmp_path, data_dir):
   # ../shared holds 43 of the 62 datasets: train on the NLI cluster, all of which is there.
   out = run_train(
-      model=tiny_model(dropout_rate=0.0), mixture_or_task_name="flan_holdout_coreference_train",
-      task_feature_lengths={"inputs": 128, "targets": 32}, train_steps=200,
-      model_dir=str(tmp_path), batch_size=16, data_dir=data_dir, random_seed=0,
-      checkpoint_period=1000, log_every=50, run_heldout_eval=False, train_clusters=["nli"])
+    model=tiny_model(dropout_rate=0.0),
+    mixture_or_task_name="flan_holdout_coreference_train",
+    task_feature_lengths={"inputs": 128, "targets": 32},
+    train_steps=200,
+    model_dir=str(tmp_path),
+    batch_size=16,
+    data_dir=data_dir,
+    random_seed=0,
+    checkpoint_period=1000,
+    log_every=50,
+    run_heldout_eval=False,
+    train_clusters=["nli"],
+  )
   final = out["history"][-1]["loss"]
   assert out["step"] == 200
   assert final < 0.7 * out["first_loss"], (out["first_loss"], final)
 
 
-@pytest.mark.parametrize("path", sorted(str(p.relative_to(ROOT)) for p in
-                                        (ROOT / "configs" / "experiments").glob("*.gin")))
+@pytest.mark.parametrize(
+  "path", sorted(str(p.relative_to(ROOT)) for p in (ROOT / "configs" / "experiments").glob("*.gin"))
+)
 def test_each_experiment_gin_parses_and_holds_out_its_cluster(path, monkeypatch):
-  from flan.data import clusters
   from flan import cli as gin_config
+  from flan.data import clusters
+
   monkeypatch.chdir(ROOT)
   cluster = pathlib.Path(path).stem.removeprefix("holdout_")
   assert cluster in clusters.CLUSTERS
-  gin_config.parse_gin_flags([f"--gin_file={path}", "--gin.MODEL_DIR=/tmp/x",
-                              "--gin.VOCABULARY=None"])
+  gin_config.parse_gin_flags(
+    [f"--gin_file={path}", "--gin.MODEL_DIR=/tmp/x", "--gin.VOCABULARY=None"]
+  )
   assert gin.query_parameter("%MIXTURE_OR_TASK_NAME") == f"flan_holdout_{cluster}_train"
   assert gin.query_parameter("%HELDOUT_CLUSTER") == cluster
   assert gin.query_parameter("%DROPOUT_RATE") == 0.1  # set once: by finetune.gin
@@ -196,6 +229,7 @@ def test_each_experiment_gin_parses_and_holds_out_its_cluster(path, monkeypatch)
 
 def test_smoke_gin_uses_the_tiny_model_mock_data_and_small_lengths(monkeypatch):
   from flan import cli as gin_config
+
   monkeypatch.chdir(ROOT)
   gin_config.parse_gin_flags(["--gin_file=configs/smoke.gin"])
   assert gin.query_parameter("%USE_MOCK_DATA") is True
@@ -207,10 +241,21 @@ def test_smoke_gin_uses_the_tiny_model_mock_data_and_small_lengths(monkeypatch):
 
 def test_progress_summary_derives_rates_fractions_and_mfu():
   from flan.training import progress
-  sums = {"loss": 40.0, "cross_ent_sum": 36.0, "num_tokens": 18.0, "accuracy": 9.0,
-          "num_encoder_tokens": 60.0, "num_decoder_tokens": 20.0, "num_loss_weights": 18.0,
-          "encoder_slots": 64.0, "decoder_slots": 32.0, "num_sequences": 8.0,
-          "grad_norm": 4.0, "skipped_updates": 1.0}
+
+  sums = {
+    "loss": 40.0,
+    "cross_ent_sum": 36.0,
+    "num_tokens": 18.0,
+    "accuracy": 9.0,
+    "num_encoder_tokens": 60.0,
+    "num_decoder_tokens": 20.0,
+    "num_loss_weights": 18.0,
+    "encoder_slots": 64.0,
+    "decoder_slots": 32.0,
+    "num_sequences": 8.0,
+    "grad_norm": 4.0,
+    "skipped_updates": 1.0,
+  }
   s = progress.summarize(sums, steps=2, seconds=4.0, flops_per_step=8e12, peak_flops=1e12)
   assert s["loss"] == 20.0 and s["loss_per_target_token"] == 2.0 and s["accuracy"] == 0.5
   assert s["timing/tokens_per_second"] == 20.0 and s["timing/steps_per_second"] == 0.5
@@ -227,25 +272,39 @@ class _SmallVocabIterator(SyntheticIterator):
 
   def __next__(self):
     batch = super().__next__()
-    return {k: (np.where(v > 1, v % (self.vocab_size - 2) + 2, v) if k != "decoder_loss_weights"
-                else v) for k, v in batch.items()}
+    return {
+      k: (np.where(v > 1, v % (self.vocab_size - 2) + 2, v) if k != "decoder_loss_weights" else v)
+      for k, v in batch.items()
+    }
 
 
 def test_initial_checkpoint_path_of_a_hugging_face_directory_starts_from_its_weights(
-    tmp_path, monkeypatch):
-  from flan.model import hf
-  from flan.model import encoder_decoder as model_lib
+  tmp_path, monkeypatch
+):
   from flan.data import vocabularies
+  from flan.model import encoder_decoder as model_lib
+  from flan.model import hf
+
   fixture = ROOT / "tests" / "testdata" / "hf_tiny_t5"
   config, expected = hf.params_from_hf(fixture, dtype="float32")
   # The fixture's 96-id vocabulary is smaller than the byte vocabulary train() checks.
-  monkeypatch.setattr(vocabularies, "get_vocabulary",
-                      lambda path: type("Vocab", (), {"vocab_size": 96})())
+  monkeypatch.setattr(
+    vocabularies, "get_vocabulary", lambda path: type("Vocab", (), {"vocab_size": 96})()
+  )
   from flan.training import optimizer as optimizer_lib
-  frozen, _ = optimizer_lib.make_optimizer(base_learning_rate=0.0, min_learning_rate=0.0)
-  out = _train(tmp_path, 1, model=model_lib.EncoderDecoderModel(config), optimizer=frozen,
-               iterator=_SmallVocabIterator, initial_checkpoint_path=str(fixture),
-               checkpoint_period=1)
+
+  frozen = lambda param_axes: optimizer_lib.make_optimizer(
+    base_learning_rate=0.0, min_learning_rate=0.0, param_axes=param_axes
+  )[0]
+  out = _train(
+    tmp_path,
+    1,
+    model=model_lib.EncoderDecoderModel(config),
+    make_optimizer=frozen,
+    iterator=_SmallVocabIterator,
+    initial_checkpoint_path=str(fixture),
+    checkpoint_period=1,
+  )
   assert out["source"] == f"initialised from Hugging Face weights in {fixture}"
   got = dict(_flat(_params(tmp_path / "checkpoint_1")))
   want = dict(_flat(expected))
@@ -257,15 +316,34 @@ def test_initial_checkpoint_path_of_a_hugging_face_directory_starts_from_its_wei
 @pytest.mark.slow
 def test_end_of_training_eval_reports_the_initial_checkpoint_beside_the_tuned_model(tmp_path):
   import json
-  common = dict(model=tiny_model(dropout_rate=0.0), mixture_or_task_name="flan_rte_train",
-                task_feature_lengths={"inputs": 32, "targets": 8}, batch_size=8,
-                use_mock_data=True, mock_num_examples=8, log_every=1,
-                eval_batch_size=8, eval_max_examples=2, eval_num_templates=1)
-  run_train(**common, train_steps=1, model_dir=str(tmp_path / "pre"),
-            checkpoint_period=1, run_heldout_eval=False)
-  out = run_train(**common, train_steps=2, model_dir=str(tmp_path / "tuned"),
-                  checkpoint_period=2, heldout_cluster="coreference",
-                  initial_checkpoint_path=str(tmp_path / "pre" / "checkpoint_1"))
+
+  common = dict(
+    model=tiny_model(dropout_rate=0.0),
+    mixture_or_task_name="flan_rte_train",
+    task_feature_lengths={"inputs": 32, "targets": 8},
+    batch_size=8,
+    use_mock_data=True,
+    mock_num_examples=8,
+    log_every=1,
+    eval_batch_size=8,
+    eval_max_examples=2,
+    eval_num_templates=1,
+  )
+  run_train(
+    **common,
+    train_steps=1,
+    model_dir=str(tmp_path / "pre"),
+    checkpoint_period=1,
+    run_heldout_eval=False,
+  )
+  out = run_train(
+    **common,
+    train_steps=2,
+    model_dir=str(tmp_path / "tuned"),
+    checkpoint_period=2,
+    heldout_cluster="coreference",
+    initial_checkpoint_path=str(tmp_path / "pre" / "checkpoint_1"),
+  )
   written = json.loads((tmp_path / "tuned" / "eval" / "results.json").read_text())
   assert sorted(out["eval"]["models"]) == sorted(written["models"]) == ["baseline", "tuned"]
   assert written["cluster"] == "coreference" and written["metadata"]["step"] == 2
@@ -274,6 +352,7 @@ def test_end_of_training_eval_reports_the_initial_checkpoint_beside_the_tuned_mo
 
 def test_sigterm_sets_the_flag_and_a_save_past_the_grace_period_ends_the_process(monkeypatch):
   from flan.training import preemption
+
   exits = []
   monkeypatch.setattr(preemption.os, "_exit", exits.append)
   with preemption.PreemptionHandler(grace_seconds=0.2) as handler:

@@ -55,24 +55,37 @@ def user_module(tmp_path, data_dir, monkeypatch):
   yield directory
   sys.modules.pop("user_seqio_tasks", None)
   import seqio
+
   seqio.MixtureRegistry.remove("user_trec_mix")
   seqio.TaskRegistry.remove("user_trec_qtype")
 
 
 def test_a_user_mixture_of_a_tfds_task_and_a_flan_task_streams_through_the_packer(
-    user_module, data_dir):
+  user_module, data_dir
+):
   from flan import train as train_lib
   from flan.data import tasks
   from flan.model import partitioning
   from flan.training.options import DataOptions
-  data = DataOptions(mixture_or_task_name="user_trec_mix", data_dir=data_dir,
-                     task_feature_lengths={"inputs": 64, "targets": 16},
-                     mixture_or_task_module="user_seqio_tasks")
+
+  data = DataOptions(
+    mixture_or_task_name="user_trec_mix",
+    data_dir=data_dir,
+    task_feature_lengths={"inputs": 64, "targets": 16},
+    mixture_or_task_module="user_seqio_tasks",
+  )
   assert data.mixture_or_task_module == ("user_seqio_tasks",)
   try:
-    it = train_lib._make_iterator("user_trec_mix", data.task_feature_lengths, 8, 0, pack=True,
-                                  data=data, vocabulary=None,
-                                  mesh=partitioning.make_mesh({"data": -1, "model": 1}))
+    it = train_lib._make_iterator(
+      "user_trec_mix",
+      data.task_feature_lengths,
+      8,
+      0,
+      pack=True,
+      data=data,
+      vocabulary=None,
+      mesh=partitioning.make_mesh({"data": -1, "model": 1}),
+    )
   finally:
     tasks.register()  # back to the defaults for the other tests
   with it:
@@ -87,6 +100,7 @@ def test_an_unknown_name_and_a_missing_module_are_one_clear_error(user_module):
   from flan import train as train_lib
   from flan.data import tasks
   from flan.errors import UserError
+
   with pytest.raises(UserError, match="MIXTURE_OR_TASK_MODULE 'no_such_tasks' cannot be imported"):
     train_lib._import_task_modules(("no_such_tasks",))
   with pytest.raises(UserError, match="Unknown seqio task or mixture 'user_trec_mx'.*user_trec"):
@@ -95,16 +109,34 @@ def test_an_unknown_name_and_a_missing_module_are_one_clear_error(user_module):
 
 
 def _train(model_dir, steps, user_code, data_dir):
-  env = dict(os.environ, PYTHONPATH=f"{ROOT}{os.pathsep}{user_code}", JAX_PLATFORMS="cpu",
-             TF_CPP_MIN_LOG_LEVEL="3")
-  flags = ["--gin_file=configs/smoke.gin", f"--gin.MODEL_DIR='{model_dir}'",
-           f"--gin.DATA_DIR='{data_dir}'", "--gin.MIXTURE_OR_TASK_MODULE='user_seqio_tasks'",
-           "--gin.MIXTURE_OR_TASK_NAME='user_trec_mix'",
-           "--gin.TASK_FEATURE_LENGTHS={'inputs': 64, 'targets': 16}",
-           f"--gin.TRAIN_STEPS={steps}", "--gin.CHECKPOINT_PERIOD=2", "--gin.KEEP_CHECKPOINTS=None",
-           "--gin.LOG_EVERY=1", "--gin.DROPOUT_RATE=0.1", "--gin.RANDOM_SEED=5"]
-  out = subprocess.run([sys.executable, "-m", "flan.train", *flags], cwd=ROOT, env=env,
-                       capture_output=True, text=True, timeout=600)
+  env = dict(
+    os.environ,
+    PYTHONPATH=f"{ROOT}{os.pathsep}{user_code}",
+    JAX_PLATFORMS="cpu",
+    TF_CPP_MIN_LOG_LEVEL="3",
+  )
+  flags = [
+    "--gin_file=configs/smoke.gin",
+    f"--gin.MODEL_DIR='{model_dir}'",
+    f"--gin.DATA_DIR='{data_dir}'",
+    "--gin.MIXTURE_OR_TASK_MODULE='user_seqio_tasks'",
+    "--gin.MIXTURE_OR_TASK_NAME='user_trec_mix'",
+    "--gin.TASK_FEATURE_LENGTHS={'inputs': 64, 'targets': 16}",
+    f"--gin.TRAIN_STEPS={steps}",
+    "--gin.CHECKPOINT_PERIOD=2",
+    "--gin.KEEP_CHECKPOINTS=None",
+    "--gin.LOG_EVERY=1",
+    "--gin.DROPOUT_RATE=0.1",
+    "--gin.RANDOM_SEED=5",
+  ]
+  out = subprocess.run(
+    [sys.executable, "-m", "flan.train", *flags],
+    cwd=ROOT,
+    env=env,
+    capture_output=True,
+    text=True,
+    timeout=600,
+  )
   assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
   return out.stdout + out.stderr
 
@@ -121,5 +153,6 @@ def test_python_m_flan_train_on_a_user_mixture_resumes_exactly(tmp_path, user_mo
   assert "resumed from" in log and "checkpoint_2" in log
   whole, split = (_params(tmp_path / d / "checkpoint_4") for d in ("whole", "split"))
   import jax
+
   for (path, a), b in zip(jax.tree_util.tree_leaves_with_path(whole), jax.tree.leaves(split)):
     np.testing.assert_array_equal(np.asarray(a), np.asarray(b), err_msg=str(path))

@@ -18,27 +18,35 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import PartitionSpec as P
 
-def train(*, model: Any, optimizer: Any = None, make_iterator: Any = None, **knobs: Any
-          ) -> dict[str, Any]:
+
+def train(
+  *, model: Any, make_optimizer: Any = None, make_iterator: Any = None, **knobs: Any
+) -> dict[str, Any]:
   """`flan.train.train` with its options built from flat knobs named as the gin macros.
 
   `train(model=m, mixture_or_task_name="synthetic", train_steps=3, model_dir=d, ...)`: each
   knob goes to the option class that has a field of that name; the optimizer defaults to
-  `make_optimizer()` (Adafactor, constant 1e-3: finetune.gin's).
+  `optimizer.make_optimizer` (Adafactor, constant 1e-3: finetune.gin's).
   """
   from flan import train as train_lib
   from flan.training import optimizer as optimizer_lib
   from flan.training import options
+
   groups = {}
-  for arg, cls in (("data", options.DataOptions), ("run", options.RunOptions),
-                   ("checkpoint", options.CheckpointOptions),
-                   ("evaluation", options.HeldoutEvalOptions)):
+  for arg, cls in (
+    ("data", options.DataOptions),
+    ("run", options.RunOptions),
+    ("checkpoint", options.CheckpointOptions),
+    ("evaluation", options.HeldoutEvalOptions),
+  ):
     names = {f.name for f in dataclasses.fields(cls)}
     groups[arg] = cls(**{k: knobs.pop(k) for k in list(knobs) if k in names})
   if knobs:
     raise TypeError(f"No option takes {sorted(knobs)}.")
-  return train_lib.train(model=model, optimizer=optimizer or optimizer_lib.make_optimizer()[0],
-                         make_iterator=make_iterator, **groups)
+  default = lambda param_axes: optimizer_lib.make_optimizer(param_axes=param_axes)[0]
+  return train_lib.train(
+    model=model, make_optimizer=make_optimizer or default, make_iterator=make_iterator, **groups
+  )
 
 
 VOCAB = 384  # >= the byte vocabulary (259), which train() checks against
@@ -65,32 +73,40 @@ class _StandInNet(nn.Module):
   def __call__(self, batch, *, enable_dropout):
     c = self.config
     init = nn.initializers.normal(0.1)
-    emb = self.param("embedding", nn.with_logical_partitioning(init, ("vocab", "embed")),
-                     (c.vocab_size, c.emb_dim))
+    emb = self.param(
+      "embedding", nn.with_logical_partitioning(init, ("vocab", "embed")), (c.vocab_size, c.emb_dim)
+    )
     enc = emb[batch["encoder_input_tokens"]]  # [batch, li, embed]
     mask = (batch["encoder_input_tokens"] > 0)[..., None]
     context = (enc * mask).sum(1, keepdims=True) / jnp.maximum(mask.sum(1, keepdims=True), 1)
     x = emb[batch["decoder_input_tokens"]] + context  # [batch, lt, embed]
-    wi = self.param("wi", nn.with_logical_partitioning(init, ("embed", "mlp")),
-                    (c.emb_dim, c.mlp_dim))
-    wo = self.param("wo", nn.with_logical_partitioning(init, ("mlp", "embed")),
-                    (c.mlp_dim, c.emb_dim))
+    wi = self.param(
+      "wi", nn.with_logical_partitioning(init, ("embed", "mlp")), (c.emb_dim, c.mlp_dim)
+    )
+    wo = self.param(
+      "wo", nn.with_logical_partitioning(init, ("mlp", "embed")), (c.mlp_dim, c.emb_dim)
+    )
     h = nn.gelu(x @ wi)
     h = nn.Dropout(c.dropout_rate, broadcast_dims=(-2,))(h, deterministic=not enable_dropout)
     x = x + h @ wo
-    logits_w = self.param("logits", nn.with_logical_partitioning(init, ("embed", "vocab")),
-                          (c.emb_dim, c.vocab_size))
+    logits_w = self.param(
+      "logits", nn.with_logical_partitioning(init, ("embed", "vocab")), (c.emb_dim, c.vocab_size)
+    )
     return (x @ logits_w).astype(jnp.float32)  # [batch, lt, vocab]
 
 
 class StandInModel:
   """The model contract on a one-block network: summed token loss + z-loss."""
 
-  def __init__(self, config: StandInConfig = StandInConfig(), z_loss: float = 1e-4,
-               loss_normalizing_factor: str | None = None):
+  def __init__(
+    self,
+    config: StandInConfig = StandInConfig(),
+    z_loss: float = 1e-4,
+    loss_normalizing_factor: str | None = None,
+  ):
     self.config, self.z_loss = config, z_loss
     self.module = _StandInNet(config)
-    self.loss_normalizing_factor = loss_normalizing_factor  # None or "NUM_REAL_TARGET_TOKENS"
+    self.loss_normalizing_factor = loss_normalizing_factor  # as EncoderDecoderModel's
 
   def _shapes(self, batch_shapes):
     return {k: jnp.ones(tuple(s), jnp.int32) for k, s in batch_shapes.items()}
@@ -101,37 +117,64 @@ class StandInModel:
 
   def param_logical_specs(self):
     shapes = {"encoder_input_tokens": (1, 4), "decoder_input_tokens": (1, 2)}
-    boxed = jax.eval_shape(lambda: self.module.init(jax.random.PRNGKey(0), self._shapes(shapes),
-                                                    enable_dropout=False))["params"]
+    boxed = jax.eval_shape(
+      lambda: self.module.init(jax.random.PRNGKey(0), self._shapes(shapes), enable_dropout=False)
+    )["params"]
     return nn.get_partition_spec(boxed)
 
-  def loss_fn(self, params, batch, dropout_rng):
-    logits = self.module.apply({"params": params}, batch, enable_dropout=dropout_rng is not None,
-                               rngs={"dropout": dropout_rng} if dropout_rng is not None else {})
+  def loss_normalizer(self, batch):
+    from flan.model import encoder_decoder
+
+    return encoder_decoder.loss_normalizer_and_weights(self.loss_normalizing_factor, batch)[0]
+
+  def loss_fn(self, params, batch, dropout_rng, *, normalizer=None):
+    from flan.model import encoder_decoder
+
+    own, loss_weights = encoder_decoder.loss_normalizer_and_weights(
+      self.loss_normalizing_factor, batch
+    )
+    normalizer = own if normalizer is None else normalizer
+    logits = self.module.apply(
+      {"params": params},
+      batch,
+      enable_dropout=dropout_rng is not None,
+      rngs={"dropout": dropout_rng} if dropout_rng is not None else {},
+    )
     targets, weights = batch["decoder_target_tokens"], batch["decoder_loss_weights"]
     log_z = jax.nn.logsumexp(logits, axis=-1)
     logp = jnp.take_along_axis(logits, targets[..., None], -1)[..., 0] - log_z
-    cross = -(logp * weights).sum()
-    z = (self.z_loss * jnp.square(log_z) * weights).sum()
+    cross = -(logp * loss_weights).sum() / normalizer
+    z = (self.z_loss * jnp.square(log_z) * loss_weights).sum() / normalizer
     correct = ((logits.argmax(-1) == targets) * weights).sum()
-    if self.loss_normalizing_factor == "NUM_REAL_TARGET_TOKENS":
-      cross, z = cross / weights.sum(), z / weights.sum()
     loss = cross + z
-    return loss, {"loss": loss, "z_loss": z, "cross_ent_loss": cross,
-                  "accuracy": correct.astype(jnp.float32),
-                  "num_tokens": weights.sum().astype(jnp.float32)}
+    return loss, {
+      "loss": loss,
+      "z_loss": z,
+      "cross_ent_loss": cross,
+      "cross_ent_sum": -(logp * weights).sum(),
+      "accuracy": correct.astype(jnp.float32),
+      "num_tokens": weights.sum().astype(jnp.float32),
+    }
 
 
 def tiny_model(dropout_rate: float = 0.1, dtype: str = "float32") -> Any:
-  """The real tiny T5 (float32 activations by default) if flan.model.encoder_decoder exists, else the stand-in."""
+  """The real tiny T5 (float32 activations by default)."""
   try:
     from flan.model import encoder_decoder as model_lib
     from flan.model import network
   except ImportError:
     return StandInModel(StandInConfig(dropout_rate=dropout_rate))
-  config = network.T5Config(vocab_size=VOCAB, emb_dim=32, num_heads=2, num_encoder_layers=2,
-                            num_decoder_layers=2, head_dim=8, mlp_dim=64,
-                            dropout_rate=dropout_rate, dtype=dtype)
+  config = network.T5Config(
+    vocab_size=VOCAB,
+    emb_dim=32,
+    num_heads=2,
+    num_encoder_layers=2,
+    num_decoder_layers=2,
+    head_dim=8,
+    mlp_dim=64,
+    dropout_rate=dropout_rate,
+    dtype=dtype,
+  )
   return model_lib.EncoderDecoderModel(config)
 
 
@@ -140,7 +183,6 @@ class PoisonedModel:
 
   def __init__(self, inner):
     self.inner, self.config = inner, inner.config
-    self.loss_normalizing_factor = getattr(inner, "loss_normalizing_factor", None)
 
   def init(self, rng, batch_shapes):
     return self.inner.init(rng, {k: v for k, v in batch_shapes.items() if k != "poison"})
@@ -148,10 +190,13 @@ class PoisonedModel:
   def param_logical_specs(self):
     return self.inner.param_logical_specs()
 
-  def loss_fn(self, params, batch, dropout_rng):
+  def loss_normalizer(self, batch):
+    return self.inner.loss_normalizer({k: v for k, v in batch.items() if k != "poison"})
+
+  def loss_fn(self, params, batch, dropout_rng, *, normalizer=None):
     batch = dict(batch)
     poison = batch.pop("poison", None)
-    loss, metrics = self.inner.loss_fn(params, batch, dropout_rng)
+    loss, metrics = self.inner.loss_fn(params, batch, dropout_rng, normalizer=normalizer)
     if poison is not None:
       loss = loss * jnp.where(poison.max() > 0, jnp.nan, 1.0)
       metrics = dict(metrics, loss=loss)
@@ -170,9 +215,12 @@ def make_batch(seed: int, index: int, batch_size: int, lengths=LENGTHS) -> dict[
   dec[np.arange(lt)[None, :] == (n_out - 1)[:, None]] = 1  # EOS
   dec[np.arange(lt)[None, :] >= n_out[:, None]] = 0
   dec_in = np.concatenate([np.zeros((batch_size, 1), np.int32), dec[:, :-1]], axis=1)
-  return {"encoder_input_tokens": enc, "decoder_target_tokens": dec,
-          "decoder_input_tokens": dec_in,
-          "decoder_loss_weights": (dec > 0).astype(np.int32)}
+  return {
+    "encoder_input_tokens": enc,
+    "decoder_target_tokens": dec,
+    "decoder_input_tokens": dec_in,
+    "decoder_loss_weights": (dec > 0).astype(np.int32),
+  }
 
 
 class SyntheticIterator:
@@ -205,10 +253,13 @@ class SyntheticIterator:
 
   def batch_shapes(self):
     extra = {"poison": (self.batch_size,)} if self.poison_at else {}
-    return {**extra, "encoder_input_tokens": (self.batch_size, self.lengths["inputs"]),
-            "decoder_target_tokens": (self.batch_size, self.lengths["targets"]),
-            "decoder_input_tokens": (self.batch_size, self.lengths["targets"]),
-            "decoder_loss_weights": (self.batch_size, self.lengths["targets"])}
+    return {
+      **extra,
+      "encoder_input_tokens": (self.batch_size, self.lengths["inputs"]),
+      "decoder_target_tokens": (self.batch_size, self.lengths["targets"]),
+      "decoder_input_tokens": (self.batch_size, self.lengths["targets"]),
+      "decoder_loss_weights": (self.batch_size, self.lengths["targets"]),
+    }
 
 
 def spec_of(specs: Any) -> list[P]:

@@ -15,30 +15,29 @@ from flan.data import datasets as datasets_lib
 
 # In the order of the paper's Figure 3.
 CLUSTERS: tuple[str, ...] = (
-    "nli",
-    "commonsense",
-    "sentiment",
-    "paraphrase",
-    "closed_book_qa",
-    "struct_to_text",
-    "translation",
-    "reading_comprehension",
-    "reading_comprehension_with_commonsense",
-    "coreference",
-    "misc",
-    "summarization",
+  "nli",
+  "commonsense",
+  "sentiment",
+  "paraphrase",
+  "closed_book_qa",
+  "struct_to_text",
+  "translation",
+  "reading_comprehension",
+  "reading_comprehension_with_commonsense",
+  "coreference",
+  "misc",
+  "summarization",
 )
 
 # Holding out the key also removes these clusters from training (FLAN's
 # generate_inter_cluster_splits): paraphrase and NLI exclude each other, and reading
 # comprehension with commonsense overlaps both of its parents.
 ALSO_EXCLUDED: Mapping[str, frozenset[str]] = {
-    "nli": frozenset({"paraphrase"}),
-    "paraphrase": frozenset({"nli"}),
-    "reading_comprehension": frozenset({"reading_comprehension_with_commonsense"}),
-    "commonsense": frozenset({"reading_comprehension_with_commonsense"}),
-    "reading_comprehension_with_commonsense": frozenset(
-        {"reading_comprehension", "commonsense"}),
+  "nli": frozenset({"paraphrase"}),
+  "paraphrase": frozenset({"nli"}),
+  "reading_comprehension": frozenset({"reading_comprehension_with_commonsense"}),
+  "commonsense": frozenset({"reading_comprehension_with_commonsense"}),
+  "reading_comprehension_with_commonsense": frozenset({"reading_comprehension", "commonsense"}),
 }
 
 
@@ -48,8 +47,7 @@ def check_cluster(name: str) -> str:
     return name
   close = difflib.get_close_matches(name, CLUSTERS, n=3, cutoff=0.4)
   hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
-  raise ValueError(f"Unknown cluster {name!r}.{hint} The 12 clusters are: "
-                   f"{', '.join(CLUSTERS)}.")
+  raise ValueError(f"Unknown cluster {name!r}.{hint} The 12 clusters are: {', '.join(CLUSTERS)}.")
 
 
 def members(cluster: str) -> tuple[str, ...]:
@@ -86,13 +84,12 @@ def holdout(cluster: str, train_clusters: Iterable[str] | None = None) -> Split:
   """
   check_cluster(cluster)
   excluded = {cluster} | ALSO_EXCLUDED.get(cluster, frozenset())
-  allowed = CLUSTERS if train_clusters is None else tuple(
-      check_cluster(c) for c in train_clusters)
+  allowed = CLUSTERS if train_clusters is None else tuple(check_cluster(c) for c in train_clusters)
   train = tuple(c for c in CLUSTERS if c in allowed and c not in excluded)
   return Split(
-      heldout=cluster,
-      train_clusters=train,
-      excluded_clusters=tuple(c for c in CLUSTERS if c in excluded),
-      train_datasets=tuple(n for c in train for n in members(c)),
-      eval_datasets=members(cluster),
+    heldout=cluster,
+    train_clusters=train,
+    excluded_clusters=tuple(c for c in CLUSTERS if c in excluded),
+    train_datasets=tuple(n for c in train for n in members(c)),
+    eval_datasets=members(cluster),
   )

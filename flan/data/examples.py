@@ -31,6 +31,7 @@ import numpy as np
 from flan.data import datasets as datasets_lib
 from flan.data import preprocessors
 from flan.data import templates as templates_lib
+from flan.data.preprocessors import flan_compat as flan_compat_lib
 
 SPLITS = ("train", "validation", "test")
 PREPARE_COMMAND = "python scripts/prepare_data.py --datasets {dataset} --data_dir {data_dir}"
@@ -43,6 +44,7 @@ class DataNotPreparedError(RuntimeError):
 
 def _tfds():
   import tensorflow_datasets as tfds  # deferred: importing TFDS costs ~0.3 s.
+
   return tfds
 
 
@@ -59,7 +61,7 @@ def _default_data_dir(data_dir: str | None) -> str:
   return data_dir or _tfds().core.constants.get_default_data_dir()
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _builder(tfds_name: str, data_dir: str | None, context: object):
   del context  # only part of the cache key.
   return _tfds().builder(tfds_name, data_dir=data_dir)
@@ -71,12 +73,15 @@ def builder(tfds_name: str, data_dir: str | None = None):
     return _builder(tfds_name, data_dir, _tfds_context())
 
 
-def not_prepared_message(dataset: str, tfds_name: str, data_dir: str | None,
-                         cause: str = "") -> str:
+def not_prepared_message(
+  dataset: str, tfds_name: str, data_dir: str | None, cause: str = ""
+) -> str:
   """Says which builder is missing where, and how to prepare it."""
   shown = _default_data_dir(data_dir)
-  lines = [f"TFDS builder {tfds_name!r} (FLAN dataset {dataset!r}) is not prepared in "
-           f"data_dir {shown!r}{': ' + cause if cause else ''}."]
+  lines = [
+    f"TFDS builder {tfds_name!r} (FLAN dataset {dataset!r}) is not prepared in "
+    f"data_dir {shown!r}{': ' + cause if cause else ''}."
+  ]
   instructions = None
   try:
     instructions = getattr(builder(tfds_name, data_dir), "MANUAL_DOWNLOAD_INSTRUCTIONS", None)
@@ -84,8 +89,10 @@ def not_prepared_message(dataset: str, tfds_name: str, data_dir: str | None,
     pass
   text = " ".join(str(instructions or "").split())
   if datasets_lib.get(dataset).manual_download:
-    lines.append("TFDS cannot download it by itself. Its manual download instructions: "
-                 f"{text or '(see the TFDS catalog)'}")
+    lines.append(
+      "TFDS cannot download it by itself. Its manual download instructions: "
+      f"{text or '(see the TFDS catalog)'}"
+    )
     lines.append(f"Place the files in {shown}/downloads/manual/, then run:")
   else:
     lines.append("Prepare it (needs internet) with:")
@@ -96,8 +103,9 @@ def not_prepared_message(dataset: str, tfds_name: str, data_dir: str | None,
   return "\n".join(lines)
 
 
-def split_sizes(dataset: str, tfds_name: str, splits: Sequence[str],
-                data_dir: str | None = None) -> dict[str, int]:
+def split_sizes(
+  dataset: str, tfds_name: str, splits: Sequence[str], data_dir: str | None = None
+) -> dict[str, int]:
   """`{split: num_examples}` for `splits` of one builder, from metadata only.
 
   Raises:
@@ -106,17 +114,19 @@ def split_sizes(dataset: str, tfds_name: str, splits: Sequence[str],
   try:
     b = builder(tfds_name, data_dir)
   except Exception as e:  # pylint: disable=broad-except
-    raise DataNotPreparedError(not_prepared_message(
-        dataset, tfds_name, data_dir, f"{type(e).__name__}: {e}")) from None
+    raise DataNotPreparedError(
+      not_prepared_message(dataset, tfds_name, data_dir, f"{type(e).__name__}: {e}")
+    ) from None
   known = {name: info.num_examples for name, info in b.info.splits.items()}
   if known:
     missing = [s for s in splits if s not in known]
     if missing:
       shown = _default_data_dir(data_dir)
       raise DataNotPreparedError(
-          f"TFDS builder {tfds_name!r} in {shown!r} has splits {sorted(known)}, but FLAN "
-          f"dataset {dataset!r} reads {missing}. Prepare the full builder: "
-          f"{PREPARE_COMMAND.format(dataset=dataset, data_dir=shown)}")
+        f"TFDS builder {tfds_name!r} in {shown!r} has splits {sorted(known)}, but FLAN "
+        f"dataset {dataset!r} reads {missing}. Prepare the full builder: "
+        f"{PREPARE_COMMAND.format(dataset=dataset, data_dir=shown)}"
+      )
     return {s: known[s] for s in splits}
   # No split metadata: a mocked builder (tfds.testing.mock_data), or one never prepared.
   sizes = {}
@@ -136,28 +146,33 @@ def resolved_splits(dataset: str, data_dir: str | None = None) -> datasets_lib.R
 
 
 @functools.lru_cache(maxsize=1024)
-def _resolved_splits(dataset: str, data_dir: str | None,
-                     context: object) -> datasets_lib.ResolvedSplits:
+def _resolved_splits(
+  dataset: str, data_dir: str | None, context: object
+) -> datasets_lib.ResolvedSplits:
   del context  # only part of the cache key.
   spec = datasets_lib.get(dataset)
   sizes = {}
   for source in spec.sources:  # several sources may share a builder (MNLI m/mm).
-    wanted = [s for s in (source.train_split, *source.eval_splits)
-              if s is not None and s != datasets_lib.TRAIN_TAIL]
+    wanted = [
+      s
+      for s in (source.train_split, *source.eval_splits)
+      if s is not None and s != datasets_lib.TRAIN_TAIL
+    ]
     sizes.setdefault(source.tfds_name, {}).update(
-        split_sizes(dataset, source.tfds_name, wanted, data_dir))
+      split_sizes(dataset, source.tfds_name, wanted, data_dir)
+    )
   return datasets_lib.resolve_splits(spec, sizes)
 
 
 def _check_source(dataset: str, source: str | None) -> None:
   names = [s.name for s in datasets_lib.get(dataset).sources]
   if source is not None and source not in names:
-    raise ValueError(f"FLAN dataset {dataset!r} has no source {source!r}; its sources are "
-                     f"{names}.")
+    raise ValueError(f"FLAN dataset {dataset!r} has no source {source!r}; its sources are {names}.")
 
 
-def read_specs(dataset: str, split: str, data_dir: str | None = None,
-               source: str | None = None) -> tuple[datasets_lib.ReadSpec, ...]:
+def read_specs(
+  dataset: str, split: str, data_dir: str | None = None, source: str | None = None
+) -> tuple[datasets_lib.ReadSpec, ...]:
   """The slices behind one of our splits: train, validation (dev tail), test (eval).
 
   `source` (a `Source.name`) keeps only that source's slices; None: every source's.
@@ -170,8 +185,9 @@ def read_specs(dataset: str, split: str, data_dir: str | None = None,
   return reads if source is None else tuple(r for r in reads if r.source == source)
 
 
-def num_input_examples(dataset: str, split: str, data_dir: str | None = None,
-                       source: str | None = None) -> int:
+def num_input_examples(
+  dataset: str, split: str, data_dir: str | None = None, source: str | None = None
+) -> int:
   """Examples read for `split` (of one source, if given) before preprocessing.
 
   Known from split sizes alone, without reading data.
@@ -181,6 +197,7 @@ def num_input_examples(dataset: str, split: str, data_dir: str | None = None,
 
 def _unbatch(batch: Mapping[str, Any]):
   """Splits a `ragged_batch` (nested dict of [n, ...] arrays or ragged values) into examples."""
+
   def plain(x):
     if isinstance(x, Mapping):
       return {k: plain(v) for k, v in x.items()}
@@ -206,21 +223,30 @@ def read_examples(read: datasets_lib.ReadSpec, data_dir: str | None = None):
   if read.num_examples <= 0:
     return
   tfds = _tfds()
-  ds = builder(read.tfds_name, data_dir).as_dataset(split=read.tfds_split,
-                                                     shuffle_files=False)
+  ds = builder(read.tfds_name, data_dir).as_dataset(split=read.tfds_split, shuffle_files=False)
   stream = (ex for batch in tfds.as_numpy(ds.ragged_batch(256)) for ex in _unbatch(batch))
   for example in itertools.islice(stream, read.num_examples):
     yield preprocessors.decode(example)
 
 
 @functools.lru_cache(maxsize=256)
-def _load(dataset: str, reads: tuple[tuple[datasets_lib.ReadSpec, int], ...],
-          data_dir: str | None, context: object) -> tuple[dict[str, Any], ...]:
+def _load(
+  dataset: str,
+  reads: tuple[tuple[datasets_lib.ReadSpec, int], ...],
+  data_dir: str | None,
+  context: object,
+  flan_compat: bool = False,
+) -> tuple[dict[str, Any], ...]:
   """Preprocessed examples of `reads`, each read given with its first example id."""
   del context  # only part of the cache key.
-  fn = preprocessors.get(dataset)
   out = []
   for read, first_id in reads:
+    # Replication mode: FLAN's own preprocessing of the task config that reads this source.
+    fn = (
+      flan_compat_lib.task_for_source(dataset, read.tfds_name, read.source)
+      if flan_compat
+      else preprocessors.get(dataset)
+    )
     for offset, raw in enumerate(read_examples(read, data_dir)):
       fields = fn(raw)
       if fields is not None:
@@ -228,8 +254,14 @@ def _load(dataset: str, reads: tuple[tuple[datasets_lib.ReadSpec, int], ...],
   return tuple(out)
 
 
-def load_examples(dataset: str, split: str, data_dir: str | None = None,
-                  source: str | None = None) -> list[dict]:
+def load_examples(
+  dataset: str,
+  split: str,
+  data_dir: str | None = None,
+  source: str | None = None,
+  *,
+  flan_compat: bool = False,
+) -> list[dict]:
   """The preprocessed examples of one split (cached; treat the dicts as read-only).
 
   Args:
@@ -238,6 +270,9 @@ def load_examples(dataset: str, split: str, data_dir: str | None = None,
       "test" (the zero-shot evaluation splits).
     data_dir: the TFDS data_dir (None: TFDS's default).
     source: only this source's examples (a `Source.name`, e.g. "r1" of anli); None: all.
+    flan_compat: the replication mode: FLAN's own preprocessing
+      (`flan.data.preprocessors.flan_compat`) instead of ours; each example then carries
+      `flan_task`, the FLAN task config of its source.
 
   Returns:
     One dict per kept example: the preprocessor's fields plus `example_id`, the example's
@@ -250,20 +285,20 @@ def load_examples(dataset: str, split: str, data_dir: str | None = None,
     if source is None or read.source == source:
       reads.append((read, first_id))
     first_id += read.num_examples
-  return list(_load(dataset, tuple(reads), data_dir, _tfds_context()))
+  return list(_load(dataset, tuple(reads), data_dir, _tfds_context(), flan_compat))
 
 
 # ----------------------------------------------------------------------------- templates
 
 
 def _key(seed: int, dataset: str) -> np.uint64:
-  digest = hashlib.blake2b(f"flan-template:{int(seed)}:{dataset}".encode(),
-                           digest_size=8).digest()
+  digest = hashlib.blake2b(f"flan-template:{int(seed)}:{dataset}".encode(), digest_size=8).digest()
   return np.uint64(int.from_bytes(digest, "little"))
 
 
-def template_indices(seed: int, dataset: str, example_ids: Sequence[int] | np.ndarray,
-                     num_templates: int) -> np.ndarray:
+def template_indices(
+  seed: int, dataset: str, example_ids: Sequence[int] | np.ndarray, num_templates: int
+) -> np.ndarray:
   """Each training example's template: uniform over `range(num_templates)`.
 
   A pure function of (seed, dataset, example_id): a keyed splitmix64 hash, so the choice
@@ -283,18 +318,42 @@ def template_indices(seed: int, dataset: str, example_ids: Sequence[int] | np.nd
   return (x % np.uint64(num_templates)).astype(np.int32)
 
 
-def get_templates(dataset: str) -> tuple[templates_lib.Template, ...]:
-  """The validated templates of `dataset` (`templates/<dataset>.yaml`)."""
-  return templates_lib.load(dataset)
+def get_templates(
+  dataset: str, flan_templates_dir: str | None = None, fields: Mapping[str, Any] | None = None
+) -> tuple[templates_lib.Template, ...]:
+  """The validated templates of `dataset` (`templates/<dataset>.yaml`).
+
+  With `flan_templates_dir` (the replication mode), FLAN's converted templates of the
+  `PATTERNS` key of the example's FLAN task config (`fields["flan_task"]`), or without
+  `fields`, of the dataset's first FLAN task config (all of a dataset's keys have as many
+  templates).
+  """
+  if flan_templates_dir is None:
+    return templates_lib.load(dataset)
+  if fields is not None:
+    task = flan_compat_lib.TASKS[fields[flan_compat_lib.TASK_FIELD]]
+  else:
+    task = flan_compat_lib.tasks_of(dataset)[0]
+  return templates_lib.load_flan(task.pattern_key, str(flan_templates_dir))
 
 
-def render_example(dataset: str, fields: Mapping[str, Any], template_idx: int,
-                   mode: str = "instructions") -> tuple[str, str]:
-  """`(inputs, targets)` of one example under template `template_idx`."""
-  templates = get_templates(dataset)
+def render_example(
+  dataset: str,
+  fields: Mapping[str, Any],
+  template_idx: int,
+  mode: str = "instructions",
+  flan_templates_dir: str | None = None,
+) -> tuple[str, str]:
+  """`(inputs, targets)` of one example under template `template_idx`.
+
+  `flan_templates_dir`: the replication mode (see `get_templates`); `fields` must then come
+  from `load_examples(..., flan_compat=True)`.
+  """
+  templates = get_templates(dataset, flan_templates_dir, fields)
   if not 0 <= template_idx < len(templates):
-    raise IndexError(f"Dataset {dataset!r} has {len(templates)} templates; got index "
-                     f"{template_idx}.")
+    raise IndexError(
+      f"Dataset {dataset!r} has {len(templates)} templates; got index {template_idx}."
+    )
   return templates_lib.render(templates[template_idx], fields, mode, dataset)
 
 
@@ -304,14 +363,19 @@ def correct_answers(fields: Mapping[str, Any]) -> list[str]:
   return list(answers) if answers else [fields["answer"]]
 
 
-def scoring_rows(dataset: str, fields: Mapping[str, Any], template_idx: int,
-                 mode: str = "instructions") -> list[tuple[str, str, int, int]]:
+def scoring_rows(
+  dataset: str,
+  fields: Mapping[str, Any],
+  template_idx: int,
+  mode: str = "instructions",
+  flan_templates_dir: str | None = None,
+) -> list[tuple[str, str, int, int]]:
   """Rank classification: `(inputs, targets, option_idx, is_correct)` per option.
 
   The inputs are the example's rendered inputs; each row's target is the template's target
   filled with that option as the answer. `is_correct` is 1 for every correct option.
   """
-  template = get_templates(dataset)[template_idx]
+  template = get_templates(dataset, flan_templates_dir, fields)[template_idx]
   inputs, _ = templates_lib.render(template, fields, mode, dataset)
   correct = set(correct_answers(fields))
   rows = []
@@ -319,7 +383,6 @@ def scoring_rows(dataset: str, fields: Mapping[str, Any], template_idx: int,
     _, target = templates_lib.render(template, {**fields, "answer": option}, mode, dataset)
     rows.append((inputs, target, i, int(option in correct)))
   return rows
-
 
 
 def clear_cache() -> None:

@@ -38,8 +38,17 @@ from flan.data import packing
 from flan.data.mixture_stream import MixtureStream
 
 STATE_VERSION = 1
-_STAT_KEYS = ("batches", "rows", "examples", "truncated_examples", "empty_examples",
-              "encoder_tokens", "decoder_tokens", "encoder_slots", "decoder_slots")
+_STAT_KEYS = (
+  "batches",
+  "rows",
+  "examples",
+  "truncated_examples",
+  "empty_examples",
+  "encoder_tokens",
+  "decoder_tokens",
+  "encoder_slots",
+  "decoder_slots",
+)
 
 
 class TrainIterator:
@@ -59,15 +68,27 @@ class TrainIterator:
 
   def _config(self) -> dict[str, Any]:
     s = self._stream
-    return {"mixture_or_task_name": self._name, "seed": s.seed, "shard_index": s.shard_index,
-            "num_shards": s.num_shards, "feature_lengths": dict(s.feature_lengths),
-            "pack": s.pack, "window_size": s.window_size, "strategy": s.strategy}
+    return {
+      "mixture_or_task_name": self._name,
+      "seed": s.seed,
+      "shard_index": s.shard_index,
+      "num_shards": s.num_shards,
+      "feature_lengths": dict(s.feature_lengths),
+      "pack": s.pack,
+      "window_size": s.window_size,
+      "strategy": s.strategy,
+    }
 
   def _initial_state(self) -> dict[str, Any]:
-    return {"version": STATE_VERSION, **self._config(),
-            "position_of_shard": self._stream.shard_index, "window": 0, "row": 0,
-            "task_counts": dict.fromkeys(self._stream.task_names, 0),
-            "stats": dict.fromkeys(_STAT_KEYS, 0)}
+    return {
+      "version": STATE_VERSION,
+      **self._config(),
+      "position_of_shard": self._stream.shard_index,
+      "window": 0,
+      "row": 0,
+      "task_counts": dict.fromkeys(self._stream.task_names, 0),
+      "stats": dict.fromkeys(_STAT_KEYS, 0),
+    }
 
   def state(self) -> dict[str, Any]:
     """Where the stream stands after the last batch returned by `next` (JSON-serialisable)."""
@@ -76,23 +97,28 @@ class TrainIterator:
   def restore(self, state: Mapping[str, Any]) -> None:
     """Continues from `state` (from `state()` of an iterator with the same configuration)."""
     if state.get("version") != STATE_VERSION:
-      raise ValueError(f"Input-pipeline state version {state.get('version')!r} is not "
-                       f"{STATE_VERSION}; it was written by an incompatible flan version.")
+      raise ValueError(
+        f"Input-pipeline state version {state.get('version')!r} is not "
+        f"{STATE_VERSION}; it was written by an incompatible flan version."
+      )
     mine = self._config()
     diff = {k: (state.get(k), v) for k, v in mine.items() if state.get(k) != v}
     if diff:
       detail = "; ".join(f"{k}: saved {a!r}, now {b!r}" for k, (a, b) in diff.items())
-      raise ValueError(f"The saved input-pipeline state belongs to a different stream ({detail}). "
-                       "Resume with the same mixture, seed, feature lengths, packing and hosts, or "
-                       "start the data from scratch.")
+      raise ValueError(
+        f"The saved input-pipeline state belongs to a different stream ({detail}). "
+        "Resume with the same mixture, seed, feature lengths, packing and hosts, or "
+        "start the data from scratch."
+      )
     owner = state.get("position_of_shard", state.get("shard_index"))
     if owner != mine["shard_index"] and (state.get("window"), state.get("row")) != (0, 0):
       raise ValueError(
-          f"This input-pipeline state is the position of data shard {owner}, not of shard "
-          f"{mine['shard_index']}: shards pack different examples, so their (window, row) "
-          "positions differ even after the same number of steps. Save every host's own "
-          "`it.state()` (e.g. one JSON per process, as t5x writes train_ds-<shard>-of-<n>) and "
-          "restore each host from its own.")
+        f"This input-pipeline state is the position of data shard {owner}, not of shard "
+        f"{mine['shard_index']}: shards pack different examples, so their (window, row) "
+        "positions differ even after the same number of steps. Save every host's own "
+        "`it.state()` (e.g. one JSON per process, as t5x writes train_ds-<shard>-of-<n>) and "
+        "restore each host from its own."
+      )
     self._stop_thread()
     new = _copy_state(state)
     new["position_of_shard"] = mine["shard_index"]
@@ -110,8 +136,9 @@ class TrainIterator:
     enc, dec = s["encoder_slots"], s["decoder_slots"]
     s["non_padding_fraction/encoder"] = s["encoder_tokens"] / enc if enc else 0.0
     s["non_padding_fraction/decoder"] = s["decoder_tokens"] / dec if dec else 0.0
-    s["non_padding_fraction/overall"] = ((s["encoder_tokens"] + s["decoder_tokens"]) /
-                                         (enc + dec) if enc + dec else 0.0)
+    s["non_padding_fraction/overall"] = (
+      (s["encoder_tokens"] + s["decoder_tokens"]) / (enc + dec) if enc + dec else 0.0
+    )
     s["examples_per_row"] = s["examples"] / s["rows"] if s["rows"] else 0.0
     return s
 
@@ -132,10 +159,10 @@ class TrainIterator:
   def _start_thread(self) -> None:
     self._stop = threading.Event()
     self._queue = queue.Queue(maxsize=self._prefetch)
-    items = _produce(self._stream, self._config(), self.local_batch_size,
-                     _copy_state(self._state))
-    self._thread = threading.Thread(target=_worker, name="flan-input-pipeline", daemon=True,
-                                    args=(items, self._queue, self._stop))
+    items = _produce(self._stream, self._config(), self.local_batch_size, _copy_state(self._state))
+    self._thread = threading.Thread(
+      target=_worker, name="flan-input-pipeline", daemon=True, args=(items, self._queue, self._stop)
+    )
     self._thread.start()
 
   def _stop_thread(self) -> None:
@@ -150,7 +177,7 @@ class TrainIterator:
     self._thread.join()
     self._thread, self._queue = None, None
 
-  def __iter__(self) -> "TrainIterator":
+  def __iter__(self) -> TrainIterator:
     return self
 
   def __next__(self) -> dict[str, np.ndarray]:
@@ -172,7 +199,7 @@ class TrainIterator:
     if stop is not None:
       stop.set()
 
-  def __enter__(self) -> "TrainIterator":
+  def __enter__(self) -> TrainIterator:
     return self
 
   def __exit__(self, *exc) -> None:
@@ -201,12 +228,19 @@ def _produce(stream: MixtureStream, config: Mapping[str, Any], size: int, state:
         continue
       take = min(need, packed.num_rows - row)
       sl = slice(row, row + take)
-      pieces.append(({k: v[sl] for k, v in packed.features.items()},
-                     packed.examples_per_row[sl], packed.truncated_per_row[sl]))
+      pieces.append(
+        (
+          {k: v[sl] for k, v in packed.features.items()},
+          packed.examples_per_row[sl],
+          packed.truncated_per_row[sl],
+        )
+      )
       row += take
       need -= take
-    batch = {k: np.concatenate([p[0][k] for p in pieces]) if len(pieces) > 1 else pieces[0][0][k]
-             for k in pieces[0][0]}
+    batch = {
+      k: np.concatenate([p[0][k] for p in pieces]) if len(pieces) > 1 else pieces[0][0][k]
+      for k in pieces[0][0]
+    }
     fractions_in = batch.get("encoder_segment_ids", batch["encoder_input_tokens"])
     stats["batches"] += 1
     stats["rows"] += size
@@ -220,16 +254,21 @@ def _produce(stream: MixtureStream, config: Mapping[str, Any], size: int, state:
       after = {"window": window + 1, "row": 0, "counts": next_counts}
     else:
       after = {"window": window, "row": row, "counts": counts}
-    new_state = {**config, "version": STATE_VERSION,
-                 "position_of_shard": config["shard_index"], "window": after["window"],
-                 "row": after["row"],
-                 "task_counts": dict(zip(stream.task_names, after["counts"].tolist())),
-                 "stats": dict(stats)}
+    new_state = {
+      **config,
+      "version": STATE_VERSION,
+      "position_of_shard": config["shard_index"],
+      "window": after["window"],
+      "row": after["row"],
+      "task_counts": dict(zip(stream.task_names, after["counts"].tolist())),
+      "stats": dict(stats),
+    }
     yield batch, new_state
 
 
 def _worker(items, out: queue.Queue, stop: threading.Event) -> None:
   """Moves items into the bounded queue until `stop`; an exception is queued for the consumer."""
+
   def put(item) -> bool:
     while not stop.is_set():
       try:
@@ -255,11 +294,19 @@ def _copy_state(state: Mapping[str, Any]) -> dict[str, Any]:
   return out
 
 
-def make_train_iterator(mixture_or_task_name: str, feature_lengths: Mapping[str, int],
-                        global_batch_size: int, seed: int | None, *, pack: bool = True,
-                        shard_index: int | None = None, num_shards: int | None = None,
-                        window_size: int = 1024, strategy: str = "first_fit_decreasing",
-                        prefetch: int = 4) -> TrainIterator:
+def make_train_iterator(
+  mixture_or_task_name: str,
+  feature_lengths: Mapping[str, int],
+  global_batch_size: int,
+  seed: int | None,
+  *,
+  pack: bool = True,
+  shard_index: int | None = None,
+  num_shards: int | None = None,
+  window_size: int = 1024,
+  strategy: str = "first_fit_decreasing",
+  prefetch: int = 4,
+) -> TrainIterator:
   """The training batches of a seqio task or mixture for this host.
 
   Args:
@@ -280,8 +327,10 @@ def make_train_iterator(mixture_or_task_name: str, feature_lengths: Mapping[str,
     `it.restore(state)`, `it.stats`.
   """
   if seed is None:  # The order must be reproducible for exact resume.
-    logging.warning("make_train_iterator: seed=None; using seed 0 so the data order can be "
-                    "resumed exactly. Pass a seed to choose another order.")
+    logging.warning(
+      "make_train_iterator: seed=None; using seed 0 so the data order can be "
+      "resumed exactly. Pass a seed to choose another order."
+    )
     seed = 0
   if shard_index is None or num_shards is None:
     import jax
@@ -291,20 +340,31 @@ def make_train_iterator(mixture_or_task_name: str, feature_lengths: Mapping[str,
   if not 0 <= shard_index < num_shards:
     raise ValueError(f"shard_index={shard_index} must be in [0, num_shards={num_shards}).")
   if global_batch_size <= 0 or global_batch_size % num_shards:
-    raise ValueError(f"global_batch_size={global_batch_size} must be a positive multiple of the "
-                     f"number of data shards ({num_shards}); pick e.g. "
-                     f"{max(num_shards, global_batch_size // num_shards * num_shards)}.")
+    raise ValueError(
+      f"global_batch_size={global_batch_size} must be a positive multiple of the "
+      f"number of data shards ({num_shards}); pick e.g. "
+      f"{max(num_shards, global_batch_size // num_shards * num_shards)}."
+    )
   missing = {"inputs", "targets"} - set(feature_lengths or {})
   if missing:
-    raise ValueError(f"feature_lengths must give 'inputs' and 'targets' (missing "
-                     f"{sorted(missing)}), e.g. {{'inputs': 1024, 'targets': 256}}.")
+    raise ValueError(
+      f"feature_lengths must give 'inputs' and 'targets' (missing "
+      f"{sorted(missing)}), e.g. {{'inputs': 1024, 'targets': 256}}."
+    )
   if any(int(v) <= 0 for v in feature_lengths.values()):
     raise ValueError(f"feature_lengths must be positive, got {dict(feature_lengths)}.")
   if window_size <= 0:
     raise ValueError(f"window_size must be positive, got {window_size}.")
   if strategy not in packing.STRATEGIES:
-    raise ValueError(f"Unknown packing strategy {strategy!r}; choose one of "
-                     f"{packing.STRATEGIES}.")
-  stream = MixtureStream(mixture_or_task_name, feature_lengths, seed, shard_index, num_shards,
-                         pack, window_size, strategy)
+    raise ValueError(f"Unknown packing strategy {strategy!r}; choose one of {packing.STRATEGIES}.")
+  stream = MixtureStream(
+    mixture_or_task_name,
+    feature_lengths,
+    seed,
+    shard_index,
+    num_shards,
+    pack,
+    window_size,
+    strategy,
+  )
   return TrainIterator(stream, mixture_or_task_name, global_batch_size // num_shards, prefetch)

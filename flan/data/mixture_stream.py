@@ -29,8 +29,9 @@ def _rng(*key: int) -> np.random.Generator:
 
 
 @functools.lru_cache(maxsize=256)
-def _materialize(task_name: str, task_id: int, seed: int, shard_index: int,
-                 num_shards: int) -> tuple[packing.Ragged, packing.Ragged]:
+def _materialize(
+  task_name: str, task_id: int, seed: int, shard_index: int, num_shards: int
+) -> tuple[packing.Ragged, packing.Ragged]:
   """All train examples of one task on one shard, as ragged int32 token arrays."""
   import seqio  # Heavy (TensorFlow); only needed here.
 
@@ -38,10 +39,18 @@ def _materialize(task_name: str, task_id: int, seed: int, shard_index: int,
   task = seqio.get_mixture_or_task(task_name)
   for key in ("inputs", "targets"):
     if key not in task.output_features:
-      raise ValueError(f"Task {task_name!r} has no {key!r} feature (it has "
-                       f"{sorted(task.output_features)}); the encoder-decoder pipeline needs both.")
-  ds = task.get_dataset(sequence_length=None, split="train", shuffle=False, seed=seed,
-                        shard_info=seqio.ShardInfo(shard_index, num_shards), num_epochs=1)
+      raise ValueError(
+        f"Task {task_name!r} has no {key!r} feature (it has "
+        f"{sorted(task.output_features)}); the encoder-decoder pipeline needs both."
+      )
+  ds = task.get_dataset(
+    sequence_length=None,
+    split="train",
+    shuffle=False,
+    seed=seed,
+    shard_info=seqio.ShardInfo(shard_index, num_shards),
+    num_epochs=1,
+  )
   ds = ds.map(lambda ex: {"inputs": ex["inputs"], "targets": ex["targets"]})
   parts: dict[str, list[np.ndarray]] = {"inputs": [], "targets": []}
   lengths: dict[str, list[np.ndarray]] = {"inputs": [], "targets": []}
@@ -70,8 +79,10 @@ def _tasks_and_rates(name: str) -> list[tuple[Any, float]]:
   try:
     provider = seqio.get_mixture_or_task(name)
   except ValueError as e:
-    raise ValueError(f"No seqio task or mixture named {name!r} is registered ({e}). Import the "
-                     "module that registers it (e.g. `flan.data.tasks`) or check the name.") from None
+    raise ValueError(
+      f"No seqio task or mixture named {name!r} is registered ({e}). Import the "
+      "module that registers it (e.g. `flan.data.tasks`) or check the name."
+    ) from None
   if isinstance(provider, seqio.Mixture):
     return [(t, float(provider.get_rate(t))) for t in provider.tasks]
   return [(provider, 1.0)]
@@ -80,10 +91,21 @@ def _tasks_and_rates(name: str) -> list[tuple[Any, float]]:
 class MixtureStream:
   """The deterministic row stream of one shard: window index -> packed, shuffled rows."""
 
-  def __init__(self, name: str, feature_lengths: Mapping[str, int], seed: int, shard_index: int,
-               num_shards: int, pack: bool, window_size: int, strategy: str):
-    self.feature_lengths = {"inputs": int(feature_lengths["inputs"]),
-                            "targets": int(feature_lengths["targets"])}
+  def __init__(
+    self,
+    name: str,
+    feature_lengths: Mapping[str, int],
+    seed: int,
+    shard_index: int,
+    num_shards: int,
+    pack: bool,
+    window_size: int,
+    strategy: str,
+  ):
+    self.feature_lengths = {
+      "inputs": int(feature_lengths["inputs"]),
+      "targets": int(feature_lengths["targets"]),
+    }
     self.seed, self.shard_index, self.num_shards = int(seed), shard_index, num_shards
     self.pack, self.window_size, self.strategy = pack, window_size, strategy
     self.task_names: list[str] = []
@@ -96,22 +118,30 @@ class MixtureStream:
       targets.append(tgt)
       eos_ids.add(task.output_features["targets"].vocabulary.eos_id)
       if len(inp.lengths) == 0 and rate > 0:
-        logging.warning("Task %s has no train examples on shard %d of %d; it is not sampled.",
-                        task.name, shard_index, num_shards)
+        logging.warning(
+          "Task %s has no train examples on shard %d of %d; it is not sampled.",
+          task.name,
+          shard_index,
+          num_shards,
+        )
         rate = 0.0
       rates.append(rate)
     self.sizes = np.array([len(x.lengths) for x in inputs], np.int64)
     rates = np.asarray(rates, np.float64)
     if rates.sum() <= 0:
-      raise ValueError(f"Mixture {name!r} has no examples to sample on shard {shard_index} of "
-                       f"{num_shards} (tasks: {self.task_names}, sizes: {self.sizes.tolist()}).")
+      raise ValueError(
+        f"Mixture {name!r} has no examples to sample on shard {shard_index} of "
+        f"{num_shards} (tasks: {self.task_names}, sizes: {self.sizes.tolist()})."
+      )
     self.probs = rates / rates.sum()
     self._cdf = np.cumsum(self.probs)
     self.offsets = np.concatenate([[0], np.cumsum(self.sizes)[:-1]]).astype(np.int64)
-    self.inputs = packing.Ragged(np.concatenate([x.values for x in inputs]),
-                                 np.concatenate([x.lengths for x in inputs]))
-    self.targets = packing.Ragged(np.concatenate([x.values for x in targets]),
-                                  np.concatenate([x.lengths for x in targets]))
+    self.inputs = packing.Ragged(
+      np.concatenate([x.values for x in inputs]), np.concatenate([x.lengths for x in inputs])
+    )
+    self.targets = packing.Ragged(
+      np.concatenate([x.values for x in targets]), np.concatenate([x.lengths for x in targets])
+    )
     self.eos_id = eos_ids.pop() if len(eos_ids) == 1 else packing.EOS_ID
     self.task_keys = [zlib.crc32(n.encode()) for n in self.task_names]
     self._perm = functools.lru_cache(maxsize=4 * len(self.task_names) + 4)(self._permutation)
@@ -155,8 +185,14 @@ class MixtureStream:
   def rows(self, window: int, counts: np.ndarray) -> tuple[packing.PackedRows, np.ndarray]:
     """The rows of `window` (shuffled so long and short rows mix within a batch)."""
     ids, new_counts = self.examples(window, counts)
-    packed = packing.pack(self.inputs.take(ids), self.targets.take(ids), self.feature_lengths,
-                          pack=self.pack, strategy=self.strategy, eos_id=self.eos_id)
+    packed = packing.pack(
+      self.inputs.take(ids),
+      self.targets.take(ids),
+      self.feature_lengths,
+      pack=self.pack,
+      strategy=self.strategy,
+      eos_id=self.eos_id,
+    )
     order = self._key(_ROWS, window).permutation(packed.num_rows)
     packed.features = {k: v[order] for k, v in packed.features.items()}
     packed.examples_per_row = packed.examples_per_row[order]
@@ -164,6 +200,7 @@ class MixtureStream:
     if packed.num_rows:  # Keep example -> row pointing at the shuffled rows.
       new_index = np.empty_like(order)
       new_index[order] = np.arange(len(order))
-      packed.example_row = np.where(packed.example_row >= 0,
-                                    new_index[np.maximum(packed.example_row, 0)], -1)
+      packed.example_row = np.where(
+        packed.example_row >= 0, new_index[np.maximum(packed.example_row, 0)], -1
+      )
     return packed, new_counts

@@ -4,7 +4,8 @@
                                 outside the clusters its hold-out rules exclude, see
                                 `flan.data.clusters`), examples-proportional as FLAN's code
                                 (`mixing_rate_3k`): one member per source
-                                (`tasks.train_members`: anli is flan_anli_r1_train, _r2_, _r3_),
+                                (`task_names.train_members`: anli is flan_anli_r1_train,
+                                _r2_, _r3_),
                                 rate = min(n, mixing_cap) ** (1 / temperature), with n the
                                 source's own train slice (at most 30,000, before preprocessing).
   flan_holdout_<cluster>_eval   every template's eval task (`flan_<d>_t<i>`) of the held-out
@@ -28,7 +29,7 @@ from collections.abc import Iterable, Mapping
 
 from flan.data import clusters as clusters_lib
 from flan.data import datasets as datasets_lib
-from flan.data import examples
+from flan.data import examples, task_names
 from flan.data import templates as templates_lib
 
 ALL_TRAIN = "flan_all_train"
@@ -42,8 +43,7 @@ def holdout_eval(cluster: str) -> str:
   return f"flan_holdout_{cluster}_eval"
 
 
-def train_rate(num_examples: int, mixing_cap: int | None = 3000,
-               temperature: float = 1.0) -> float:
+def train_rate(num_examples: int, mixing_cap: int | None = 3000, temperature: float = 1.0) -> float:
   """Examples-proportional rate: min(n, cap) ** (1 / temperature)."""
   n = num_examples if mixing_cap is None else min(num_examples, mixing_cap)
   return float(n) ** (1.0 / temperature)
@@ -60,33 +60,40 @@ def train_datasets(mixture: str, train_clusters: Iterable[str] | None = None) ->
   raise ValueError(f"{mixture!r} is not a FLAN training mixture.")
 
 
-def definitions(train_clusters: Iterable[str] | None = None,
-                num_eval_templates: Mapping[str, int] | None = None
-                ) -> dict[str, tuple[tuple[str, str], ...]]:
+def definitions(
+  train_clusters: Iterable[str] | None = None, num_eval_templates: Mapping[str, int] | None = None
+) -> dict[str, tuple[tuple[str, str], ...]]:
   """Every mixture: name -> ((task name, dataset), ...). Pure function of the tables.
 
   Args:
     train_clusters: the number-of-clusters ablation (see `flan.data.clusters.holdout`).
     num_eval_templates: templates per dataset for the eval mixtures (default 10 each).
   """
-  from flan.data import tasks  # names only; tasks imports this module lazily too.
-
   counts = num_eval_templates or {}
   out = {}
-  members = lambda datasets: tuple((task, d) for d in datasets  # noqa: E731
-                                   for task, _ in tasks.train_members(d))
+  members = lambda datasets: tuple(
+    (task, d) for d in datasets for task, _ in task_names.train_members(d)
+  )
   for cluster in clusters_lib.CLUSTERS:
     split = clusters_lib.holdout(cluster, train_clusters)
     out[holdout_train(cluster)] = members(split.train_datasets)
     out[holdout_eval(cluster)] = tuple(
-        (tasks.eval_task(d, i), d) for d in split.eval_datasets
-        for i in range(counts.get(d, templates_lib.NUM_TEMPLATES)))
+      (task_names.eval_task(d, i), d)
+      for d in split.eval_datasets
+      for i in range(counts.get(d, templates_lib.NUM_TEMPLATES))
+    )
   out[ALL_TRAIN] = members(train_datasets(ALL_TRAIN, train_clusters))
   return out
 
 
-def _train_rate(dataset: str, source: str, data_dir: str | None, mixing_cap: int | None,
-                temperature: float, task=None) -> float:
+def _train_rate(
+  dataset: str,
+  source: str,
+  data_dir: str | None,
+  mixing_cap: int | None,
+  temperature: float,
+  task=None,
+) -> float:
   del task  # seqio passes the task; the rate depends on the source's split sizes only.
   n = examples.num_input_examples(dataset, "train", data_dir, source or None)
   return train_rate(n, mixing_cap, temperature)
@@ -115,31 +122,37 @@ def register(config) -> list[str]:
   import seqio
 
   counts = {d.name: len(examples.get_templates(d.name)) for d in datasets_lib.DATASETS}
-  keep = lambda d: True  # noqa: E731
+  keep = lambda d: True
   if config.missing_datasets == "skip":
-    missing = sorted(d.name for d in datasets_lib.DATASETS
-                     if not prepared(d.name, config.data_dir))
+    missing = sorted(d.name for d in datasets_lib.DATASETS if not prepared(d.name, config.data_dir))
     if missing:
-      logging.warning("Leaving %d datasets out of the FLAN mixtures: not prepared in %s: %s",
-                      len(missing), config.data_dir or "TFDS's default data_dir",
-                      ", ".join(missing))
-    keep = lambda d: d not in missing  # noqa: E731
-  from flan.data import tasks
-
-  source_of = {task: source for d in datasets_lib.DATASETS
-               for task, source in tasks.train_members(d.name)}
+      logging.warning(
+        "Leaving %d datasets out of the FLAN mixtures: not prepared in %s: %s",
+        len(missing),
+        config.data_dir or "TFDS's default data_dir",
+        ", ".join(missing),
+      )
+    keep = lambda d: d not in missing
+  source_of = {
+    task: source for d in datasets_lib.DATASETS for task, source in task_names.train_members(d.name)
+  }
   names = []
   for name, members in definitions(config.train_clusters, counts).items():
     members = tuple(m for m in members if keep(m[1]))
     if not members:  # e.g. train_clusters leaves nothing beside the held-out cluster.
       continue
     if name.endswith("_eval"):
-      rates = [(task, functools.partial(_eval_rate, d, config.data_dir))
-               for task, d in members]
+      rates = [(task, functools.partial(_eval_rate, d, config.data_dir)) for task, d in members]
     else:
-      rates = [(task, functools.partial(_train_rate, d, source_of[task], config.data_dir,
-                                        config.mixing_cap, config.temperature))
-               for task, d in members]
+      rates = [
+        (
+          task,
+          functools.partial(
+            _train_rate, d, source_of[task], config.data_dir, config.mixing_cap, config.temperature
+          ),
+        )
+        for task, d in members
+      ]
     seqio.MixtureRegistry.remove(name)
     seqio.MixtureRegistry.add(name, rates)
     names.append(name)
@@ -148,9 +161,9 @@ def register(config) -> list[str]:
 
 def rates(mixture: str) -> dict[str, float]:
   """`{task name: rate}` of a registered FLAN mixture (reads TFDS metadata only)."""
-  from flan.data import tasks
+  import seqio
 
-  mix = tasks.get(mixture)
+  mix = seqio.get_mixture_or_task(mixture)
   if not hasattr(mix, "get_rate"):
     raise ValueError(f"{mixture!r} is a task, not a mixture.")
   return {t.name: float(mix.get_rate(t)) for t in mix.tasks}

@@ -9,8 +9,8 @@ encoder and segment k of the decoder are the same example.
 seqio packs windows of examples next-fit: an example that does not fit closes the open row,
 which wastes about a third of the tokens on long-tailed lengths. Here the examples of a window
 are placed first-fit-decreasing (by their summed length fractions) or best-fit-decreasing, so
-a short example fills a hole left earlier. Measured at 1024/256 on the seqio_anchor.md §3
-lengths: 0.871 non-padding with first-fit-decreasing against seqio's 0.665.
+a short example fills a hole left earlier (`scripts/benchmark_data.py` compares both; figures
+in the README).
 
 Examples travel as ragged arrays (`values` concatenated, `lengths` per example) so that
 gathering, truncating and scattering tokens are whole-array numpy operations; only the
@@ -28,11 +28,19 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from flan.tokens import EOS_ID
+
 STRATEGIES = ("first_fit", "first_fit_decreasing", "best_fit_decreasing")
-EOS_ID = 1
-PACKED_KEYS = ("encoder_input_tokens", "decoder_target_tokens", "decoder_input_tokens",
-               "decoder_loss_weights", "encoder_segment_ids", "decoder_segment_ids",
-               "encoder_positions", "decoder_positions")
+PACKED_KEYS = (
+  "encoder_input_tokens",
+  "decoder_target_tokens",
+  "decoder_input_tokens",
+  "decoder_loss_weights",
+  "encoder_segment_ids",
+  "decoder_segment_ids",
+  "encoder_positions",
+  "decoder_positions",
+)
 UNPACKED_KEYS = PACKED_KEYS[:4]
 
 
@@ -44,10 +52,11 @@ class Ragged:
   lengths: np.ndarray  # [num_examples] int64
 
   @classmethod
-  def from_list(cls, seqs: Sequence[np.ndarray]) -> "Ragged":
+  def from_list(cls, seqs: Sequence[np.ndarray]) -> Ragged:
     lengths = np.fromiter((len(s) for s in seqs), dtype=np.int64, count=len(seqs))
-    values = (np.concatenate(seqs).astype(np.int32, copy=False) if len(seqs)
-              else np.zeros([0], np.int32))
+    values = (
+      np.concatenate(seqs).astype(np.int32, copy=False) if len(seqs) else np.zeros([0], np.int32)
+    )
     return cls(values, lengths)
 
   @functools.cached_property
@@ -58,7 +67,7 @@ class Ragged:
   def to_list(self) -> list[np.ndarray]:
     return np.split(self.values, np.cumsum(self.lengths)[:-1]) if len(self.lengths) else []
 
-  def take(self, indices: np.ndarray) -> "Ragged":
+  def take(self, indices: np.ndarray) -> Ragged:
     """The sequences at `indices`, in that order (one vectorised gather)."""
     indices = np.asarray(indices, np.int64)
     lengths = self.lengths[indices]
@@ -107,8 +116,13 @@ def truncate(seqs: Ragged, max_length: int, eos_id: int = EOS_ID) -> tuple[Ragge
   return Ragged(seqs.values[keep], np.minimum(seqs.lengths, max_length)), cut
 
 
-def place(in_lengths: np.ndarray, tg_lengths: np.ndarray, in_capacity: int, tg_capacity: int,
-          strategy: str = "first_fit_decreasing") -> tuple[np.ndarray, np.ndarray]:
+def place(
+  in_lengths: np.ndarray,
+  tg_lengths: np.ndarray,
+  in_capacity: int,
+  tg_capacity: int,
+  strategy: str = "first_fit_decreasing",
+) -> tuple[np.ndarray, np.ndarray]:
   """Assigns each example to a row so that both features fit; deterministic.
 
   Args:
@@ -145,8 +159,11 @@ def place(in_lengths: np.ndarray, tg_lengths: np.ndarray, in_capacity: int, tg_c
     if num_rows:
       fits = (room_in[:num_rows] >= x) & (room_tg[:num_rows] >= y)
       if best:
-        slack = np.where(fits, (room_in[:num_rows] - x) / in_capacity +
-                         (room_tg[:num_rows] - y) / tg_capacity, np.inf)
+        slack = np.where(
+          fits,
+          (room_in[:num_rows] - x) / in_capacity + (room_tg[:num_rows] - y) / tg_capacity,
+          np.inf,
+        )
         k = int(slack.argmin())
       else:
         k = int(fits.argmax())
@@ -163,8 +180,14 @@ def place(in_lengths: np.ndarray, tg_lengths: np.ndarray, in_capacity: int, tg_c
   return row, segment
 
 
-def _scatter(seqs: Ragged, row: np.ndarray, segment: np.ndarray, num_rows: int,
-             length: int, in_row_order: np.ndarray) -> tuple[np.ndarray, ...]:
+def _scatter(
+  seqs: Ragged,
+  row: np.ndarray,
+  segment: np.ndarray,
+  num_rows: int,
+  length: int,
+  in_row_order: np.ndarray,
+) -> tuple[np.ndarray, ...]:
   """Writes each sequence at its row and offset.
 
   Returns:
@@ -225,9 +248,15 @@ class PackedRows:
     return len(self.examples_per_row)
 
 
-def pack(inputs: Ragged | Sequence[np.ndarray], targets: Ragged | Sequence[np.ndarray],
-         feature_lengths: Mapping[str, int], *, pack: bool = True,
-         strategy: str = "first_fit_decreasing", eos_id: int = EOS_ID) -> PackedRows:
+def pack(
+  inputs: Ragged | Sequence[np.ndarray],
+  targets: Ragged | Sequence[np.ndarray],
+  feature_lengths: Mapping[str, int],
+  *,
+  pack: bool = True,
+  strategy: str = "first_fit_decreasing",
+  eos_id: int = EOS_ID,
+) -> PackedRows:
   """Packs (or pads, with `pack=False`) one window of examples into rows.
 
   Args:
@@ -247,12 +276,16 @@ def pack(inputs: Ragged | Sequence[np.ndarray], targets: Ragged | Sequence[np.nd
   if not isinstance(targets, Ragged):
     targets = Ragged.from_list(targets)
   if len(inputs.lengths) != len(targets.lengths):
-    raise ValueError(f"inputs has {len(inputs.lengths)} examples but targets has "
-                     f"{len(targets.lengths)}; they must pair up.")
+    raise ValueError(
+      f"inputs has {len(inputs.lengths)} examples but targets has "
+      f"{len(targets.lengths)}; they must pair up."
+    )
   missing = {"inputs", "targets"} - set(feature_lengths)
   if missing:
-    raise ValueError(f"feature_lengths needs 'inputs' and 'targets' (missing {sorted(missing)}); "
-                     f"got {dict(feature_lengths)}.")
+    raise ValueError(
+      f"feature_lengths needs 'inputs' and 'targets' (missing {sorted(missing)}); "
+      f"got {dict(feature_lengths)}."
+    )
   li, lt = int(feature_lengths["inputs"]), int(feature_lengths["targets"])
   n = len(inputs.lengths)
   inputs, cut_in = truncate(inputs, li, eos_id)
@@ -273,23 +306,26 @@ def pack(inputs: Ragged | Sequence[np.ndarray], targets: Ragged | Sequence[np.nd
   enc, enc_seg, enc_pos, _, _ = _scatter(inputs, row, segment, num_rows, li, in_row_order)
   dec, dec_seg, dec_pos, dest, pos = _scatter(targets, row, segment, num_rows, lt, in_row_order)
   features = {
-      "encoder_input_tokens": enc,  # [rows, Li]
-      "decoder_target_tokens": dec,  # [rows, Lt]
-      "decoder_input_tokens": _shift_right(targets, pos, dest, num_rows * lt).reshape(
-          num_rows, lt),
-      "decoder_loss_weights": (dec_seg > 0).astype(np.int32),
+    "encoder_input_tokens": enc,  # [rows, Li]
+    "decoder_target_tokens": dec,  # [rows, Lt]
+    "decoder_input_tokens": _shift_right(targets, pos, dest, num_rows * lt).reshape(num_rows, lt),
+    "decoder_loss_weights": (dec_seg > 0).astype(np.int32),
   }
   if pack:
-    features.update(encoder_segment_ids=enc_seg, decoder_segment_ids=dec_seg,
-                    encoder_positions=enc_pos, decoder_positions=dec_pos)
+    features.update(
+      encoder_segment_ids=enc_seg,
+      decoder_segment_ids=dec_seg,
+      encoder_positions=enc_pos,
+      decoder_positions=dec_pos,
+    )
   example_row = np.full(n, -1, np.int64)
   example_row[kept] = row
   return PackedRows(
-      features=features,
-      examples_per_row=np.bincount(row, minlength=num_rows).astype(np.int64),
-      truncated_per_row=np.bincount(row, weights=cut, minlength=num_rows).astype(np.int64),
-      example_row=example_row,
-      num_empty=n - m,
+    features=features,
+    examples_per_row=np.bincount(row, minlength=num_rows).astype(np.int64),
+    truncated_per_row=np.bincount(row, weights=cut, minlength=num_rows).astype(np.int64),
+    example_row=example_row,
+    num_empty=n - m,
   )
 
 
@@ -317,16 +353,18 @@ def _real_length(row: np.ndarray) -> int:
 
 def non_padding_fraction(features: Mapping[str, np.ndarray]) -> dict[str, float]:
   """Fraction of real tokens: encoder, decoder and both together (t5x's metric names)."""
+
   def real(key: str, seg_key: str) -> int:
     if seg_key in features:
       return int((features[seg_key] > 0).sum())
     return int((features[key] != 0).sum())
+
   enc_real = real("encoder_input_tokens", "encoder_segment_ids")
   dec_real = int(features["decoder_loss_weights"].sum())
   enc_size = features["encoder_input_tokens"].size
   dec_size = features["decoder_target_tokens"].size
   return {
-      "encoder": enc_real / max(enc_size, 1),
-      "decoder": dec_real / max(dec_size, 1),
-      "overall": (enc_real + dec_real) / max(enc_size + dec_size, 1),
+    "encoder": enc_real / max(enc_size, 1),
+    "decoder": dec_real / max(dec_size, 1),
+    "overall": (enc_real + dec_real) / max(enc_size + dec_size, 1),
   }

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import pathlib
 from collections.abc import Iterable, Sequence
 
 import numpy as np
@@ -37,9 +38,16 @@ import tensorflow as tf
 
 from flan.data import clusters as clusters_lib
 from flan.data import datasets as datasets_lib
-from flan.data import examples
+from flan.data import examples, mixtures, vocabularies
 from flan.data import templates as templates_lib
-from flan.data import vocabularies
+from flan.data.preprocessors import flan_compat
+from flan.data.task_names import (  # noqa: F401 - the task names, re-exported
+  PREFIX,
+  eval_task,
+  scoring_task,
+  train_members,
+  train_task,
+)
 from flan.errors import UserError
 
 # The pure-Python example API, re-exported (see `flan.data.examples`).
@@ -47,8 +55,6 @@ load_examples = examples.load_examples
 render_example = examples.render_example
 template_indices = examples.template_indices
 DataNotPreparedError = examples.DataNotPreparedError
-
-PREFIX = "flan_"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,6 +69,7 @@ class Config:
   temperature: float = 1.0
   train_clusters: tuple[str, ...] | None = None
   missing_datasets: str = "error"
+  flan_templates_dir: str | None = None
 
 
 _CONFIG: Config | None = None
@@ -73,32 +80,6 @@ def current_config() -> Config:
   """The configuration of the registered tasks."""
   assert _CONFIG is not None, "flan.data.tasks registers on import."
   return _CONFIG
-
-
-def train_task(dataset: str, source: str = "") -> str:
-  """`flan_<dataset>_train`, or with `source`, that source's own `flan_<dataset>_<source>_train`."""
-  return f"{PREFIX}{dataset}_{source}_train" if source else f"{PREFIX}{dataset}_train"
-
-
-def train_members(dataset: str) -> tuple[tuple[str, str], ...]:
-  """The training tasks that stand for `dataset` in a mixture: ((task name, source), ...).
-
-  One per training source, as FLAN's code registers one task per TFDS config with a rate of
-  its own (anli: r1, r2, r3); a single-source dataset is its `flan_<d>_train` (source "").
-  """
-  spec = datasets_lib.get(dataset)
-  sources = [s.name for s in spec.sources if s.train_split is not None]
-  if len(spec.sources) == 1:
-    return tuple((train_task(dataset), "") for _ in sources)
-  return tuple((train_task(dataset, name), name) for name in sources)
-
-
-def eval_task(dataset: str, template_idx: int) -> str:
-  return f"{PREFIX}{dataset}_t{template_idx}"
-
-
-def scoring_task(dataset: str, template_idx: int) -> str:
-  return f"{PREFIX}{dataset}_t{template_idx}_scoring"
 
 
 def _strings(values: Sequence[str]) -> tf.Tensor:
@@ -117,8 +98,9 @@ class FlanSource(seqio.FunctionDataSource):
   rates never read data.
   """
 
-  def __init__(self, dataset: str, kind: str, config: Config, template_idx: int = 0,
-               source: str | None = None):
+  def __init__(
+    self, dataset: str, kind: str, config: Config, template_idx: int = 0, source: str | None = None
+  ):
     self.dataset = dataset
     self.kind = kind
     self.template_idx = template_idx
@@ -145,67 +127,96 @@ class FlanSource(seqio.FunctionDataSource):
     """Examples of `split` before preprocessing, from the split sizes alone."""
     return examples.num_input_examples(self.dataset, split, self.config.data_dir, self.source)
 
-  def columns(self, split: str, seed: int | None = None,
-              limit: int | None = None) -> dict[str, list]:
+  def columns(
+    self, split: str, seed: int | None = None, limit: int | None = None
+  ) -> dict[str, list]:
     """The rendered rows of `split` (the first `limit` examples): feature -> values."""
     if split not in self.splits:
-      raise ValueError(f"Task kind {self.kind!r} of {self.dataset!r} has splits "
-                       f"{list(self.splits)}, not {split!r}.")
+      raise ValueError(
+        f"Task kind {self.kind!r} of {self.dataset!r} has splits "
+        f"{list(self.splits)}, not {split!r}."
+      )
     d, cfg = self.dataset, self.config
-    rows = examples.load_examples(d, split, cfg.data_dir, self.source)[:limit]
+    flan_dir = cfg.flan_templates_dir  # None, or the replication mode
+    rows = examples.load_examples(
+      d, split, cfg.data_dir, self.source, flan_compat=flan_dir is not None
+    )[:limit]
     ids = [r["example_id"] for r in rows]
     if self.kind == "scoring":
-      cols = {"inputs": [], "targets": [], "example_id": [], "option_idx": [],
-              "is_correct": [], "template_idx": []}
+      cols = {
+        "inputs": [],
+        "targets": [],
+        "example_id": [],
+        "option_idx": [],
+        "is_correct": [],
+        "template_idx": [],
+      }
       for row in rows:
         for inputs, targets, option_idx, correct in examples.scoring_rows(
-            d, row, self.template_idx, cfg.template_mode):
-          for key, value in zip(cols, (inputs, targets, row["example_id"], option_idx,
-                                       correct, self.template_idx)):
+          d, row, self.template_idx, cfg.template_mode, flan_dir
+        ):
+          for key, value in zip(
+            cols, (inputs, targets, row["example_id"], option_idx, correct, self.template_idx)
+          ):
             cols[key].append(value)
       return cols
     if self.kind == "train":
-      count = min(cfg.num_templates, len(examples.get_templates(d)))
+      count = min(cfg.num_templates, len(examples.get_templates(d, flan_dir)))
       chosen = examples.template_indices(0 if seed is None else seed, d, ids, count).tolist()
     else:
       chosen = [self.template_idx] * len(rows)
-    rendered = [examples.render_example(d, r, t, cfg.template_mode)
-                for r, t in zip(rows, chosen)]
-    return {"inputs": [x for x, _ in rendered], "targets": [y for _, y in rendered],
-            "template_idx": chosen, "example_id": ids}
+    rendered = [
+      examples.render_example(d, r, t, cfg.template_mode, flan_dir) for r, t in zip(rows, chosen)
+    ]
+    return {
+      "inputs": [x for x, _ in rendered],
+      "targets": [y for _, y in rendered],
+      "template_idx": chosen,
+      "example_id": ids,
+    }
 
   def _dataset_fn(self, split: str, shuffle_files: bool, seed: int | None = None):
     cols = self.columns(split, seed)
     if shuffle_files:  # a full permutation, better than seqio's 1000-example buffer.
-      order = np.random.default_rng(0 if seed is None else seed).permutation(
-          len(cols["inputs"]))
+      order = np.random.default_rng(0 if seed is None else seed).permutation(len(cols["inputs"]))
       cols = {k: [v[i] for i in order] for k, v in cols.items()}
     return tf.data.Dataset.from_tensor_slices(
-        {k: (_strings(v) if k in ("inputs", "targets") else _ints(v))
-         for k, v in cols.items()})
+      {k: (_strings(v) if k in ("inputs", "targets") else _ints(v)) for k, v in cols.items()}
+    )
 
 
 def _add_task(name: str, source: FlanSource, vocabulary: seqio.Vocabulary) -> None:
-  features = {"inputs": seqio.Feature(vocabulary, add_eos=True),
-              "targets": seqio.Feature(vocabulary, add_eos=True)}
+  features = {
+    "inputs": seqio.Feature(vocabulary, add_eos=True),
+    "targets": seqio.Feature(vocabulary, add_eos=True),
+  }
   seqio.TaskRegistry.add(
-      name, source=source, output_features=features,
-      preprocessors=[seqio.preprocessors.tokenize, seqio.CacheDatasetPlaceholder(),
-                     seqio.preprocessors.append_eos_after_trim],
-      metric_fns=[])
+    name,
+    source=source,
+    output_features=features,
+    preprocessors=[
+      seqio.preprocessors.tokenize,
+      seqio.CacheDatasetPlaceholder(),
+      seqio.preprocessors.append_eos_after_trim,
+    ],
+    metric_fns=[],
+  )
   _REGISTERED.add(name)
 
 
-def _check_knobs(num_templates, template_mode, mixing_cap, temperature, train_clusters,
-                 missing_datasets):
+def _check_knobs(
+  num_templates, template_mode, mixing_cap, temperature, train_clusters, missing_datasets
+):
   if not 1 <= num_templates <= templates_lib.NUM_TEMPLATES:
-    raise ValueError(f"num_templates must be in 1..{templates_lib.NUM_TEMPLATES}, got "
-                     f"{num_templates}.")
+    raise ValueError(
+      f"num_templates must be in 1..{templates_lib.NUM_TEMPLATES}, got {num_templates}."
+    )
   if missing_datasets not in ("error", "skip"):
     raise ValueError(f"missing_datasets must be 'error' or 'skip', got {missing_datasets!r}.")
   if template_mode not in templates_lib.MODES:
-    raise ValueError(f"Unknown template_mode {template_mode!r}; choose one of "
-                     f"{', '.join(templates_lib.MODES)}.")
+    raise ValueError(
+      f"Unknown template_mode {template_mode!r}; choose one of {', '.join(templates_lib.MODES)}."
+    )
   if mixing_cap is not None and mixing_cap <= 0:
     raise ValueError(f"mixing_cap must be positive (or None: uncapped), got {mixing_cap}.")
   if temperature <= 0:
@@ -217,13 +228,18 @@ def _check_knobs(num_templates, template_mode, mixing_cap, temperature, train_cl
   return train_clusters
 
 
-def register(*, data_dir: str | None = None,
-             vocabulary: seqio.Vocabulary | str | None = None,
-             num_templates: int = templates_lib.NUM_TEMPLATES,
-             template_mode: str = "instructions", mixing_cap: int | None = 3000,
-             temperature: float = 1.0,
-             train_clusters: Iterable[str] | None = None,
-             missing_datasets: str = "error") -> Config:
+def register(
+  *,
+  data_dir: str | None = None,
+  vocabulary: seqio.Vocabulary | str | None = None,
+  num_templates: int = templates_lib.NUM_TEMPLATES,
+  template_mode: str = "instructions",
+  mixing_cap: int | None = 3000,
+  temperature: float = 1.0,
+  train_clusters: Iterable[str] | None = None,
+  missing_datasets: str = "error",
+  flan_templates_dir: str | None = None,
+) -> Config:
   """(Re-)registers every FLAN task and mixture with these knobs.
 
   Args:
@@ -239,6 +255,11 @@ def register(*, data_dir: str | None = None,
       `data_dir` fails when the mixture is read, naming the builder and how to prepare it;
       "skip": mixtures leave such datasets out, with a warning listing them (for partial
       data such as ../shared's samples; never silently).
+    flan_templates_dir: the exact-replication mode. None (default): our templates and
+      preprocessing. A directory written by `scripts/import_flan_templates.py` from FLAN's
+      own `templates.py`: every example goes through FLAN's preprocessing of its task config
+      (`flan.data.preprocessors.flan_compat`) and is rendered with FLAN's templates, so
+      `(inputs, targets)` equal FLAN's rendering byte for byte.
 
   Returns:
     The configuration now registered.
@@ -248,15 +269,30 @@ def register(*, data_dir: str | None = None,
       names the file, the template index and the field).
   """
   global _CONFIG
-  from flan.data import mixtures  # mixtures imports this module.
-
-  train_clusters = _check_knobs(num_templates, template_mode, mixing_cap, temperature,
-                                train_clusters, missing_datasets)
+  train_clusters = _check_knobs(
+    num_templates, template_mode, mixing_cap, temperature, train_clusters, missing_datasets
+  )
   if not isinstance(vocabulary, seqio.Vocabulary):
     vocabulary = vocabularies.get_vocabulary(vocabulary)
-  config = Config(data_dir, vocabulary, num_templates, template_mode, mixing_cap,
-                  temperature, train_clusters, missing_datasets)
-  all_templates = {d.name: examples.get_templates(d.name) for d in datasets_lib.DATASETS}
+  if flan_templates_dir is not None:
+    flan_templates_dir = str(pathlib.Path(flan_templates_dir).resolve())
+    for spec in datasets_lib.DATASETS:  # fail now, naming the file, not when data is read.
+      for flan_task in flan_compat.tasks_of(spec.name):
+        templates_lib.load_flan(flan_task.pattern_key, flan_templates_dir)
+  config = Config(
+    data_dir,
+    vocabulary,
+    num_templates,
+    template_mode,
+    mixing_cap,
+    temperature,
+    train_clusters,
+    missing_datasets,
+    flan_templates_dir,
+  )
+  all_templates = {
+    d.name: examples.get_templates(d.name, flan_templates_dir) for d in datasets_lib.DATASETS
+  }
   for name in sorted(_REGISTERED):
     seqio.MixtureRegistry.remove(name)
     seqio.TaskRegistry.remove(name)
@@ -290,9 +326,11 @@ def get(name: str) -> seqio.Task | seqio.Mixture:
   close = difflib.get_close_matches(name, sorted(known), n=6, cutoff=0.6)
   hint = f" Did you mean: {', '.join(close)}?" if close else ""
   raise UserError(
-      f"Unknown seqio task or mixture {name!r}.{hint} FLAN's tasks are "
-      "flan_<dataset>[_<source>]_train, flan_<dataset>_t<i>[_scoring]; mixtures "
-      "flan_holdout_<cluster>_train/_eval and flan_all_train (see `python -m flan.show --list`); "
-      "your own are registered by the modules in MIXTURE_OR_TASK_MODULE.")
+    f"Unknown seqio task or mixture {name!r}.{hint} FLAN's tasks are "
+    "flan_<dataset>[_<source>]_train, flan_<dataset>_t<i>[_scoring]; mixtures "
+    "flan_holdout_<cluster>_train/_eval and flan_all_train (see `python -m flan.show --list`); "
+    "your own are registered by the modules in MIXTURE_OR_TASK_MODULE."
+  )
+
 
 register()

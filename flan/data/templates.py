@@ -64,12 +64,15 @@ def format_options(options: Sequence[str]) -> str:
 def _check_braces(text: str, where: str) -> None:
   stripped = PLACEHOLDER.sub("", text)
   if "{" in stripped or "}" in stripped:
-    raise TemplateError(f"{where}: stray brace in {text!r}; placeholders are {{field}} with "
-                        "letters, digits and underscores only.")
+    raise TemplateError(
+      f"{where}: stray brace in {text!r}; placeholders are {{field}} with "
+      "letters, digits and underscores only."
+    )
 
 
-def parse(data: Mapping[str, Any], path: str, fields: Sequence[str],
-          classification: bool) -> tuple[Template, ...]:
+def parse(
+  data: Mapping[str, Any], path: str, fields: Sequence[str], classification: bool
+) -> tuple[Template, ...]:
   """Validates a loaded template file against the fields of its dataset."""
   items = data.get("templates") if isinstance(data, Mapping) else None
   if not isinstance(items, list) or not items:
@@ -78,28 +81,37 @@ def parse(data: Mapping[str, Any], path: str, fields: Sequence[str],
   templates = []
   for i, item in enumerate(items):
     where = f"{path}: template {i}"
-    if not isinstance(item, Mapping) or set(item) - {"input", "target", "note"} or \
-        not isinstance(item.get("input"), str) or not isinstance(item.get("target"), str):
-      raise TemplateError(f"{where}: expected string keys `input` and `target` (and an "
-                          f"optional `note`), got {item!r}.")
+    if (
+      not isinstance(item, Mapping)
+      or set(item) - {"input", "target", "note"}
+      or not isinstance(item.get("input"), str)
+      or not isinstance(item.get("target"), str)
+    ):
+      raise TemplateError(
+        f"{where}: expected string keys `input` and `target` (and an "
+        f"optional `note`), got {item!r}."
+      )
     t = Template(item["input"], item["target"])
     for text in (t.input, t.target):
       _check_braces(text, where)
     for name in t.fields:
       if name not in known:
         raise TemplateError(
-            f"{where}: unknown field {{{name}}}. The preprocessor of this dataset emits: "
-            f"{', '.join('{' + f + '}' for f in sorted(known))}.")
+          f"{where}: unknown field {{{name}}}. The preprocessor of this dataset emits: "
+          f"{', '.join('{' + f + '}' for f in sorted(known))}."
+        )
     if "{options}" in t.target:
       raise TemplateError(f"{where}: {{options}} belongs in the input, not the target.")
     templates.append(t)
   if classification and not templates[0].is_classification:
-    raise TemplateError(f"{path}: template 0 of a classification dataset must show "
-                        "{options} in its input and have target {answer}.")
+    raise TemplateError(
+      f"{path}: template 0 of a classification dataset must show "
+      "{options} in its input and have target {answer}."
+    )
   return tuple(templates)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def load(dataset: str, directory: str | None = None) -> tuple[Template, ...]:
   """Loads and validates the templates of `dataset`.
 
@@ -120,8 +132,10 @@ def load(dataset: str, directory: str | None = None) -> tuple[Template, ...]:
   if isinstance(data, Mapping):
     owners = data.get("datasets", [data.get("dataset", dataset)])
     if dataset not in owners:
-      raise TemplateError(f"{path}: is the file of {', '.join(map(str, owners))}, not of "
-                          f"{dataset!r}; fix its `dataset:`/`datasets:` line.")
+      raise TemplateError(
+        f"{path}: is the file of {', '.join(map(str, owners))}, not of "
+        f"{dataset!r}; fix its `dataset:`/`datasets:` line."
+      )
   return parse(data, str(path), preprocessors.get(dataset).fields, spec.classification)
 
 
@@ -139,8 +153,9 @@ def fill(text: str, fields: Mapping[str, Any]) -> str:
   return PLACEHOLDER.sub(lambda m: _value(fields, m.group(1)), text)
 
 
-def render(template: Template, fields: Mapping[str, Any], mode: str = "instructions",
-           dataset: str = "") -> tuple[str, str]:
+def render(
+  template: Template, fields: Mapping[str, Any], mode: str = "instructions", dataset: str = ""
+) -> tuple[str, str]:
   """Renders `(inputs, targets)` strings for one example.
 
   Args:
@@ -155,8 +170,42 @@ def render(template: Template, fields: Mapping[str, Any], mode: str = "instructi
     return fill(template.input, fields), fill(template.target, fields)
   if mode not in MODES:
     raise ValueError(f"Unknown template mode {mode!r}; choose one of {', '.join(MODES)}.")
-  names = [n for n in PLACEHOLDER.findall(template.input)]
+  names = list(PLACEHOLDER.findall(template.input))
   inputs = "\n\n".join(_value(fields, n) for n in dict.fromkeys(names))
   if mode == "dataset_name":
     inputs = f"[{dataset}] {inputs}"
   return inputs, fill(template.target, fields)
+
+
+# ----------------------------------------------------------------------------- replication
+
+FLAN_IMPORT_COMMAND = (
+  "python scripts/import_flan_templates.py PATH/TO/FLAN/flan/templates.py --out {directory}"
+)
+
+
+@functools.cache
+def load_flan(pattern_key: str, directory: str) -> tuple[Template, ...]:
+  """FLAN's templates of one `PATTERNS` key, as `scripts/import_flan_templates.py` wrote them.
+
+  The replication mode's templates: `<directory>/<pattern_key>.yaml`, validated against the
+  fields FLAN's preprocessing of that key emits (`flan.data.preprocessors.flan_compat`).
+  """
+  from flan.data.preprocessors import flan_compat
+
+  fields = flan_compat.pattern_keys().get(pattern_key)
+  if fields is None:
+    raise TemplateError(f"No FLAN task config uses PATTERNS key {pattern_key!r}.")
+  path = pathlib.Path(directory) / f"{pattern_key}.yaml"
+  if not path.exists():
+    raise TemplateError(
+      f"No converted FLAN template file {path}. Convert FLAN's templates.py with: "
+      f"{FLAN_IMPORT_COMMAND.format(directory=directory)}"
+    )
+  data = yaml.safe_load(path.read_text(encoding="utf-8"))
+  if not isinstance(data, Mapping) or data.get("pattern_key") != pattern_key:
+    raise TemplateError(
+      f"{path}: expected `pattern_key: {pattern_key}` (a file written by "
+      "scripts/import_flan_templates.py)."
+    )
+  return parse(data, str(path), fields, classification=False)

@@ -36,11 +36,13 @@ def get_vocabulary(path: str | None = None) -> seqio.Vocabulary:
     path = os.path.expanduser(path)
     if not os.path.isfile(path):
       raise FileNotFoundError(
-          f"SentencePiece model not found: {path!r}. Pass the path of T5's spiece.model "
-          "(e.g. --gin.VOCABULARY=\"'../shared/vocab/t5_spiece.model'\"), or \"byte\" / None "
-          "for the byte vocabulary.")
+        f"SentencePiece model not found: {path!r}. Pass the path of T5's spiece.model "
+        '(e.g. --gin.VOCABULARY="\'../shared/vocab/t5_spiece.model\'"), or "byte" / None '
+        "for the byte vocabulary."
+      )
   else:
     import tensorflow as tf  # only remote paths need gfile.
+
     if not tf.io.gfile.exists(path):
       raise FileNotFoundError(f"SentencePiece model not found: {path!r}.")
   return seqio.SentencePieceVocabulary(path, extra_ids=EXTRA_IDS)

@@ -39,8 +39,9 @@ class FewShotFormat:
 DEFAULT_FORMAT = FewShotFormat()
 
 
-def sample_exemplars(pool_size: int, k: int, *, seed: int, dataset: str, template_idx: int,
-                     example_id: int) -> list[int]:
+def sample_exemplars(
+  pool_size: int, k: int, *, seed: int, dataset: str, template_idx: int, example_id: int
+) -> list[int]:
   """Indices of `k` distinct exemplars from a train pool of `pool_size` examples.
 
   Deterministic in its arguments; fewer than `k` when the pool is smaller.
@@ -50,21 +51,27 @@ def sample_exemplars(pool_size: int, k: int, *, seed: int, dataset: str, templat
   k = min(k, pool_size)
   if k == 0:
     return []
-  key = np.random.SeedSequence([int(seed), zlib.crc32(dataset.encode()), int(template_idx),
-                                int(example_id)])
+  key = np.random.SeedSequence(
+    [int(seed), zlib.crc32(dataset.encode()), int(template_idx), int(example_id)]
+  )
   return [int(i) for i in np.random.default_rng(key).choice(pool_size, size=k, replace=False)]
 
 
-def join(inputs: str, exemplars: Sequence[tuple[str, str]],
-         fmt: FewShotFormat = DEFAULT_FORMAT) -> str:
+def join(
+  inputs: str, exemplars: Sequence[tuple[str, str]], fmt: FewShotFormat = DEFAULT_FORMAT
+) -> str:
   """The prompt: exemplars (input, target) in order, then the evaluation input."""
   parts = [f"{x}{fmt.x_y_delimiter}{y}" for x, y in exemplars] + [inputs]
   return fmt.example_separator.join(parts)
 
 
-def prune_to_fit(inputs: str, exemplars: Sequence[tuple[str, str]],
-                 count_tokens: Callable[[str], int], max_tokens: int,
-                 fmt: FewShotFormat = DEFAULT_FORMAT) -> tuple[str, int]:
+def prune_to_fit(
+  inputs: str,
+  exemplars: Sequence[tuple[str, str]],
+  count_tokens: Callable[[str], int],
+  max_tokens: int,
+  fmt: FewShotFormat = DEFAULT_FORMAT,
+) -> tuple[str, int]:
   """Keeps the longest prefix of `exemplars` whose prompt fits in `max_tokens`.
 
   Per-exemplar token counts give a first estimate; the joined prompt is then counted
@@ -91,11 +98,20 @@ def prune_to_fit(inputs: str, exemplars: Sequence[tuple[str, str]],
   return inputs, 0
 
 
-def few_shot_inputs(dataset: str, fields: Mapping[str, Any], template_idx: int, inputs: str,
-                    train_examples: Sequence[Mapping[str, Any]], num_shots: int, *,
-                    seed: int, count_tokens: Callable[[str], int], max_tokens: int,
-                    mode: str = "instructions",
-                    fmt: FewShotFormat = DEFAULT_FORMAT) -> tuple[str, int]:
+def few_shot_inputs(
+  dataset: str,
+  fields: Mapping[str, Any],
+  template_idx: int,
+  inputs: str,
+  train_examples: Sequence[Mapping[str, Any]],
+  num_shots: int,
+  *,
+  seed: int,
+  count_tokens: Callable[[str], int],
+  max_tokens: int,
+  mode: str = "instructions",
+  fmt: FewShotFormat = DEFAULT_FORMAT,
+) -> tuple[str, int]:
   """The k-shot prompt of one evaluation example.
 
   Args:
@@ -116,8 +132,15 @@ def few_shot_inputs(dataset: str, fields: Mapping[str, Any], template_idx: int, 
   """
   if num_shots == 0 or not train_examples:
     return inputs, 0
-  picked = sample_exemplars(len(train_examples), num_shots, seed=seed, dataset=dataset,
-                            template_idx=template_idx, example_id=fields["example_id"])
-  exemplars = [examples_lib.render_example(dataset, train_examples[i], template_idx, mode)
-               for i in picked]
+  picked = sample_exemplars(
+    len(train_examples),
+    num_shots,
+    seed=seed,
+    dataset=dataset,
+    template_idx=template_idx,
+    example_id=fields["example_id"],
+  )
+  exemplars = [
+    examples_lib.render_example(dataset, train_examples[i], template_idx, mode) for i in picked
+  ]
   return prune_to_fit(inputs, exemplars, count_tokens, max_tokens, fmt)

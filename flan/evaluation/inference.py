@@ -15,15 +15,16 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from flan.data import packing
 from flan.model import partitioning
+from flan.tokens import EOS_ID, PAD_ID
 
-PAD_ID, EOS_ID = 0, 1
 MIN_LENGTH = 8  # smallest padded length: keeps the number of compiled shapes small.
+
 
 def padded_length(n: int, cap: int) -> int:
   """`n` rounded up to the next of 8, 16, 24, 32, 40, 48, 56, 64, 80, 96, ... (four steps per
@@ -38,39 +39,8 @@ def _rows_array(rows: Sequence[Sequence[int]], length: int, size: int) -> np.nda
   out = np.zeros((size, length), dtype=np.int32)
   for i in range(size):
     row = rows[i] if i < len(rows) else rows[0]
-    out[i, :len(row)] = row
+    out[i, : len(row)] = row
   return out
-
-
-def shared_encoder_scorer(model: Any):
-  """Rank-classification scores that encode each input once for all of its options.
-
-  The same sum of target log-probs as `model.score_batch` (teacher forcing, no length
-  normalisation), but the encoder, which dominates the cost (inputs are long, options
-  short), runs on [E, Li] examples rather than on [E * K, Li] (example, option) rows.
-
-  Returns:
-    fn(params, {"encoder_input_tokens": [E, Li], "decoder_target_tokens": [E, K, Lt]})
-    -> [E, K] float32; all-PAD option rows score 0.
-  """
-  module = model.module
-
-  def score(params, batch):
-    enc = batch["encoder_input_tokens"]  # [E, Li]
-    tgt = batch["decoder_target_tokens"]  # [E, K, Lt]
-    e, k, lt = tgt.shape
-    encoded = module.apply({"params": params}, enc, enable_dropout=False,
-                           method=module.encode)  # [E, Li, D]
-    tgt = tgt.reshape(e * k, lt)  # [E*K, Lt]
-    dec_in = jnp.pad(tgt[:, :-1], ((0, 0), (1, 0)))  # shifted right, 0 first
-    logits = module.apply({"params": params}, jnp.repeat(encoded, k, axis=0),
-                          jnp.repeat(enc, k, axis=0), dec_in, tgt, enable_dropout=False,
-                          method=module.decode)  # [E*K, Lt, V]
-    log_probs = jax.nn.log_softmax(logits.astype(jnp.float32))
-    token = jnp.take_along_axis(log_probs, tgt[..., None], axis=-1)[..., 0]  # [E*K, Lt]
-    return jnp.sum(token * (tgt != PAD_ID), axis=-1).reshape(e, k)
-
-  return score
 
 
 class ModelRunner:
@@ -78,34 +48,44 @@ class ModelRunner:
 
   Every host builds the same global batch and hands `shard_batch` its own slice; outputs
   are replicated so that every host reads all of them. Rank classification encodes each
-  input once (`shared_encoder_scorer`) when the model exposes its flax module, else calls
-  `model.score_batch` on (example, option) rows.
+  input once (`model.score_options`) when the model has it, else calls `model.score_batch`
+  on (example, option) rows. Each model method is jitted here, once, with those shardings.
   """
 
-  def __init__(self, model: Any, mesh: jax.sharding.Mesh, batch_size: int, *,
-               num_beams: int = 1, share_encoder: bool | None = None):
+  def __init__(
+    self,
+    model: Any,
+    mesh: jax.sharding.Mesh,
+    batch_size: int,
+    *,
+    num_beams: int = 1,
+    share_encoder: bool | None = None,
+  ):
     partitioning.check_batch_size(batch_size, mesh)
     self.model, self.mesh, self.batch_size, self.num_beams = model, mesh, batch_size, num_beams
     self.shard_index, self.num_shards = partitioning.data_shard_info(mesh)
     self._unit = math.lcm(mesh.shape["data"], self.num_shards)
     if share_encoder is None:
-      share_encoder = hasattr(getattr(model, "module", None), "encode")
+      share_encoder = hasattr(model, "score_options")
     self.share_encoder = share_encoder
     replicated = NamedSharding(mesh, P())
     self._score = jax.jit(model.score_batch, out_shardings=replicated)
     if share_encoder:
-      self._score_shared = jax.jit(shared_encoder_scorer(model), out_shardings=replicated)
+      self._score_options = jax.jit(model.score_options, out_shardings=replicated)
     self._predict = functools.lru_cache(maxsize=None)(
-        lambda length: jax.jit(functools.partial(model.predict_batch, max_decode_length=length,
-                                                 num_beams=num_beams),
-                               out_shardings=replicated))
+      lambda length: jax.jit(
+        functools.partial(model.predict_batch, max_decode_length=length, num_beams=num_beams),
+        out_shardings=replicated,
+      )
+    )
     self.stats = collections.Counter()
 
   def place(self, params: Any) -> Any:
     """Puts parameters on the mesh as training shards them (no-op when they already are)."""
     try:
-      shardings = partitioning.logical_to_sharding(self.model.param_logical_specs(),
-                                                   self.mesh, shapes=params)
+      shardings = partitioning.logical_to_sharding(
+        self.model.param_logical_specs(), self.mesh, shapes=params
+      )
     except (AttributeError, TypeError, ValueError) as e:
       logging.warning("Parameter specs do not match the parameters (%s); replicating.", e)
       shardings = NamedSharding(self.mesh, P())
@@ -115,12 +95,16 @@ class ModelRunner:
     local = {}
     for k, v in batch.items():
       per_host = v.shape[0] // self.num_shards
-      local[k] = v[self.shard_index * per_host:(self.shard_index + 1) * per_host]
+      local[k] = v[self.shard_index * per_host : (self.shard_index + 1) * per_host]
     return partitioning.shard_batch(local, self.mesh)
 
-  def score_options(self, params: Any, inputs: Sequence[Sequence[int]],
-                    options: Sequence[Sequence[Sequence[int]]],
-                    lengths: tuple[int, int]) -> list[list[float]]:
+  def score_options(
+    self,
+    params: Any,
+    inputs: Sequence[Sequence[int]],
+    options: Sequence[Sequence[Sequence[int]]],
+    lengths: tuple[int, int],
+  ) -> list[list[float]]:
     """Rank classification: per example, the score of each of its options."""
     if not self.share_encoder:
       flat = [(i, o) for i, opts in enumerate(options) for o in opts]
@@ -135,34 +119,42 @@ class ModelRunner:
     size = max(self._unit, self.batch_size // k // self._unit * self._unit)
     out = []
     for start in range(0, len(inputs), size):
-      enc = _rows_array(inputs[start:start + size], li, size)  # [E, Li]
+      enc = _rows_array(inputs[start : start + size], li, size)  # [E, Li]
       tgt = np.zeros((size, k, lt), np.int32)  # [E, K, Lt]
       for e in range(size):
         src = start + e if start + e < len(options) else start  # padding: copy the first
         for j, o in enumerate(options[src]):
-          tgt[e, j, :len(o)] = o
+          tgt[e, j, : len(o)] = o
       batch = {"encoder_input_tokens": enc, "decoder_target_tokens": tgt}
       with partitioning.activation_rules(self.mesh):
-        scores = np.asarray(self._score_shared(params, self._global(batch)))  # [E, K]
+        scores = np.asarray(self._score_options(params, self._global(batch)))  # [E, K]
       n = min(size, len(inputs) - start)
-      out.extend(scores[e, :len(options[start + e])].tolist() for e in range(n))
+      out.extend(scores[e, : len(options[start + e])].tolist() for e in range(n))
       self.stats["score_batches"] += 1
       self.stats["padding_rows"] += (size - n) * k
     return out
 
-  def score(self, params: Any, inputs: Sequence[Sequence[int]],
-            targets: Sequence[Sequence[int]], lengths: tuple[int, int]) -> np.ndarray:
+  def score(
+    self,
+    params: Any,
+    inputs: Sequence[Sequence[int]],
+    targets: Sequence[Sequence[int]],
+    lengths: tuple[int, int],
+  ) -> np.ndarray:
     """Sum of target log-probs per row: [num_rows] float32."""
     li, lt = lengths
     out = []
     for start in range(0, len(inputs), self.batch_size):
-      enc = _rows_array(inputs[start:start + self.batch_size], li, self.batch_size)
-      tgt = _rows_array(targets[start:start + self.batch_size], lt, self.batch_size)
+      enc = _rows_array(inputs[start : start + self.batch_size], li, self.batch_size)
+      tgt = _rows_array(targets[start : start + self.batch_size], lt, self.batch_size)
       dec_in = np.zeros_like(tgt)
       dec_in[:, 1:] = tgt[:, :-1]  # teacher forcing: targets shifted right, 0 first.
-      batch = {"encoder_input_tokens": enc, "decoder_input_tokens": dec_in,
-               "decoder_target_tokens": tgt,
-               "decoder_loss_weights": (tgt != PAD_ID).astype(np.int32)}
+      batch = {
+        "encoder_input_tokens": enc,
+        "decoder_input_tokens": dec_in,
+        "decoder_target_tokens": tgt,
+        "decoder_loss_weights": (tgt != PAD_ID).astype(np.int32),
+      }
       with partitioning.activation_rules(self.mesh):
         scores = np.asarray(self._score(params, self._global(batch)))  # [B]
       n = min(self.batch_size, len(inputs) - start)
@@ -171,20 +163,25 @@ class ModelRunner:
       self.stats["padding_rows"] += self.batch_size - n
     return np.concatenate(out) if out else np.zeros((0,), np.float32)
 
-  def predict(self, params: Any, inputs: Sequence[Sequence[int]], input_length: int,
-              decode_length: int) -> list[list[int]]:
+  def predict(
+    self, params: Any, inputs: Sequence[Sequence[int]], input_length: int, decode_length: int
+  ) -> list[list[int]]:
     """Generated tokens per row, cut at the first EOS."""
     out = []
     for start in range(0, len(inputs), self.batch_size):
-      enc = _rows_array(inputs[start:start + self.batch_size], input_length, self.batch_size)
+      enc = _rows_array(inputs[start : start + self.batch_size], input_length, self.batch_size)
       blank = np.zeros((self.batch_size, decode_length), np.int32)  # [B, Ld]
-      batch = {"encoder_input_tokens": enc, "decoder_input_tokens": blank,
-               "decoder_target_tokens": blank, "decoder_loss_weights": blank}
+      batch = {
+        "encoder_input_tokens": enc,
+        "decoder_input_tokens": blank,
+        "decoder_target_tokens": blank,
+        "decoder_loss_weights": blank,
+      }
       with partitioning.activation_rules(self.mesh):
         tokens = np.asarray(self._predict(decode_length)(params, self._global(batch)))
       n = min(self.batch_size, len(inputs) - start)
       for row in tokens[:n].tolist():
-        row = row[:row.index(EOS_ID)] if EOS_ID in row else row
+        row = row[: row.index(EOS_ID)] if EOS_ID in row else row
         out.append([t for t in row if t != PAD_ID])
       self.stats["predict_batches"] += 1
       self.stats["padding_rows"] += self.batch_size - n
@@ -210,11 +207,11 @@ class Tokenizer:
     return len(self.vocabulary.encode(text))
 
   def with_eos(self, text: str, length: int) -> list[int]:
-    ids = self.ids(text)
-    if len(ids) > length - 1:
-      self.truncated += 1
-      ids = ids[:length - 1]
-    return ids + [EOS_ID]
+    """`text`'s ids and EOS, cut to `length` as training cuts them (the EOS kept)."""
+    ids = np.asarray(self.ids(text) + [EOS_ID], np.int32)
+    cut, was_cut = packing.truncate(packing.Ragged.from_list([ids]), length)
+    self.truncated += int(was_cut[0])
+    return cut.values.tolist()
 
   def decode(self, ids: Sequence[int]) -> str:
     return self.vocabulary.decode(list(ids))

@@ -26,8 +26,10 @@ Scores = dict[str, float]
 
 def _check_lengths(targets: Sequence[Any], predictions: Sequence[Any]) -> None:
   if len(targets) != len(predictions):
-    raise ValueError(f"{len(targets)} targets but {len(predictions)} predictions; each "
-                     "prediction must have exactly one target.")
+    raise ValueError(
+      f"{len(targets)} targets but {len(predictions)} predictions; each "
+      "prediction must have exactly one target."
+    )
   if not targets:
     raise ValueError("No examples to score: the metric needs at least one prediction.")
 
@@ -41,13 +43,16 @@ def accuracy(targets: Sequence[Any], predictions: Sequence[Any]) -> Scores:
   A list target holds every correct answer (ReCoRD entities, MultiRC-style answer sets).
   """
   _check_lengths(targets, predictions)
-  hits = [p in t if isinstance(t, (list, tuple, set, frozenset)) else p == t
-          for t, p in zip(targets, predictions)]
+  hits = [
+    p in t if isinstance(t, (list, tuple, set, frozenset)) else p == t
+    for t, p in zip(targets, predictions)
+  ]
   return {"accuracy": 100.0 * float(np.mean(hits))}
 
 
-def _binary_f1(targets: Sequence[Hashable], predictions: Sequence[Hashable],
-               positive: Hashable) -> float:
+def _binary_f1(
+  targets: Sequence[Hashable], predictions: Sequence[Hashable], positive: Hashable
+) -> float:
   tp = sum(t == positive and p == positive for t, p in zip(targets, predictions))
   fp = sum(t != positive and p == positive for t, p in zip(targets, predictions))
   fn = sum(t == positive and p != positive for t, p in zip(targets, predictions))
@@ -55,15 +60,19 @@ def _binary_f1(targets: Sequence[Hashable], predictions: Sequence[Hashable],
   return 0.0 if tp == 0 else 2.0 * tp / (2 * tp + fp + fn)
 
 
-def f1(targets: Sequence[Hashable], predictions: Sequence[Hashable],
-       positive: Hashable = 1) -> Scores:
+def f1(
+  targets: Sequence[Hashable], predictions: Sequence[Hashable], positive: Hashable = 1
+) -> Scores:
   """F1 of the positive class (GLUE's MRPC and QQP: positive = "paraphrase")."""
   _check_lengths(targets, predictions)
   return {"f1": 100.0 * _binary_f1(targets, predictions, positive)}
 
 
-def mean_f1(targets: Sequence[Hashable], predictions: Sequence[Hashable],
-            labels: Sequence[Hashable] | None = None) -> Scores:
+def mean_f1(
+  targets: Sequence[Hashable],
+  predictions: Sequence[Hashable],
+  labels: Sequence[Hashable] | None = None,
+) -> Scores:
   """Unweighted mean of the per-class F1 (SuperGLUE's CB reports it over its 3 classes).
 
   Args:
@@ -75,16 +84,18 @@ def mean_f1(targets: Sequence[Hashable], predictions: Sequence[Hashable],
   _check_lengths(targets, predictions)
   if labels is None:
     labels = sorted(set(targets) | set(predictions), key=repr)
-  return {"mean_f1": 100.0 * float(np.mean(
-      [_binary_f1(targets, predictions, label) for label in labels]))}
+  return {
+    "mean_f1": 100.0 * float(np.mean([_binary_f1(targets, predictions, label) for label in labels]))
+  }
 
 
 def _as_floats(values: Sequence[Any], what: str) -> np.ndarray:
   try:
     return np.asarray([float(v) for v in values], dtype=np.float64)
   except (TypeError, ValueError) as e:
-    raise ValueError(f"Correlation metrics need numeric {what} (e.g. STS-B scores as "
-                     f"'3.2'); got {e}.") from None
+    raise ValueError(
+      f"Correlation metrics need numeric {what} (e.g. STS-B scores as '3.2'); got {e}."
+    ) from None
 
 
 def _pearson(x: np.ndarray, y: np.ndarray) -> float:
@@ -104,7 +115,7 @@ def _ranks(x: np.ndarray) -> np.ndarray:
     stop = start
     while stop + 1 < len(x) and sorted_x[stop + 1] == sorted_x[start]:
       stop += 1
-    ranks[order[start:stop + 1]] = (start + stop) / 2.0
+    ranks[order[start : stop + 1]] = (start + stop) / 2.0
     start = stop + 1
   return ranks
 
@@ -149,8 +160,10 @@ def _references(targets: Sequence[str | Sequence[str]]) -> list[list[str]]:
   refs = [[t] if isinstance(t, str) else list(t) for t in targets]
   for i, r in enumerate(refs):
     if not r:
-      raise ValueError(f"Target {i} has no reference string; every example needs at least "
-                       "one (the preprocessor's `references` or its rendered target).")
+      raise ValueError(
+        f"Target {i} has no reference string; every example needs at least "
+        "one (the preprocessor's `references` or its rendered target)."
+      )
   return refs
 
 
@@ -162,12 +175,20 @@ def bleu(targets: Sequence[str | Sequence[str]], predictions: Sequence[str]) -> 
   """
   _check_lengths(targets, predictions)
   import sacrebleu  # imported here: only translation needs it.
+
   refs = _references(targets)
   width = max(len(r) for r in refs)
   streams = [[r[i] if i < len(r) else r[0] for r in refs] for i in range(width)]
-  score = sacrebleu.corpus_bleu(list(predictions), streams, smooth_method="exp",
-                                smooth_value=0.0, force=False, lowercase=False,
-                                tokenize="intl", use_effective_order=False)
+  score = sacrebleu.corpus_bleu(
+    list(predictions),
+    streams,
+    smooth_method="exp",
+    smooth_value=0.0,
+    force=False,
+    lowercase=False,
+    tokenize="intl",
+    use_effective_order=False,
+  )
   return {"bleu": float(score.score)}
 
 
@@ -176,6 +197,7 @@ ROUGE_TYPES = ("rouge1", "rouge2", "rougeL")
 
 def _rouge_scorer():
   from rouge_score import rouge_scorer  # imported here: only summarisation needs it.
+
   return rouge_scorer.RougeScorer(list(ROUGE_TYPES), use_stemmer=True)
 
 
@@ -231,8 +253,11 @@ def _token_f1(gold: str, prediction: str) -> float:
   return 2 * precision * recall / (precision + recall)
 
 
-def _qa_scores(targets: Sequence[str | Sequence[str]], predictions: Sequence[str],
-               normalize: Callable[[str], str]) -> Scores:
+def _qa_scores(
+  targets: Sequence[str | Sequence[str]],
+  predictions: Sequence[str],
+  normalize: Callable[[str], str],
+) -> Scores:
   _check_lengths(targets, predictions)
   em, f = [], []
   for refs, p in zip(_references(targets), predictions):
@@ -255,12 +280,17 @@ def trivia_qa(targets: Sequence[str | Sequence[str]], predictions: Sequence[str]
 
 def record(targets: Sequence[Sequence[str]], predictions: Sequence[str]) -> Scores:
   """ReCoRD: SQuAD-normalised EM and F1 against the deduplicated gold entities."""
-  return _qa_scores([list(dict.fromkeys(_references([t])[0])) for t in targets],
-                    predictions, normalize_squad)
+  return _qa_scores(
+    [list(dict.fromkeys(_references([t])[0])) for t in targets], predictions, normalize_squad
+  )
 
 
-def multirc(targets: Sequence[Hashable], predictions: Sequence[Hashable],
-            groups: Sequence[Hashable], positive: Hashable = 1) -> Scores:
+def multirc(
+  targets: Sequence[Hashable],
+  predictions: Sequence[Hashable],
+  groups: Sequence[Hashable],
+  positive: Hashable = 1,
+) -> Scores:
   """MultiRC: F1a (binary F1 over every answer option) and per-question exact match.
 
   Args:
@@ -276,8 +306,10 @@ def multirc(targets: Sequence[Hashable], predictions: Sequence[Hashable],
   per_group = collections.defaultdict(list)
   for g, t, p in zip(groups, targets, predictions):
     per_group[g].append(t == p)
-  return {"f1a": 100.0 * _binary_f1(targets, predictions, positive),
-          "em": 100.0 * float(np.mean([all(v) for v in per_group.values()]))}
+  return {
+    "f1a": 100.0 * _binary_f1(targets, predictions, positive),
+    "em": 100.0 * float(np.mean([all(v) for v in per_group.values()])),
+  }
 
 
 def _levenshtein(a: Sequence[str], b: Sequence[str]) -> int:
@@ -290,8 +322,7 @@ def _levenshtein(a: Sequence[str], b: Sequence[str]) -> int:
   return previous[-1]
 
 
-def edit_distance(targets: Sequence[str], predictions: Sequence[str],
-                  lower: bool = True) -> Scores:
+def edit_distance(targets: Sequence[str], predictions: Sequence[str], lower: bool = True) -> Scores:
   """Word-level Levenshtein distance (FLAN's text-formatting metric, lower is better).
 
   Also reports `edit_similarity` = 100 * (1 - distance / max(words)), higher is better,
@@ -306,25 +337,47 @@ def edit_distance(targets: Sequence[str], predictions: Sequence[str],
     d = _levenshtein(t_words, p_words)
     distances.append(d)
     similarities.append(1.0 - d / max(len(t_words), len(p_words), 1))
-  return {"mean_edit": float(np.mean(distances)),
-          "edit_similarity": 100.0 * float(np.mean(similarities))}
+  return {
+    "mean_edit": float(np.mean(distances)),
+    "edit_similarity": 100.0 * float(np.mean(similarities)),
+  }
 
 
 # ----------------------------------------------------------------------------- dispatch
 
 METRICS: Mapping[str, Callable[..., Scores]] = {
-    "accuracy": accuracy, "f1": f1, "mean_f1": mean_f1, "pearson": pearson,
-    "spearman": spearman, "matthews": matthews, "bleu": bleu, "rouge": rouge,
-    "multi_rouge": multi_rouge, "squad": squad, "trivia_qa": trivia_qa, "multirc": multirc,
-    "record": record, "edit_distance": edit_distance,
+  "accuracy": accuracy,
+  "f1": f1,
+  "mean_f1": mean_f1,
+  "pearson": pearson,
+  "spearman": spearman,
+  "matthews": matthews,
+  "bleu": bleu,
+  "rouge": rouge,
+  "multi_rouge": multi_rouge,
+  "squad": squad,
+  "trivia_qa": trivia_qa,
+  "multirc": multirc,
+  "record": record,
+  "edit_distance": edit_distance,
 }
 
 # The key of each metric's output that stands for it in averages (all higher-is-better).
 PRIMARY: Mapping[str, str] = {
-    "accuracy": "accuracy", "f1": "f1", "mean_f1": "mean_f1", "pearson": "pearson",
-    "spearman": "spearman", "matthews": "matthews", "bleu": "bleu", "rouge": "rouge1",
-    "multi_rouge": "rouge1", "squad": "f1", "trivia_qa": "em", "multirc": "f1a",
-    "record": "em", "edit_distance": "edit_similarity",
+  "accuracy": "accuracy",
+  "f1": "f1",
+  "mean_f1": "mean_f1",
+  "pearson": "pearson",
+  "spearman": "spearman",
+  "matthews": "matthews",
+  "bleu": "bleu",
+  "rouge": "rouge1",
+  "multi_rouge": "rouge1",
+  "squad": "f1",
+  "trivia_qa": "em",
+  "multirc": "f1a",
+  "record": "em",
+  "edit_distance": "edit_similarity",
 }
 
 
@@ -353,8 +406,9 @@ def _positive(options: Sequence[str]) -> str:
   return options[1] if len(options) > 1 else options[0]
 
 
-def classification_scores(names: Sequence[str], fields: Sequence[Mapping[str, Any]],
-                          predictions: Sequence[str]) -> Scores:
+def classification_scores(
+  names: Sequence[str], fields: Sequence[Mapping[str, Any]], predictions: Sequence[str]
+) -> Scores:
   """A classification dataset's metrics, fed from its examples' fields.
 
   Args:
@@ -385,16 +439,20 @@ def classification_scores(names: Sequence[str], fields: Sequence[Mapping[str, An
   return out
 
 
-def generation_scores(names: Sequence[str], references: Sequence[Sequence[str]],
-                      predictions: Sequence[str]) -> Scores:
+def generation_scores(
+  names: Sequence[str], references: Sequence[Sequence[str]], predictions: Sequence[str]
+) -> Scores:
   """Dataset metrics of generated texts; `references[i]` lists example i's gold texts."""
   out = {}
   for name in names:
     if name in ("multi_rouge", "squad", "trivia_qa", "bleu", "record"):
       out.update(METRICS[name](references, predictions))
     elif name == "accuracy":
-      out.update(accuracy([[r.strip() for r in refs] for refs in references],
-                          [p.strip() for p in predictions]))
+      out.update(
+        accuracy(
+          [[r.strip() for r in refs] for refs in references], [p.strip() for p in predictions]
+        )
+      )
     else:  # rouge, edit_distance: one reference (the first).
       out.update(METRICS[name]([refs[0] for refs in references], predictions))
   return out

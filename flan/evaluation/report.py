@@ -44,11 +44,14 @@ def summarize_dataset(templates: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
   """
   counted = [t for t in templates if t["counted"]]
   test = [t["test"]["score"] for t in counted]
-  out = {"mean": float(np.mean(test)) if test else None,
-         "std": float(np.std(test)) if test else None,
-         "min": float(np.min(test)) if test else None,
-         "max": float(np.max(test)) if test else None,
-         "dev_selected_template": None, "dev_selected": None}
+  out = {
+    "mean": float(np.mean(test)) if test else None,
+    "std": float(np.std(test)) if test else None,
+    "min": float(np.min(test)) if test else None,
+    "max": float(np.max(test)) if test else None,
+    "dev_selected_template": None,
+    "dev_selected": None,
+  }
   with_dev = [t for t in counted if t.get("validation")]
   if with_dev:
     best = max(with_dev, key=lambda t: (t["validation"]["score"], -t["template"]))
@@ -62,11 +65,12 @@ def summarize_cluster(datasets: Mapping[str, Mapping[str, Any]]) -> dict[str, An
   """Per-cluster averages over the datasets that were evaluated."""
   done = [d for d in datasets.values() if d.get("status") == "ok" and d["mean"] is not None]
   mean = lambda key: float(np.mean([d[key] for d in done])) if done else None
-  return {"mean_over_templates": mean("mean"), "dev_selected": mean("score"),
-          "num_datasets": len(done),
-          "missing": sorted(n for n, d in datasets.items() if d.get("status") != "ok")}
-
-
+  return {
+    "mean_over_templates": mean("mean"),
+    "dev_selected": mean("score"),
+    "num_datasets": len(done),
+    "missing": sorted(n for n, d in datasets.items() if d.get("status") != "ok"),
+  }
 
 
 def is_finite_tree(tree: Any) -> bool:
@@ -83,8 +87,8 @@ def is_finite_tree(tree: Any) -> bool:
 # ----------------------------------------------------------------------------- writing
 
 
-class Progress:
-  """Logs examples done and throughput, at most every PROGRESS_SECONDS."""
+class EvalProgress:
+  """Logs an evaluation's example-templates done and throughput, at most every PROGRESS_SECONDS."""
 
   def __init__(self, label: str, total: int):
     self.label, self.total, self.done = label, total, 0
@@ -96,10 +100,15 @@ class Progress:
     if now - self.last >= PROGRESS_SECONDS or self.done >= self.total:
       self.last = now
       rate = self.done / max(now - self.start, 1e-9)
-      logging.info("[eval %s] %d/%d example-templates (%.0f%%), %.1f/s; last: %s",
-                   self.label, self.done, self.total, 100 * self.done / max(self.total, 1),
-                   rate, what)
-
+      logging.info(
+        "[eval %s] %d/%d example-templates (%.0f%%), %.1f/s; last: %s",
+        self.label,
+        self.done,
+        self.total,
+        100 * self.done / max(self.total, 1),
+        rate,
+        what,
+      )
 
 
 def _fmt(x: float | None) -> str:
@@ -110,10 +119,14 @@ def markdown(results: Mapping[str, Any]) -> str:
   """Tables: per dataset (mean over templates, dev-selected) and the cluster average."""
   models = [m for m in MODELS if m in results["models"]]
   opts = results.get("options", {})
-  lines = [f"# Held-out cluster: {results['cluster']}", "",
-           f"{opts.get('num_shots', 0)}-shot; score = each dataset's first metric; "
-           "mean = mean over templates; dev = test score of the template with the best "
-           "dev score (mean when the dataset has no dev split).", ""]
+  lines = [
+    f"# Held-out cluster: {results['cluster']}",
+    "",
+    f"{opts.get('num_shots', 0)}-shot; score = each dataset's first metric; "
+    "mean = mean over templates; dev = test score of the template with the best "
+    "dev score (mean when the dataset has no dev split).",
+    "",
+  ]
   header = ["dataset", "metric", "templates"]
   for m in models:
     header += [f"{m} mean", f"{m} dev (t)"]
@@ -141,12 +154,17 @@ def markdown(results: Mapping[str, Any]) -> str:
     per = {m: results["models"][m]["datasets"][name] for m in models}
     if not models or per[models[0]].get("status") != "ok":
       continue
-    lines += [f"### {name}", "", "| template | kind | " + " | ".join(models) + " |",
-              "|---|---|" + "---|" * len(models)]
+    lines += [
+      f"### {name}",
+      "",
+      "| template | kind | " + " | ".join(models) + " |",
+      "|---|---|" + "---|" * len(models),
+    ]
     for i, t in enumerate(per[models[0]]["templates"]):
-      scores = [", ".join(f"{k} {v:.1f}"
-                          for k, v in per[m]["templates"][i]["test"]["metrics"].items())
-                for m in models]
+      scores = [
+        ", ".join(f"{k} {v:.1f}" for k, v in per[m]["templates"][i]["test"]["metrics"].items())
+        for m in models
+      ]
       lines.append(f"| {t['template']} | {t['kind']} | " + " | ".join(scores) + " |")
     lines.append("")
   return "\n".join(lines)
@@ -156,12 +174,16 @@ def chart(results: Mapping[str, Any], path: str | os.PathLike) -> None:
   """PNG: one panel per dataset (test score by template, baseline vs tuned), then the
   cluster summary (mean over templates and dev-selected)."""
   import matplotlib
+
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
 
   models = [m for m in MODELS if m in results["models"]]
-  names = [n for n in results["datasets"]
-           if models and results["models"][models[0]]["datasets"][n].get("status") == "ok"]
+  names = [
+    n
+    for n in results["datasets"]
+    if models and results["models"][models[0]]["datasets"][n].get("status") == "ok"
+  ]
   panels = len(names) + 1
   cols = min(3, panels)
   rows = math.ceil(panels / cols)
@@ -173,8 +195,9 @@ def chart(results: Mapping[str, Any], path: str | os.PathLike) -> None:
       xs = [t["template"] for t in d["templates"]]
       ys = [t["test"]["score"] for t in d["templates"]]
       hatches = ["" if t["counted"] else "//" for t in d["templates"]]
-      bars = ax.bar(np.asarray(xs) + (j - (len(models) - 1) / 2) * width, ys, width,
-                    color=COLORS[m], label=m)
+      bars = ax.bar(
+        np.asarray(xs) + (j - (len(models) - 1) / 2) * width, ys, width, color=COLORS[m], label=m
+      )
       for bar, hatch in zip(bars, hatches):
         bar.set_hatch(hatch)
       if d["mean"] is not None:
@@ -189,8 +212,9 @@ def chart(results: Mapping[str, Any], path: str | os.PathLike) -> None:
   for j, m in enumerate(models):
     c = results["models"][m]["cluster"]
     ys = [c["mean_over_templates"] or 0.0, c["dev_selected"] or 0.0]
-    summary.bar(np.arange(2) + (j - (len(models) - 1) / 2) * width, ys, width,
-                color=COLORS[m], label=m)
+    summary.bar(
+      np.arange(2) + (j - (len(models) - 1) / 2) * width, ys, width, color=COLORS[m], label=m
+    )
   summary.set_xticks(range(2), labels)
   summary.set_title(f"{results['cluster']}\naverage over datasets", fontsize=10)
   summary.legend(fontsize=8)
@@ -203,8 +227,9 @@ def chart(results: Mapping[str, Any], path: str | os.PathLike) -> None:
   plt.close(fig)
 
 
-def write_predictions(directory: str | os.PathLike,
-                      records: Sequence[Mapping[str, Any]]) -> list[epath.Path]:
+def write_predictions(
+  directory: str | os.PathLike, records: Sequence[Mapping[str, Any]]
+) -> list[epath.Path]:
   """predictions/<model>/<dataset>.jsonl, one JSON object per evaluated example."""
   groups = collections.defaultdict(list)
   for r in records:
@@ -213,14 +238,16 @@ def write_predictions(directory: str | os.PathLike,
   for (model, dataset), rows in sorted(groups.items()):
     path = flan_paths.path(directory) / "predictions" / model / f"{dataset}.jsonl"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows),
-                    encoding="utf-8")
+    path.write_text(
+      "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8"
+    )
     paths.append(path)
   return paths
 
 
-def write_all(output_dir: str | os.PathLike, results: Mapping[str, Any],
-              records: Sequence[Mapping[str, Any]]) -> None:
+def write_all(
+  output_dir: str | os.PathLike, results: Mapping[str, Any], records: Sequence[Mapping[str, Any]]
+) -> None:
   """Writes results.json, results.md, scores.png and the predictions files."""
   out = flan_paths.path(output_dir)
   out.mkdir(parents=True, exist_ok=True)
@@ -235,16 +262,19 @@ def write_all(output_dir: str | os.PathLike, results: Mapping[str, Any],
 # ----------------------------------------------------------------------------- all hold-outs
 
 
-def holdout_table(results_by_cluster: Mapping[str, Mapping[str, Any] | None],
-                  key: str = "dev_selected") -> str:
+def holdout_table(
+  results_by_cluster: Mapping[str, Mapping[str, Any] | None], key: str = "dev_selected"
+) -> str:
   """The paper's main table: one row per held-out cluster, baseline beside tuned.
 
   Args:
     results_by_cluster: cluster -> its results.json (None: run missing).
     key: "dev_selected" or "mean_over_templates".
   """
-  lines = ["| held-out cluster | datasets | zero-shot baseline | instruction-tuned | gain |",
-           "|---|---|---|---|---|"]
+  lines = [
+    "| held-out cluster | datasets | zero-shot baseline | instruction-tuned | gain |",
+    "|---|---|---|---|---|",
+  ]
   totals = collections.defaultdict(list)
   for cluster, res in results_by_cluster.items():
     if res is None:
@@ -257,10 +287,13 @@ def holdout_table(results_by_cluster: Mapping[str, Mapping[str, Any] | None],
       if row[m] is not None:
         totals[m].append(row[m])
     n = res["models"].get("tuned", res["models"].get("baseline", {})).get("cluster", {})
-    gain = (None if row["tuned"] is None or row["baseline"] is None
-            else row["tuned"] - row["baseline"])
-    lines.append(f"| {cluster} | {n.get('num_datasets', '-')} | {_fmt(row['baseline'])} | "
-                 f"{_fmt(row['tuned'])} | {_fmt(gain)} |")
+    gain = (
+      None if row["tuned"] is None or row["baseline"] is None else row["tuned"] - row["baseline"]
+    )
+    lines.append(
+      f"| {cluster} | {n.get('num_datasets', '-')} | {_fmt(row['baseline'])} | "
+      f"{_fmt(row['tuned'])} | {_fmt(gain)} |"
+    )
   avg = {m: float(np.mean(v)) if v else None for m, v in totals.items()}
   lines.append(f"| **average** | | {_fmt(avg.get('baseline'))} | {_fmt(avg.get('tuned'))} | |")
   return "\n".join(lines)

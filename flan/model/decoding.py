@@ -19,10 +19,10 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from flan.tokens import EOS_ID, PAD_ID
+
 Array = jax.Array
 TokensToLogits = Callable[[Array, Any], tuple[Array, Any]]
-PAD_ID = 0
-EOS_ID = 1
 NEG_INF = -1.0e7  # finite, so that sums of "impossible" scores never produce NaN
 
 
@@ -31,8 +31,14 @@ def brevity_penalty(alpha: float, length: Array) -> Array:
   return jnp.power((5.0 + jnp.asarray(length, jnp.float32)) / 6.0, alpha)
 
 
-def greedy_search(tokens_to_logits: TokensToLogits, cache: Any, *, batch_size: int,
-                  max_decode_length: int, eos_id: int = EOS_ID) -> tuple[Array, Array]:
+def greedy_search(
+  tokens_to_logits: TokensToLogits,
+  cache: Any,
+  *,
+  batch_size: int,
+  max_decode_length: int,
+  eos_id: int = EOS_ID,
+) -> tuple[Array, Array]:
   """Argmax decoding.
 
   Returns:
@@ -54,9 +60,14 @@ def greedy_search(tokens_to_logits: TokensToLogits, cache: Any, *, batch_size: i
     sequences = jax.lax.dynamic_update_slice(sequences, token[:, None], (0, step))
     return step + 1, cache, token, sequences, done | (token == eos_id), scores
 
-  init = (jnp.array(0, jnp.int32), cache, jnp.full((batch_size,), PAD_ID, jnp.int32),
-          jnp.full((batch_size, max_decode_length), PAD_ID, jnp.int32),
-          jnp.zeros((batch_size,), bool), jnp.zeros((batch_size,), jnp.float32))
+  init = (
+    jnp.array(0, jnp.int32),
+    cache,
+    jnp.full((batch_size,), PAD_ID, jnp.int32),
+    jnp.full((batch_size, max_decode_length), PAD_ID, jnp.int32),
+    jnp.zeros((batch_size,), bool),
+    jnp.zeros((batch_size,), jnp.float32),
+  )
   _, _, _, sequences, _, scores = jax.lax.while_loop(cond, body, init)
   return sequences, scores
 
@@ -71,9 +82,16 @@ def _gather_cache(cache: Any, flat_rows: Array) -> Any:
   return jax.tree.map(lambda x: x if x.ndim == 0 else x[flat_rows], cache)
 
 
-def beam_search(tokens_to_logits: TokensToLogits, cache: Any, *, batch_size: int, num_beams: int,
-                max_decode_length: int, alpha: float = 0.6,
-                eos_id: int = EOS_ID) -> tuple[Array, Array]:
+def beam_search(
+  tokens_to_logits: TokensToLogits,
+  cache: Any,
+  *,
+  batch_size: int,
+  num_beams: int,
+  max_decode_length: int,
+  alpha: float = 0.6,
+  eos_id: int = EOS_ID,
+) -> tuple[Array, Array]:
   """Beam search with t5x's brevity penalty.
 
   Args:
@@ -121,11 +139,19 @@ def beam_search(tokens_to_logits: TokensToLogits, cache: Any, *, batch_size: int
 
   live_lp = jnp.tile(jnp.array([0.0] + [NEG_INF] * (k - 1), jnp.float32), (batch_size, 1))
   seqs = jnp.full((batch_size, k, length), PAD_ID, jnp.int32)
-  init = (jnp.array(0, jnp.int32), cache, live_lp, seqs,
-          jnp.full((batch_size, k), PAD_ID, jnp.int32), jnp.full((batch_size, k), NEG_INF),
-          jnp.zeros((batch_size, k), bool), seqs)
+  init = (
+    jnp.array(0, jnp.int32),
+    cache,
+    live_lp,
+    seqs,
+    jnp.full((batch_size, k), PAD_ID, jnp.int32),
+    jnp.full((batch_size, k), NEG_INF),
+    jnp.zeros((batch_size, k), bool),
+    seqs,
+  )
   _, _, live_lp, live_seqs, _, fin_scores, fin_flags, fin_seqs = jax.lax.while_loop(
-      cond, body, init)
+    cond, body, init
+  )
   none_finished = ~jnp.any(fin_flags, axis=1)
   sequences = jnp.where(none_finished[:, None, None], live_seqs, fin_seqs)
   scores = jnp.where(none_finished[:, None], live_lp, fin_scores)

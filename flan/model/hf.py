@@ -3,13 +3,13 @@
 A Hugging Face directory holds `config.json` and `model.safetensors` (or shards listed in
 `model.safetensors.index.json`), or torch's `pytorch_model.bin` (or shards listed in
 `pytorch_model.bin.index.json`), read with torch where it is installed. Torch `Linear`
-weights are [out, in]; our kernels are [in, out], so every matrix is transposed. The relative position tables live in block 0 of
-each stack in Hugging Face and once per stack here.
+weights are [out, in]; our kernels are [in, out], so every matrix is transposed. The relative
+position tables live in block 0 of each stack in Hugging Face and once per stack here.
 
 T5 1.0 checkpoints (ReLU MLP, logits through the tied embedding scaled by d_model**-0.5)
 import too: the scaled embedding becomes an untied `logits_dense`, which is exact. Export
 always writes the untied T5 1.1 form: `lm_head.weight` plus `"tie_word_embeddings": false`
-(transformers 5 would otherwise tie lm_head to the embedding; see docs/pitfalls.md).
+(transformers 5 would otherwise tie lm_head to the embedding).
 """
 
 from __future__ import annotations
@@ -24,30 +24,38 @@ from etils import epath
 from flan.model import network
 
 _MLP_ACTIVATIONS = {
-    "gated-gelu": ("gelu", "linear"),  # T5 1.1 / FLAN-T5 (HF's "gelu_new" = tanh GELU)
-    "gated-relu": ("relu", "linear"),
-    "relu": ("relu",),  # T5 1.0
+  "gated-gelu": ("gelu", "linear"),  # T5 1.1 / FLAN-T5 (HF's "gelu_new" = tanh GELU)
+  "gated-relu": ("relu", "linear"),
+  "relu": ("relu",),  # T5 1.0
 }
 _SINGLE_ATTENTION = {"query": "q", "key": "k", "value": "v", "out": "o"}
 
 
-def config_from_hf(hf_config: dict[str, Any], *, dtype: str = "bfloat16",
-                   scan_layers: bool = False) -> network.T5Config:
+def config_from_hf(
+  hf_config: dict[str, Any], *, dtype: str = "bfloat16", scan_layers: bool = False
+) -> network.T5Config:
   """Reads a Hugging Face T5 `config.json` dict into a `T5Config`."""
   proj = hf_config.get("feed_forward_proj", "relu")
   if proj not in _MLP_ACTIVATIONS:
-    raise ValueError(f"feed_forward_proj={proj!r} is not supported; use a T5 checkpoint with one "
-                     f"of {sorted(_MLP_ACTIVATIONS)} (FLAN-T5 is 'gated-gelu').")
+    raise ValueError(
+      f"feed_forward_proj={proj!r} is not supported; use a T5 checkpoint with one "
+      f"of {sorted(_MLP_ACTIVATIONS)} (FLAN-T5 is 'gated-gelu')."
+    )
   return network.T5Config(
-      vocab_size=hf_config["vocab_size"], emb_dim=hf_config["d_model"],
-      num_heads=hf_config["num_heads"], num_encoder_layers=hf_config["num_layers"],
-      num_decoder_layers=hf_config.get("num_decoder_layers") or hf_config["num_layers"],
-      head_dim=hf_config["d_kv"], mlp_dim=hf_config["d_ff"],
-      mlp_activations=_MLP_ACTIVATIONS[proj], dropout_rate=hf_config.get("dropout_rate", 0.0),
-      dtype=dtype,
-      relative_attention_num_buckets=hf_config.get("relative_attention_num_buckets", 32),
-      relative_attention_max_distance=hf_config.get("relative_attention_max_distance", 128),
-      scan_layers=scan_layers)
+    vocab_size=hf_config["vocab_size"],
+    emb_dim=hf_config["d_model"],
+    num_heads=hf_config["num_heads"],
+    num_encoder_layers=hf_config["num_layers"],
+    num_decoder_layers=hf_config.get("num_decoder_layers") or hf_config["num_layers"],
+    head_dim=hf_config["d_kv"],
+    mlp_dim=hf_config["d_ff"],
+    mlp_activations=_MLP_ACTIVATIONS[proj],
+    dropout_rate=hf_config.get("dropout_rate", 0.0),
+    dtype=dtype,
+    relative_attention_num_buckets=hf_config.get("relative_attention_num_buckets", 32),
+    relative_attention_max_distance=hf_config.get("relative_attention_max_distance", 128),
+    scan_layers=scan_layers,
+  )
 
 
 def config_to_hf(config: network.T5Config) -> dict[str, Any]:
@@ -56,17 +64,30 @@ def config_to_hf(config: network.T5Config) -> dict[str, Any]:
   if proj is None:
     raise ValueError(f"mlp_activations={config.mlp_activations} has no Hugging Face equivalent.")
   return {
-      "architectures": ["T5ForConditionalGeneration"], "model_type": "t5",
-      "vocab_size": config.vocab_size, "d_model": config.emb_dim, "d_kv": config.head_dim,
-      "d_ff": config.mlp_dim, "num_layers": config.num_encoder_layers,
-      "num_decoder_layers": config.num_decoder_layers, "num_heads": config.num_heads,
-      "relative_attention_num_buckets": config.relative_attention_num_buckets,
-      "relative_attention_max_distance": config.relative_attention_max_distance,
-      "dropout_rate": config.dropout_rate, "layer_norm_epsilon": 1e-6,
-      "feed_forward_proj": proj, "is_gated_act": proj.startswith("gated-"),
-      "dense_act_fn": "gelu_new" if "gelu" in proj else "relu", "initializer_factor": 1.0,
-      "tie_word_embeddings": False, "scale_decoder_outputs": False, "is_encoder_decoder": True,
-      "pad_token_id": 0, "eos_token_id": 1, "decoder_start_token_id": 0, "use_cache": True,
+    "architectures": ["T5ForConditionalGeneration"],
+    "model_type": "t5",
+    "vocab_size": config.vocab_size,
+    "d_model": config.emb_dim,
+    "d_kv": config.head_dim,
+    "d_ff": config.mlp_dim,
+    "num_layers": config.num_encoder_layers,
+    "num_decoder_layers": config.num_decoder_layers,
+    "num_heads": config.num_heads,
+    "relative_attention_num_buckets": config.relative_attention_num_buckets,
+    "relative_attention_max_distance": config.relative_attention_max_distance,
+    "dropout_rate": config.dropout_rate,
+    "layer_norm_epsilon": 1e-6,
+    "feed_forward_proj": proj,
+    "is_gated_act": proj.startswith("gated-"),
+    "dense_act_fn": "gelu_new" if "gelu" in proj else "relu",
+    "initializer_factor": 1.0,
+    "tie_word_embeddings": False,
+    "scale_decoder_outputs": False,
+    "is_encoder_decoder": True,
+    "pad_token_id": 0,
+    "eos_token_id": 1,
+    "decoder_start_token_id": 0,
+    "use_cache": True,
   }
 
 
@@ -84,13 +105,15 @@ def _read_tensors(directory: epath.Path) -> dict[str, np.ndarray]:
   bins = [directory / "pytorch_model.bin"]
   bin_index = directory / "pytorch_model.bin.index.json"
   if bin_index.is_file():
-    bins = [directory / s for s in sorted(set(json.loads(bin_index.read_text())["weight_map"]
-                                              .values()))]
+    bins = [
+      directory / s for s in sorted(set(json.loads(bin_index.read_text())["weight_map"].values()))
+    ]
   if bins[0].is_file():
     return _read_torch_bins(bins)
   raise FileNotFoundError(
-      f"{directory} has no model.safetensors (or model.safetensors.index.json) and no "
-      "pytorch_model.bin: is it a directory written by save_pretrained?")
+    f"{directory} has no model.safetensors (or model.safetensors.index.json) and no "
+    "pytorch_model.bin: is it a directory written by save_pretrained?"
+  )
 
 
 def _read_torch_bins(files: list) -> dict[str, np.ndarray]:
@@ -99,8 +122,9 @@ def _read_torch_bins(files: list) -> dict[str, np.ndarray]:
     import torch
   except ImportError:
     raise FileNotFoundError(
-        f"{files[0]} is a torch file and torch is not installed: `pip install torch`, or "
-        "re-save the checkpoint with `save_pretrained(dir, safe_serialization=True)`.") from None
+      f"{files[0]} is a torch file and torch is not installed: `pip install torch`, or "
+      "re-save the checkpoint with `save_pretrained(dir, safe_serialization=True)`."
+    ) from None
   tensors = {}
   for f in files:
     with f.open("rb") as fp:
@@ -112,31 +136,47 @@ def _read_torch_bins(files: list) -> dict[str, np.ndarray]:
 def _layer_map(stack: str, kind: str) -> dict[str, str]:
   """Our sub-block name -> Hugging Face `layer.<j>` prefix within one block."""
   if stack == "encoder":
-    return {"attention": "layer.0.SelfAttention", "pre_attention_layer_norm": "layer.0.layer_norm",
-            "mlp": "layer.1.DenseReluDense", "pre_mlp_layer_norm": "layer.1.layer_norm"}[kind]
-  return {"self_attention": "layer.0.SelfAttention",
-          "pre_self_attention_layer_norm": "layer.0.layer_norm",
-          "encoder_decoder_attention": "layer.1.EncDecAttention",
-          "pre_cross_attention_layer_norm": "layer.1.layer_norm",
-          "mlp": "layer.2.DenseReluDense", "pre_mlp_layer_norm": "layer.2.layer_norm"}[kind]
+    return {
+      "attention": "layer.0.SelfAttention",
+      "pre_attention_layer_norm": "layer.0.layer_norm",
+      "mlp": "layer.1.DenseReluDense",
+      "pre_mlp_layer_norm": "layer.1.layer_norm",
+    }[kind]
+  return {
+    "self_attention": "layer.0.SelfAttention",
+    "pre_self_attention_layer_norm": "layer.0.layer_norm",
+    "encoder_decoder_attention": "layer.1.EncDecAttention",
+    "pre_cross_attention_layer_norm": "layer.1.layer_norm",
+    "mlp": "layer.2.DenseReluDense",
+    "pre_mlp_layer_norm": "layer.2.layer_norm",
+  }[kind]
 
 
 def _name_pairs(config: network.T5Config):
   """Yields (our path tuple, HF tensor name, transpose?) for every parameter."""
   yield ("token_embedder", "embedding"), "shared.weight", False
   yield ("decoder", "logits_dense", "kernel"), "lm_head.weight", True
-  mlp_names = (["wi"] if len(config.mlp_activations) == 1
-               else [f"wi_{i}" for i in range(len(config.mlp_activations))]) + ["wo"]
+  mlp_names = (
+    ["wi"]
+    if len(config.mlp_activations) == 1
+    else [f"wi_{i}" for i in range(len(config.mlp_activations))]
+  ) + ["wo"]
   for stack, n in (("encoder", config.num_encoder_layers), ("decoder", config.num_decoder_layers)):
     norm = "encoder_norm" if stack == "encoder" else "decoder_norm"
     yield (stack, norm, "scale"), f"{stack}.final_layer_norm.weight", False
-    yield ((stack, "relpos_bias", "rel_embedding"),
-           f"{stack}.block.0.layer.0.SelfAttention.relative_attention_bias.weight", True)
-    attentions = ("attention",) if stack == "encoder" else ("self_attention",
-                                                            "encoder_decoder_attention")
-    norms = (("pre_attention_layer_norm", "pre_mlp_layer_norm") if stack == "encoder" else
-             ("pre_self_attention_layer_norm", "pre_cross_attention_layer_norm",
-              "pre_mlp_layer_norm"))
+    yield (
+      (stack, "relpos_bias", "rel_embedding"),
+      f"{stack}.block.0.layer.0.SelfAttention.relative_attention_bias.weight",
+      True,
+    )
+    attentions = (
+      ("attention",) if stack == "encoder" else ("self_attention", "encoder_decoder_attention")
+    )
+    norms = (
+      ("pre_attention_layer_norm", "pre_mlp_layer_norm")
+      if stack == "encoder"
+      else ("pre_self_attention_layer_norm", "pre_cross_attention_layer_norm", "pre_mlp_layer_norm")
+    )
     for i in range(n):
       block = f"{stack}.block.{i}"
       layer = (stack, f"layers_{i}")
@@ -163,8 +203,9 @@ def _get(tree: Any, path: tuple[str, ...]) -> Any:
   return tree
 
 
-def params_from_hf(directory: str | epath.PathLike, *, dtype: str = "bfloat16",
-                   scan_layers: bool = False) -> tuple[network.T5Config, dict]:
+def params_from_hf(
+  directory: str | epath.PathLike, *, dtype: str = "bfloat16", scan_layers: bool = False
+) -> tuple[network.T5Config, dict]:
   """Reads a Hugging Face T5 directory into (`T5Config`, float32 numpy params).
 
   Args:
@@ -175,8 +216,10 @@ def params_from_hf(directory: str | epath.PathLike, *, dtype: str = "bfloat16",
   directory = epath.Path(directory)
   config_path = directory / "config.json"
   if not config_path.is_file():
-    raise FileNotFoundError(f"{directory} has no config.json; pass a Hugging Face T5 checkpoint "
-                            "directory (as written by save_pretrained).")
+    raise FileNotFoundError(
+      f"{directory} has no config.json; pass a Hugging Face T5 checkpoint "
+      "directory (as written by save_pretrained)."
+    )
   hf_config = json.loads(config_path.read_text())
   config = config_from_hf(hf_config, dtype=dtype, scan_layers=scan_layers)
   tensors = _read_tensors(directory)
@@ -186,7 +229,7 @@ def params_from_hf(directory: str | epath.PathLike, *, dtype: str = "bfloat16",
     # Tied checkpoint (T5 1.0): HF scales the decoder output by d_model**-0.5 before the
     # shared embedding; folding the scale into an untied copy is exact.
     if hf_config.get("scale_decoder_outputs", hf_config.get("tie_word_embeddings", True)):
-      tensors["lm_head.weight"] = tensors["shared.weight"] * np.float32(config.emb_dim ** -0.5)
+      tensors["lm_head.weight"] = tensors["shared.weight"] * np.float32(config.emb_dim**-0.5)
     else:
       tensors["lm_head.weight"] = tensors["shared.weight"]
   params: dict = {}
@@ -198,8 +241,10 @@ def params_from_hf(directory: str | epath.PathLike, *, dtype: str = "bfloat16",
     value = np.asarray(tensors[name], dtype=np.float32)
     _set(params, path, np.ascontiguousarray(value.T if transpose else value))
   if missing:
-    raise ValueError(f"{directory} lacks {len(missing)} expected tensors, e.g. {missing[:3]}; "
-                     "is it a T5 encoder-decoder checkpoint matching its config.json?")
+    raise ValueError(
+      f"{directory} lacks {len(missing)} expected tensors, e.g. {missing[:3]}; "
+      "is it a T5 encoder-decoder checkpoint matching its config.json?"
+    )
   if scan_layers:
     params = network.scan_layer_params(params, config)
   return config, params
@@ -211,16 +256,29 @@ def load_params(directory: str | epath.PathLike, config: network.T5Config) -> di
   For initialising a model whose config comes from gin: raises one clear error when the
   checkpoint's sizes differ from the model's.
   """
-  hf_config, params = params_from_hf(directory, dtype=config.dtype,
-                                     scan_layers=config.scan_layers)
-  sizes = ("vocab_size", "emb_dim", "num_heads", "num_encoder_layers", "num_decoder_layers",
-           "head_dim", "mlp_dim", "mlp_activations", "relative_attention_num_buckets",
-           "relative_attention_max_distance")
-  diff = {k: (getattr(hf_config, k), getattr(config, k)) for k in sizes
-          if getattr(hf_config, k) != getattr(config, k)}
+  hf_config, params = params_from_hf(directory, dtype=config.dtype, scan_layers=config.scan_layers)
+  sizes = (
+    "vocab_size",
+    "emb_dim",
+    "num_heads",
+    "num_encoder_layers",
+    "num_decoder_layers",
+    "head_dim",
+    "mlp_dim",
+    "mlp_activations",
+    "relative_attention_num_buckets",
+    "relative_attention_max_distance",
+  )
+  diff = {
+    k: (getattr(hf_config, k), getattr(config, k))
+    for k in sizes
+    if getattr(hf_config, k) != getattr(config, k)
+  }
   if diff:
-    raise ValueError(f"{directory} does not fit the model: (checkpoint, model) = {diff}; use the "
-                     "model gin of that checkpoint's size.")
+    raise ValueError(
+      f"{directory} does not fit the model: (checkpoint, model) = {diff}; use the "
+      "model gin of that checkpoint's size."
+    )
   return params
 
 
@@ -235,5 +293,6 @@ def params_to_hf(config: network.T5Config, params: Any, directory: str | epath.P
     value = np.asarray(_get(params, path), dtype=np.float32)
     tensors[name] = np.ascontiguousarray(value.T if transpose else value)
   (directory / "model.safetensors").write_bytes(
-      safetensors.numpy.save(tensors, metadata={"format": "pt"}))
+    safetensors.numpy.save(tensors, metadata={"format": "pt"})
+  )
   (directory / "config.json").write_text(json.dumps(config_to_hf(config), indent=2) + "\n")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -18,20 +18,18 @@ import jax.numpy as jnp
 import numpy as np
 
 from flan.model import attention as attention_lib
-
-if TYPE_CHECKING:
-  from flan.model.network import T5Config
-
+from flan.model.config import ACTIVATION_NAMES, T5Config
 
 Array = jax.Array
-REMAT_POLICIES = ("none", "full", "minimal")
 ACTIVATIONS: dict[str, Callable[[Array], Array]] = {
-    "gelu": functools.partial(nn.gelu, approximate=True),  # tanh approximation, as T5 1.1
-    "relu": nn.relu,
-    "linear": lambda x: x,
+  "gelu": functools.partial(nn.gelu, approximate=True),  # tanh approximation, as T5 1.1
+  "relu": nn.relu,
+  "linear": lambda x: x,
 }
+assert tuple(ACTIVATIONS) == ACTIVATION_NAMES
 
 BATCH_LENGTH_EMBED = ("batch", "length", "embed")
+
 
 def kernel_init(scale: float = 1.0, distribution: str = "normal"):
   """t5x's DenseGeneral init: variance_scaling(1.0, fan_in), optionally divided by `scale`."""
@@ -45,8 +43,9 @@ def constrain(x: Array, axes: tuple[str, ...]) -> Array:
   return nn.with_logical_constraint(x, axes)
 
 
-def relative_position_bucket(relative_position: Array, *, bidirectional: bool,
-                             num_buckets: int, max_distance: int) -> Array:
+def relative_position_bucket(
+  relative_position: Array, *, bidirectional: bool, num_buckets: int, max_distance: int
+) -> Array:
   """Maps key-minus-query offsets to bucket ids.
 
   The algorithm of t5x/examples/t5/layers.py (`RelativePositionBiases`), itself from Mesh
@@ -66,8 +65,9 @@ def relative_position_bucket(relative_position: Array, *, bidirectional: bool,
     n = jnp.maximum(n, 0)
   max_exact = num_buckets // 2
   ratio = n.astype(jnp.float32) / max_exact + jnp.finfo(jnp.float32).eps
-  log_bucket = max_exact + (jnp.log(ratio) / np.log(max_distance / max_exact) *
-                            (num_buckets - max_exact)).astype(n.dtype)
+  log_bucket = max_exact + (
+    jnp.log(ratio) / np.log(max_distance / max_exact) * (num_buckets - max_exact)
+  ).astype(n.dtype)
   log_bucket = jnp.minimum(log_bucket, num_buckets - 1)
   return bucket + jnp.where(n < max_exact, n, log_bucket)
 
@@ -80,39 +80,53 @@ class RMSNorm(nn.Module):
 
   @nn.compact
   def __call__(self, x: Array) -> Array:
-    scale = self.param("scale", nn.with_logical_partitioning(nn.initializers.ones, ("embed",)),
-                       (x.shape[-1],), jnp.float32)
+    scale = self.param(
+      "scale",
+      nn.with_logical_partitioning(nn.initializers.ones, ("embed",)),
+      (x.shape[-1],),
+      jnp.float32,
+    )
     x = x.astype(jnp.float32)
     y = x * jax.lax.rsqrt(jnp.mean(jnp.square(x), axis=-1, keepdims=True) + self.epsilon)
     return y.astype(self.dtype) * scale.astype(self.dtype)
 
 
 class Dense(nn.Module):
-  """A bias-free [in, out] matmul with a float32 kernel cast to the compute dtype."""
+  """A bias-free [in, out] matmul with a float32 kernel cast to the compute dtype.
+
+  `matmul` is `T5Config.matmul_kernel`: "xla" multiplies the [..., in] operand as it is;
+  "flat" makes it one [tokens, in] @ [in, out] matmul (on [batch, length, in] operands
+  XLA:CPU builds the weight gradient from a transposed copy of the output gradient), with
+  `flat_matmul`'s gradient in bfloat16.
+  """
 
   features: int
   axes: tuple[str, str]
   dtype: Any
   kernel_init: Callable = kernel_init()
+  matmul: str = "xla"
 
   @nn.compact
   def __call__(self, x: Array) -> Array:
-    kernel = self.param("kernel", nn.with_logical_partitioning(self.kernel_init, self.axes),
-                        (x.shape[-1], self.features), jnp.float32)
-    # One [tokens, in] @ [in, out] matmul: on [batch, length, in] operands XLA:CPU builds the
-    # weight gradient from a transposed copy of the output gradient (measured 17% slower
-    # per training step for T5-small by scripts/benchmark_train.py's profile).
-    y = matmul(x.reshape(-1, x.shape[-1]), kernel, self.dtype)  # [tokens, out]
+    kernel = self.param(
+      "kernel",
+      nn.with_logical_partitioning(self.kernel_init, self.axes),
+      (x.shape[-1], self.features),
+      jnp.float32,
+    )
+    if self.matmul == "xla":
+      return jnp.dot(x.astype(self.dtype), kernel.astype(self.dtype))  # [..., out]
+    y = flat_matmul(x.reshape(-1, x.shape[-1]), kernel, self.dtype)  # [tokens, out]
     return y.reshape(*x.shape[:-1], self.features)  # [..., out]
 
 
-def matmul(x: Array, kernel: Array, dtype: Any) -> Array:
+def flat_matmul(x: Array, kernel: Array, dtype: Any) -> Array:
   """[tokens, in] @ [in, out] in the compute dtype (float32 accumulation either way).
 
-  bfloat16 on XLA:CPU goes through `_cpu_bf16_matmul`, whose three products all take the
-  fast bfloat16 kernel; elsewhere XLA's own matmul and gradient are used.
+  bfloat16 goes through `_cpu_bf16_matmul`, whose three products all take XLA:CPU's fast
+  bfloat16 kernel; float32 uses XLA's own matmul and gradient.
   """
-  if jnp.dtype(dtype) == jnp.bfloat16 and jax.default_backend() == "cpu":
+  if jnp.dtype(dtype) == jnp.bfloat16:
     return _cpu_bf16_matmul(x.astype(dtype), kernel.astype(dtype))
   return jnp.dot(x.astype(dtype), kernel.astype(dtype))
 
@@ -131,7 +145,8 @@ def _cpu_bf16_matmul(x: Array, w: Array) -> Array:
   converted to float32 first. Autodiff's weight gradient x^T @ g contracts over the tokens,
   the first dimension of x, and XLA folds a plain transpose back into the product. Appending
   8 zero rows to x^T makes the transpose a real [k + 8, m] array (the rows are sliced off
-  the result, so nothing changes numerically); measured 1.8x faster for that product.
+  the result, so nothing changes numerically), which XLA:CPU then multiplies at its bfloat16
+  rate (figures in the README).
   """
   return jax.lax.dot_general(x, w, _MK_KN, preferred_element_type=jnp.float32).astype(x.dtype)
 
@@ -144,7 +159,7 @@ def _cpu_bf16_matmul_bwd(residuals, g: Array):
   x, w = residuals  # [m, k], [k, n]; g: [m, n]
   dx = jax.lax.dot_general(g, w, _MN_KN, preferred_element_type=jnp.float32)  # [m, k]
   xt = jnp.concatenate([x.T, jnp.zeros((8, x.shape[0]), x.dtype)], axis=0)  # [k + 8, m]
-  dw = jax.lax.dot_general(xt, g, _MK_KN, preferred_element_type=jnp.float32)[:x.shape[1]]
+  dw = jax.lax.dot_general(xt, g, _MK_KN, preferred_element_type=jnp.float32)[: x.shape[1]]
   return dx.astype(x.dtype), dw.astype(w.dtype)
 
 
@@ -160,8 +175,11 @@ class Embed(nn.Module):
 
   def setup(self):
     self.embedding = self.param(
-        "embedding", nn.with_logical_partitioning(nn.initializers.normal(1.0), ("vocab", "embed")),
-        (self.vocab_size, self.features), jnp.float32)
+      "embedding",
+      nn.with_logical_partitioning(nn.initializers.normal(1.0), ("vocab", "embed")),
+      (self.vocab_size, self.features),
+      jnp.float32,
+    )
 
   def __call__(self, tokens: Array) -> Array:
     return jnp.take(self.embedding, tokens, axis=0).astype(self.dtype)  # [batch, length, embed]
@@ -177,19 +195,30 @@ class RelativePositionBias(nn.Module):
   def __call__(self, query_positions: Array, key_positions: Array) -> Array:
     cfg = self.config
     table = self.param(
-        "rel_embedding",
-        nn.with_logical_partitioning(nn.initializers.variance_scaling(1.0, "fan_avg", "uniform"),
-                                     ("heads", "relpos_buckets")),
-        (cfg.num_heads, cfg.relative_attention_num_buckets), jnp.float32)
+      "rel_embedding",
+      nn.with_logical_partitioning(
+        nn.initializers.variance_scaling(1.0, "fan_avg", "uniform"), ("heads", "relpos_buckets")
+      ),
+      (cfg.num_heads, cfg.relative_attention_num_buckets),
+      jnp.float32,
+    )
     buckets = relative_position_bucket(
-        key_positions[None, :] - query_positions[:, None], bidirectional=self.bidirectional,
-        num_buckets=cfg.relative_attention_num_buckets,
-        max_distance=cfg.relative_attention_max_distance)  # [q, k]
+      key_positions[None, :] - query_positions[:, None],
+      bidirectional=self.bidirectional,
+      num_buckets=cfg.relative_attention_num_buckets,
+      max_distance=cfg.relative_attention_max_distance,
+    )  # [q, k]
     return jnp.take(table, buckets, axis=1).astype(cfg.activation_dtype)  # [heads, q, k]
 
 
-def visibility(query_valid: Array, key_valid: Array, query_segments: Array | None,
-               key_segments: Array | None, *, causal: bool) -> Array:
+def visibility(
+  query_valid: Array,
+  key_valid: Array,
+  query_segments: Array | None,
+  key_segments: Array | None,
+  *,
+  causal: bool,
+) -> Array:
   """Which keys each query may see, [batch, q, k] bool.
 
   A pair is visible when both tokens are real, they belong to the same packed segment (when
@@ -219,8 +248,14 @@ class Attention(nn.Module):
   max_length: int | None = None
 
   @nn.compact
-  def __call__(self, inputs_q: Array, inputs_kv: Array, bias: Array | None, visible: Array,
-               decode_index: Array | None = None) -> Array:
+  def __call__(
+    self,
+    inputs_q: Array,
+    inputs_kv: Array,
+    bias: Array | None,
+    visible: Array,
+    decode_index: Array | None = None,
+  ) -> Array:
     """`bias` [heads, q, k] or None, `visible` [batch, q or 1, k] (see `flan.model.attention`)."""
     cfg = self.config
     dtype = cfg.activation_dtype
@@ -228,7 +263,7 @@ class Attention(nn.Module):
     heads = ("batch", "length", "heads", "kv")
 
     def project(name, inputs, init):
-      y = Dense(joined, ("embed", "joined_kv"), dtype, init, name=name)(inputs)
+      y = Dense(joined, ("embed", "joined_kv"), dtype, init, cfg.matmul_kernel, name=name)(inputs)
       y = y.reshape(*inputs.shape[:2], cfg.num_heads, cfg.head_dim)
       return constrain(y, heads)  # [batch, length, heads, kv]
 
@@ -248,10 +283,18 @@ class Attention(nn.Module):
       ones = jnp.ones((key.shape[0], cfg.num_heads, 1, key.shape[1]), jnp.float32)
       keep = nn.Dropout(cfg.dropout_rate, broadcast_dims=(-2,))(ones, deterministic=False)[:, :, 0]
     out = attention_lib.dot_product_attention(
-        query, key, value, bias, visible, keep,
-        implementation="xla" if self.decode else cfg.attention)  # [batch, q, heads, kv]
+      query,
+      key,
+      value,
+      bias,
+      visible,
+      keep,
+      implementation="xla" if self.decode else cfg.attention_kernel,
+    )  # [batch, q, heads, kv]
     out = constrain(out, heads).reshape(*out.shape[:2], joined)
-    return Dense(cfg.emb_dim, ("joined_kv", "embed"), dtype, kernel_init(), name="out")(out)
+    return Dense(
+      cfg.emb_dim, ("joined_kv", "embed"), dtype, kernel_init(), cfg.matmul_kernel, name="out"
+    )(out)
 
   def _use_cache(self, key: Array, value: Array, index: Array) -> tuple[Array, Array]:
     """Writes this step's key/value at `index`; returns the whole cache.
@@ -269,8 +312,7 @@ class Attention(nn.Module):
     cached_value.value = jax.lax.dynamic_update_slice(cached_value.value, value, start)
     return cached_key.value, cached_value.value  # [batch, max_length, heads, kv]
 
-  def _cached_projection(self, compute: Callable[[], tuple[Array, Array]]
-                         ) -> tuple[Array, Array]:
+  def _cached_projection(self, compute: Callable[[], tuple[Array, Array]]) -> tuple[Array, Array]:
     """Encoder keys/values: computed on the cache-creating call, read back afterwards."""
     if self.has_variable("cache", "cached_key"):
       return self.get_variable("cache", "cached_key"), self.get_variable("cache", "cached_value")
@@ -294,9 +336,12 @@ class Mlp(nn.Module):
     hidden = None
     for i, name in enumerate(cfg.mlp_activations):
       wi_name = "wi" if len(cfg.mlp_activations) == 1 else f"wi_{i}"
-      h = ACTIVATIONS[name](Dense(cfg.mlp_dim, ("embed", "mlp"), dtype, init, name=wi_name)(x))
+      h = ACTIVATIONS[name](
+        Dense(cfg.mlp_dim, ("embed", "mlp"), dtype, init, cfg.matmul_kernel, name=wi_name)(x)
+      )
       hidden = h if hidden is None else hidden * h
     hidden = constrain(hidden, ("batch", "length", "mlp"))  # [batch, length, mlp]
     hidden = nn.Dropout(cfg.dropout_rate, broadcast_dims=(-2,))(
-        hidden, deterministic=self.deterministic)
-    return Dense(cfg.emb_dim, ("mlp", "embed"), dtype, init, name="wo")(hidden)
+      hidden, deterministic=self.deterministic
+    )
+    return Dense(cfg.emb_dim, ("mlp", "embed"), dtype, init, cfg.matmul_kernel, name="wo")(hidden)

@@ -16,7 +16,6 @@ Every parameter carries logical axis names (`nn.with_logical_partitioning`) draw
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 import flax.linen as nn
@@ -24,77 +23,20 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from flan.model import attention as attention_lib
-from flan.model.layers import (ACTIVATIONS, BATCH_LENGTH_EMBED, REMAT_POLICIES, Array, Attention,
-                         Dense, Embed, Mlp, RelativePositionBias, RMSNorm, constrain, kernel_init,
-                         visibility)
-
-
-
-@dataclasses.dataclass(frozen=True)
-class T5Config:
-  """Global hyperparameters of the network (sizes per `configs/models/*.gin`).
-
-  Attributes:
-    vocab_size: rows of the embedding and columns of the logits layer (32128 for T5).
-    emb_dim: width of the residual stream.
-    num_heads: attention heads per attention layer.
-    num_encoder_layers: encoder blocks.
-    num_decoder_layers: decoder blocks.
-    head_dim: width of one head; num_heads * head_dim need not equal emb_dim (small: 384).
-    mlp_dim: hidden width of the MLP.
-    mlp_activations: one entry per input projection, multiplied together (gated GELU).
-    dropout_rate: used only when the caller enables dropout and passes a "dropout" RNG.
-    dtype: activation dtype ("bfloat16" on accelerators, "float32" on CPU and in tests);
-      parameters, norms and logits are always float32.
-    relative_attention_num_buckets: buckets of the relative position bias.
-    relative_attention_max_distance: distance beyond which all offsets share a bucket.
-    scan_layers: run each stack as one `nn.scan` over stacked layer parameters (a leading
-      "layers" axis); compiles once per stack instead of once per layer.
-    remat_policy: "none", "full" (recompute each layer in the backward pass) or "minimal"
-      (keep the outputs of weight matmuls, recompute the rest).
-    attention: the attention core (`flan.model.attention`): "auto" (the row-blocked kernel on
-      CPU, XLA's einsum form elsewhere), "xla" or "rows".
-  """
-
-  vocab_size: int
-  emb_dim: int
-  num_heads: int
-  num_encoder_layers: int
-  num_decoder_layers: int
-  head_dim: int
-  mlp_dim: int
-  mlp_activations: tuple[str, ...] = ("gelu", "linear")
-  dropout_rate: float = 0.0
-  dtype: str = "bfloat16"
-  relative_attention_num_buckets: int = 32
-  relative_attention_max_distance: int = 128
-  scan_layers: bool = False
-  remat_policy: str = "none"
-  attention: str = "auto"
-
-  def __post_init__(self):
-    object.__setattr__(self, "mlp_activations", tuple(self.mlp_activations))
-    unknown = [a for a in self.mlp_activations if a not in ACTIVATIONS]
-    if unknown:
-      raise ValueError(f"T5Config.mlp_activations has unknown {unknown}; use names from "
-                       f"{sorted(ACTIVATIONS)} (T5 1.1: ('gelu', 'linear')).")
-    if self.attention not in attention_lib.IMPLEMENTATIONS:
-      raise ValueError(f"T5Config.attention={self.attention!r} is not one of "
-                       f"{attention_lib.IMPLEMENTATIONS}.")
-    if self.remat_policy not in REMAT_POLICIES:
-      raise ValueError(f"T5Config.remat_policy={self.remat_policy!r} is not one of "
-                       f"{REMAT_POLICIES}.")
-    try:
-      jnp.dtype(self.dtype)
-    except TypeError:
-      raise ValueError(f"T5Config.dtype={self.dtype!r} is not a dtype name; use 'bfloat16' "
-                       "or 'float32'.") from None
-
-  @property
-  def activation_dtype(self) -> jnp.dtype:
-    return jnp.dtype(self.dtype)
-
+from flan.model.config import T5Config  # configs/models/*.gin bind it as network.T5Config
+from flan.model.layers import (
+  BATCH_LENGTH_EMBED,
+  Array,
+  Attention,
+  Dense,
+  Embed,
+  Mlp,
+  RelativePositionBias,
+  RMSNorm,
+  constrain,
+  kernel_init,
+  visibility,
+)
 
 
 class EncoderLayer(nn.Module):
@@ -126,17 +68,26 @@ class DecoderLayer(nn.Module):
   max_decode_length: int | None = None
 
   @nn.compact
-  def __call__(self, x: Array, encoded: Array, self_bias: Array, self_visible: Array,
-               cross_visible: Array, decode_index: Array) -> tuple[Array, None]:
+  def __call__(
+    self,
+    x: Array,
+    encoded: Array,
+    self_bias: Array,
+    self_visible: Array,
+    cross_visible: Array,
+    decode_index: Array,
+  ) -> tuple[Array, None]:
     cfg = self.config
     dropout = nn.Dropout(cfg.dropout_rate, broadcast_dims=(-2,))
     h = RMSNorm(cfg.activation_dtype, name="pre_self_attention_layer_norm")(x)
-    h = Attention(cfg, self.deterministic, self.decode, max_length=self.max_decode_length,
-                  name="self_attention")(h, h, self_bias, self_visible, decode_index)
+    h = Attention(
+      cfg, self.deterministic, self.decode, max_length=self.max_decode_length, name="self_attention"
+    )(h, h, self_bias, self_visible, decode_index)
     x = constrain(x + dropout(h, deterministic=self.deterministic), BATCH_LENGTH_EMBED)
     h = RMSNorm(cfg.activation_dtype, name="pre_cross_attention_layer_norm")(x)
-    h = Attention(cfg, self.deterministic, self.decode, cross=True,
-                  name="encoder_decoder_attention")(h, encoded, None, cross_visible)
+    h = Attention(
+      cfg, self.deterministic, self.decode, cross=True, name="encoder_decoder_attention"
+    )(h, encoded, None, cross_visible)
     x = constrain(x + dropout(h, deterministic=self.deterministic), BATCH_LENGTH_EMBED)
     h = RMSNorm(cfg.activation_dtype, name="pre_mlp_layer_norm")(x)
     h = Mlp(cfg, self.deterministic, name="mlp")(h)
@@ -144,24 +95,35 @@ class DecoderLayer(nn.Module):
     return x, None
 
 
-def _run_layers(parent: nn.Module, layer_cls: type[nn.Module], num_layers: int,
-                deterministic: bool, decode: bool, x: Array, *args: Array,
-                **layer_kwargs: Any) -> Array:
+def _run_layers(
+  parent: nn.Module,
+  layer_cls: type[nn.Module],
+  num_layers: int,
+  deterministic: bool,
+  decode: bool,
+  x: Array,
+  *args: Array,
+  **layer_kwargs: Any,
+) -> Array:
   """Applies `num_layers` blocks: unrolled `layers_<i>`, or one scanned `layers` module."""
   cfg = parent.config
   if cfg.remat_policy != "none" and not decode:
-    policy = (None if cfg.remat_policy == "full"
-              else jax.checkpoint_policies.dots_with_no_batch_dims_saveable)
+    policy = (
+      None
+      if cfg.remat_policy == "full"
+      else jax.checkpoint_policies.dots_with_no_batch_dims_saveable
+    )
     layer_cls = nn.remat(layer_cls, policy=policy, prevent_cse=not cfg.scan_layers)
   if cfg.scan_layers:
     scanned = nn.scan(
-        layer_cls,
-        # Cache leaves keep batch first ([batch, layers, ...]) so beam search can gather rows.
-        variable_axes={"params": 0, "cache": 1},
-        split_rngs={"params": True, "dropout": True},
-        in_axes=(nn.broadcast,) * len(args),
-        length=num_layers,
-        metadata_params={nn.PARTITION_NAME: "layers"})
+      layer_cls,
+      # Cache leaves keep batch first ([batch, layers, ...]) so beam search can gather rows.
+      variable_axes={"params": 0, "cache": 1},
+      split_rngs={"params": True, "dropout": True},
+      in_axes=(nn.broadcast,) * len(args),
+      length=num_layers,
+      metadata_params={nn.PARTITION_NAME: "layers"},
+    )
     x, _ = scanned(cfg, deterministic, decode, name="layers", **layer_kwargs)(x, *args)
     return x
   for i in range(num_layers):
@@ -184,7 +146,8 @@ class Encoder(nn.Module):
     positions = jnp.arange(tokens.shape[1])
     valid = tokens > 0
     bias = RelativePositionBias(cfg, bidirectional=True, name="relpos_bias")(
-        positions, positions)  # [heads, length, length]
+      positions, positions
+    )  # [heads, length, length]
     visible = visibility(valid, valid, segment_ids, segment_ids, causal=False)  # [b, l, l]
     x = _run_layers(self, EncoderLayer, cfg.num_encoder_layers, det, False, x, bias, visible)
     x = RMSNorm(cfg.activation_dtype, name="encoder_norm")(x)
@@ -198,10 +161,19 @@ class Decoder(nn.Module):
   embedder: Embed
 
   @nn.compact
-  def __call__(self, encoded: Array, encoder_input_tokens: Array, decoder_input_tokens: Array,
-               decoder_target_tokens: Array | None, encoder_segment_ids: Array | None,
-               decoder_segment_ids: Array | None, *, enable_dropout: bool, decode: bool,
-               max_decode_length: int | None) -> Array:
+  def __call__(
+    self,
+    encoded: Array,
+    encoder_input_tokens: Array,
+    decoder_input_tokens: Array,
+    decoder_target_tokens: Array | None,
+    encoder_segment_ids: Array | None,
+    decoder_segment_ids: Array | None,
+    *,
+    enable_dropout: bool,
+    decode: bool,
+    max_decode_length: int | None,
+  ) -> Array:
     cfg = self.config
     det = not enable_dropout
     dtype = cfg.activation_dtype
@@ -225,24 +197,43 @@ class Decoder(nn.Module):
       self_visible = (keys <= index)[None, None]  # [1, 1, max_length]
       cross_visible = encoder_valid[:, None]  # [batch, 1, encoder length]
     else:
-      targets = (decoder_input_tokens if decoder_target_tokens is None
-                 else decoder_target_tokens)
-      target_valid = (jnp.ones_like(targets, bool) if decoder_target_tokens is None or decode
-                      else targets > 0)
+      targets = decoder_input_tokens if decoder_target_tokens is None else decoder_target_tokens
+      target_valid = (
+        jnp.ones_like(targets, bool) if decoder_target_tokens is None or decode else targets > 0
+      )
       positions = jnp.arange(decoder_input_tokens.shape[1])
       self_bias = relpos(positions, positions)  # [heads, length, length]
-      self_visible = visibility(target_valid, target_valid, decoder_segment_ids,
-                                decoder_segment_ids, causal=True)  # [batch, length, length]
-      cross_visible = visibility(target_valid, encoder_valid, decoder_segment_ids,
-                                 encoder_segment_ids, causal=False)  # [batch, length, enc]
+      self_visible = visibility(
+        target_valid, target_valid, decoder_segment_ids, decoder_segment_ids, causal=True
+      )  # [batch, length, length]
+      cross_visible = visibility(
+        target_valid, encoder_valid, decoder_segment_ids, encoder_segment_ids, causal=False
+      )  # [batch, length, enc]
 
-    x = _run_layers(self, DecoderLayer, cfg.num_decoder_layers, det, decode, x,
-                    encoded.astype(dtype), self_bias, self_visible, cross_visible, index,
-                    max_decode_length=max_decode_length)
+    x = _run_layers(
+      self,
+      DecoderLayer,
+      cfg.num_decoder_layers,
+      det,
+      decode,
+      x,
+      encoded.astype(dtype),
+      self_bias,
+      self_visible,
+      cross_visible,
+      index,
+      max_decode_length=max_decode_length,
+    )
     x = RMSNorm(dtype, name="decoder_norm")(x)
     x = nn.Dropout(cfg.dropout_rate, broadcast_dims=(-2,))(x, deterministic=det)
-    logits = Dense(cfg.vocab_size, ("embed", "vocab"), jnp.float32,
-                   kernel_init(distribution="truncated_normal"), name="logits_dense")(x)
+    logits = Dense(
+      cfg.vocab_size,
+      ("embed", "vocab"),
+      jnp.float32,
+      kernel_init(distribution="truncated_normal"),
+      matmul=cfg.matmul_kernel,
+      name="logits_dense",
+    )(x)
     return constrain(logits, ("batch", "length", "vocab"))  # [batch, length, vocab] float32
 
 
@@ -262,18 +253,32 @@ class Transformer(nn.Module):
     self.encoder = Encoder(cfg, self.token_embedder)
     self.decoder = Decoder(cfg, self.token_embedder)
 
-  def encode(self, encoder_input_tokens: Array, encoder_segment_ids: Array | None = None,
-             encoder_positions: Array | None = None, *, enable_dropout: bool = True) -> Array:
+  def encode(
+    self,
+    encoder_input_tokens: Array,
+    encoder_segment_ids: Array | None = None,
+    encoder_positions: Array | None = None,
+    *,
+    enable_dropout: bool = True,
+  ) -> Array:
     """Returns the encoder output [batch, length, embed] in the activation dtype."""
     del encoder_positions
     return self.encoder(encoder_input_tokens, encoder_segment_ids, enable_dropout=enable_dropout)
 
-  def decode(self, encoded: Array, encoder_input_tokens: Array, decoder_input_tokens: Array,
-             decoder_target_tokens: Array | None = None,
-             encoder_segment_ids: Array | None = None,
-             decoder_segment_ids: Array | None = None, decoder_positions: Array | None = None,
-             *, enable_dropout: bool = True, decode: bool = False,
-             max_decode_length: int | None = None) -> Array:
+  def decode(
+    self,
+    encoded: Array,
+    encoder_input_tokens: Array,
+    decoder_input_tokens: Array,
+    decoder_target_tokens: Array | None = None,
+    encoder_segment_ids: Array | None = None,
+    decoder_segment_ids: Array | None = None,
+    decoder_positions: Array | None = None,
+    *,
+    enable_dropout: bool = True,
+    decode: bool = False,
+    max_decode_length: int | None = None,
+  ) -> Array:
     """Returns float32 logits [batch, length, vocab].
 
     With `decode=True`, the first apply (`mutable=["cache"]`, no cache yet, any decoder
@@ -284,20 +289,43 @@ class Transformer(nn.Module):
     del decoder_positions
     if decode and max_decode_length is None:
       max_decode_length = decoder_input_tokens.shape[1]
-    return self.decoder(encoded, encoder_input_tokens, decoder_input_tokens,
-                        decoder_target_tokens, encoder_segment_ids, decoder_segment_ids,
-                        enable_dropout=enable_dropout, decode=decode,
-                        max_decode_length=max_decode_length)
+    return self.decoder(
+      encoded,
+      encoder_input_tokens,
+      decoder_input_tokens,
+      decoder_target_tokens,
+      encoder_segment_ids,
+      decoder_segment_ids,
+      enable_dropout=enable_dropout,
+      decode=decode,
+      max_decode_length=max_decode_length,
+    )
 
-  def __call__(self, encoder_input_tokens: Array, decoder_input_tokens: Array,
-               decoder_target_tokens: Array, encoder_segment_ids: Array | None = None,
-               decoder_segment_ids: Array | None = None, encoder_positions: Array | None = None,
-               decoder_positions: Array | None = None, *, enable_dropout: bool = True) -> Array:
-    encoded = self.encode(encoder_input_tokens, encoder_segment_ids, encoder_positions,
-                          enable_dropout=enable_dropout)
-    return self.decode(encoded, encoder_input_tokens, decoder_input_tokens,
-                       decoder_target_tokens, encoder_segment_ids, decoder_segment_ids,
-                       decoder_positions, enable_dropout=enable_dropout)
+  def __call__(
+    self,
+    encoder_input_tokens: Array,
+    decoder_input_tokens: Array,
+    decoder_target_tokens: Array,
+    encoder_segment_ids: Array | None = None,
+    decoder_segment_ids: Array | None = None,
+    encoder_positions: Array | None = None,
+    decoder_positions: Array | None = None,
+    *,
+    enable_dropout: bool = True,
+  ) -> Array:
+    encoded = self.encode(
+      encoder_input_tokens, encoder_segment_ids, encoder_positions, enable_dropout=enable_dropout
+    )
+    return self.decode(
+      encoded,
+      encoder_input_tokens,
+      decoder_input_tokens,
+      decoder_target_tokens,
+      encoder_segment_ids,
+      decoder_segment_ids,
+      decoder_positions,
+      enable_dropout=enable_dropout,
+    )
 
 
 def scan_layer_params(params: Any, config: T5Config) -> Any:
@@ -306,6 +334,7 @@ def scan_layer_params(params: Any, config: T5Config) -> Any:
   Host (numpy) parameters stay on the host, so importing a large checkpoint does not
   gather it on one device.
   """
+
   def stack(*xs):
     return np.stack(xs) if isinstance(xs[0], np.ndarray) else jnp.stack(xs)
 

@@ -25,17 +25,17 @@ MESH_AXES = ("data", "model")
 # The one table: logical name -> mesh axis (None: replicated). Parameters and activations
 # share it, except that FSDP adds ("embed", "data") for parameters (see `rules`).
 LOGICAL_AXIS_RULES: tuple[tuple[str, str | None], ...] = (
-    ("batch", "data"),
-    ("vocab", "model"),
-    ("mlp", "model"),
-    ("heads", "model"),
-    ("joined_kv", "model"),
-    ("embed", None),
-    ("kv", None),
-    ("length", None),
-    ("relpos_buckets", None),
-    ("layers", None),
-    ("mlp_activations", None),
+  ("batch", "data"),
+  ("vocab", "model"),
+  ("mlp", "model"),
+  ("heads", "model"),
+  ("joined_kv", "model"),
+  ("embed", None),
+  ("kv", None),
+  ("length", None),
+  ("relpos_buckets", None),
+  ("layers", None),
+  ("mlp_activations", None),
 )
 
 
@@ -47,12 +47,14 @@ def rules(*, fsdp: bool = False) -> tuple[tuple[str, str | None], ...]:
   """
   if not fsdp:
     return LOGICAL_AXIS_RULES
-  return tuple(("embed", "data") if name == "embed" else (name, axis)
-               for name, axis in LOGICAL_AXIS_RULES)
+  return tuple(
+    ("embed", "data") if name == "embed" else (name, axis) for name, axis in LOGICAL_AXIS_RULES
+  )
 
 
-def make_mesh(shape: Mapping[str, int] | None = None,
-              devices: Sequence[jax.Device] | None = None) -> Mesh:
+def make_mesh(
+  shape: Mapping[str, int] | None = None, devices: Sequence[jax.Device] | None = None
+) -> Mesh:
   """A ("data", "model") mesh; one entry of `shape` may be -1 (the remaining devices).
 
   Raises:
@@ -62,8 +64,10 @@ def make_mesh(shape: Mapping[str, int] | None = None,
   devices = list(devices if devices is not None else jax.devices())
   unknown = set(shape) - set(MESH_AXES)
   if unknown:
-    raise ValueError(f"MESH has unknown axes {sorted(unknown)}; use only 'data' and 'model', "
-                     "e.g. MESH = {'data': -1, 'model': 2}.")
+    raise ValueError(
+      f"MESH has unknown axes {sorted(unknown)}; use only 'data' and 'model', "
+      "e.g. MESH = {'data': -1, 'model': 2}."
+    )
   sizes = [int(shape.get(a, 1)) for a in MESH_AXES]
   if sizes.count(-1) > 1:
     raise ValueError(f"MESH {shape}: at most one axis may be -1.")
@@ -73,8 +77,10 @@ def make_mesh(shape: Mapping[str, int] | None = None,
       raise ValueError(f"MESH {shape}: {len(devices)} devices are not divisible by {known}.")
     sizes[sizes.index(-1)] = len(devices) // known
   if math.prod(sizes) != len(devices):
-    raise ValueError(f"MESH {shape} needs {math.prod(sizes)} devices but {len(devices)} are "
-                     "present; set one axis to -1 to use all of them.")
+    raise ValueError(
+      f"MESH {shape} needs {math.prod(sizes)} devices but {len(devices)} are "
+      "present; set one axis to -1 to use all of them."
+    )
   # Auto axes: shardings are propagated by XLA from the ones we pin (params, batch), the
   # t5x/pjit model; newer JAX may default make_mesh to Explicit axes.
   auto = (AxisType.Auto,) * len(MESH_AXES)
@@ -84,9 +90,12 @@ def make_mesh(shape: Mapping[str, int] | None = None,
   return Mesh(np.asarray(devices).reshape(sizes), MESH_AXES, axis_types=auto)
 
 
-def logical_to_mesh_spec(logical: P, rules_table: Sequence[tuple[str, str | None]]
-                         = LOGICAL_AXIS_RULES, shape: Sequence[int] | None = None,
-                         mesh: Mesh | None = None) -> P:
+def logical_to_mesh_spec(
+  logical: P,
+  rules_table: Sequence[tuple[str, str | None]] = LOGICAL_AXIS_RULES,
+  shape: Sequence[int] | None = None,
+  mesh: Mesh | None = None,
+) -> P:
   """Maps one logical PartitionSpec to mesh axes.
 
   A mesh axis is used at most once per spec (the first rule that applies wins). With
@@ -99,9 +108,9 @@ def logical_to_mesh_spec(logical: P, rules_table: Sequence[tuple[str, str | None
   used, out = set(), []
   for i, name in enumerate(tuple(logical)):
     axis = table.get(name) if isinstance(name, str) else None
-    if axis is not None and (axis in used or
-                             (shape is not None and mesh is not None
-                              and shape[i] % mesh.shape[axis])):
+    if axis is not None and (
+      axis in used or (shape is not None and mesh is not None and shape[i] % mesh.shape[axis])
+    ):
       axis = None
     if axis is not None:
       used.add(axis)
@@ -111,9 +120,13 @@ def logical_to_mesh_spec(logical: P, rules_table: Sequence[tuple[str, str | None
   return P(*out)
 
 
-def logical_to_sharding(logical_specs: Any, mesh: Mesh, *, shapes: Any = None,
-                        rules_table: Sequence[tuple[str, str | None]] = LOGICAL_AXIS_RULES
-                        ) -> Any:
+def logical_to_sharding(
+  logical_specs: Any,
+  mesh: Mesh,
+  *,
+  shapes: Any = None,
+  rules_table: Sequence[tuple[str, str | None]] = LOGICAL_AXIS_RULES,
+) -> Any:
   """A pytree of NamedSharding from a pytree of logical PartitionSpecs.
 
   Args:
@@ -125,11 +138,17 @@ def logical_to_sharding(logical_specs: Any, mesh: Mesh, *, shapes: Any = None,
   """
   is_spec = lambda x: isinstance(x, P)
   if shapes is None:
-    return jax.tree.map(lambda s: NamedSharding(mesh, logical_to_mesh_spec(s, rules_table)),
-                        logical_specs, is_leaf=is_spec)
+    return jax.tree.map(
+      lambda s: NamedSharding(mesh, logical_to_mesh_spec(s, rules_table)),
+      logical_specs,
+      is_leaf=is_spec,
+    )
   return jax.tree.map(
-      lambda s, x: NamedSharding(mesh, logical_to_mesh_spec(s, rules_table, x.shape, mesh)),
-      logical_specs, shapes, is_leaf=is_spec)
+    lambda s, x: NamedSharding(mesh, logical_to_mesh_spec(s, rules_table, x.shape, mesh)),
+    logical_specs,
+    shapes,
+    is_leaf=is_spec,
+  )
 
 
 @contextlib.contextmanager
@@ -161,9 +180,11 @@ def check_batch_size(global_batch_size: int, mesh: Mesh) -> None:
   data = mesh.shape["data"]
   _, num_shards = data_shard_info(mesh)
   if global_batch_size % data or global_batch_size % num_shards:
-    raise ValueError(f"BATCH_SIZE={global_batch_size} is not divisible by the data-parallel "
-                     f"size {data} (MESH {dict(mesh.shape)}, {num_shards} host shard(s)); "
-                     f"use a multiple of {math.lcm(data, num_shards)}.")
+    raise ValueError(
+      f"BATCH_SIZE={global_batch_size} is not divisible by the data-parallel "
+      f"size {data} (MESH {dict(mesh.shape)}, {num_shards} host shard(s)); "
+      f"use a multiple of {math.lcm(data, num_shards)}."
+    )
 
 
 def shard_batch(local_batch: Mapping[str, np.ndarray], mesh: Mesh) -> dict[str, jax.Array]:
@@ -182,9 +203,11 @@ def shard_batch(local_batch: Mapping[str, np.ndarray], mesh: Mesh) -> dict[str, 
   return out
 
 
-def initialize_distributed(coordinator_address: str | None = None,
-                           num_processes: int | None = None,
-                           process_id: int | None = None) -> None:
+def initialize_distributed(
+  coordinator_address: str | None = None,
+  num_processes: int | None = None,
+  process_id: int | None = None,
+) -> None:
   """Joins a multi-process (e.g. multi-node GPU) job when a coordinator is configured.
 
   TPU pods and single-process runs need nothing: JAX initialises them itself. Several CPU
@@ -194,7 +217,12 @@ def initialize_distributed(coordinator_address: str | None = None,
   """
   if not coordinator_address:
     return
-  logging.info("jax.distributed.initialize(%s, num_processes=%s, process_id=%s)",
-               coordinator_address, num_processes, process_id)
-  jax.distributed.initialize(coordinator_address=coordinator_address,
-                             num_processes=num_processes, process_id=process_id)
+  logging.info(
+    "jax.distributed.initialize(%s, num_processes=%s, process_id=%s)",
+    coordinator_address,
+    num_processes,
+    process_id,
+  )
+  jax.distributed.initialize(
+    coordinator_address=coordinator_address, num_processes=num_processes, process_id=process_id
+  )

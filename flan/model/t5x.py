@@ -87,8 +87,11 @@ def _absolute_spec(spec: dict, step_dir: epath.Path) -> dict:
     raise ValueError(f"A TensorStore spec in {step_dir / CHECKPOINT_FILE} has no path: {spec}")
   match = re.fullmatch(r"gs://([^/]*)/(.*)", str(step_dir), re.DOTALL)
   if match:
-    spec["kvstore"] = {"driver": "gcs", "bucket": match.group(1),
-                       "path": f"{match.group(2).rstrip('/')}/{relative}"}
+    spec["kvstore"] = {
+      "driver": "gcs",
+      "bucket": match.group(1),
+      "path": f"{match.group(2).rstrip('/')}/{relative}",
+    }
   else:
     spec["kvstore"] = {"driver": "file", "path": str(step_dir / relative)}
   metadata = dict(spec.get("metadata", {}))
@@ -101,12 +104,14 @@ def _absolute_spec(spec: dict, step_dir: epath.Path) -> dict:
 def _read_leaf(leaf: Any, step_dir: epath.Path, name: str) -> np.ndarray:
   if _is_spec(leaf):
     import tensorstore as ts
+
     spec = _absolute_spec(leaf, step_dir)
     try:
       value = ts.open(spec, open=True, read=True).result().read().result()
-    except Exception as e:  # noqa: BLE001 - TensorStore raises ValueError/OSError variants
-      raise ValueError(f"Cannot read {name} of the t5x checkpoint {step_dir} "
-                       f"({type(e).__name__}: {e}).") from None
+    except Exception as e:
+      raise ValueError(
+        f"Cannot read {name} of the t5x checkpoint {step_dir} ({type(e).__name__}: {e})."
+      ) from None
     return np.asarray(value)
   return np.asarray(leaf)
 
@@ -118,14 +123,17 @@ def read_target(step_dir: str | epath.PathLike) -> dict[str, np.ndarray]:
     ValueError: the msgpack file is not a t5x checkpoint, or an array cannot be read.
   """
   from flax import serialization
+
   step_dir = epath.Path(step_dir)
   contents = serialization.msgpack_restore((step_dir / CHECKPOINT_FILE).read_bytes())
   if not isinstance(contents, dict):
     raise ValueError(f"{step_dir / CHECKPOINT_FILE} is not a t5x checkpoint (no state dict).")
   state = contents["optimizer"] if contents.get("version", 0) else contents
   if not isinstance(state, dict) or "target" not in state:
-    raise ValueError(f"{step_dir / CHECKPOINT_FILE} has no `target` (parameters); is it a t5x "
-                     "checkpoint written by t5x's Checkpointer?")
+    raise ValueError(
+      f"{step_dir / CHECKPOINT_FILE} has no `target` (parameters); is it a t5x "
+      "checkpoint written by t5x's Checkpointer?"
+    )
   flat = {}
 
   def walk(tree, prefix):
@@ -139,8 +147,9 @@ def read_target(step_dir: str | epath.PathLike) -> dict[str, np.ndarray]:
   return flat
 
 
-def config_from_shapes(flat: dict[str, np.ndarray], *, dtype: str = "bfloat16",
-                       scan_layers: bool = False) -> network.T5Config:
+def config_from_shapes(
+  flat: dict[str, np.ndarray], *, dtype: str = "bfloat16", scan_layers: bool = False
+) -> network.T5Config:
   """The `T5Config` a t5x parameter tree implies (t5x keeps no config beside its weights).
 
   Heads come from `relpos_bias/rel_embedding` [heads, buckets], head_dim from the query
@@ -148,29 +157,41 @@ def config_from_shapes(flat: dict[str, np.ndarray], *, dtype: str = "bfloat16",
   ReLU from T5 1.1's gated GELU. relative_attention_max_distance is not stored: 128, as in
   every T5 gin.
   """
+
   def get(name):
     if name not in flat:
-      raise ValueError(f"The t5x checkpoint has no {name!r}; is it a T5 encoder-decoder "
-                       f"(t5x's examples/t5 network)? It holds e.g. {sorted(flat)[:3]}.")
+      raise ValueError(
+        f"The t5x checkpoint has no {name!r}; is it a T5 encoder-decoder "
+        f"(t5x's examples/t5 network)? It holds e.g. {sorted(flat)[:3]}."
+      )
     return flat[name]
 
   vocab_size, emb_dim = get("token_embedder/embedding").shape
   num_heads, num_buckets = get("encoder/relpos_bias/rel_embedding").shape
   head_dim = get("encoder/layers_0/attention/query/kernel").shape[1] // num_heads
-  count = lambda stack: len({m.group(1) for k in flat
-                             for m in [re.match(rf"{stack}/layers_(\d+)/", k)] if m})
+  count = lambda stack: len(
+    {m.group(1) for k in flat for m in [re.match(rf"{stack}/layers_(\d+)/", k)] if m}
+  )
   gated = "encoder/layers_0/mlp/wi_0/kernel" in flat
   mlp_dim = get("encoder/layers_0/mlp/" + ("wi_0" if gated else "wi") + "/kernel").shape[1]
   return network.T5Config(
-      vocab_size=vocab_size, emb_dim=emb_dim, num_heads=num_heads,
-      num_encoder_layers=count("encoder"), num_decoder_layers=count("decoder"),
-      head_dim=head_dim, mlp_dim=mlp_dim,
-      mlp_activations=("gelu", "linear") if gated else ("relu",), dtype=dtype,
-      relative_attention_num_buckets=num_buckets, scan_layers=scan_layers)
+    vocab_size=vocab_size,
+    emb_dim=emb_dim,
+    num_heads=num_heads,
+    num_encoder_layers=count("encoder"),
+    num_decoder_layers=count("decoder"),
+    head_dim=head_dim,
+    mlp_dim=mlp_dim,
+    mlp_activations=("gelu", "linear") if gated else ("relu",),
+    dtype=dtype,
+    relative_attention_num_buckets=num_buckets,
+    scan_layers=scan_layers,
+  )
 
 
-def params_from_t5x(path: str | epath.PathLike, *, dtype: str = "bfloat16",
-                    scan_layers: bool = False) -> tuple[network.T5Config, dict]:
+def params_from_t5x(
+  path: str | epath.PathLike, *, dtype: str = "bfloat16", scan_layers: bool = False
+) -> tuple[network.T5Config, dict]:
   """Reads a t5x checkpoint into (`T5Config`, float32 numpy params in our layout).
 
   Args:
@@ -181,13 +202,16 @@ def params_from_t5x(path: str | epath.PathLike, *, dtype: str = "bfloat16",
   """
   step_dir = find_step_dir(path)
   if step_dir is None:
-    raise FileNotFoundError(f"{path} is not a t5x checkpoint: expected a checkpoint_<step> "
-                            f"directory holding the msgpack file `{CHECKPOINT_FILE}`.")
+    raise FileNotFoundError(
+      f"{path} is not a t5x checkpoint: expected a checkpoint_<step> "
+      f"directory holding the msgpack file `{CHECKPOINT_FILE}`."
+    )
   flat = {k: np.asarray(v, np.float32) for k, v in read_target(step_dir).items()}
   config = config_from_shapes(flat, dtype=dtype, scan_layers=scan_layers)
   if "decoder/logits_dense/kernel" not in flat:  # T5 1.0: logits = embed.attend(y) / sqrt(E)
     flat["decoder/logits_dense/kernel"] = np.ascontiguousarray(
-        flat["token_embedder/embedding"].T / np.float32(math.sqrt(config.emb_dim)))
+      flat["token_embedder/embedding"].T / np.float32(math.sqrt(config.emb_dim))
+    )
   params: dict = {}
   for name, value in flat.items():
     tree = params
@@ -207,11 +231,25 @@ def load_params(path: str | epath.PathLike, config: network.T5Config) -> dict:
     ValueError: the checkpoint's sizes differ from the model's (one line naming them).
   """
   found, params = params_from_t5x(path, dtype=config.dtype, scan_layers=config.scan_layers)
-  sizes = ("vocab_size", "emb_dim", "num_heads", "num_encoder_layers", "num_decoder_layers",
-           "head_dim", "mlp_dim", "mlp_activations", "relative_attention_num_buckets")
-  diff = {k: (getattr(found, k), getattr(config, k)) for k in sizes
-          if getattr(found, k) != getattr(config, k)}
+  sizes = (
+    "vocab_size",
+    "emb_dim",
+    "num_heads",
+    "num_encoder_layers",
+    "num_decoder_layers",
+    "head_dim",
+    "mlp_dim",
+    "mlp_activations",
+    "relative_attention_num_buckets",
+  )
+  diff = {
+    k: (getattr(found, k), getattr(config, k))
+    for k in sizes
+    if getattr(found, k) != getattr(config, k)
+  }
   if diff:
-    raise ValueError(f"The t5x checkpoint {path} does not fit the model: (checkpoint, model) = "
-                     f"{diff}; use the model gin of that checkpoint's size.")
+    raise ValueError(
+      f"The t5x checkpoint {path} does not fit the model: (checkpoint, model) = "
+      f"{diff}; use the model gin of that checkpoint's size."
+    )
   return params

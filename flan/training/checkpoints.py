@@ -61,15 +61,17 @@ def check_params_match(saved_params: Any, expected_params: Any, where: str) -> N
   extra = sorted(set(saved) - set(expected))
   if missing or extra:
     raise CheckpointError(
-        f"The checkpoint {where} does not hold this model's parameters: missing "
-        f"{missing[:3]}{'...' if len(missing) > 3 else ''}, unexpected "
-        f"{extra[:3]}{'...' if len(extra) > 3 else ''}. Is it from another architecture?")
+      f"The checkpoint {where} does not hold this model's parameters: missing "
+      f"{missing[:3]}{'...' if len(missing) > 3 else ''}, unexpected "
+      f"{extra[:3]}{'...' if len(extra) > 3 else ''}. Is it from another architecture?"
+    )
   for name in expected:
     if saved[name] != expected[name]:
       raise CheckpointError(
-          f"The checkpoint {where} is for another model size: parameter {name!r} has shape "
-          f"{saved[name]} in the checkpoint but {expected[name]} in the model being trained. "
-          "Use the model gin the checkpoint was trained with, or another MODEL_DIR.")
+        f"The checkpoint {where} is for another model size: parameter {name!r} has shape "
+        f"{saved[name]} in the checkpoint but {expected[name]} in the model being trained. "
+        "Use the model gin the checkpoint was trained with, or another MODEL_DIR."
+      )
 
 
 def saved_params(metadata: Any) -> Any:
@@ -95,13 +97,16 @@ def gather_dataset_states(state: Mapping[str, Any]) -> dict[str, Any]:
   if count == 1:
     return {process_key(0, 1): dict(state)}
   from jax.experimental import multihost_utils
+
   data = np.frombuffer(json.dumps(dict(state)).encode(), np.uint8)
   lengths = np.asarray(multihost_utils.process_allgather(np.int32(len(data)))).reshape(-1)
   padded = np.zeros(int(lengths.max()), np.uint8)
-  padded[:len(data)] = data
+  padded[: len(data)] = data
   rows = np.asarray(multihost_utils.process_allgather(padded))  # [count, max length]
-  return {process_key(i, count): json.loads(rows[i, :lengths[i]].tobytes().decode())
-          for i in range(count)}
+  return {
+    process_key(i, count): json.loads(rows[i, : lengths[i]].tobytes().decode())
+    for i in range(count)
+  }
 
 
 def own_dataset_state(saved: Mapping[str, Any], where: str) -> dict[str, Any]:
@@ -119,17 +124,19 @@ def own_dataset_state(saved: Mapping[str, Any], where: str) -> dict[str, Any]:
   elif process_key(index, count) in saved:
     return dict(saved[process_key(index, count)])
   raise CheckpointError(
-      f"{where} holds the input-pipeline positions of {len(keys)} process(es) ({', '.join(keys)})"
-      f" but this run has {count}: each process reads its own data shard, so positions do not "
-      f"transfer. Resume with NUM_PROCESSES={len(keys)} (the same hosts), or start a new "
-      "MODEL_DIR with INITIAL_CHECKPOINT_PATH set to that checkpoint (its weights, optimizer "
-      "state and step; the data stream restarts from its beginning).")
+    f"{where} holds the input-pipeline positions of {len(keys)} process(es) ({', '.join(keys)})"
+    f" but this run has {count}: each process reads its own data shard, so positions do not "
+    f"transfer. Resume with NUM_PROCESSES={len(keys)} (the same hosts), or start a new "
+    "MODEL_DIR with INITIAL_CHECKPOINT_PATH set to that checkpoint (its weights, optimizer "
+    "state and step; the data stream restarts from its beginning)."
+  )
 
 
 def abstract_state(shapes: Any, shardings: Any) -> Any:
   """ShapeDtypeStructs carrying the CURRENT shardings: orbax restores straight into them."""
-  return jax.tree.map(lambda s, sh: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sh),
-                      shapes, shardings)
+  return jax.tree.map(
+    lambda s, sh: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sh), shapes, shardings
+  )
 
 
 class Checkpoints:
@@ -142,17 +149,22 @@ class Checkpoints:
     async_save: write in a background thread after the device-to-host copy.
   """
 
-  def __init__(self, model_dir: str, *, period: int = 1000, keep: int | None = None,
-               async_save: bool = True):
+  def __init__(
+    self, model_dir: str, *, period: int = 1000, keep: int | None = None, async_save: bool = True
+  ):
     self.model_dir = paths.path(model_dir)
     self.period = max(1, int(period))
     # The save decision is ours (`should_save`): orbax's own would also save the first step.
     options = ocp.CheckpointManagerOptions(
-        save_interval_steps=1, max_to_keep=keep, step_prefix=STEP_PREFIX,
-        create=True, cleanup_tmp_directories=True, enable_async_checkpointing=async_save)
+      save_interval_steps=1,
+      max_to_keep=keep,
+      step_prefix=STEP_PREFIX,
+      create=True,
+      cleanup_tmp_directories=True,
+      enable_async_checkpointing=async_save,
+    )
     handlers = {STATE: ocp.StandardCheckpointHandler(), DATASET: ocp.JsonCheckpointHandler()}
-    self.manager = ocp.CheckpointManager(self.model_dir, options=options,
-                                         item_handlers=handlers)
+    self.manager = ocp.CheckpointManager(self.model_dir, options=options, item_handlers=handlers)
 
   def steps(self) -> list[int]:
     """Steps of the complete checkpoints, oldest first."""
@@ -163,16 +175,17 @@ class Checkpoints:
     """Whether `step` is a multiple of the period."""
     return step % self.period == 0
 
-  def save(self, step: int, state: Any, dataset_state: Mapping[str, Any] | None = None
-           ) -> bool:
+  def save(self, step: int, state: Any, dataset_state: Mapping[str, Any] | None = None) -> bool:
     """Starts saving `step` (unless it exists); returns whether a save started.
 
     Every call saves: the caller decides when (`should_save`, the last step, preemption).
     """
     if step in self.manager.all_steps():
       return False
-    items = {STATE: ocp.args.StandardSave(state),
-             DATASET: ocp.args.JsonSave(dict(dataset_state or {}))}
+    items = {
+      STATE: ocp.args.StandardSave(state),
+      DATASET: ocp.args.JsonSave(dict(dataset_state or {})),
+    }
     return self.manager.save(step, args=ocp.args.Composite(**items), force=True)
 
   def wait(self) -> None:
@@ -195,29 +208,43 @@ class Checkpoints:
       where = str(self.model_dir / f"{STEP_PREFIX}_{step}")
       try:
         saved = saved_params(self.manager.item_metadata(step)[STATE])
-      except Exception as e:  # noqa: BLE001 - any unreadable metadata means a bad checkpoint
+      except Exception as e:
         failures.append((where, e))
-        logging.warning("Checkpoint %s is unreadable (%s: %s); falling back to an older one.",
-                        where, type(e).__name__, e)
+        logging.warning(
+          "Checkpoint %s is unreadable (%s: %s); falling back to an older one.",
+          where,
+          type(e).__name__,
+          e,
+        )
         continue
       check_params_match(saved, target.params, where)
       try:
-        restored = self.manager.restore(step, args=ocp.args.Composite(**{
-            STATE: ocp.args.StandardRestore(target), DATASET: ocp.args.JsonRestore()}))
-      except Exception as e:  # noqa: BLE001 - orbax raises many types for damaged files
+        restored = self.manager.restore(
+          step,
+          args=ocp.args.Composite(
+            **{STATE: ocp.args.StandardRestore(target), DATASET: ocp.args.JsonRestore()}
+          ),
+        )
+      except Exception as e:
         failures.append((where, e))
-        logging.warning("Checkpoint %s is unreadable (%s: %s); falling back to an older one.",
-                        where, type(e).__name__, e)
+        logging.warning(
+          "Checkpoint %s is unreadable (%s: %s); falling back to an older one.",
+          where,
+          type(e).__name__,
+          e,
+        )
         continue
       if failures:
-        logging.warning("Resumed from %s after skipping unreadable %s.", where,
-                        ", ".join(w for w, _ in failures))
+        logging.warning(
+          "Resumed from %s after skipping unreadable %s.", where, ", ".join(w for w, _ in failures)
+        )
       return restored[STATE], restored[DATASET] or None, step
     if failures:
       raise CheckpointError(
-          "Every checkpoint in MODEL_DIR is unreadable: " +
-          "; ".join(f"{w} ({type(e).__name__}: {e})" for w, e in failures) +
-          ". Delete them (or use another MODEL_DIR) to start over.")
+        "Every checkpoint in MODEL_DIR is unreadable: "
+        + "; ".join(f"{w} ({type(e).__name__}: {e})" for w, e in failures)
+        + ". Delete them (or use another MODEL_DIR) to start over."
+      )
     return None
 
 
@@ -236,11 +263,12 @@ def is_hf_directory(path: str | epath.PathLike) -> bool:
   """A Hugging Face model directory: config.json plus weights."""
   p = paths.path(path)
   return (p / "config.json").is_file() and (
-      any(p.glob("*.safetensors")) or (p / "pytorch_model.bin").is_file())
+    any(p.glob("*.safetensors")) or (p / "pytorch_model.bin").is_file()
+  )
 
 
 @dataclasses.dataclass(frozen=True)
-class Source:
+class SavedWeights:
   """Where saved weights live, by kind.
 
   Attributes:
@@ -252,6 +280,7 @@ class Source:
     step: the trainer (or t5x) checkpoint's step, else None.
     model_dir: the MODEL_DIR of a trainer (or t5x) checkpoint, else None.
   """
+
   kind: str
   path: epath.Path
   step: int | None = None
@@ -267,25 +296,29 @@ class Source:
     return {"path": str(self.path), "step": self.step}
 
 
-def resolve_step_dir(path: epath.Path, setting: str = "INITIAL_CHECKPOINT_PATH"
-                     ) -> epath.Path:
+def resolve_step_dir(path: epath.Path, setting: str = "INITIAL_CHECKPOINT_PATH") -> epath.Path:
   """A `checkpoint_<step>` directory: `path` itself, or the newest one inside a MODEL_DIR.
 
   `setting` names the option that gave `path`, for the error message.
   """
   if (path / STATE).is_dir():
     return path
-  steps = sorted((int(d.name.rsplit("_", 1)[1]), d) for d in path.glob(f"{STEP_PREFIX}_*")
-                 if d.name.rsplit("_", 1)[1].isdigit() and (d / STATE).is_dir())
+  steps = sorted(
+    (int(d.name.rsplit("_", 1)[1]), d)
+    for d in path.glob(f"{STEP_PREFIX}_*")
+    if d.name.rsplit("_", 1)[1].isdigit() and (d / STATE).is_dir()
+  )
   if not steps:
-    raise CheckpointError(f"{setting}={str(path)!r} holds no checkpoint: expected a "
-                          f"{STEP_PREFIX}_<step> directory written by flan.train or t5x, a "
-                          "MODEL_DIR containing one, the output of flan.convert hf_to_flan, or "
-                          "a Hugging Face T5 directory (config.json + weights).")
+    raise CheckpointError(
+      f"{setting}={str(path)!r} holds no checkpoint: expected a "
+      f"{STEP_PREFIX}_<step> directory written by flan.train or t5x, a MODEL_DIR "
+      "containing one, the output of flan.convert hf_to_flan, or a Hugging "
+      "Face T5 directory (config.json + weights)."
+    )
   return steps[-1][1]
 
 
-def locate(path: str | epath.PathLike, setting: str) -> Source:
+def locate(path: str | epath.PathLike, setting: str) -> SavedWeights:
   """What kind of weights `path` holds, and where exactly.
 
   Args:
@@ -299,27 +332,33 @@ def locate(path: str | epath.PathLike, setting: str) -> Source:
   """
   src = paths.path(path)
   if not src.exists():
-    raise CheckpointError(f"{setting}={str(path)!r} does not exist; set it to a "
-                          f"{STEP_PREFIX}_<step> directory (flan's or t5x's), a MODEL_DIR or "
-                          "a Hugging Face T5 directory.")
+    raise CheckpointError(
+      f"{setting}={str(path)!r} does not exist; set it to a "
+      f"{STEP_PREFIX}_<step> directory (flan's or t5x's), a MODEL_DIR or a Hugging Face T5 "
+      "directory."
+    )
   if is_hf_directory(src):
-    return Source(HF, src)
+    return SavedWeights(HF, src)
   if (src / PARAMS_CONFIG_FILE).is_file():
-    return Source(PARAMS, src)
+    return SavedWeights(PARAMS, src)
   if not (src / STATE).is_dir() and not any(src.glob(f"{STEP_PREFIX}_*/{STATE}")):
     from flan.model import t5x
+
     t5x_dir = t5x.find_step_dir(src)
     if t5x_dir is not None:
       step = t5x.step_of(t5x_dir)
-      return Source(T5X, t5x_dir, step=step, model_dir=t5x_dir.parent if step is not None else None)
+      model_dir = t5x_dir.parent if step is not None else None
+      return SavedWeights(T5X, t5x_dir, step=step, model_dir=model_dir)
   step_dir = resolve_step_dir(src, setting)
-  return Source(TRAINER, step_dir, step=int(step_dir.name.rsplit("_", 1)[1]),
-                model_dir=step_dir.parent)
+  return SavedWeights(
+    TRAINER, step_dir, step=int(step_dir.name.rsplit("_", 1)[1]), model_dir=step_dir.parent
+  )
 
 
-def _hf_params(source: Source, model_config: Any, expected_params: Any) -> Any:
+def _hf_params(source: SavedWeights, model_config: Any, expected_params: Any) -> Any:
   """A Hugging Face directory's weights laid out for `model_config`, checked against the model."""
   from flan.model import hf  # the HF importer pulls in safetensors only when needed
+
   try:
     params = hf.load_params(str(source.path), model_config)
   except ValueError as e:  # another size: the same error type as for our checkpoints
@@ -328,9 +367,10 @@ def _hf_params(source: Source, model_config: Any, expected_params: Any) -> Any:
   return params
 
 
-def _t5x_params(source: Source, model_config: Any, expected_params: Any) -> Any:
+def _t5x_params(source: SavedWeights, model_config: Any, expected_params: Any) -> Any:
   """A t5x checkpoint's parameters laid out for `model_config`, checked against the model."""
   from flan.model import t5x
+
   try:
     params = t5x.load_params(source.path, model_config)
   except ValueError as e:
@@ -339,32 +379,46 @@ def _t5x_params(source: Source, model_config: Any, expected_params: Any) -> Any:
   return params
 
 
-def _read_params(source: Source, abstract_params: Any, model_config: Any) -> Any:
+def _read_params(source: SavedWeights, abstract_params: Any, model_config: Any) -> Any:
   """The parameters of `source`, restored straight into `abstract_params`' shardings."""
   if source.kind in (HF, T5X):
     read = _hf_params if source.kind == HF else _t5x_params
     params = read(source, model_config, abstract_params)
     return jax.tree.map(lambda x, a: jax.device_put(x, a.sharding), params, abstract_params)
   checkpointer = ocp.PyTreeCheckpointer()
-  check_params_match(saved_params(checkpointer.metadata(source.item)), abstract_params,
-                     str(source.path))
+  check_params_match(
+    saved_params(checkpointer.metadata(source.item)), abstract_params, str(source.path)
+  )
   target = {"params": abstract_params}
-  restored = checkpointer.restore(source.item, args=ocp.args.PyTreeRestore(
-      item=target, restore_args=ocp.checkpoint_utils.construct_restore_args(target),
-      partial_restore=True))
+  restored = checkpointer.restore(
+    source.item,
+    args=ocp.args.PyTreeRestore(
+      item=target,
+      restore_args=ocp.checkpoint_utils.construct_restore_args(target),
+      partial_restore=True,
+    ),
+  )
   return restored["params"]
 
 
 def param_shapes(model: Any, mesh: jax.sharding.Mesh) -> tuple[Any, Any]:
   """(parameter ShapeDtypeStructs, their NamedShardings on `mesh`), without allocating."""
-  shapes = jax.eval_shape(lambda: model.init(
-      jax.random.PRNGKey(0), {"encoder_input_tokens": (1, 2), "decoder_input_tokens": (1, 2)}))
+  shapes = jax.eval_shape(
+    lambda: model.init(
+      jax.random.PRNGKey(0), {"encoder_input_tokens": (1, 2), "decoder_input_tokens": (1, 2)}
+    )
+  )
   shardings = partitioning.logical_to_sharding(model.param_logical_specs(), mesh, shapes=shapes)
   return shapes, shardings
 
 
-def restore_params(model: Any, mesh: jax.sharding.Mesh, path: str | epath.PathLike, *,
-                   setting: str = "CHECKPOINT_PATH") -> tuple[Any, dict[str, Any]]:
+def restore_params(
+  model: Any,
+  mesh: jax.sharding.Mesh,
+  path: str | epath.PathLike,
+  *,
+  setting: str = "CHECKPOINT_PATH",
+) -> tuple[Any, dict[str, Any]]:
   """The parameters saved at `path` (any kind `locate` knows), sharded as training shards them.
 
   Only parameters are read (no optimizer state), straight into their shardings on `mesh`.
@@ -383,10 +437,14 @@ def restore_params(model: Any, mesh: jax.sharding.Mesh, path: str | epath.PathLi
   return _read_params(source, abstract_state(shapes, shardings), model.config), source.info()
 
 
-def restore_or_initialize(checkpoints: Checkpoints, target: Any, *,
-                          init_state: Callable[[Any], Any],
-                          initial_checkpoint_path: str | None = None,
-                          model_config: Any = None) -> tuple[Any, dict | None, str]:
+def restore_or_initialize(
+  checkpoints: Checkpoints,
+  target: Any,
+  *,
+  init_state: Callable[[Any], Any],
+  initial_checkpoint_path: str | None = None,
+  model_config: Any = None,
+) -> tuple[Any, dict | None, str]:
   """The state to train from, in t5x's order.
 
   Args:
@@ -408,8 +466,9 @@ def restore_or_initialize(checkpoints: Checkpoints, target: Any, *,
   source = locate(initial_checkpoint_path, "INITIAL_CHECKPOINT_PATH")
   if source.kind == TRAINER:  # the whole state: step, params and optimizer moments
     checkpointer = ocp.StandardCheckpointer()
-    check_params_match(saved_params(checkpointer.metadata(source.item)), target.params,
-                       str(source.path))
+    check_params_match(
+      saved_params(checkpointer.metadata(source.item)), target.params, str(source.path)
+    )
     return checkpointer.restore(source.item, target), None, f"initialised from {source.path}"
   # Fresh Adafactor moments at step 0: beta2 = 0 makes the first update re-estimate them from
   # one gradient (t5x would import the TF slots and the pretraining step).

@@ -40,14 +40,28 @@ Schedule = Callable[[jax.Array], jax.Array]
 
 # ---------------------------------------------------------------------------- schedules
 
-FACTORS = ("constant", "linear_warmup", "linear_decay", "rsqrt_decay", "rsqrt_normalized_decay",
-           "decay_every", "cosine_decay")
+FACTORS = (
+  "constant",
+  "linear_warmup",
+  "linear_decay",
+  "rsqrt_decay",
+  "rsqrt_normalized_decay",
+  "decay_every",
+  "cosine_decay",
+)
 
 
-def learning_rate_schedule(*, factors: str = "constant", base_learning_rate: float = 1e-3,
-                           warmup_steps: int = 1000, decay_factor: float = 0.5,
-                           steps_per_decay: int = 20_000, steps_per_cycle: int = 100_000,
-                           step_offset: int = 0, min_learning_rate: float = 1e-8) -> Schedule:
+def learning_rate_schedule(
+  *,
+  factors: str = "constant",
+  base_learning_rate: float = 1e-3,
+  warmup_steps: int = 1000,
+  decay_factor: float = 0.5,
+  steps_per_decay: int = 20_000,
+  steps_per_cycle: int = 100_000,
+  step_offset: int = 0,
+  min_learning_rate: float = 1e-8,
+) -> Schedule:
   """t5x's `create_learning_rate_scheduler`: the product of the `*`-separated `factors`.
 
   With t = max(0, step - step_offset) and w = warmup_steps, each factor multiplies by
@@ -77,22 +91,32 @@ def learning_rate_schedule(*, factors: str = "constant", base_learning_rate: flo
     ValueError: an unknown factor, or a zero/negative length that a chosen factor divides by.
   """
   if isinstance(base_learning_rate, bool) or not isinstance(base_learning_rate, (int, float)):
-    raise UserError(f"LEARNING_RATE must be a number, got {base_learning_rate!r} "
-                    f"({type(base_learning_rate).__name__}); set --gin.LEARNING_RATE=1e-3 or so.")
+    raise UserError(
+      f"LEARNING_RATE must be a number, got {base_learning_rate!r} "
+      f"({type(base_learning_rate).__name__}); set --gin.LEARNING_RATE=1e-3 or so."
+    )
   names = [f.strip() for f in factors.split("*") if f.strip()]
   unknown = [n for n in names if n not in FACTORS]
   if unknown or not names:
-    raise ValueError(f"Unknown learning-rate factor(s) {unknown or factors!r} in {factors!r}; "
-                     f"use a '*'-product of {', '.join(FACTORS)}.")
-  needs = {"warmup_steps": ({"linear_warmup", "linear_decay", "rsqrt_decay",
-                             "rsqrt_normalized_decay"}, warmup_steps),
-           "steps_per_decay": ({"decay_every"}, steps_per_decay),
-           "steps_per_cycle": ({"cosine_decay"}, steps_per_cycle)}
+    raise ValueError(
+      f"Unknown learning-rate factor(s) {unknown or factors!r} in {factors!r}; "
+      f"use a '*'-product of {', '.join(FACTORS)}."
+    )
+  needs = {
+    "warmup_steps": (
+      {"linear_warmup", "linear_decay", "rsqrt_decay", "rsqrt_normalized_decay"},
+      warmup_steps,
+    ),
+    "steps_per_decay": ({"decay_every"}, steps_per_decay),
+    "steps_per_cycle": ({"cosine_decay"}, steps_per_cycle),
+  }
   for arg, (users, value) in needs.items():
     used = sorted(users & set(names))
     if used and value <= 0:
-      raise ValueError(f"Learning-rate factor(s) {', '.join(used)} divide by {arg}, which is "
-                       f"{value}; set it to a positive number of steps.")
+      raise ValueError(
+        f"Learning-rate factor(s) {', '.join(used)} divide by {arg}, which is "
+        f"{value}; set it to a positive number of steps."
+      )
 
   def schedule(step):
     t_int = jnp.maximum(0, jnp.asarray(step, jnp.int32) - step_offset)  # int, as t5x's step
@@ -104,8 +128,11 @@ def learning_rate_schedule(*, factors: str = "constant", base_learning_rate: flo
       elif name == "linear_warmup":
         lr = lr * jnp.minimum(1.0, t / warmup_steps)
       elif name == "linear_decay":
-        lr = lr * base_learning_rate * jnp.minimum(
-            t / warmup_steps, 1.0 + decay_factor * (warmup_steps - t))
+        lr = (
+          lr
+          * base_learning_rate
+          * jnp.minimum(t / warmup_steps, 1.0 + decay_factor * (warmup_steps - t))
+        )
       elif name == "rsqrt_decay":
         lr = lr / jnp.sqrt(jnp.maximum(t, warmup_steps))
       elif name == "rsqrt_normalized_decay":
@@ -128,6 +155,7 @@ class AdafactorState(NamedTuple):
 
   For a factored parameter `v` is a [1] placeholder; otherwise `v_row`/`v_col` are.
   """
+
   v_row: Any
   v_col: Any
   v: Any
@@ -147,12 +175,14 @@ class FactorRule(NamedTuple):
     factored: (d1, d0), the second-largest and largest non-batch dims, when the second
       moment is factored; else None.
   """
+
   averaging_dims: tuple[int, ...]
   factored: tuple[int, int] | None
 
 
-def factored_dims(shape: tuple[int, ...], *, min_dim_size_to_factor: int = 128
-                  ) -> tuple[int, int] | None:
+def factored_dims(
+  shape: tuple[int, ...], *, min_dim_size_to_factor: int = 128
+) -> tuple[int, int] | None:
   """(d1, d0): the second-largest and largest dims, when factoring applies; else None.
 
   t5x's heuristic (which its logical factor rules fall back to for every 2-D T5 kernel):
@@ -166,8 +196,13 @@ def factored_dims(shape: tuple[int, ...], *, min_dim_size_to_factor: int = 128
   return order[-2], order[-1]
 
 
-def factor_rule(shape: tuple[int, ...], axes: tuple[str | None, ...] = (), *,
-                factored: bool = True, min_dim_size_to_factor: int = 128) -> FactorRule:
+def factor_rule(
+  shape: tuple[int, ...],
+  axes: tuple[str | None, ...] = (),
+  *,
+  factored: bool = True,
+  min_dim_size_to_factor: int = 128,
+) -> FactorRule:
   """The statistics of one parameter of `shape` whose dims are named `axes` (logical names).
 
   Dims named in `BATCH_AXES` are batch dims, as in t5x: no mean runs over them, so each
@@ -206,18 +241,27 @@ def _decay_rate(step: jax.Array, exponent: float) -> jax.Array:
 
 def _axes_by_path(param_axes: Any) -> dict[str, tuple[str | None, ...]]:
   """`{keystr(path): axis names}` from a pytree of logical PartitionSpecs (or name tuples)."""
-  is_spec = lambda x: isinstance(x, P) or (isinstance(x, tuple) and all(
-      a is None or isinstance(a, str) for a in x))
+  is_spec = lambda x: (
+    isinstance(x, P) or (isinstance(x, tuple) and all(a is None or isinstance(a, str) for a in x))
+  )
   flat, _ = jax.tree_util.tree_flatten_with_path(param_axes, is_leaf=is_spec)
   return {jax.tree_util.keystr(path): tuple(spec) for path, spec in flat}
 
 
-def adafactor(learning_rate: Schedule | float = 1e-3, *, decay_rate: float = 0.8,
-              step_offset: int = 0, clipping_threshold: float | None = 1.0,
-              multiply_by_parameter_scale: bool = True, epsilon1: float = 1e-30,
-              epsilon2: float = 1e-3, min_dim_size_to_factor: int = 128,
-              factored: bool = True, global_norm_clip: float | None = None,
-              param_axes: Any = None) -> optax.GradientTransformationExtraArgs:
+def adafactor(
+  learning_rate: Schedule | float = 1e-3,
+  *,
+  decay_rate: float = 0.8,
+  step_offset: int = 0,
+  clipping_threshold: float | None = 1.0,
+  multiply_by_parameter_scale: bool = True,
+  epsilon1: float = 1e-30,
+  epsilon2: float = 1e-3,
+  min_dim_size_to_factor: int = 128,
+  factored: bool = True,
+  global_norm_clip: float | None = None,
+  param_axes: Any = None,
+) -> optax.GradientTransformationExtraArgs:
   """t5x's Adafactor (no momentum, no weight decay) with an explicit global step.
 
   Args:
@@ -240,15 +284,8 @@ def adafactor(learning_rate: Schedule | float = 1e-3, *, decay_rate: float = 0.8
   Returns:
     An optax transformation whose `update(grads, state, params, *, step)` needs `params`
     and the global `step` (an int32 scalar, the step BEFORE this update); its
-    `learning_rate_schedule` is the schedule it follows (the trainer logs it), and its
-    `with_param_axes(param_axes)` returns the same optimizer for a model's logical axes
-    (t5x's `set_param_axes`: a gin-built OPTIMIZER learns the model's axes in `train`).
+    `learning_rate_schedule` is the schedule it follows (the trainer logs it).
   """
-  settings = dict(decay_rate=decay_rate, step_offset=step_offset,
-                  clipping_threshold=clipping_threshold,
-                  multiply_by_parameter_scale=multiply_by_parameter_scale, epsilon1=epsilon1,
-                  epsilon2=epsilon2, min_dim_size_to_factor=min_dim_size_to_factor,
-                  factored=factored, global_norm_clip=global_norm_clip)
   schedule = learning_rate if callable(learning_rate) else (lambda _: jnp.float32(learning_rate))
   axes_by_path = None if param_axes is None else _axes_by_path(param_axes)
 
@@ -261,11 +298,16 @@ def adafactor(learning_rate: Schedule | float = 1e-3, *, decay_rate: float = 0.8
       if axes_by_path is not None:
         key = jax.tree_util.keystr(path)
         if key not in axes_by_path:
-          raise ValueError(f"adafactor(param_axes=...) has no logical axes for parameter {key}; "
-                           "pass the model's param_logical_specs() for the same parameters.")
+          raise ValueError(
+            f"adafactor(param_axes=...) has no logical axes for parameter {key}; "
+            "pass the model's param_logical_specs() for the same parameters."
+          )
         axes = axes_by_path[key]
-      out.append(factor_rule(tuple(p.shape), axes, factored=factored,
-                             min_dim_size_to_factor=min_dim_size_to_factor))
+      out.append(
+        factor_rule(
+          tuple(p.shape), axes, factored=factored, min_dim_size_to_factor=min_dim_size_to_factor
+        )
+      )
     return out
 
   def init_fn(params):
@@ -274,8 +316,8 @@ def adafactor(learning_rate: Schedule | float = 1e-3, *, decay_rate: float = 0.8
     for p, rule in zip(leaves, rules(params)):
       if rule.factored:
         d1, d0 = rule.factored
-        v_row.append(jnp.zeros(p.shape[:d0] + p.shape[d0 + 1:], jnp.float32))
-        v_col.append(jnp.zeros(p.shape[:d1] + p.shape[d1 + 1:], jnp.float32))
+        v_row.append(jnp.zeros(p.shape[:d0] + p.shape[d0 + 1 :], jnp.float32))
+        v_col.append(jnp.zeros(p.shape[:d1] + p.shape[d1 + 1 :], jnp.float32))
         v.append(jnp.zeros((1,), jnp.float32))
       else:
         v_row.append(jnp.zeros((1,), jnp.float32))
@@ -292,10 +334,10 @@ def adafactor(learning_rate: Schedule | float = 1e-3, *, decay_rate: float = 0.8
       v_col = beta * v_col + (1.0 - beta) * jnp.mean(g2, axis=d1)  # d1 gone
       row_axis = d1 - 1 if d1 > d0 else d1  # d1's index once d0 is gone
       row_factor = (v_row / jnp.mean(v_row, axis=row_axis, keepdims=True)) ** -0.5
-      y = g * jnp.expand_dims(row_factor, d0) * jnp.expand_dims(v_col ** -0.5, d1)
+      y = g * jnp.expand_dims(row_factor, d0) * jnp.expand_dims(v_col**-0.5, d1)
     else:
       v = beta * v + (1.0 - beta) * g2
-      y = g * v ** -0.5
+      y = g * v**-0.5
     if clipping_threshold is not None:
       y = y / jnp.maximum(1.0, _rms(y, rule.averaging_dims) / clipping_threshold)
     scale = lr
@@ -312,17 +354,16 @@ def adafactor(learning_rate: Schedule | float = 1e-3, *, decay_rate: float = 0.8
     beta = _decay_rate(jnp.asarray(step) - step_offset, decay_rate)
     lr = schedule(step)
     treedef = jax.tree.structure(params)
-    columns = [treedef.flatten_up_to(x) for x in (grads, params, state.v_row, state.v_col,
-                                                  state.v)]
+    columns = [treedef.flatten_up_to(x) for x in (grads, params, state.v_row, state.v_col, state.v)]
     out = [one(rule, *leaf, beta, lr) for rule, *leaf in zip(rules(params), *columns)]
     updates, v_row, v_col, v = (treedef.unflatten([o[i] for o in out]) for i in range(4))
     return updates, AdafactorState(v_row=v_row, v_col=v_col, v=v)
 
   tx = Adafactor(init_fn, update_fn)
   tx.state_logical_specs = lambda specs, params: _state_logical_specs(
-      specs, params, rules, has_axes=param_axes is not None)
+    specs, params, rules, has_axes=param_axes is not None
+  )
   tx.learning_rate_schedule = schedule
-  tx.with_param_axes = lambda axes: adafactor(learning_rate, param_axes=axes, **settings)
   return tx
 
 
@@ -335,16 +376,19 @@ class Adafactor(optax.GradientTransformationExtraArgs):
   """
 
 
-def _state_logical_specs(param_specs: Any, params: Any, rules: Callable, *,
-                         has_axes: bool) -> AdafactorState:
+def _state_logical_specs(
+  param_specs: Any, params: Any, rules: Callable, *, has_axes: bool
+) -> AdafactorState:
   treedef = jax.tree.structure(params)
   specs = treedef.flatten_up_to(param_specs)
   if not has_axes:
     stacked = [s for s in specs if any(a in BATCH_AXES for a in tuple(s))]
     if stacked:
-      raise ValueError(f"The model stacks parameters along {BATCH_AXES} (e.g. {stacked[0]}) "
-                       "but adafactor was built without param_axes, so its statistics would "
-                       "mix layers; build it with param_axes=model.param_logical_specs().")
+      raise ValueError(
+        f"The model stacks parameters along {BATCH_AXES} (e.g. {stacked[0]}) "
+        "but adafactor was built without param_axes, so its statistics would "
+        "mix layers; build it with param_axes=model.param_logical_specs()."
+      )
   v_row, v_col, v = [], [], []
   for spec, p, rule in zip(specs, treedef.flatten_up_to(params), rules(params)):
     axes = tuple(spec) + (None,) * (len(p.shape) - len(tuple(spec)))
@@ -360,13 +404,19 @@ def _state_logical_specs(param_specs: Any, params: Any, rules: Callable, *,
   return AdafactorState(*(treedef.unflatten(x) for x in (v_row, v_col, v)))
 
 
-def make_optimizer(*, learning_rate_factors: str = "constant", base_learning_rate: float = 1e-3,
-                   warmup_steps: int = 1000, decay_factor: float = 0.5,
-                   steps_per_decay: int = 20_000, steps_per_cycle: int = 100_000,
-                   min_learning_rate: float = 1e-8, global_norm_clip: float | None = None,
-                   param_axes: Any = None
-                   ) -> tuple[optax.GradientTransformationExtraArgs, Schedule]:
-  """Adafactor (t5x defaults) on a t5x schedule, and that schedule: (optimizer, schedule).
+def make_optimizer(
+  *,
+  learning_rate_factors: str = "constant",
+  base_learning_rate: float = 1e-3,
+  warmup_steps: int = 1000,
+  decay_factor: float = 0.5,
+  steps_per_decay: int = 20_000,
+  steps_per_cycle: int = 100_000,
+  min_learning_rate: float = 1e-8,
+  global_norm_clip: float | None = None,
+  param_axes: Any = None,
+) -> tuple[optax.GradientTransformationExtraArgs, Schedule]:
+  """Adafactor on a t5x schedule, and that schedule: (optimizer, schedule).
 
   A shorthand for library callers; a gin run builds the same from `adafactor` and
   `learning_rate_schedule` (the OPTIMIZER macro of configs/runs/finetune.gin).
@@ -377,12 +427,15 @@ def make_optimizer(*, learning_rate_factors: str = "constant", base_learning_rat
     global_norm_clip: see `adafactor`.
     param_axes: the model's `param_logical_specs()`; needed when layers are scanned.
 
-  Returns (optimizer, schedule).
+  Adafactor's own constants keep t5x's defaults.
   """
-  schedule = learning_rate_schedule(factors=learning_rate_factors,
-                                    base_learning_rate=base_learning_rate,
-                                    warmup_steps=warmup_steps, decay_factor=decay_factor,
-                                    steps_per_decay=steps_per_decay,
-                                    steps_per_cycle=steps_per_cycle,
-                                    min_learning_rate=min_learning_rate)
+  schedule = learning_rate_schedule(
+    factors=learning_rate_factors,
+    base_learning_rate=base_learning_rate,
+    warmup_steps=warmup_steps,
+    decay_factor=decay_factor,
+    steps_per_decay=steps_per_decay,
+    steps_per_cycle=steps_per_cycle,
+    min_learning_rate=min_learning_rate,
+  )
   return adafactor(schedule, global_norm_clip=global_norm_clip, param_axes=param_axes), schedule

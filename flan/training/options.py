@@ -14,14 +14,15 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from flan.errors import UserError
-
-NAN_POLICIES = ("stop", "skip")
+from flan.training.train_step import NAN_POLICIES
 
 
 def _fail(field: str, wanted: str, value: Any) -> UserError:
   macro = field.upper()
-  return UserError(f"{macro} must be {wanted}, got {value!r} ({type(value).__name__}); set "
-                   f"--gin.{macro}=... (or its line in the run gin).")
+  return UserError(
+    f"{macro} must be {wanted}, got {value!r} ({type(value).__name__}); set "
+    f"--gin.{macro}=... (or its line in the run gin)."
+  )
 
 
 def _is_int(value: Any) -> bool:
@@ -73,8 +74,11 @@ def _optional_path(field: str, value: Any) -> str | None:
 
 
 def _check_lengths(field: str, value: Any) -> dict[str, int]:
-  if (not isinstance(value, Mapping) or set(value) != {"inputs", "targets"}
-      or not all(_is_int(v) and v > 0 for v in value.values())):
+  if (
+    not isinstance(value, Mapping)
+    or set(value) != {"inputs", "targets"}
+    or not all(_is_int(v) and v > 0 for v in value.values())
+  ):
     raise _fail(field, 'a dict {"inputs": <int>, "targets": <int>} of positive lengths', value)
   return dict(value)
 
@@ -83,9 +87,13 @@ def _check_mesh(field: str, value: Any) -> dict[str, int] | None:
   if value is None:
     return None
   if not isinstance(value, Mapping) or not all(
-      isinstance(k, str) and _is_int(v) and (v > 0 or v == -1) for k, v in value.items()):
-    raise _fail(field, 'a dict of axis name -> size (one size may be -1), e.g. '
-                '{"data": -1, "model": 1}', value)
+    isinstance(k, str) and _is_int(v) and (v > 0 or v == -1) for k, v in value.items()
+  ):
+    raise _fail(
+      field,
+      'a dict of axis name -> size (one size may be -1), e.g. {"data": -1, "model": 1}',
+      value,
+    )
   return dict(value)
 
 
@@ -112,7 +120,9 @@ class DataOptions:
     mock_num_examples: examples per mocked split.
     num_templates, template_mode, mixing_cap, temperature, train_clusters,
       missing_datasets: the task registration's ablation knobs (see `flan.data.tasks.register`).
+    flan_templates_dir: the exact-replication mode's FLAN templates (None: ours).
   """
+
   mixture_or_task_name: str
   task_feature_lengths: Mapping[str, int]
   mixture_or_task_module: str | Sequence[str] | None = None
@@ -128,6 +138,7 @@ class DataOptions:
   temperature: float = 1.0
   train_clusters: Sequence[str] | None = None
   missing_datasets: str = "error"
+  flan_templates_dir: str | None = None
 
   def __post_init__(self):
     _check_str("mixture_or_task_name", self.mixture_or_task_name)
@@ -149,17 +160,27 @@ class DataOptions:
     vocabulary = self.vocabulary
     if vocabulary is not None and vocabulary != "byte":
       vocabulary = expand_path("vocabulary", vocabulary)
-    _set(self, task_feature_lengths=_check_lengths("task_feature_lengths",
-                                                   self.task_feature_lengths),
-         data_dir=_optional_path("data_dir", self.data_dir), vocabulary=vocabulary,
-         train_clusters=None if self.train_clusters is None else tuple(self.train_clusters))
+    _set(
+      self,
+      task_feature_lengths=_check_lengths("task_feature_lengths", self.task_feature_lengths),
+      data_dir=_optional_path("data_dir", self.data_dir),
+      vocabulary=vocabulary,
+      flan_templates_dir=_optional_path("flan_templates_dir", self.flan_templates_dir),
+      train_clusters=None if self.train_clusters is None else tuple(self.train_clusters),
+    )
 
   def registration(self) -> dict[str, Any]:
     """The keyword arguments of `flan.data.tasks.register` for this run."""
-    return dict(data_dir=self.data_dir, num_templates=self.num_templates,
-                template_mode=self.template_mode, mixing_cap=self.mixing_cap,
-                temperature=self.temperature, train_clusters=self.train_clusters,
-                missing_datasets=self.missing_datasets)
+    return dict(
+      data_dir=self.data_dir,
+      num_templates=self.num_templates,
+      template_mode=self.template_mode,
+      mixing_cap=self.mixing_cap,
+      temperature=self.temperature,
+      train_clusters=self.train_clusters,
+      missing_datasets=self.missing_datasets,
+      flan_templates_dir=self.flan_templates_dir,
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -178,6 +199,7 @@ class RunOptions:
     preemption_grace_seconds: on SIGTERM, save and exit 0; exit 1 if the save outlives this.
     coordinator_address, num_processes, process_id: multi-process runs (jax.distributed).
   """
+
   train_steps: int
   model_dir: str
   random_seed: int = 0
@@ -203,10 +225,14 @@ class RunOptions:
     _check_optional("coordinator_address", self.coordinator_address, _check_str)
     _check_optional("num_processes", self.num_processes, check_positive_int)
     _check_optional("process_id", self.process_id, _check_non_negative_int)
-    _set(self, model_dir=expand_path("model_dir", self.model_dir),
-         mesh=_check_mesh("mesh", self.mesh),
-         preemption_grace_seconds=_check_number("preemption_grace_seconds",
-                                                self.preemption_grace_seconds, minimum=0))
+    _set(
+      self,
+      model_dir=expand_path("model_dir", self.model_dir),
+      mesh=_check_mesh("mesh", self.mesh),
+      preemption_grace_seconds=_check_number(
+        "preemption_grace_seconds", self.preemption_grace_seconds, minimum=0
+      ),
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -219,6 +245,7 @@ class CheckpointOptions:
     initial_checkpoint_path: when MODEL_DIR holds no checkpoint, start from this one (ours,
       a checkpoint_<step> directory or a MODEL_DIR, or a Hugging Face T5 directory).
   """
+
   checkpoint_period: int = 1000
   keep_checkpoints: int | None = None
   initial_checkpoint_path: str | None = None
@@ -226,8 +253,12 @@ class CheckpointOptions:
   def __post_init__(self):
     check_positive_int("checkpoint_period", self.checkpoint_period)
     _check_optional("keep_checkpoints", self.keep_checkpoints, check_positive_int)
-    _set(self, initial_checkpoint_path=_optional_path("initial_checkpoint_path",
-                                                      self.initial_checkpoint_path))
+    _set(
+      self,
+      initial_checkpoint_path=_optional_path(
+        "initial_checkpoint_path", self.initial_checkpoint_path
+      ),
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -242,6 +273,7 @@ class HeldoutEvalOptions:
     eval_max_examples: cap per split, for quick runs (None: all).
     eval_num_templates: the first this many templates (None: every one).
   """
+
   heldout_cluster: str | None = None
   run_heldout_eval: bool = True
   eval_batch_size: int = 32

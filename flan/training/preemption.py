@@ -27,14 +27,13 @@ class PreemptionHandler:
     signals: the signals to catch.
   """
 
-  def __init__(self, grace_seconds: float = 120.0,
-               signals: tuple[int, ...] = (signal.SIGTERM,)):
+  def __init__(self, grace_seconds: float = 120.0, signals: tuple[int, ...] = (signal.SIGTERM,)):
     self.grace_seconds = grace_seconds
     self._event = threading.Event()
     self._previous = {}
     self._signals = signals
 
-  def __enter__(self) -> "PreemptionHandler":
+  def __enter__(self) -> PreemptionHandler:
     if threading.current_thread() is threading.main_thread():
       for sig in self._signals:
         self._previous[sig] = signal.signal(sig, self._on_signal)
@@ -49,16 +48,21 @@ class PreemptionHandler:
     del frame
     if self._event.is_set():
       return
-    logging.warning("Received signal %d: saving a checkpoint at the current step and exiting "
-                    "(grace period %.0f s).", signum, self.grace_seconds)
+    logging.warning(
+      "Received signal %d: saving a checkpoint at the current step and exiting "
+      "(grace period %.0f s).",
+      signum,
+      self.grace_seconds,
+    )
     self._event.set()
     timer = threading.Timer(self.grace_seconds, self._give_up)
     timer.daemon = True
     timer.start()
 
   def _give_up(self) -> None:
-    logging.error("The preemption save did not finish within %.0f s; exiting without it.",
-                  self.grace_seconds)
+    logging.error(
+      "The preemption save did not finish within %.0f s; exiting without it.", self.grace_seconds
+    )
     os._exit(1)
 
   def requested(self) -> bool:
@@ -67,4 +71,5 @@ class PreemptionHandler:
     if jax.process_count() == 1:
       return flag
     from jax.experimental import multihost_utils
+
     return bool(np.any(multihost_utils.process_allgather(np.int32(flag))))

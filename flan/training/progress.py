@@ -28,31 +28,42 @@ def _fmt_duration(seconds: float) -> str:
   return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
 
 
-def summarize(sums: Mapping[str, float], *, steps: int, seconds: float,
-              flops_per_step: float | None, peak_flops: float | None) -> dict[str, float]:
+def summarize(
+  sums: Mapping[str, float],
+  *,
+  steps: int,
+  seconds: float,
+  flops_per_step: float | None,
+  peak_flops: float | None,
+) -> dict[str, float]:
   """Derived statistics from metric sums over `steps` steps taking `seconds`."""
   get = lambda k: float(sums.get(k, 0.0))
   tokens = get("num_encoder_tokens") + get("num_decoder_tokens")
   slots = get("encoder_slots") + get("decoder_slots")
   out = {
-      "loss": get("loss") / max(steps, 1),
-      "loss_per_target_token": (get("cross_ent_sum") if "cross_ent_sum" in sums
-                                else get("cross_ent_loss")) / max(get("num_tokens"), 1.0),
-      "z_loss": get("z_loss") / max(steps, 1),
-      "accuracy": get("accuracy") / max(get("num_tokens"), 1.0),
-      "grad_norm": get("grad_norm") / max(steps, 1),
-      "skipped_updates": get("skipped_updates"),
-      "timing/steps_per_second": steps / seconds if seconds else 0.0,
-      "timing/tokens_per_second": tokens / seconds if seconds else 0.0,
-      "timing/target_tokens_per_second": get("num_loss_weights") / seconds if seconds else 0.0,
-      "timing/seqs_per_second": get("num_sequences") / seconds if seconds else 0.0,
-      "non_padding_fraction/overall": tokens / slots if slots else 0.0,
-      "non_padding_fraction/encoder": (get("num_encoder_tokens") / get("encoder_slots")
-                                       if get("encoder_slots") else 0.0),
-      "non_padding_fraction/decoder": (get("num_decoder_tokens") / get("decoder_slots")
-                                       if get("decoder_slots") else 0.0),
-      "non_padding_fraction/loss_weights": (get("num_loss_weights") / get("decoder_slots")
-                                            if get("decoder_slots") else 0.0),
+    "loss": get("loss") / max(steps, 1),
+    "loss_per_target_token": (
+      get("cross_ent_sum") if "cross_ent_sum" in sums else get("cross_ent_loss")
+    )
+    / max(get("num_tokens"), 1.0),
+    "z_loss": get("z_loss") / max(steps, 1),
+    "accuracy": get("accuracy") / max(get("num_tokens"), 1.0),
+    "grad_norm": get("grad_norm") / max(steps, 1),
+    "skipped_updates": get("skipped_updates"),
+    "timing/steps_per_second": steps / seconds if seconds else 0.0,
+    "timing/tokens_per_second": tokens / seconds if seconds else 0.0,
+    "timing/target_tokens_per_second": get("num_loss_weights") / seconds if seconds else 0.0,
+    "timing/seqs_per_second": get("num_sequences") / seconds if seconds else 0.0,
+    "non_padding_fraction/overall": tokens / slots if slots else 0.0,
+    "non_padding_fraction/encoder": (
+      get("num_encoder_tokens") / get("encoder_slots") if get("encoder_slots") else 0.0
+    ),
+    "non_padding_fraction/decoder": (
+      get("num_decoder_tokens") / get("decoder_slots") if get("decoder_slots") else 0.0
+    ),
+    "non_padding_fraction/loss_weights": (
+      get("num_loss_weights") / get("decoder_slots") if get("decoder_slots") else 0.0
+    ),
   }
   if flops_per_step and seconds:
     achieved = flops_per_step * steps / seconds / jax.device_count()
@@ -76,11 +87,18 @@ class Progress:
     live_seconds: minimum seconds between two live progress lines.
   """
 
-  def __init__(self, *, total_steps: int, start_step: int, log_every: int,
-               model_dir: str | None, flops_per_step: float | None = None,
-               peak_flops: float | None = None,
-               data_stats: Callable[[], Mapping[str, Any]] | None = None,
-               live_seconds: float = 5.0):
+  def __init__(
+    self,
+    *,
+    total_steps: int,
+    start_step: int,
+    log_every: int,
+    model_dir: str | None,
+    flops_per_step: float | None = None,
+    peak_flops: float | None = None,
+    data_stats: Callable[[], Mapping[str, Any]] | None = None,
+    live_seconds: float = 5.0,
+  ):
     self.total_steps, self.log_every = total_steps, max(1, log_every)
     self.flops_per_step, self.peak_flops = flops_per_step, peak_flops
     self.data_stats = data_stats or (lambda: {})
@@ -97,11 +115,14 @@ class Progress:
     if model_dir is not None and jax.process_index() == 0:
       import tensorflow as tf  # only host 0 pays for TensorFlow's summary writer
       from tensorflow.core.framework import summary_pb2
+
       self._tf = tf
       from flan import paths  # TensorFlow's file system reads gs:// itself; local made absolute
+
       self._writer = tf.summary.create_file_writer(str(paths.path(model_dir) / "train"))
       self._scalar_metadata = summary_pb2.SummaryMetadata(
-          plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name="scalars"))
+        plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name="scalars")
+      )
 
   def update(self, step: int, metrics: Mapping[str, jax.Array]) -> None:
     """Records the metrics of the step that just ended at `step` (after the update)."""
@@ -128,9 +149,11 @@ class Progress:
     eta = (self.total_steps - step) / rate if rate else float("nan")
     elapsed = now - self._window_start_time
     tokens = float(sums["num_encoder_tokens"] + sums["num_decoder_tokens"])
-    line = (f"step {step}/{self.total_steps}  loss {float(metrics['loss']):.4f}  "
-            f"{tokens / elapsed if elapsed else 0:,.0f} tokens/s  "
-            f"ETA {_fmt_duration(eta) if rate else '?'}")
+    line = (
+      f"step {step}/{self.total_steps}  loss {float(metrics['loss']):.4f}  "
+      f"{tokens / elapsed if elapsed else 0:,.0f} tokens/s  "
+      f"ETA {_fmt_duration(eta) if rate else '?'}"
+    )
     if sys.stderr.isatty():
       print("\r" + line, end="", file=sys.stderr, flush=True)
     else:
@@ -142,33 +165,52 @@ class Progress:
       return
     sums = jax.device_get(self._sums)  # waits for the window's last step ...
     now = time.time()  # ... so the window's time covers its work, not just its dispatch
-    stats = summarize(sums, steps=steps, seconds=now - self._window_start_time,
-                      flops_per_step=self.flops_per_step, peak_flops=self.peak_flops)
+    stats = summarize(
+      sums,
+      steps=steps,
+      seconds=now - self._window_start_time,
+      flops_per_step=self.flops_per_step,
+      peak_flops=self.peak_flops,
+    )
     stats["learning_rate"] = float(self._last_lr())
     data = self.data_stats()
     if "truncated_examples" in data:
       stats["data/truncated_examples"] = float(data["truncated_examples"])
     stats["step"] = step
     self.history.append(stats)
-    mfu = f"  MFU {stats['mfu']:.1%}" if "mfu" in stats else (
-        f"  {stats.get('model_tflops_per_second_per_device', 0):.3f} TFLOP/s/device")
+    mfu = (
+      f"  MFU {stats['mfu']:.1%}"
+      if "mfu" in stats
+      else (f"  {stats.get('model_tflops_per_second_per_device', 0):.3f} TFLOP/s/device")
+    )
     if sys.stderr.isatty():
       print("\r", end="", file=sys.stderr)
     logging.info(
-        "step %d/%d  loss %.4f (%.3f/token)  acc %.3f  lr %.2e  %s tokens/s  non-pad %.1f%%  "
-        "truncated %d%s", step, self.total_steps, stats["loss"],
-        stats["loss_per_target_token"], stats["accuracy"], stats["learning_rate"],
-        f"{stats['timing/tokens_per_second']:,.0f}",
-        100 * stats["non_padding_fraction/overall"],
-        int(stats.get("data/truncated_examples", 0)), mfu)
+      "step %d/%d  loss %.4f (%.3f/token)  acc %.3f  lr %.2e  %s tokens/s  non-pad %.1f%%  "
+      "truncated %d%s",
+      step,
+      self.total_steps,
+      stats["loss"],
+      stats["loss_per_target_token"],
+      stats["accuracy"],
+      stats["learning_rate"],
+      f"{stats['timing/tokens_per_second']:,.0f}",
+      100 * stats["non_padding_fraction/overall"],
+      int(stats.get("data/truncated_examples", 0)),
+      mfu,
+    )
     if self._writer is not None:
       with self._writer.as_default():
         for name, value in stats.items():
           if name != "step":
             # tf.summary.write is TensorFlow core; tf.summary.scalar would need the
             # tensorboard package. The "scalars" plugin tag makes them plot as scalars.
-            self._tf.summary.write(name, self._tf.constant(value, self._tf.float32), step=step,
-                                   metadata=self._scalar_metadata)
+            self._tf.summary.write(
+              name,
+              self._tf.constant(value, self._tf.float32),
+              step=step,
+              metadata=self._scalar_metadata,
+            )
       self._writer.flush()
     self._sums, self._window_start_step, self._window_start_time = None, step, now
 

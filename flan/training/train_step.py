@@ -31,6 +31,7 @@ class TrainState(flax.struct.PyTreeNode):
     params: float32 parameter pytree.
     opt_state: the optimizer state (for Adafactor: the v_row/v_col/v moments).
   """
+
   step: jax.Array
   params: Any
   opt_state: Any
@@ -55,19 +56,31 @@ def _init_fn(model: Any, optimizer: Any, batch_shapes: Mapping[str, tuple[int, .
   def init(rng, params):
     p = model.init(rng, batch_shapes) if params is None else jax.tree.map(jnp.asarray, params)
     return TrainState(step=jnp.zeros((), jnp.int32), params=p, opt_state=optimizer.init(p))
+
   return init
 
 
-def train_state_shapes(model: Any, optimizer: Any, rng: jax.Array,
-                       batch_shapes: Mapping[str, tuple[int, ...]], params: Any = None
-                       ) -> TrainState:
+def train_state_shapes(
+  model: Any,
+  optimizer: Any,
+  rng: jax.Array,
+  batch_shapes: Mapping[str, tuple[int, ...]],
+  params: Any = None,
+) -> TrainState:
   """The train state's ShapeDtypeStructs, computing nothing."""
   return jax.eval_shape(_init_fn(model, optimizer, batch_shapes), rng, params)
 
 
-def create_train_state(model: Any, optimizer: Any, mesh: Mesh, rng: jax.Array,
-                       batch_shapes: Mapping[str, tuple[int, ...]], *, fsdp: bool = False,
-                       params: Any = None) -> tuple[TrainState, TrainState]:
+def create_train_state(
+  model: Any,
+  optimizer: Any,
+  mesh: Mesh,
+  rng: jax.Array,
+  batch_shapes: Mapping[str, tuple[int, ...]],
+  *,
+  fsdp: bool = False,
+  params: Any = None,
+) -> tuple[TrainState, TrainState]:
   """A fresh train state whose every shard is created in place on its devices.
 
   eval_shape -> logical specs -> shardings -> jit(init, out_shardings=...), so no host
@@ -94,22 +107,26 @@ def create_train_state(model: Any, optimizer: Any, mesh: Mesh, rng: jax.Array,
   return state, shardings
 
 
-def state_shardings(model: Any, optimizer: Any, mesh: Mesh, shapes: TrainState, *,
-                    fsdp: bool = False) -> TrainState:
+def state_shardings(
+  model: Any, optimizer: Any, mesh: Mesh, shapes: TrainState, *, fsdp: bool = False
+) -> TrainState:
   """NamedShardings of the train state on `mesh`, from the one rules table."""
   specs = state_logical_specs(model, optimizer, shapes)
-  return partitioning.logical_to_sharding(specs, mesh, shapes=shapes,
-                                          rules_table=partitioning.rules(fsdp=fsdp))
+  return partitioning.logical_to_sharding(
+    specs, mesh, shapes=shapes, rules_table=partitioning.rules(fsdp=fsdp)
+  )
 
 
 def _split_microbatches(batch: Mapping[str, jax.Array], num: int) -> dict[str, jax.Array]:
   """[B, ...] -> [num, B/num, ...], strided so that every microbatch spans all data shards."""
+
   def split(x):
     b = x.shape[0]
     if b % num:
       raise ValueError(f"batch of {b} is not divisible by NUM_MICROBATCHES={num}.")
     x = x.reshape((b // num, num) + x.shape[1:])  # [B/num, num, ...]
     return jnp.swapaxes(x, 0, 1)  # [num, B/num, ...]
+
   return {k: split(v) for k, v in batch.items()}
 
 
@@ -119,89 +136,77 @@ def _batch_statistics(batch: Mapping[str, jax.Array]) -> dict[str, jax.Array]:
   dec = batch["decoder_target_tokens"]
   weights = batch["decoder_loss_weights"]
   return {
-      "num_encoder_tokens": jnp.sum(enc != 0).astype(jnp.float32),
-      "num_decoder_tokens": jnp.sum(dec != 0).astype(jnp.float32),
-      "num_loss_weights": jnp.sum(weights).astype(jnp.float32),
-      "encoder_slots": jnp.float32(enc.size),
-      "decoder_slots": jnp.float32(dec.size),
-      "num_sequences": jnp.float32(dec.shape[0]),
+    "num_encoder_tokens": jnp.sum(enc != 0).astype(jnp.float32),
+    "num_decoder_tokens": jnp.sum(dec != 0).astype(jnp.float32),
+    "num_loss_weights": jnp.sum(weights).astype(jnp.float32),
+    "encoder_slots": jnp.float32(enc.size),
+    "decoder_slots": jnp.float32(dec.size),
+    "num_sequences": jnp.float32(dec.shape[0]),
   }
 
 
-_NORMALISED = ("loss", "z_loss", "cross_ent_loss")  # metrics divided by the normaliser
-
-
-def _normaliser(factor: Any, batch: Mapping[str, jax.Array]) -> jax.Array:
-  """What the model divided its loss by (`loss_normalizing_factor` evaluated on `batch`)."""
-  if factor is None:
-    return jnp.float32(1.0)
-  if factor == "NUM_REAL_TARGET_TOKENS":
-    return jnp.maximum(jnp.sum(batch["decoder_loss_weights"]).astype(jnp.float32), 1.0)
-  if factor == "NUM_TOTAL_TARGET_TOKENS":
-    return jnp.float32(batch["decoder_target_tokens"].size)
-  return jnp.float32(factor)
-
-
-def make_train_step(model: Any, optimizer: Any, *, mesh: Mesh, shardings: TrainState,
-                    schedule: Callable[[jax.Array], jax.Array] | None = None,
-                    num_microbatches: int = 1, nan_policy: str = "stop"
-                    ) -> Callable[[TrainState, dict, jax.Array], tuple[TrainState, dict]]:
+def make_train_step(
+  model: Any,
+  optimizer: Any,
+  *,
+  mesh: Mesh,
+  shardings: TrainState,
+  schedule: Callable[[jax.Array], jax.Array] | None = None,
+  num_microbatches: int = 1,
+  nan_policy: str = "stop",
+) -> Callable[[TrainState, dict, jax.Array], tuple[TrainState, dict]]:
   """The jitted pure train step, state donated, shardings pinned.
 
   Args:
-    model: `EncoderDecoderModel` (`loss_fn(params, batch, dropout_rng) -> (loss, metrics)`).
+    model: an `EncoderDecoderModel`: `loss_normalizer(batch)` and
+      `loss_fn(params, batch, dropout_rng, normalizer=) -> (loss, metrics)`.
     optimizer: an optax transformation; flan's Adafactor takes `step=` (global step).
     mesh: the mesh the state lives on.
     shardings: the state's NamedShardings (from `create_train_state`).
     schedule: step -> learning rate, only for the logged `learning_rate` metric.
-    num_microbatches: > 1 accumulates float32 gradients over this many slices of the batch.
+    num_microbatches: > 1 accumulates float32 gradients over this many slices of the batch;
+      the loss normaliser is the whole batch's, computed once, so the accumulated loss and
+      gradient equal the whole batch's (t5x normalises each slice by its own, which differs).
     nan_policy: "stop" (the update is applied; the host loop raises on a non-finite loss)
       or "skip" (a non-finite loss or gradient leaves params and moments unchanged and
       counts in metrics["skipped_updates"]; the step still advances).
 
   Returns:
     step(state, batch, rng) -> (new_state, metrics): metrics are on-device float32 sums
-    (loss, z_loss, cross_ent_loss, accuracy = correct tokens, num_tokens, token counts)
+    (loss, z_loss, cross_ent_loss, cross_ent_sum, accuracy = correct tokens, num_tokens,
+    token counts)
     plus learning_rate, grad_norm, skipped_updates.
   """
   if nan_policy not in NAN_POLICIES:
     raise ValueError(f"nan_policy must be one of {NAN_POLICIES}, got {nan_policy!r}.")
-  factor = getattr(model, "loss_normalizing_factor", None)
   grad_fn = jax.value_and_grad(model.loss_fn, has_aux=True)
 
   def micro_grads(params, batch, dropout_rng):
+    normalizer = model.loss_normalizer(batch)  # the whole batch's, once
     if num_microbatches <= 1:
-      (_, metrics), grads = grad_fn(params, batch, dropout_rng)
+      (_, metrics), grads = grad_fn(params, batch, dropout_rng, normalizer=normalizer)
       return grads, metrics
     micro = _split_microbatches(batch, num_microbatches)
-    total_weight = jnp.sum(batch["decoder_loss_weights"]).astype(jnp.float32)
 
     def body(carry, xs):
       i, mb = xs
       mb = jax.lax.with_sharding_constraint(mb, NamedSharding(mesh, P("data")))
-      (_, m), g = grad_fn(params, mb, jax.random.fold_in(dropout_rng, i))
-      # A per-slice normaliser would make the sum differ from the full batch's (t5x's
-      # behaviour); rescale each slice so that the accumulated loss and gradient are exactly
-      # those of the whole batch.
-      scale = None
-      if factor == "NUM_REAL_TARGET_TOKENS":
-        w = jnp.sum(mb["decoder_loss_weights"]).astype(jnp.float32)
-        scale = w / jnp.maximum(total_weight, 1.0)
-      elif factor == "NUM_TOTAL_TARGET_TOKENS":
-        scale = 1.0 / num_microbatches
-      if scale is not None:
-        g = jax.tree.map(lambda x: x * scale, g)
-        m = dict(m, **{k: m[k] * scale for k in _NORMALISED if k in m})
+      (_, m), g = grad_fn(params, mb, jax.random.fold_in(dropout_rng, i), normalizer=normalizer)
       acc_g, acc_m = carry
-      return (jax.tree.map(lambda a, x: a + x.astype(jnp.float32), acc_g, g),
-              jax.tree.map(jnp.add, acc_m, m)), None
+      return (
+        jax.tree.map(lambda a, x: a + x.astype(jnp.float32), acc_g, g),
+        jax.tree.map(jnp.add, acc_m, m),
+      ), None
 
     zeros_g = jax.tree.map(lambda p: jnp.zeros(p.shape, jnp.float32), params)
     first = jax.tree.map(lambda x: x[0], micro)
-    m_shape = jax.eval_shape(lambda: grad_fn(params, first, dropout_rng)[0][1])
+    m_shape = jax.eval_shape(
+      lambda: grad_fn(params, first, dropout_rng, normalizer=normalizer)[0][1]
+    )
     zeros_m = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), m_shape)
     (grads, metrics), _ = jax.lax.scan(
-        body, (zeros_g, zeros_m), (jnp.arange(num_microbatches), micro))
+      body, (zeros_g, zeros_m), (jnp.arange(num_microbatches), micro)
+    )
     return grads, metrics
 
   def step_fn(state: TrainState, batch: dict, rng: jax.Array):
@@ -216,19 +221,22 @@ def make_train_step(model: Any, optimizer: Any, *, mesh: Mesh, shardings: TrainS
       params, opt_state = keep(params, state.params), keep(opt_state, state.opt_state)
     metrics = {k: jnp.asarray(v, jnp.float32) for k, v in metrics.items()}
     metrics.update(_batch_statistics(batch))
-    if "cross_ent_loss" in metrics:  # a token sum whatever the normaliser, for per-token logs
-      metrics["cross_ent_sum"] = metrics["cross_ent_loss"] * _normaliser(factor, batch)
     metrics["grad_norm"] = grad_norm.astype(jnp.float32)
-    metrics["learning_rate"] = (schedule(state.step) if schedule is not None
-                                else jnp.float32(jnp.nan))
+    metrics["learning_rate"] = (
+      schedule(state.step) if schedule is not None else jnp.float32(jnp.nan)
+    )
     metrics["skipped_updates"] = jnp.where(finite, 0.0, 1.0) if nan_policy == "skip" else 0.0
     metrics["nonfinite"] = jnp.where(finite, 0.0, 1.0)
     new_state = TrainState(step=state.step + 1, params=params, opt_state=opt_state)
     return new_state, metrics
 
   replicated = NamedSharding(mesh, P())
-  jitted = jax.jit(step_fn, in_shardings=(shardings, None, replicated),
-                   out_shardings=(shardings, replicated), donate_argnums=(0,))
+  jitted = jax.jit(
+    step_fn,
+    in_shardings=(shardings, None, replicated),
+    out_shardings=(shardings, replicated),
+    donate_argnums=(0,),
+  )
 
   def train_step(state: TrainState, batch: dict, rng: jax.Array):
     # Every input must already be on device (`shard_batch`): an implicit host-to-device
@@ -252,6 +260,7 @@ def check_finite(metrics: Mapping[str, Any], step: int) -> None:
   if float(np.asarray(jax.device_get(metrics["nonfinite"]))) > 0:
     loss = float(np.asarray(jax.device_get(metrics["loss"])))
     raise NonFiniteLossError(
-        f"Non-finite loss ({loss}) or gradient at step {step}; stopping without saving "
-        "(the last good checkpoint in MODEL_DIR is kept). Lower the learning rate, check the "
-        "data, or run with NAN_POLICY='skip' to skip such updates.")
+      f"Non-finite loss ({loss}) or gradient at step {step}; stopping without saving "
+      "(the last good checkpoint in MODEL_DIR is kept). Lower the learning rate, check the "
+      "data, or run with NAN_POLICY='skip' to skip such updates."
+    )

@@ -1,6 +1,6 @@
 """A tiny stand-in for FLAN's flan/data/templates.py, in its format, with made-up wording.
 
-Used by tests/test_templates.py to check scripts/import_flan_templates.py. The importer
+Used by tests/test_replication.py to check scripts/import_flan_templates.py. The importer
 must read this with `ast`: running it would raise.
 """
 

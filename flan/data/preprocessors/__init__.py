@@ -16,6 +16,8 @@ Field conventions (shared by templates, tasks and evaluation):
   any other:  str fields named after what they hold (premise, hypothesis, question, ...).
 
 Each cluster has its own module; importing this package registers all of them.
+`flan_compat` is apart: FLAN v1's own preprocessing per FLAN task config, used only by the
+exact-replication mode (`flan.data.tasks.register(flan_templates_dir=...)`).
 """
 
 from __future__ import annotations
@@ -75,9 +77,19 @@ def decode(value: Any) -> Any:
   return value
 
 
-_CLUSTER_MODULES = ("nli", "commonsense", "sentiment", "paraphrase", "closed_book_qa",
-                    "struct_to_text", "translation", "reading_comprehension", "coreference",
-                    "misc", "summarization")
+_CLUSTER_MODULES = (
+  "nli",
+  "commonsense",
+  "sentiment",
+  "paraphrase",
+  "closed_book_qa",
+  "struct_to_text",
+  "translation",
+  "reading_comprehension",
+  "coreference",
+  "misc",
+  "summarization",
+)
 
 
 def get(dataset: str) -> Preprocessor:

@@ -3,6 +3,12 @@
 The model sees only the question. ARC is multiple choice (options are the choice texts);
 Natural Questions and TriviaQA are generation, with every accepted answer (TriviaQA's
 aliases) kept as `references` for the TriviaQA-style EM/F1.
+
+Differences from FLAN v1's preprocessing, on purpose (`flan_compat` has FLAN's): FLAN's
+TriviaQA target is the lower-cased `normalized_value` (references: the normalized aliases);
+ours is the answer as written (`value`). FLAN appends "?" to every NQ-open question (some
+of its templates add another one); ours capitalizes the query and adds "?" only when
+missing.
 """
 
 from __future__ import annotations

@@ -4,6 +4,10 @@ All four pick the plausible continuation among candidates, so the options are th
 candidates themselves, in source order, and the answer is the labeled one. Examples whose
 label does not index a candidate (unlabeled test rows, -1) or whose candidates are empty or
 duplicated (rank classification could not tell them apart) are dropped.
+
+Differences from FLAN v1's preprocessing, on purpose (`flan_compat` has FLAN's): FLAN's
+HellaSwag turns WikiHow step markers (`[step] `, `[title] `) into line breaks and deletes
+`[header] `; ours replaces them with a space. FLAN passes the other texts as they are.
 """
 
 from __future__ import annotations
@@ -44,8 +48,12 @@ def copa(example: Mapping[str, Any]) -> Fields | None:
   if fields is None or not premise:
     return None
   question = "cause" if str(example["question"]).strip().lower() == "cause" else "effect"
-  return {"premise": premise, "question": question,
-          "connector": "because" if question == "cause" else "so", **fields}
+  return {
+    "premise": premise,
+    "question": question,
+    "connector": "because" if question == "cause" else "so",
+    **fields,
+  }
 
 
 @preprocessor("hellaswag", fields=("context", "activity", "options", "answer"))
@@ -56,8 +64,7 @@ def hellaswag(example: Mapping[str, Any]) -> Fields | None:
   context = _strip_wikihow(example["context"])
   if fields is None or not context:
     return None
-  return {"context": context, "activity": normalize_space(example["activity_label"]),
-          **fields}
+  return {"context": context, "activity": normalize_space(example["activity_label"]), **fields}
 
 
 @preprocessor("piqa", fields=("goal", "options", "answer"))

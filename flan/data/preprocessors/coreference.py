@@ -4,6 +4,11 @@ All three are two-way choices. DPR and WinoGrande choose between two candidate n
 phrases, so the options are those phrases (in source order). SuperGLUE WSC pairs a pronoun
 with one candidate noun phrase and labels whether they co-refer, so its options are
 "no"/"yes" (as FLAN does for `super_glue/wsc`).
+
+Differences from FLAN v1's preprocessing, on purpose (`flan_compat` has FLAN's): FLAN's
+WinoGrande is a continuation: the context is the sentence before `_`, and each option is
+a filler followed by the rest of the sentence; ours keeps the sentence with its blank and
+the fillers as options (a cloze).
 """
 
 from __future__ import annotations
@@ -36,18 +41,27 @@ def _label(example: Mapping[str, Any], num_classes: int) -> int | None:
   return label if isinstance(label, int) and 0 <= label < num_classes else None
 
 
-@preprocessor("definite_pronoun_resolution",
-              fields=("sentence", "pronoun", "options", "answer"))
+@preprocessor("definite_pronoun_resolution", fields=("sentence", "pronoun", "options", "answer"))
 def definite_pronoun_resolution(example: Mapping[str, Any]) -> Fields | None:
   """Which of the two candidates does the pronoun in the sentence refer to?"""
   candidates = [_clean(c) for c in example["candidates"]]
   label = _label(example, len(candidates))
   sentence, pronoun = _clean(example["sentence"]), _clean(example["pronoun"])
-  if label is None or len(candidates) < 2 or not all(candidates) or not sentence \
-      or not pronoun or len(set(candidates)) < len(candidates):
+  if (
+    label is None
+    or len(candidates) < 2
+    or not all(candidates)
+    or not sentence
+    or not pronoun
+    or len(set(candidates)) < len(candidates)
+  ):
     return None
-  return {"sentence": sentence, "pronoun": pronoun, "options": candidates,
-          "answer": candidates[label]}
+  return {
+    "sentence": sentence,
+    "pronoun": pronoun,
+    "options": candidates,
+    "answer": candidates[label],
+  }
 
 
 @preprocessor("winogrande", fields=("sentence", "options", "answer"))
@@ -73,5 +87,10 @@ def wsc(example: Mapping[str, Any]) -> Fields | None:
   noun, pronoun = _clean(example["span1_text"]), _clean(example["span2_text"])
   if label is None or not text or not noun or not pronoun:
     return None
-  return {"text": text, "noun": noun, "pronoun": pronoun, "options": list(NO_YES),
-          "answer": NO_YES[label]}
+  return {
+    "text": text,
+    "noun": noun,
+    "pronoun": pronoun,
+    "options": list(NO_YES),
+    "answer": NO_YES[label],
+  }

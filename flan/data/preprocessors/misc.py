@@ -14,6 +14,14 @@ Reductions that differ from the raw TFDS records, and why:
     input, the original sentence the target. Punctuation inside a token (between two
     letters or digits: "don't", "3.5", "well-known", "e.g") is kept: it is part of the
     word, not of the sentence's punctuation, and restoring it would be guesswork.
+
+Differences from FLAN v1's preprocessing, on purpose (`flan_compat` has FLAN's): FLAN's
+CoQA example is the whole conversation (every question and every answer, numbered "1. ...",
+the story as `text`), with templates that ask for all answers at once; FLAN's fix_punct
+deletes every character outside ASCII letters, digits and spaces (accents and in-word
+apostrophes too) and drops sentences it leaves unchanged; FLAN's TREC calls the NUM class
+"numeric" (we say "number"); WiC options are "different meanings" / "the same meaning" in
+FLAN, "no" / "yes" here.
 """
 
 from __future__ import annotations
@@ -78,32 +86,41 @@ def coqa(example: Mapping[str, Any]) -> Fields | None:
   questions = [_clean(str(q or "")) for q in example["questions"]]
   answers = [_clean(str(a or "")) for a in _column(example["answers"], "input_text")]
   turns = list(zip(questions, answers))  # mock data may give lists of unequal length
-  last = next((i for i in reversed(range(len(turns)))
-               if turns[i][0] and turns[i][1].lower() not in COQA_UNANSWERABLE), None)
+  last = next(
+    (
+      i
+      for i in reversed(range(len(turns)))
+      if turns[i][0] and turns[i][1].lower() not in COQA_UNANSWERABLE
+    ),
+    None,
+  )
   if last is None or not story:
     return None
   history = "\n".join(f"Q: {q}\nA: {a}" for q, a in turns[:last])
   question, answer = turns[last]
-  return {"story": story, "history": history or NO_HISTORY, "question": question,
-          "answer": answer}
+  return {"story": story, "history": history or NO_HISTORY, "question": question, "answer": answer}
 
 
-@preprocessor("quac", fields=("title", "section_title", "background", "context",
-                              "question", "answer", "references"))
+@preprocessor(
+  "quac",
+  fields=("title", "section_title", "background", "context", "question", "answer", "references"),
+)
 def quac(example: Mapping[str, Any]) -> Fields | None:
   """Wikipedia section + question -> the annotated span; all distinct spans as references."""
   context = _clean(example["context"])
   if context.endswith(QUAC_UNANSWERABLE):  # QuAC appends the no-answer token to contexts
-    context = context[:-len(QUAC_UNANSWERABLE)].rstrip()
+    context = context[: -len(QUAC_UNANSWERABLE)].rstrip()
   question = _clean(example["question"])
   orig = example.get("orig_answer") or {}
-  spans = [_clean(str(t or "")) for t in
-           [orig.get("text"), *_column(example["answers"], "text")]]
+  spans = [_clean(str(t or "")) for t in [orig.get("text"), *_column(example["answers"], "text")]]
   references = list(dict.fromkeys(s for s in spans if s and s != QUAC_UNANSWERABLE))
-  fields = {"title": _clean(example["title"]),
-            "section_title": _clean(example["section_title"]),
-            "background": _clean(example["background"]), "context": context,
-            "question": question}
+  fields = {
+    "title": _clean(example["title"]),
+    "section_title": _clean(example["section_title"]),
+    "background": _clean(example["background"]),
+    "context": context,
+    "question": question,
+  }
   if not all(fields.values()) or not references:
     return None
   return {**fields, "answer": references[0], "references": references}
@@ -119,8 +136,7 @@ def trec(example: Mapping[str, Any]) -> Fields | None:
   question = _detokenize(example["text"])
   if label is None or not question:
     return None
-  return {"question": question, "options": list(TREC_CLASSES),
-          "answer": TREC_CLASSES[label]}
+  return {"question": question, "options": list(TREC_CLASSES), "answer": TREC_CLASSES[label]}
 
 
 @preprocessor("cola", fields=("sentence", "options", "answer"))

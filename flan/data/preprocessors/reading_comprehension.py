@@ -4,6 +4,14 @@ comprehension with commonsense (CosmosQA, ReCoRD).
 Classification datasets emit `options` and `answer` (ReCoRD also `answers`: every correct
 entity); the extractive/abstractive ones emit `answer` and all gold answers as
 `references` for SQuAD-style EM/F1.
+
+Differences from FLAN v1's preprocessing, on purpose (`flan_compat` has FLAN's): FLAN's
+ReCoRD cuts the passage at its first `@highlight`, shows the query's text before
+`@placeholder` and appends the text after it to every option and answer (a continuation);
+ours keeps the highlights as closing sentences and shows the query with a `___` blank.
+FLAN's SQuAD v2.0 keeps unanswerable questions with the target "unanswerable" (its v2
+templates say so); ours drops them, so `squad` renders v1 and v2 with one template set.
+FLAN reads BoolQ from the `bool_q` builder (with a title); ours from super_glue/boolq.
 """
 
 from __future__ import annotations
@@ -40,24 +48,27 @@ def bool_q(example: Mapping[str, Any]) -> Fields | None:
   picked = _options_fields(list(YES_NO), example.get("label"))
   if not passage or not question or picked is None:
     return None
-  return {"passage": passage, "question": question, "options": picked[0],
-          "answer": picked[1]}
+  return {"passage": passage, "question": question, "options": picked[0], "answer": picked[1]}
 
 
 @preprocessor("drop", fields=("passage", "question", "answer", "references"))
 def drop(example: Mapping[str, Any]) -> Fields | None:
   """DROP: the target is `answer`; `validated_answers` join it as references."""
-  references = unique([example.get("answer", "")] + list(example.get("validated_answers")
-                                                         or []))
+  references = unique([example.get("answer", "")] + list(example.get("validated_answers") or []))
   passage, question = clean(example.get("passage", "")), clean(example.get("question", ""))
   if not passage or not question or not references:
     return None
-  return {"passage": passage, "question": question, "answer": references[0],
-          "references": references}
+  return {
+    "passage": passage,
+    "question": question,
+    "answer": references[0],
+    "references": references,
+  }
 
 
-@preprocessor("multirc", fields=("paragraph", "question", "response", "options", "answer",
-                                 "question_id"))
+@preprocessor(
+  "multirc", fields=("paragraph", "question", "response", "options", "answer", "question_id")
+)
 def multirc(example: Mapping[str, Any]) -> Fields | None:
   """MultiRC: is the candidate `response` a correct answer to the question? (no/yes).
 
@@ -70,9 +81,14 @@ def multirc(example: Mapping[str, Any]) -> Fields | None:
   if not paragraph or not question or not response or picked is None:
     return None
   idx = example.get("idx") or {}
-  return {"paragraph": paragraph, "question": question, "response": response,
-          "options": picked[0], "answer": picked[1],
-          "question_id": f"{idx.get('paragraph', '')}-{idx.get('question', '')}"}
+  return {
+    "paragraph": paragraph,
+    "question": question,
+    "response": response,
+    "options": picked[0],
+    "answer": picked[1],
+    "question_id": f"{idx.get('paragraph', '')}-{idx.get('question', '')}",
+  }
 
 
 @preprocessor("openbookqa", fields=("fact", "question", "options", "answer"))
@@ -97,8 +113,13 @@ def squad(example: Mapping[str, Any]) -> Fields | None:
   context, question = clean(example.get("context", "")), clean(example.get("question", ""))
   if not context or not question or not references:
     return None
-  return {"title": title or "Untitled", "context": context, "question": question,
-          "answer": references[0], "references": references}
+  return {
+    "title": title or "Untitled",
+    "context": context,
+    "question": question,
+    "answer": references[0],
+    "references": references,
+  }
 
 
 @preprocessor("cosmos_qa", fields=("context", "question", "options", "answer"))
@@ -110,8 +131,7 @@ def cosmos_qa(example: Mapping[str, Any]) -> Fields | None:
   question = detokenize(str(example.get("question", "")))
   if not context or not question or picked is None:
     return None
-  return {"context": context, "question": question, "options": picked[0],
-          "answer": picked[1]}
+  return {"context": context, "question": question, "options": picked[0], "answer": picked[1]}
 
 
 _HIGHLIGHT = re.compile(r"\s*@highlight\s*")
@@ -139,5 +159,10 @@ def record(example: Mapping[str, Any]) -> Fields | None:
   query = clean(str(example.get("query", "")).replace("@placeholder", BLANK))
   if not passage or not query or not answers:
     return None
-  return {"passage": passage, "query": query, "options": options, "answer": answers[0],
-          "answers": answers}
+  return {
+    "passage": passage,
+    "query": query,
+    "options": options,
+    "answer": answers[0],
+    "answers": answers,
+  }

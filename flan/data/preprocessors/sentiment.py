@@ -4,6 +4,10 @@ All four are binary: options are `NEG_POS` ("negative", "positive"), in that ord
 sources need some cleanup to read as text: IMDB keeps HTML line breaks (`<br />`) and a
 few Windows-1252 characters, Yelp keeps its CSV escapes (`\\n`, `\\""`), tweets are
 HTML-escaped (`&amp;`), and SST-2 (and the shared IMDB/Yelp samples) are PTB-tokenized.
+
+Differences from FLAN v1's preprocessing, on purpose (`flan_compat` has FLAN's): FLAN only
+turns IMDB's `<br />` into a newline and Yelp's `\\n` into a space (and `\\""` into `"`);
+it neither unescapes nor detokenizes, and it keeps neutral Sentiment140 tweets (see below).
 """
 
 from __future__ import annotations
@@ -22,8 +26,9 @@ SENTIMENT140_NEUTRAL = 2  # polarity: 0 negative, 2 neutral, 4 positive.
 
 _HTML_BREAK = re.compile(r"<\s*br\s*/?\s*>", re.IGNORECASE)
 # C1 control characters that are really Windows-1252 punctuation (IMDB has many).
-_CP1252 = str.maketrans({"\x85": "...", "\x91": "'", "\x92": "'", "\x93": '"', "\x94": '"',
-                         "\x96": "-", "\x97": "-"})
+_CP1252 = str.maketrans(
+  {"\x85": "...", "\x91": "'", "\x92": "'", "\x93": '"', "\x94": '"', "\x96": "-", "\x97": "-"}
+)
 
 
 def _fields(text: str, label: int | None, key: str = "text") -> Fields | None:
@@ -49,7 +54,10 @@ def imdb_reviews(example: Mapping[str, Any]) -> Fields | None:
 
 @preprocessor("sentiment140", fields=("text", "options", "answer"))
 def sentiment140(example: Mapping[str, Any]) -> Fields | None:
-  """Tweets with polarity 0 (negative), 2 (neutral, dropped as FLAN does) or 4 (positive).
+  """Tweets with polarity 0 (negative), 2 (neutral, dropped) or 4 (positive).
+
+  FLAN's code defines a filter that would drop the neutral tweets, but never applies it: its
+  preprocessing labels polarity 2 "negative" (as `flan_compat` does). We drop them.
 
   Polarity is compared with the neutral 2, which on the source's three values is the same
   as mapping 0 and 4, and keeps arbitrary mock integers usable.

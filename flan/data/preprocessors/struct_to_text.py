@@ -4,6 +4,12 @@ GEM builders give one `target` per training example and, on eval splits, every
 reference in `references` (empty on train). We emit `answer` (the target) and
 `references` (all references, or `[answer]` where the split has none) for multi-reference
 ROUGE. Structured inputs are flattened into one readable string.
+
+Differences from FLAN v1's preprocessing, on purpose (`flan_compat` has FLAN's): FLAN
+rewrites E2E's `name[X]` as `name = X`, joins WebNLG triples with "; " and turns " | " into
+", ", deletes DART's bracketed cells (`[TITLE]`), and also emits newline-separated forms
+(`concepts_newline`, `tripleset_newline`) for some templates; its GEM references are the
+eval references followed by the target.
 """
 
 from __future__ import annotations
@@ -34,22 +40,21 @@ def _with_targets(fields: Fields, example: Mapping[str, Any]) -> Fields | None:
 @preprocessor("common_gen", fields=("concepts", "answer", "references"))
 def common_gen(example: Mapping[str, Any]) -> Fields | None:
   """CommonGen: a concept set (`ski, mountain, skier`) -> a sentence using all of them."""
-  return _with_targets({"concepts": ", ".join(unique(example.get("concepts") or []))},
-                       example)
+  return _with_targets({"concepts": ", ".join(unique(example.get("concepts") or []))}, example)
 
 
 @preprocessor("dart", fields=("triples", "answer", "references"))
 def dart(example: Mapping[str, Any]) -> Fields | None:
   """DART: `subject PREDICATE object` triples (space-joined by TFDS), `; `-separated."""
-  return _with_targets({"triples": "; ".join(unique(example.get("tripleset") or []))},
-                       example)
+  return _with_targets({"triples": "; ".join(unique(example.get("tripleset") or []))}, example)
 
 
 @preprocessor("e2e_nlg", fields=("meaning_representation", "answer", "references"))
 def e2e_nlg(example: Mapping[str, Any]) -> Fields | None:
   """E2E: a restaurant meaning representation `name[X], food[Y], ...` -> a description."""
-  return _with_targets({"meaning_representation": clean(example.get("meaning_representation",
-                                                                    ""))}, example)
+  return _with_targets(
+    {"meaning_representation": clean(example.get("meaning_representation", ""))}, example
+  )
 
 
 def _webnlg_triple(triple: str) -> str:

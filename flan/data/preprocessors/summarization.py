@@ -15,6 +15,14 @@ compares the prediction with the rendered target). Cleanup is light and per sour
   wiki_lingua_english_en: GEM references (several in test) become `references`.
   ag_news_subset: HTML entities (written "#39;" without the "&") are decoded and the
     source's backslash line-break markers become spaces.
+
+Differences from FLAN v1's preprocessing, on purpose (`flan_compat` has FLAN's): FLAN keeps
+the cnn_dailymail highlights one per line, and its dateline removal keeps the text BEFORE
+the first "2013 . " / ") -- " separator, so a datelined article becomes "WASHINGTON (CNN";
+we keep the whole article. FLAN's aeslc turns the body's newlines into spaces and deletes
+the subject's; FLAN's samsum replaces `<...>` markup (e.g. `<file_photo>`, greedily within a
+line) with a space; its gigaword drops pairs containing "UNK" or "#"; its multi_news keeps
+the "|||||" separators. Field names differ too (FLAN: `text`, `body`, `highlights`).
 """
 
 from __future__ import annotations
@@ -29,8 +37,16 @@ from flan.data.preprocessors import Fields, preprocessor
 AG_NEWS_TOPICS = ("World", "Sports", "Business", "Science/Tech")  # TFDS label order
 _SPACES = re.compile(r"[ \t\r\f\v]+")
 _BLANK_LINES = re.compile(r"\n{3,}")
-_PTB_ESCAPES = {"-lrb-": "(", "-rrb-": ")", "-lsb-": "[", "-rsb-": "]", "-lcb-": "{",
-                "-rcb-": "}", "``": '"', "''": '"'}
+_PTB_ESCAPES = {
+  "-lrb-": "(",
+  "-rrb-": ")",
+  "-lsb-": "[",
+  "-rsb-": "]",
+  "-lcb-": "{",
+  "-rcb-": "}",
+  "``": '"',
+  "''": '"',
+}
 _AG_CONTRACTION = re.compile(r" #39;(?=(?:s|t|d|m|ll|re|ve)\b)")
 _AG_ENTITY = re.compile(r"(?<!&)#(\d{1,7});")
 _PTB_PATTERN = re.compile("|".join(re.escape(k) for k in _PTB_ESCAPES), re.IGNORECASE)
@@ -48,8 +64,9 @@ def _clean(text: Any, paragraphs: bool = True) -> str:
   return _BLANK_LINES.sub("\n\n", text).strip()
 
 
-def _pair(source: Any, summary: Any, source_name: str = "document",
-          paragraphs: bool = True) -> Fields | None:
+def _pair(
+  source: Any, summary: Any, source_name: str = "document", paragraphs: bool = True
+) -> Fields | None:
   fields = {source_name: _clean(source, paragraphs), "summary": _clean(summary, False)}
   return fields if all(fields.values()) else None
 
@@ -79,8 +96,9 @@ def _detokenize_ptb(text: str) -> str:
 @preprocessor("gigaword", fields=("document", "summary"))
 def gigaword(example: Mapping[str, Any]) -> Fields | None:
   """First sentence of a news article -> its headline."""
-  return _pair(_detokenize_ptb(example["document"]), _detokenize_ptb(example["summary"]),
-               paragraphs=False)
+  return _pair(
+    _detokenize_ptb(example["document"]), _detokenize_ptb(example["summary"]), paragraphs=False
+  )
 
 
 @preprocessor("multi_news", fields=("document", "summary"))
@@ -118,8 +136,11 @@ def _opinions(records: Any) -> list[tuple[str, str]]:
 def opinion_abstracts_idebate(example: Mapping[str, Any]) -> Fields | None:
   """The sentences of a debate argument -> the one-sentence claim they support."""
   argument = " ".join(v for _, v in _opinions(example["_argument_sentences"]))
-  fields = {"topic": _clean(example["_debate_name"], False), "argument": argument,
-            "claim": _clean(example["_claim"], False)}
+  fields = {
+    "topic": _clean(example["_debate_name"], False),
+    "argument": argument,
+    "claim": _clean(example["_claim"], False),
+  }
   return fields if all(fields.values()) else None
 
 
@@ -127,8 +148,11 @@ def opinion_abstracts_idebate(example: Mapping[str, Any]) -> Fields | None:
 def opinion_abstracts_rotten_tomatoes(example: Mapping[str, Any]) -> Fields | None:
   """Critics' reviews of a movie, one per line -> the critics' consensus."""
   reviews = "\n".join(v for _, v in _opinions(example["_critics"]))
-  fields = {"movie": _clean(example["_movie_name"], False), "reviews": reviews,
-            "consensus": _clean(example["_critic_consensus"], False)}
+  fields = {
+    "movie": _clean(example["_movie_name"], False),
+    "reviews": reviews,
+    "consensus": _clean(example["_critic_consensus"], False),
+  }
   return fields if all(fields.values()) else None
 
 
@@ -174,8 +198,11 @@ def ag_news_subset(example: Mapping[str, Any]) -> Fields | None:
   """News title and description -> one of four topics."""
   label = example.get("label", -1)
   title, text = _clean_ag_news(example["title"]), _clean_ag_news(example["description"])
-  if not isinstance(label, int) or not 0 <= label < len(AG_NEWS_TOPICS) or not text \
-      or not title:
+  if not isinstance(label, int) or not 0 <= label < len(AG_NEWS_TOPICS) or not text or not title:
     return None
-  return {"title": title, "text": text, "options": list(AG_NEWS_TOPICS),
-          "answer": AG_NEWS_TOPICS[label]}
+  return {
+    "title": title,
+    "text": text,
+    "options": list(AG_NEWS_TOPICS),
+    "answer": AG_NEWS_TOPICS[label],
+  }

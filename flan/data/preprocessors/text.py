@@ -11,8 +11,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-_PTB_BRACKETS = {"-LRB-": "(", "-RRB-": ")", "-LSB-": "[", "-RSB-": "]", "-LCB-": "(",
-                 "-RCB-": ")"}
+_PTB_BRACKETS = {"-LRB-": "(", "-RRB-": ")", "-LSB-": "[", "-RSB-": "]", "-LCB-": "(", "-RCB-": ")"}
 _BRACKET_TOKEN = re.compile("|".join(map(re.escape, _PTB_BRACKETS)))
 _PTB_QUOTES = re.compile(r"``|''")
 _CONTRACTION = re.compile(r"[ \t]+(n't|'s|'re|'ve|'m|'ll|'d)\b", re.IGNORECASE)

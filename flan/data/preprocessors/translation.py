@@ -2,8 +2,11 @@
 
 Every pair has English on one side. A preprocessor emits both sentences, `en` and `xx`
 (the other language), and the other language's name `xx_language`; each template picks a
-direction, so half of a dataset's templates translate into English and half out of it,
-as FLAN's translation templates do. The rendered target is the reference for BLEU.
+direction, so half of a dataset's templates translate into English and half out of it.
+(FLAN's templates mix both directions unevenly, e.g. six of ten WMT'16 templates translate
+out of English, and add "which language is this?" and "write a sentence in X" ones; FLAN
+passes the raw sentences, which `flan_compat` does.) The rendered target is the reference
+for BLEU.
 
 The English side of some sources is tokenized (spaces around punctuation, split
 contractions: `person , who`, `do n't`); `flan.data.preprocessors.text.detokenize` undoes the
@@ -21,20 +24,26 @@ from flan.data.preprocessors.text import detokenize, normalize_space
 FIELDS = ("en", "xx", "xx_language")
 
 LANGUAGES: Mapping[str, str] = {
-    "cs": "Czech", "de": "German", "es": "Spanish", "fi": "Finnish", "fr": "French",
-    "ro": "Romanian", "ru": "Russian", "tr": "Turkish",
+  "cs": "Czech",
+  "de": "German",
+  "es": "Spanish",
+  "fi": "Finnish",
+  "fr": "French",
+  "ro": "Romanian",
+  "ru": "Russian",
+  "tr": "Turkish",
 }
 
 # dataset -> code of its non-English side (the TFDS Translation feature key).
 PAIRS: Mapping[str, str] = {
-    "para_crawl_enes": "es",
-    "wmt14_enfr": "fr",
-    "wmt16_csen": "cs",
-    "wmt16_deen": "de",
-    "wmt16_fien": "fi",
-    "wmt16_roen": "ro",
-    "wmt16_ruen": "ru",
-    "wmt16_tren": "tr",
+  "para_crawl_enes": "es",
+  "wmt14_enfr": "fr",
+  "wmt16_csen": "cs",
+  "wmt16_deen": "de",
+  "wmt16_fien": "fi",
+  "wmt16_roen": "ro",
+  "wmt16_ruen": "ru",
+  "wmt16_tren": "tr",
 }
 
 
@@ -49,8 +58,10 @@ def _make(code: str):
     return {"en": en, "xx": xx, "xx_language": LANGUAGES[code]}
 
   translate.__name__ = f"translate_{code}_en"
-  translate.__doc__ = (f"One {LANGUAGES[code]}-English sentence pair -> `en`, `xx`, "
-                       "`xx_language`; drops pairs with an empty side.")
+  translate.__doc__ = (
+    f"One {LANGUAGES[code]}-English sentence pair -> `en`, `xx`, "
+    "`xx_language`; drops pairs with an empty side."
+  )
   return translate
 
 
