@@ -190,6 +190,9 @@ def train(
     from flan.data import clusters
 
     clusters.check_cluster(evaluation.heldout_cluster)
+  # The optimizer checks its settings (LEARNING_RATE, ...) before anything is written.
+  optimizer = make_optimizer(param_axes=model.param_logical_specs())
+  schedule = getattr(optimizer, "learning_rate_schedule", None)
   model_dir = run.model_dir
   _check_writable(model_dir)
   if jax.process_index() == 0:
@@ -207,8 +210,6 @@ def train(
       f"{model.config.vocab_size}; use a model gin sized for this vocabulary."
     )
   init_rng, step_rng = jax.random.split(jax.random.PRNGKey(run.random_seed))
-  optimizer = make_optimizer(param_axes=model.param_logical_specs())
-  schedule = getattr(optimizer, "learning_rate_schedule", None)
 
   with contextlib.ExitStack() as stack:
     if data.use_mock_data and data.data_dir is None:
