@@ -45,10 +45,12 @@ _CONFIGURABLE_MODULES = (
   "flan.model.network",
   "flan.model.encoder_decoder",
   "flan.training.optimizer",
+  "flan.training.options",
   "flan.data.tasks",
   "flan.train",
   "flan.evaluate",
 )
+_ENTRY_POINTS = ("flan.train", "flan.evaluate")  # they register their configurables in main
 # t5x's habitual flags that flan takes as a gin macro: flag -> macro.
 _T5X_FLAG_MACROS = {
   "tfds_data_dir": "DATA_DIR",
@@ -228,15 +230,19 @@ def _close(name: str, candidates: Sequence[str], cutoff: float = 0.6) -> str:
 def _configurable_names() -> list[str]:
   """Names (`module.fn` and `fn`) of the configurables in flan's gin-facing modules."""
   names = []
+  main = sys.modules.get("__main__")
   for module_name in _CONFIGURABLE_MODULES:
     module = sys.modules.get(module_name)
+    if module is None and getattr(getattr(main, "__spec__", None), "name", None) == module_name:
+      module = main  # `python -m flan.train`: the entry point runs as __main__
     for attr, value in vars(module).items() if module else ():
-      if callable(value) and getattr(value, "__module__", None) == module_name:
-        try:
-          gin.get_configurable(value)
-        except (ValueError, KeyError, TypeError):
-          continue
-        names += [f"{module_name}.{attr}", attr]
+      if not callable(value) or attr.startswith("_"):
+        continue
+      try:
+        gin.get_configurable(f"{module_name}.{attr}")
+      except (ValueError, KeyError, TypeError):
+        continue
+      names += [f"{module_name}.{attr}", attr]
   return names
 
 
@@ -260,7 +266,10 @@ def _binding_error(binding: str, e: Exception) -> str:
   flag = f"--gin.{key}"
   if isinstance(e, (SyntaxError, tokenize.TokenError)):
     reason = e.msg if isinstance(e, SyntaxError) else e.args[0]
-    return f"{flag}: gin cannot parse `{binding.strip()}` ({reason}); the value must be a Python literal or a gin reference."
+    return (
+      f"{flag}: gin cannot parse `{binding.strip()}` ({reason}); the value must be a "
+      "Python literal or a gin reference."
+    )
   try:
     _, selector, arg = gin.config_parser.parse_binding_key(key)
   except (ValueError, SyntaxError):
@@ -403,7 +412,9 @@ def parse_gin_flags(
   for path in args.gin_file:
     _find_gin_file(path, search_paths)
   for name in _CONFIGURABLE_MODULES:
-    with contextlib.suppress(ImportError):  # registers their configurables with gin
+    if name in _ENTRY_POINTS:  # an entry point registers its own (`configurable_train()`)
+      continue  # importing it here would load a second copy of the running `__main__`
+    with contextlib.suppress(ImportError):
       importlib.import_module(name)
   with _gin_logging_silenced():
     try:

@@ -12,104 +12,18 @@ are read from a checkpoint (no optimizer state), straight into their shardings o
 
 from __future__ import annotations
 
-if __name__ == "__main__":
-  # Run the importable module, so that gin knows one `flan.evaluate.evaluate`, not a second
-  # `__main__.evaluate` that would make the selector `evaluate` ambiguous.
-  import sys
-
-  from flan import evaluate as _module
-
-  sys.exit(_module.main())
-
 import logging
-import os
-import pathlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import gin
-import jax
-import numpy as np
-from jax.sharding import NamedSharding
-from jax.sharding import PartitionSpec as P
 
+from flan import paths
 from flan.errors import UserError
 from flan.model import partitioning
 from flan.training import checkpoints as checkpoints_lib
 from flan.training import run_record
-
-
-def init_shapes(
-  model: Any, mesh: jax.sharding.Mesh, feature_lengths: Mapping[str, int]
-) -> tuple[Any, Any]:
-  """(parameter ShapeDtypeStructs, their NamedShardings on `mesh`), without allocating."""
-  b = mesh.shape["data"]
-  li, lt = feature_lengths["inputs"], feature_lengths["targets"]
-  batch_shapes = {
-    "encoder_input_tokens": (b, li),
-    "decoder_input_tokens": (b, lt),
-    "decoder_target_tokens": (b, lt),
-    "decoder_loss_weights": (b, lt),
-  }
-  shapes = jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), batch_shapes))
-  shardings = partitioning.logical_to_sharding(model.param_logical_specs(), mesh, shapes=shapes)
-  return shapes, shardings
-
-
-def restore_params(
-  model: Any, mesh: jax.sharding.Mesh, path: str, feature_lengths: Mapping[str, int]
-) -> tuple[Any, dict[str, Any]]:
-  """The parameters of a checkpoint, sharded as training shards them.
-
-  Args:
-    model: the `EncoderDecoderModel` the checkpoint belongs to.
-    mesh: the device mesh.
-    path: a `checkpoint_<step>` directory, a MODEL_DIR (its newest checkpoint), or a
-      Hugging Face T5 directory.
-    feature_lengths: only to trace `model.init` for the parameter shapes.
-
-  Returns:
-    (params, {"path": the directory read, "step": its step or None}).
-  """
-  src = pathlib.Path(path)
-  if not src.exists():
-    raise checkpoints_lib.CheckpointError(
-      f"Checkpoint {path!r} does not exist; set CHECKPOINT_PATH (or "
-      "BASELINE_CHECKPOINT_PATH) to a checkpoint_<step> directory or a MODEL_DIR."
-    )
-  shapes, shardings = init_shapes(model, mesh, feature_lengths)
-  if checkpoints_lib.is_hf_directory(src):
-    from flan.model import hf  # safetensors only when needed
-
-    try:
-      params = hf.load_params(str(src), model.config)
-    except ValueError as e:  # another size: the same error type as for our checkpoints
-      raise checkpoints_lib.CheckpointError(str(e)) from None
-    checkpoints_lib.check_params_match(params, shapes, str(src))
-    return jax.device_put(params, shardings), {"path": str(src), "step": None}
-  import orbax.checkpoint as ocp  # deferred: heavy import.
-
-  target = {
-    "params": checkpoints_lib.abstract_state(shapes, shardings),
-    "step": jax.ShapeDtypeStruct((), np.int32, sharding=NamedSharding(mesh, P())),
-  }
-
-  def read(step_dir: pathlib.Path) -> Any:
-    state_dir = step_dir / checkpoints_lib.STATE
-    saved = checkpoints_lib.saved_params(ocp.PyTreeCheckpointer().metadata(state_dir))
-    checkpoints_lib.check_params_match(saved, shapes, str(step_dir))
-    return ocp.PyTreeCheckpointer().restore(
-      state_dir,
-      args=ocp.args.PyTreeRestore(
-        item=target,
-        restore_args=ocp.checkpoint_utils.construct_restore_args(target),
-        partial_restore=True,
-      ),
-    )
-
-  # Training's fallback: a corrupt newest checkpoint gives way to the previous good one.
-  restored, step_dir = checkpoints_lib.read_good(src, read, "CHECKPOINT_PATH")
-  return restored["params"], {"path": str(step_dir), "step": int(restored["step"])}
+from flan.training.options import expand_path
 
 
 def default_output_dir(
@@ -119,25 +33,26 @@ def default_output_dir(
   if eval_output_dir:
     return eval_output_dir
   if model_dir:
-    return os.path.join(model_dir, "eval")
-  path = pathlib.Path(checkpoint_path)
+    return str(paths.path(model_dir) / "eval")
+  path = paths.path(checkpoint_path)
+  if path.name == "checkpoint" and (path.parent.name.startswith(checkpoints_lib.STEP_PREFIX)):
+    path = path.parent  # a t5x checkpoint's msgpack file
   if path.name.startswith(f"{checkpoints_lib.STEP_PREFIX}_"):
     path = path.parent
   return str(path / "eval")
 
 
-@gin.configurable
 def evaluate(
   *,
-  model: Any = gin.REQUIRED,
-  checkpoint_path: str = gin.REQUIRED,
-  heldout_cluster: str = gin.REQUIRED,
+  model: Any,
+  checkpoint_path: str,
+  heldout_cluster: str,
   model_dir: str | None = None,
   eval_output_dir: str | None = None,
   data_dir: str | None = None,
   vocabulary: str | None = None,
   batch_size: int = 32,
-  task_feature_lengths: Mapping[str, int] = gin.REQUIRED,
+  task_feature_lengths: Mapping[str, int],
   num_shots: int = 0,
   mesh: Mapping[str, int] | None = None,
   baseline_checkpoint_path: str | None = None,
@@ -164,6 +79,18 @@ def evaluate(
   from flan.evaluation import holdout as evaluation
 
   clusters.check_cluster(heldout_cluster)
+  checkpoint_path = expand_path("checkpoint_path", checkpoint_path)
+  model_dir, eval_output_dir, data_dir, baseline_checkpoint_path = (
+    None if v is None else expand_path(k, v)
+    for k, v in (
+      ("model_dir", model_dir),
+      ("eval_output_dir", eval_output_dir),
+      ("data_dir", data_dir),
+      ("baseline_checkpoint_path", baseline_checkpoint_path),
+    )
+  )
+  if vocabulary not in (None, "byte"):
+    vocabulary = expand_path("vocabulary", vocabulary)
   if num_shots < 0:
     raise UserError(f"NUM_SHOTS must be >= 0, got {num_shots}.")
   device_mesh = partitioning.make_mesh(mesh)
@@ -176,17 +103,17 @@ def evaluate(
       "with and its VOCABULARY."
     )
   output_dir = default_output_dir(checkpoint_path, model_dir, eval_output_dir)
-  src = pathlib.Path(checkpoint_path)  # a checkpoint_<step> directory or its MODEL_DIR
-  run_record.check_vocabulary(
-    src.parent if (src / checkpoints_lib.STATE).is_dir() else src,
-    vocabularies.fingerprint(vocabulary),
+  saved = checkpoints_lib.locate(checkpoint_path, "CHECKPOINT_PATH")
+  if saved.model_dir is not None:  # a trainer's checkpoint: its run's vocabulary only
+    run_record.check_vocabulary(str(saved.model_dir), vocabularies.fingerprint(vocabulary))
+  params, info = checkpoints_lib.restore_params(
+    model, device_mesh, checkpoint_path, setting="CHECKPOINT_PATH"
   )
-  params, info = restore_params(model, device_mesh, checkpoint_path, task_feature_lengths)
   logging.info("Restored %s (step %s).", info["path"], info["step"])
   baseline, baseline_info = None, None
   if baseline_checkpoint_path:
-    baseline, baseline_info = restore_params(
-      model, device_mesh, baseline_checkpoint_path, task_feature_lengths
+    baseline, baseline_info = checkpoints_lib.restore_params(
+      model, device_mesh, baseline_checkpoint_path, setting="BASELINE_CHECKPOINT_PATH"
     )
   kwargs = dict(
     cluster=heldout_cluster,
@@ -225,6 +152,11 @@ def evaluate(
   return results
 
 
+def configurable_evaluate() -> Callable[..., dict[str, Any]]:
+  """`evaluate` as gin configures it (registered by `main`: the library stays gin-free)."""
+  return gin.external_configurable(evaluate, module="flan.evaluate")
+
+
 def main(argv: list[str] | None = None) -> int:
   """Entry point: parse gin flags, run `evaluate()`, turn user errors into one message."""
   from flan import logs
@@ -232,13 +164,20 @@ def main(argv: list[str] | None = None) -> int:
 
   logs.setup()  # our log format; library noise off unless FLAN_VERBOSE_LIBS=1
   with report_user_errors():
+    run = configurable_evaluate()
     parse_gin_flags(
       argv,
       prog="python -m flan.evaluate",
       doc=__doc__,
       run_config="configs/runs/eval.gin",
-      entry=evaluate,
+      entry=run,
     )
-    evaluate()
+    run()
     return 0
   return 1
+
+
+if __name__ == "__main__":
+  import sys
+
+  sys.exit(main())

@@ -3,8 +3,8 @@
 Two workloads:
   (a) real: a FLAN training mixture (default `flan_holdout_nli_train`) over the TFDS samples in
       ../shared/data/tfds, tokenized with the T5 SentencePiece model;
-  (b) synthetic: seqio_anchor.md §3's long-tailed lengths (inputs lognormal median 150, sigma
-      1.0; targets median 20, sigma 1.2; n = 50,000).
+  (b) synthetic: long-tailed lengths like FLAN's (inputs lognormal median 150, sigma 1.0;
+      targets median 20, sigma 1.2; n = 50,000).
 
 For each, the same example stream goes through seqio's `EncDecFeatureConverter(pack=True)`
 (windowed next-fit, tf.data) and through `flan.data.packing` (first-fit-decreasing over windows of
@@ -42,7 +42,8 @@ SHARED = ROOT.parent / "shared"
 
 
 def synthetic_examples(n: int, seed: int) -> tuple[packing.Ragged, packing.Ragged]:
-  """The seqio_anchor.md §3 length distribution, random ids in [3, 32000), EOS last."""
+  """The long-tailed synthetic lengths (see the module docstring), random ids in [3, 32000),
+  EOS last."""
   rng = np.random.default_rng(seed)
   li = np.clip(rng.lognormal(np.log(150), 1.0, n).astype(np.int64), 1, 4096)
   lt = np.clip(rng.lognormal(np.log(20), 1.2, n).astype(np.int64), 1, 1024)

@@ -2,7 +2,7 @@
 
 The workload is a FLAN training mixture (default `flan_holdout_nli_train`) over the TFDS
 samples in ../shared/data/tfds, tokenized with the T5 SentencePiece model; without them, the
-long-tailed synthetic lengths of seqio_anchor.md section 3. From the same example stream:
+long-tailed synthetic lengths of scripts/benchmark_data.py. From the same example stream:
 
 * flan packed: rows from `flan.data.input_pipeline.make_train_iterator` (first-fit-decreasing
   packing), what `python -m flan.train` trains on;
@@ -16,9 +16,11 @@ For each T5 1.1 size (configs/models/<size>.gin, read through gin) it reports st
 utilisation, peak memory, and the ratios of our tokens/s to the peer's. The issue's comparison
 is flan packed against peer padded at the same batch and lengths.
 
-* Our step is the real `flan.training.train_step.make_train_step` (flan's Adafactor, state donated, batches
+* Our step is the real `flan.training.train_step.make_train_step` (flan's Adafactor, state
+  donated, batches
   already on device, one `block_until_ready` per timing window).
-* MFU: `flan.training.flops.train_step_flops` (encoder weights x input tokens, decoder and logits weights
+* MFU: `flan.training.flops.train_step_flops` (encoder weights x input tokens, decoder and
+  logits weights
   x target tokens, cross-attention K/V x input tokens, attention score/value products; 3 x
   forward; padding slots included) per second, divided by a matmul peak measured in the same
   run on the same devices ([devices, n, n] products in the activation dtype with float32
@@ -66,6 +68,7 @@ from flan.model import (
   network,
   partitioning,
 )
+from flan.model import config as model_config
 from flan.model import encoder_decoder as model_lib
 from flan.training import flops as flops_lib
 from flan.training import optimizer as optimizer_lib
@@ -98,11 +101,8 @@ def model_from_gin(
     ],
   )
   config = network.T5Config(**gin.get_bindings("flan.model.network.T5Config"))
-  kwargs = {
-    k: v
-    for k, v in gin.get_bindings("flan.model.encoder_decoder.EncoderDecoderModel").items()
-    if k != "config"
-  }
+  bindings = gin.get_bindings("flan.model.encoder_decoder.EncoderDecoderModel")
+  kwargs = {k: v for k, v in bindings.items() if k != "config"}
   gin.clear_config()
   return config, kwargs
 
@@ -266,7 +266,10 @@ def stream_name(args: argparse.Namespace) -> tuple[str, str]:
     )
   inputs, targets = benchmark_data.synthetic_examples(args.synthetic_examples, args.seed)
   benchmark_data.register_in_memory("bench_train_synthetic", inputs, targets)
-  return "bench_train_synthetic", "synthetic long-tailed lengths (seqio_anchor.md section 3)"
+  return (
+    "bench_train_synthetic",
+    "synthetic long-tailed lengths (inputs lognormal median 150, targets median 20)",
+  )
 
 
 def padded(
@@ -485,7 +488,8 @@ def print_table(rows: list[dict], peak: MatmulPeak, workload: str) -> None:
   source = next(iter(rows[0]["runs"].values())).get("peak_memory_source", "") if rows else ""
   print(
     f"\ntokens/s: real (non-padding) input + target tokens per second; non-pad: their share "
-    "of the batch's token slots.\nMFU: model FLOPs (flan.training.flops, padding slots included) per "
+    "of the batch's token slots.\nMFU: model FLOPs (flan.training.flops, padding slots "
+    "included) per "
     f"second / the matmul peak; the CPU-time column divides process CPU time instead.\n"
     f"peak mem: ours {source}; the peer's is its process's peak RSS."
   )
@@ -542,12 +546,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
   p.add_argument("--window", type=int, default=1024, help="examples packed together")
   p.add_argument("--scan_layers", action="store_true", help="gin SCAN_LAYERS = True")
   p.add_argument(
-    "--remat_policy", default="none", choices=network.REMAT_POLICIES, help="gin REMAT_POLICY"
+    "--remat_policy", default="none", choices=model_config.REMAT_POLICIES, help="gin REMAT_POLICY"
   )
   p.add_argument(
     "--attention",
     default="auto",
-    choices=attention.IMPLEMENTATIONS,
+    choices=("auto",) + attention.IMPLEMENTATIONS,
     help="T5Config.attention (flan.model.attention): auto | xla | rows",
   )
   p.add_argument("--peak_size", type=int, default=0, help="matmul peak n (0: 2048 CPU, 8192 else)")

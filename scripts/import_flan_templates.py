@@ -4,7 +4,7 @@
 
 FLAN's template text is FLAN's (Apache-2.0) and is not shipped with this project: a user
 who has FLAN's `flan/templates.py` converts it here, then trains with
-`flan.data.tasks.register.flan_templates_dir` pointing at the output directory. There, every
+`--gin.DataOptions.flan_templates_dir` pointing at the output directory. There, every
 example goes through FLAN's own preprocessing (`flan.data.preprocessors.flan_compat`) and the
 rendered `(inputs, targets)` equal FLAN's byte for byte.
 

@@ -13,10 +13,10 @@ host memory-maps its own rows instead of reading and tokenizing them.
 
 Resumable: prepared builders are skipped, and a failure (network, disk, a missing manual
 download) is reported and the next builder is tried. Offline, it stops at once with one
-`error:` line (a 5 s connectivity probe) instead of retrying each download for minutes. Builders that TFDS cannot download by
-itself (xsum, story_cloze, newsroom, samsum) need their files in
-<data_dir>/downloads/manual/ first; the table prints TFDS's instructions. Needs internet
-and the `importlib_resources` package (TFDS's download code imports it).
+`error:` line (a 5 s connectivity probe) instead of retrying each download for minutes.
+Builders that TFDS cannot download by itself (xsum, story_cloze, newsroom, samsum) need their
+files in <data_dir>/downloads/manual/ first; the table prints TFDS's instructions. Needs
+internet and the `importlib_resources` package (TFDS's download code imports it).
 """
 
 from __future__ import annotations

@@ -60,12 +60,13 @@ def check(cluster: str, cmd: list[str]) -> None:
   from flan import cli, train
 
   gin.clear_config()
+  entry = train.configurable_train()  # registers train() and its options, as main does
   try:
     cli.parse_gin_flags(
-      cmd[3:],
-      prog="python -m flan.train",  # after python -m flan.train
+      cmd[3:],  # after python -m flan.train
+      prog="python -m flan.train",
       run_config="configs/runs/finetune.gin",
-      entry=train.train,
+      entry=entry,
     )
   except UserError as e:
     raise UserError(f"the {cluster} run would fail: {e.message}") from None

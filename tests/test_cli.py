@@ -75,9 +75,9 @@ MISTAKES = [
   ),
   (
     "parameter_misspelt",
-    [SMOKE, "--gin.flan.train.train.trian_steps=5"],
+    [SMOKE, "--gin.RunOptions.trian_steps=5"],
     [
-      "--gin.flan.train.train.trian_steps: flan.train.train has no parameter 'trian_steps'. "
+      "--gin.RunOptions.trian_steps: RunOptions has no parameter 'trian_steps'. "
       "Did you mean train_steps?"
     ],
   ),

@@ -17,10 +17,19 @@ MAX_LEN = 8
 
 
 @functools.cache
+def _jitted(model):
+  """`model` with its scoring and decoding jitted, as flan.evaluation.inference runs them."""
+  model.score_batch = jax.jit(model.score_batch)
+  model.predict_batch_with_scores = jax.jit(
+    model.predict_batch_with_scores, static_argnames=("max_decode_length", "num_beams", "alpha")
+  )
+  return model
+
+
 def _fixture():
   config, params = hf.params_from_hf(FIXTURE, dtype="float32")
   data = np.load(FIXTURE / "expected_logits.npz")
-  return model_lib.EncoderDecoderModel(config), params, data["encoder_input_tokens"]
+  return _jitted(model_lib.EncoderDecoderModel(config)), params, data["encoder_input_tokens"]
 
 
 def _with_eos_for(params, token):
@@ -90,17 +99,21 @@ def test_greedy_scores_equal_teacher_forced_scores_and_stop_at_eos():
 def test_predict_batch_compiles_once_for_new_params():
   model, params, encoder_tokens = _fixture()
   batch = {"encoder_input_tokens": encoder_tokens}
-  model.predict_batch(params, batch, max_decode_length=MAX_LEN)
-  before = model._predict._cache_size()
+  model = model_lib.EncoderDecoderModel(model.config)  # its own methods, unjitted
+  predict = jax.jit(functools.partial(model.predict_batch, max_decode_length=MAX_LEN))
+  predict(params, batch)
+  before = predict._cache_size()
   other = jax.tree.map(lambda x: x * 1.01, params)
-  model.predict_batch(other, batch, max_decode_length=MAX_LEN)
-  assert model._predict._cache_size() == before
+  predict(other, batch)
+  assert predict._cache_size() == before == 1
 
 
 def test_scanned_layers_decode_the_same_tokens():
   model, params, encoder_tokens = _fixture()
-  scanned = model_lib.EncoderDecoderModel(
-    network.T5Config(**{**model.config.__dict__, "scan_layers": True})
+  scanned = _jitted(
+    model_lib.EncoderDecoderModel(
+      network.T5Config(**{**model.config.__dict__, "scan_layers": True})
+    )
   )
   batch = {"encoder_input_tokens": encoder_tokens}
   np.testing.assert_array_equal(
@@ -190,7 +203,7 @@ def _exhaustive_best(table, alpha):
 
 @pytest.mark.parametrize("seed,alpha", [(0, 0.6), (1, 0.0), (2, 2.0)])
 def test_wide_beam_finds_the_exhaustive_best_finished_sequence(seed, alpha):
-  table, step, cache = _markov(seed)
+  table, _, cache = _markov(seed)
   table = table.at[..., decoding.PAD_ID].set(-1e9)  # see _exhaustive_best
   beams = 32  # more than the 3**3 live prefixes: the search is exhaustive
   seqs, scores = decoding.beam_search(

@@ -13,6 +13,7 @@ import sys
 
 import pytest
 from tiny_training import LENGTHS, StandInConfig, StandInModel, SyntheticIterator
+from tiny_training import train as run_train
 
 from flan import train as train_lib
 from flan.training import checkpoints
@@ -45,10 +46,8 @@ def _error(capsys, tmp_path, *flags) -> str:
 
 
 def test_unknown_gin_binding_suggests_the_parameter(capsys, tmp_path):
-  msg = _error(capsys, tmp_path, "--gin.flan.train.train.trian_steps=5")
-  assert (
-    "--gin.flan.train.train.trian_steps: flan.train.train has no parameter 'trian_steps'" in msg
-  )
+  msg = _error(capsys, tmp_path, "--gin.RunOptions.trian_steps=5")
+  assert "--gin.RunOptions.trian_steps: RunOptions has no parameter 'trian_steps'" in msg
   assert msg.count("Did you mean train_steps?") == 1
 
 
@@ -59,13 +58,13 @@ def test_macro_typo_suggests_the_close_macro(capsys, tmp_path):
 
 def test_unknown_mixture_lists_close_matches(capsys, tmp_path):
   msg = _error(capsys, tmp_path, "--gin.MIXTURE_OR_TASK_NAME='flan_holdout_nli_trian'")
-  assert "Unknown FLAN task or mixture 'flan_holdout_nli_trian'" in msg
+  assert "Unknown seqio task or mixture 'flan_holdout_nli_trian'" in msg
   assert "flan_holdout_nli_train" in msg.split("Did you mean:")[1]
 
 
 def test_unknown_task_lists_close_matches(capsys, tmp_path):
   msg = _error(capsys, tmp_path, "--gin.MIXTURE_OR_TASK_NAME='flan_rte_trian'")
-  assert "Unknown FLAN task or mixture 'flan_rte_trian'. Did you mean: flan_rte_train" in msg
+  assert "Unknown seqio task or mixture 'flan_rte_trian'. Did you mean: flan_rte_train" in msg
 
 
 def test_unknown_cluster_lists_close_matches_before_training(capsys, tmp_path):
@@ -113,7 +112,7 @@ def test_examples_longer_than_the_feature_lengths_are_truncated_and_counted(tmp_
   from flan.data import input_pipeline, tasks
 
   lengths = {"inputs": 8, "targets": 2}  # every RTE example is longer
-  out = train_lib.train(
+  out = run_train(
     model=StandInModel(),
     mixture_or_task_name="flan_rte_train",
     task_feature_lengths=lengths,
@@ -146,10 +145,10 @@ def test_checkpoint_of_another_model_size_names_the_parameter_and_shapes(capsys,
     checkpoint_period=1,
     make_iterator=SyntheticIterator,
   )
-  train_lib.train(model=StandInModel(), **common)
+  run_train(model=StandInModel(), **common)
   bigger = StandInModel(StandInConfig(mlp_dim=96))
   with pytest.raises(checkpoints.CheckpointError) as e:
-    train_lib.train(model=bigger, **dict(common, train_steps=2))
+    run_train(model=bigger, **dict(common, train_steps=2))
   msg = str(e.value)
   assert "is for another model size: parameter 'wi' has shape (32, 64)" in msg
   assert "(32, 96) in the model being trained" in msg and "checkpoint_1" in msg
@@ -169,7 +168,7 @@ def test_initial_checkpoint_of_another_size_says_which_sizes_differ(tmp_path):
 
   sizes = r"does not fit the model: \(checkpoint, model\) = .*'mlp_dim': \(40, 64\)"
   with pytest.raises(checkpoints.CheckpointError, match=sizes):
-    train_lib.train(
+    run_train(
       model=tiny_model(),
       mixture_or_task_name="synthetic",
       task_feature_lengths=LENGTHS,
@@ -292,6 +291,40 @@ def test_a_missing_tfds_shard_names_the_file_and_how_to_prepare_it(capsys, tmp_p
   assert "scripts/prepare_data.py --datasets rte" in msg
 
 
-def test_keep_checkpoints_0_is_refused(capsys, tmp_path):
-  msg = _error_keeping_files(capsys, tmp_path, "--gin.KEEP_CHECKPOINTS=0")
-  assert "KEEP_CHECKPOINTS=0" in msg
+@pytest.mark.parametrize(
+  "flag, message",
+  [
+    ("--gin.TRAIN_STEPS=1e2", "TRAIN_STEPS must be a positive integer, got 100.0 (float)"),
+    ("--gin.TRAIN_STEPS=0", "TRAIN_STEPS must be a positive integer, got 0"),
+    ("--gin.BATCH_SIZE=-8", "BATCH_SIZE must be a positive integer, got -8"),
+    ("--gin.KEEP_CHECKPOINTS=0", "KEEP_CHECKPOINTS must be a positive integer, got 0"),
+    ("--gin.NAN_POLICY='halt'", "NAN_POLICY must be one of ('stop', 'skip'), got 'halt'"),
+    ("--gin.MESH={'data': 'all'}", "MESH must be a dict of axis name -> size"),
+    ("--gin.MODEL_DIR=''", "MODEL_DIR must be a non-empty string, got ''"),
+    ("--gin.LEARNING_RATE='fast'", "LEARNING_RATE must be a number, got 'fast'"),
+  ],
+)
+def test_an_option_of_the_wrong_type_or_range_names_its_macro_before_any_data(
+  capsys, tmp_path, flag, message
+):
+  msg = _error(capsys, tmp_path, flag)
+  assert message in msg
+  assert f"--gin.{message.split()[0]}=" in msg  # how to fix it
+  assert not (tmp_path / "run").exists()  # checked before anything is written or read
+
+
+def test_paths_in_options_expand_the_home_directory_and_variables(monkeypatch, tmp_path):
+  from flan.training import options
+
+  monkeypatch.setenv("FLAN_TEST_ROOT", str(tmp_path))
+  monkeypatch.setenv("HOME", str(tmp_path / "home"))
+  run = options.RunOptions(train_steps=1, model_dir="$FLAN_TEST_ROOT/run")
+  data = options.DataOptions(
+    "flan_rte_train", LENGTHS, data_dir="~/tfds", vocabulary="${FLAN_TEST_ROOT}/spiece.model"
+  )
+  ckpt = options.CheckpointOptions(initial_checkpoint_path="~/ckpt")
+  assert run.model_dir == str(tmp_path / "run")
+  assert data.data_dir == str(tmp_path / "home" / "tfds")
+  assert data.vocabulary == str(tmp_path / "spiece.model")
+  assert ckpt.initial_checkpoint_path == str(tmp_path / "home" / "ckpt")
+  assert options.DataOptions("flan_rte_train", LENGTHS, vocabulary="byte").vocabulary == "byte"

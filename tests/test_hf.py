@@ -114,10 +114,13 @@ def test_convert_cli_round_trip(tmp_path, capsys):
   for name, value in safetensors.numpy.load_file(back / "model.safetensors").items():
     np.testing.assert_array_equal(value, original[name], err_msg=name)
   capsys.readouterr()
-  with pytest.raises(SystemExit) as e:
+  with pytest.raises(SystemExit, match="does not exist") as e:
     convert.main(["flan_to_hf", "--checkpoint", str(tmp_path / "nope"), "--out", str(back)])
   errors = [l for l in capsys.readouterr().err.splitlines() if l.startswith("error: ")]
-  assert e.value.code == 1 and len(errors) == 1 and "not a flan checkpoint" in errors[0]
+  assert e.value.code == 1 and len(errors) == 1 and "does not exist" in errors[0]
+  (tmp_path / "empty").mkdir()
+  with pytest.raises(SystemExit, match="holds no checkpoint"):
+    convert.main(["flan_to_hf", "--checkpoint", str(tmp_path / "empty"), "--out", str(back)])
 
 
 def test_flan_to_hf_reads_a_trainer_checkpoint_with_a_model_gin(tmp_path):
@@ -128,7 +131,7 @@ def test_flan_to_hf_reads_a_trainer_checkpoint_with_a_model_gin(tmp_path):
   config, params = hf.params_from_hf(FIXTURE)
   state = {"step": np.int32(7), "params": params, "opt_state": jax.tree.map(np.zeros_like, params)}
   saver = checkpoints.Checkpoints(str(tmp_path / "model_dir"), async_save=False)
-  saver.save(7, jax.tree.map(jax.numpy.asarray, state), {"position": 3}, force=True)
+  saver.save(7, jax.tree.map(jax.numpy.asarray, state), {"position": 3})
   saver.wait()
   saver.close()
   gin_file = tmp_path / "model.gin"

@@ -58,7 +58,7 @@ def _tiny_checkpoint(tmp_path: pathlib.Path) -> tuple[network.T5Config, dict, pa
 
 
 def _export(tmp_path, *vocabulary_flag) -> pathlib.Path:
-  config, params, ckpt = _tiny_checkpoint(tmp_path)
+  _, _, ckpt = _tiny_checkpoint(tmp_path)
   out = tmp_path / "hf"
   convert.main(["flan_to_hf", "--checkpoint", str(ckpt), "--out", str(out), *vocabulary_flag])
   return out

@@ -96,7 +96,7 @@ def test_train_clusters_registers_smaller_mixtures(default_registration):
   mix = seqio.get_mixture_or_task(mixtures.holdout_train("nli"))
   assert sorted(t.name for t in mix.tasks) == sorted(_members(C.members("sentiment")))
   # Holding out sentiment with only sentiment allowed leaves nothing to train on.
-  with pytest.raises(ValueError, match="Unknown FLAN task or mixture"):
+  with pytest.raises(ValueError, match="Unknown seqio task or mixture"):
     tasks.get(mixtures.holdout_train("sentiment"))
 
 

@@ -129,12 +129,68 @@ def test_loss_fn_sums_tokens_and_reports_metrics():
   ],
 )
 def test_loss_normalizing_factor(factor, divisor):
+  """Each normaliser divides the token sum by what t5x divides it by."""
   _, params, batch = _fixture()
   summed, _ = _model_with_fixed_logits().loss_fn(params, batch, None)
   model = _model_with_fixed_logits(loss_normalizing_factor=factor)
   loss, metrics = model.loss_fn(params, batch, None)
   np.testing.assert_allclose(float(loss), float(summed) / divisor, rtol=1e-6)
   assert float(metrics["loss"]) == float(loss)
+
+
+def test_average_per_sequence_is_the_mean_of_per_sequence_token_means():
+  _, params, batch = _fixture()
+  model = _model_with_fixed_logits(loss_normalizing_factor="AVERAGE_PER_SEQUENCE")
+  loss, metrics = model.loss_fn(params, batch, None)
+  # By hand: each row's mean loss over its weighted tokens, then the mean over rows.
+  logits, targets = _fixture_logits(), batch["decoder_target_tokens"]
+  weights = batch["decoder_loss_weights"].astype(np.float64)
+  per_row = [
+    _numpy_loss(logits[i : i + 1], targets[i : i + 1], weights[i : i + 1], 1e-4, 0.0)[0]
+    / weights[i].sum()
+    for i in range(len(weights))
+  ]
+  np.testing.assert_allclose(float(loss), np.mean(per_row), rtol=1e-5)
+  assert float(model.loss_normalizer(batch)) == pytest.approx(3.0)  # three sequences
+  # The per-token logs stay a plain token sum.
+  _, summed_metrics = _model_with_fixed_logits().loss_fn(params, batch, None)
+  np.testing.assert_allclose(
+    float(metrics["cross_ent_sum"]), float(summed_metrics["cross_ent_sum"]), rtol=1e-6
+  )
+
+
+def test_average_per_sequence_weighs_each_packed_segment_once():
+  weights = np.array([[1, 1, 1, 1, 0, 0], [1, 1, 0, 0, 0, 0]], np.float32)
+  segments = np.array([[1, 1, 1, 2, 0, 0], [1, 1, 0, 0, 0, 0]], np.int32)
+  batch = {
+    "decoder_target_tokens": np.ones((2, 6), np.int32),
+    "decoder_loss_weights": weights,
+    "decoder_segment_ids": segments,
+  }
+  factor, w = model_lib.loss_normalizer_and_weights("AVERAGE_PER_SEQUENCE", batch)
+  np.testing.assert_allclose(
+    np.asarray(w), [[1 / 3, 1 / 3, 1 / 3, 1, 0, 0], [1 / 2, 1 / 2, 0, 0, 0, 0]], rtol=1e-6
+  )
+  assert float(factor) == pytest.approx(3.0)
+
+
+@pytest.mark.parametrize(
+  "factor",
+  [None, 233472.0, "NUM_REAL_TARGET_TOKENS", "NUM_TOTAL_TARGET_TOKENS", "AVERAGE_PER_SEQUENCE"],
+)
+def test_microbatch_losses_and_gradients_add_up_to_the_whole_batch(factor):
+  config, params, batch = _fixture()
+  model = model_lib.EncoderDecoderModel(config, loss_normalizing_factor=factor)
+  grad = jax.jit(jax.value_and_grad(model.loss_fn, has_aux=True))
+  (whole, _), whole_grads = grad(params, batch, None)
+  normalizer = model.loss_normalizer(batch)  # the whole batch's, as the train step passes it
+  slices = [{k: v[rows] for k, v in batch.items()} for rows in ([0], [1, 2])]
+  parts = [grad(params, mb, None, normalizer=normalizer) for mb in slices]
+  np.testing.assert_allclose(sum(float(l) for (l, _), _ in parts), float(whole), rtol=1e-5)
+  summed_grads = jax.tree.map(lambda a, b: a + b, parts[0][1], parts[1][1])
+  for a, b in zip(jax.tree.leaves(summed_grads), jax.tree.leaves(whole_grads)):
+    b = np.asarray(b)  # float32 sums in another order: rounding relative to the largest entry
+    np.testing.assert_allclose(np.asarray(a), b, rtol=1e-4, atol=1e-5 * np.abs(b).max())
 
 
 def test_bad_loss_normalizing_factor_says_what_is_allowed():

@@ -21,8 +21,7 @@ import pytest
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 STEPS, HALF = 8, 4
 
-_DRIVER = (
-  """
+_DRIVER = """
 import json, sys
 import numpy as np
 mode, model_dir, steps = sys.argv[1], sys.argv[2], int(sys.argv[3])
@@ -32,10 +31,10 @@ if mode == "multi":
 
 class BothShards:
   # One process reading shards 0 and 1 of 2 side by side: the 2-process global batch.
-  def __init__(self, name, lengths, batch_size, seed, *, pack, data_dir, vocabulary, mesh):
+  def __init__(self, name, lengths, batch_size, seed, *, pack, data, vocabulary, mesh):
     from flan.data import input_pipeline
     from flan.data import tasks
-    tasks.register(data_dir=data_dir, vocabulary=vocabulary)
+    tasks.register(vocabulary=vocabulary, **data.registration())
     self.its = [input_pipeline.make_train_iterator(name, lengths, batch_size, seed, pack=pack,
                                                    shard_index=i, num_shards=2)
                 for i in range(2)]
@@ -56,19 +55,16 @@ class BothShards:
     for it in self.its:
       it.close()
 
-from flan import train
-from tiny_training import tiny_model
-out = train.train(model=tiny_model(dropout_rate=0.1), mixture_or_task_name="flan_rte_train",
-                  task_feature_lengths={"inputs": 64, "targets": 16}, train_steps=steps,
-                  model_dir=model_dir, batch_size=8, random_seed=5, use_mock_data=True,
-                  checkpoint_period=%d, log_every=1,
-                  make_iterator=BothShards if mode == "single" else None, **kw)
+from tiny_training import tiny_model, train
+out = train(model=tiny_model(dropout_rate=0.1), mixture_or_task_name="flan_rte_train",
+            task_feature_lengths={"inputs": 64, "targets": 16}, train_steps=steps,
+            model_dir=model_dir, batch_size=8, random_seed=5, use_mock_data=True,
+            checkpoint_period=HALF, log_every=1,
+            make_iterator=BothShards if mode == "single" else None, **kw)
 import jax
 print("LOSSES", jax.process_index(), out["source"].split()[0],
       json.dumps([out["first_loss"]] + [h["loss"] for h in out["history"]]), flush=True)
-"""
-  % HALF
-)
+""".replace("HALF", str(HALF))
 
 
 def _free_port() -> int:

@@ -335,10 +335,26 @@ def test_cpu_bfloat16_matmul_matches_xla_product_and_gradient(m, k, n):
   )
 
 
-def test_dense_takes_the_cpu_bfloat16_path_only_for_bfloat16():
+def test_dense_takes_the_cpu_bfloat16_path_only_for_flat_bfloat16():
   x = jnp.ones((2, 3, 16), jnp.float32)
-  for dtype, expected in (("bfloat16", "_cpu_bf16_matmul"), ("float32", None)):
-    dense = layers.Dense(8, ("embed", "mlp"), jnp.dtype(dtype))
+  for matmul, dtype, custom in (
+    ("flat", "bfloat16", True),
+    ("flat", "float32", False),
+    ("xla", "bfloat16", False),
+  ):
+    dense = layers.Dense(8, ("embed", "mlp"), jnp.dtype(dtype), matmul=matmul)
     variables = dense.init(jax.random.PRNGKey(0), x)
-    jaxpr = str(jax.make_jaxpr(lambda v: dense.apply(v, x))(variables))
-    assert ("custom_vjp_call" in jaxpr) == (expected is not None), dtype
+    jaxpr = str(jax.make_jaxpr(lambda v, dense=dense: dense.apply(v, x))(variables))
+    assert ("custom_vjp_call" in jaxpr) == custom, (matmul, dtype)
+    assert ("reshape" in jaxpr) == (matmul == "flat"), (matmul, dtype)
+
+
+def test_config_resolves_auto_kernels_from_the_platform_once_and_keeps_auto_in_its_fields():
+  config = network.T5Config(**CONFIG.__dict__)
+  assert config.attention == config.matmul == "auto"  # what is saved stays portable
+  assert jax.devices()[0].platform == "cpu"  # these tests run on CPU devices
+  assert (config.attention_kernel, config.matmul_kernel) == ("rows", "flat")
+  chosen = network.T5Config(**{**CONFIG.__dict__, "attention": "xla", "matmul": "xla"})
+  assert (chosen.attention_kernel, chosen.matmul_kernel) == ("xla", "xla")
+  with pytest.raises(ValueError, match="T5Config.matmul"):
+    network.T5Config(**{**CONFIG.__dict__, "matmul": "fast"})

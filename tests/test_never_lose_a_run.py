@@ -253,11 +253,11 @@ def test_evaluate_falls_back_from_a_corrupt_newest_checkpoint_without_moving_it(
   _flip_bytes(tmp_path / "checkpoint_4")
   mesh = partitioning.make_mesh()
   with caplog.at_level(logging.WARNING):
-    _, info = eval_lib.restore_params(StandInModel(), mesh, str(tmp_path), LENGTHS)
+    _, info = checkpoints.restore_params(StandInModel(), mesh, str(tmp_path))
   assert info["step"] == 2 and info["path"].endswith("checkpoint_2")
   assert "checkpoint_4" in caplog.text and (tmp_path / "checkpoint_4").is_dir()  # a reader
   with pytest.raises(checkpoints.CheckpointError, match="does not match its checksum"):
-    eval_lib.restore_params(StandInModel(), mesh, str(tmp_path / "checkpoint_4"), LENGTHS)
+    checkpoints.restore_params(StandInModel(), mesh, str(tmp_path / "checkpoint_4"))
 
 
 # --- Guards on settings that lose work -------------------------------------------------------
@@ -413,8 +413,8 @@ def test_a_config_gin_with_a_gin_call_in_a_model_dir_is_never_executed(
   # Evaluation reads the same directory without parsing it either.
   from flan.model import encoder_decoder
 
-  eval_lib.restore_params(
-    encoder_decoder.EncoderDecoderModel(config), partitioning.make_mesh(), str(model_dir), LENGTHS
+  checkpoints.restore_params(
+    encoder_decoder.EncoderDecoderModel(config), partitioning.make_mesh(), str(model_dir)
   )
   assert not (tmp_path / "FIRED").exists()
 

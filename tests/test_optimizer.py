@@ -194,9 +194,8 @@ def test_schedule_rejects_unknown_factors_and_zero_lengths():
   with pytest.raises(ValueError, match="steps_per_cycle"):
     opt.learning_rate_schedule(factors="cosine_decay", steps_per_cycle=0)
   # A zero warmup is fine where no factor divides by it.
-  assert float(opt.learning_rate_schedule(factors="constant", warmup_steps=0)(5)) == pytest.approx(
-    1e-3
-  )
+  constant = opt.learning_rate_schedule(factors="constant", warmup_steps=0)
+  assert float(constant(5)) == pytest.approx(1e-3)
 
 
 # ---------------------------------------------------------------------------- scanned layers

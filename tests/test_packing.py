@@ -1,7 +1,6 @@
 """The packer: seqio's EncDecFeatureConverter contract, nothing lost, dense, and loss-neutral."""
 
 import collections
-import importlib.util
 
 import numpy as np
 import pytest
@@ -12,7 +11,7 @@ LENGTHS = {"inputs": 1024, "targets": 256}
 
 
 def long_tailed(n: int, seed: int = 0, vocab: int = 32000):
-  """seqio_anchor.md §3 lengths: inputs lognormal(150, 1.0), targets lognormal(20, 1.2)."""
+  """Long-tailed lengths like FLAN's: inputs lognormal(150, 1.0), targets lognormal(20, 1.2)."""
   rng = np.random.default_rng(seed)
   li = np.clip(rng.lognormal(np.log(150), 1.0, n).astype(int), 1, 4096)
   lt = np.clip(rng.lognormal(np.log(20), 1.2, n).astype(int), 1, 1024)
@@ -139,7 +138,7 @@ def test_a_window_of_only_empty_examples_gives_no_rows():
 
 
 def test_zero_token_inside_an_example_does_not_move_segment_boundaries():
-  # seqio measures lengths with count_nonzero and drops the EOS here (seqio_anchor.md §3).
+  # seqio measures lengths with count_nonzero and so drops the EOS here.
   inputs = [np.array([5, 0, 6, 7, 1], np.int32), np.array([8, 1], np.int32)]
   targets = [np.array([3, 1], np.int32), np.array([4, 0, 1], np.int32)]
   out = packing.pack(inputs, targets, {"inputs": 8, "targets": 8}, strategy="first_fit")
@@ -230,13 +229,6 @@ def test_single_row_matches_seqio_enc_dec_feature_converter():
 
 
 def _model_or_skip():
-  if (
-    importlib.util.find_spec("flan.model.encoder_decoder") is None
-    or importlib.util.find_spec("flan.model.network") is None
-  ):
-    pytest.skip(
-      "flan.model.encoder_decoder / flan.model.network are not written yet (model helper's part)."
-    )
   from flan.model import encoder_decoder as model_lib
   from flan.model import network
 

@@ -5,14 +5,15 @@ split at `&&` into parts; each part is either run from the checkout's root or li
 SKIPPED with the reason it cannot run here. Before running, a part is changed only by these
 substitutions, so what runs is what a reader types:
 
-| README text                          | run as                                   | why                       |
-|--------------------------------------|------------------------------------------|---------------------------|
-| `python`, `python3.11`, `.venv/bin/python` at the start | this interpreter     | the environment under test |
-| `../shared/data/tfds`                | conftest's DATA_DIR (FLAN_TEST_DATA_DIR) | the worktree may sit elsewhere |
-| `../shared/vocab/t5_spiece.model`    | conftest's VOCAB (FLAN_TEST_VOCAB)       | same                      |
-| any other `../shared/...`            | the same path under SHARED (the parent of DATA_DIR's `data/`) | same     |
-| `--root /runs`                       | `--root <tmp>/runs`                      | no writes outside tmp     |
-| a command in SHORTENED               | its extra flags appended                 | a long run, cut short     |
+Substitutions (README text -> what runs, and why):
+- `python`, `python3.11`, `.venv/bin/python` at the start -> this interpreter (the environment
+  under test);
+- `../shared/data/tfds` -> conftest's DATA_DIR (FLAN_TEST_DATA_DIR), and
+  `../shared/vocab/t5_spiece.model` -> conftest's VOCAB (FLAN_TEST_VOCAB): the worktree may sit
+  elsewhere; any other `../shared/...` -> the same path under SHARED (the parent of DATA_DIR's
+  `data/`);
+- `--root /runs` -> `--root <tmp>/runs`: no writes outside tmp;
+- a command in SHORTENED -> its extra flags appended: a long run, cut short.
 
 A command reading ../shared skips (with the reason) where that data is absent. Commands run
 in README order: one that reads what an earlier one writes (templates_flan/) skips with that

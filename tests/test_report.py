@@ -124,7 +124,7 @@ def test_chart_shares_one_y_axis_per_metric_family_and_hatching_legend_only_wher
   import matplotlib.pyplot as plt
 
   results = _results([12.5, 62.5], [10.0, 20.0])
-  for label, model in results["models"].items():  # a second accuracy panel, nothing hatched
+  for model in results["models"].values():  # a second accuracy panel, nothing hatched
     templates = [_template(i, s, None) for i, s in enumerate((40.0, 45.0))]
     model["datasets"]["cb"] = {
       "status": "ok",

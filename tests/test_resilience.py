@@ -44,7 +44,7 @@ from flan import train
 sys.exit(train.main(sys.argv[2:]))
 """
 
-_STEP_LINE = re.compile(r"step (\d+)/%d " % STEPS)
+_STEP_LINE = re.compile(rf"step (\d+)/{STEPS} ")
 
 
 def _flags(model_dir):

@@ -209,9 +209,9 @@ def _tensorboard(run_dir):
 
 def _baseline_checkpoint(model_dir):
   """A checkpoint of the smoke gin's tiny T5 after one step on synthetic batches."""
+  import tiny_training
   from tiny_training import LENGTHS, SyntheticIterator
 
-  from flan import train as train_lib
   from flan.model import encoder_decoder, network
 
   config = network.T5Config(
@@ -224,7 +224,7 @@ def _baseline_checkpoint(model_dir):
     num_decoder_layers=2,
     dtype="float32",
   )
-  train_lib.train(
+  tiny_training.train(
     model=encoder_decoder.EncoderDecoderModel(config),
     mixture_or_task_name="synthetic",
     task_feature_lengths=LENGTHS,
@@ -326,7 +326,7 @@ def test_smoke_run_logs_every_phase_in_our_format_and_tensorboard_holds_its_eval
   assert [s for s, _ in train["loss"]] == [4]
   config = train["config"][0][1].decode()
   assert "EVAL_PERIOD = 2" in config and "EVALUATOR_NUM_EXAMPLES = 2" in config
-  assert "flan.train.train.eval_period = %EVAL_PERIOD" in train["operative_config"][0][1].decode()
+  assert "eval_period = %EVAL_PERIOD" in train["operative_config"][0][1].decode()
   from tensorboard.plugins.hparams import plugin_data_pb2
 
   content = acc.SummaryMetadata("_hparams_/session_start_info").plugin_data.content

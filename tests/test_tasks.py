@@ -398,17 +398,22 @@ def test_unknown_source_is_a_clear_error():
     examples.read_specs("anli", "train", source="r4")
 
 
-def test_register_is_gin_configurable(default_registration):
+def test_the_ablation_knobs_reach_register_from_gin_through_the_data_options(default_registration):
   import gin
 
+  from flan import train as train_lib
+  from flan.training import options
+
+  train_lib.configurable_train()  # what `python -m flan.train` registers before parsing
   with gin.unlock_config():
     gin.parse_config(
-      "flan.data.tasks.register.num_templates = 3\n"
-      "flan.data.tasks.register.template_mode = 'dataset_name'\n"
-      "flan.data.tasks.register.train_clusters = ['nli', 'sentiment']"
+      "DataOptions.num_templates = 3\n"
+      "DataOptions.template_mode = 'dataset_name'\n"
+      "DataOptions.train_clusters = ['nli', 'sentiment']"
     )
   try:
-    config = tasks.register()
+    data = gin.get_configurable(options.DataOptions)("flan_rte_train", {"inputs": 8, "targets": 4})
+    config = tasks.register(vocabulary=None, **data.registration())
   finally:
     gin.clear_config()
   assert (config.num_templates, config.template_mode) == (3, "dataset_name")

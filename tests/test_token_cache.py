@@ -43,7 +43,7 @@ def _batches(n=4, name=MIXTURE, **kw):
   mixture_stream._LIVE.clear()  # nothing shared with an earlier stream: a real read or hit.
   with input_pipeline.make_train_iterator(name, LENGTHS, 8, 3, window_size=64, **kw) as it:
     out = [next(it) for _ in range(n)]
-    tokens = [t for t in it._stream._tokens]  # pylint: disable=protected-access
+    tokens = list(it._stream._tokens)  # pylint: disable=protected-access
   return out, tokens
 
 

@@ -18,6 +18,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 from tiny_training import LENGTHS, PoisonedModel, StandInModel, SyntheticIterator, tiny_model
+from tiny_training import train as run_train
 
 from flan import train as train_lib
 from flan.training import flops
@@ -43,7 +44,7 @@ def _train(model_dir, steps, *, model=None, iterator=SyntheticIterator, **kw):
     make_iterator=iterator,
   )
   args.update(kw)
-  return train_lib.train(**args)
+  return run_train(**args)
 
 
 def _params(step_dir):
@@ -139,12 +140,11 @@ def test_flops_count_encoder_and_decoder_tokens_separately():
 
 _PREEMPTIBLE = """
 import sys
-from flan import train
-from tiny_training import LENGTHS, StandInModel, SyntheticIterator
-out = train.train(model=StandInModel(), mixture_or_task_name="synthetic",
-                  task_feature_lengths=LENGTHS, train_steps=10**6, model_dir=sys.argv[1],
-                  batch_size=8, checkpoint_period=10**6, log_every=10**6,
-                  make_iterator=SyntheticIterator, preemption_grace_seconds=60)
+from tiny_training import LENGTHS, StandInModel, SyntheticIterator, train
+out = train(model=StandInModel(), mixture_or_task_name="synthetic",
+            task_feature_lengths=LENGTHS, train_steps=10**6, model_dir=sys.argv[1],
+            batch_size=8, checkpoint_period=10**6, log_every=10**6,
+            make_iterator=SyntheticIterator, preemption_grace_seconds=60)
 print("PREEMPTED", out["preempted"], out["step"], flush=True)
 """
 
@@ -187,10 +187,7 @@ def test_sigterm_saves_the_step_reached_and_exits_0(tmp_path):
 @pytest.mark.realdata
 def test_tiny_model_learns_a_real_holdout_mixture(tmp_path, data_dir):
   # ../shared holds 43 of the 62 datasets: train on the NLI cluster, all of which is there.
-  import flan.data.tasks  # noqa: F401 - registers flan.data.tasks.register with gin
-
-  gin.bind_parameter("flan.data.tasks.register.train_clusters", ["nli"])
-  out = train_lib.train(
+  out = run_train(
     model=tiny_model(dropout_rate=0.0),
     mixture_or_task_name="flan_holdout_coreference_train",
     task_feature_lengths={"inputs": 128, "targets": 32},
@@ -202,6 +199,7 @@ def test_tiny_model_learns_a_real_holdout_mixture(tmp_path, data_dir):
     checkpoint_period=1000,
     log_every=50,
     run_heldout_eval=False,
+    train_clusters=["nli"],
   )
   final = out["history"][-1]["loss"]
   assert out["step"] == 200
@@ -223,7 +221,7 @@ def test_each_experiment_gin_parses_and_holds_out_its_cluster(path, monkeypatch)
   )
   assert gin.query_parameter("%MIXTURE_OR_TASK_NAME") == f"flan_holdout_{cluster}_train"
   assert gin.query_parameter("%HELDOUT_CLUSTER") == cluster
-  assert gin.query_parameter("%DROPOUT_RATE") == 0.1  # finetune.gin wins over the model gin
+  assert gin.query_parameter("%DROPOUT_RATE") == 0.1  # set once: by finetune.gin
   assert gin.query_parameter("%TASK_FEATURE_LENGTHS") == {"inputs": 1024, "targets": 256}
   # It opens with its exact command.
   assert (ROOT / path).read_text().startswith(f"# python -m flan.train --gin_file={path} ")
@@ -294,12 +292,16 @@ def test_initial_checkpoint_path_of_a_hugging_face_directory_starts_from_its_wei
   monkeypatch.setattr(
     vocabularies, "get_vocabulary", lambda path: type("Vocab", (), {"vocab_size": 96})()
   )
-  gin.bind_parameter("make_optimizer.base_learning_rate", 0.0)  # one step that changes nothing
-  gin.bind_parameter("make_optimizer.min_learning_rate", 0.0)
+  from flan.training import optimizer as optimizer_lib
+
+  frozen = lambda param_axes: optimizer_lib.make_optimizer(
+    base_learning_rate=0.0, min_learning_rate=0.0, param_axes=param_axes
+  )[0]
   out = _train(
     tmp_path,
     1,
     model=model_lib.EncoderDecoderModel(config),
+    make_optimizer=frozen,
     iterator=_SmallVocabIterator,
     initial_checkpoint_path=str(fixture),
     checkpoint_period=1,
@@ -328,14 +330,14 @@ def test_end_of_training_eval_reports_the_initial_checkpoint_beside_the_tuned_mo
     eval_max_examples=2,
     eval_num_templates=1,
   )
-  train_lib.train(
+  run_train(
     **common,
     train_steps=1,
     model_dir=str(tmp_path / "pre"),
     checkpoint_period=1,
     run_heldout_eval=False,
   )
-  out = train_lib.train(
+  out = run_train(
     **common,
     train_steps=2,
     model_dir=str(tmp_path / "tuned"),

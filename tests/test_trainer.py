@@ -132,16 +132,19 @@ def test_metrics_count_tokens_and_learning_rate_on_device(one_and_eight):
   assert m["grad_norm"] > 0 and m["skipped_updates"] == 0 and m["nonfinite"] == 0
 
 
-@pytest.mark.parametrize("normaliser", [None, "NUM_REAL_TARGET_TOKENS"])
+@pytest.mark.parametrize(
+  "normaliser",
+  [None, 512.0, "NUM_REAL_TARGET_TOKENS", "NUM_TOTAL_TARGET_TOKENS", "AVERAGE_PER_SEQUENCE"],
+)
 def test_microbatches_accumulate_the_same_gradient_as_the_full_batch(normaliser):
-  # With a per-batch token normaliser t5x's sum of per-slice losses differs from the full
-  # batch; ours rescales the slices, so both cases match exactly.
+  # With a per-batch normaliser t5x's sum of per-slice losses differs from the full batch;
+  # ours divides every slice by the whole batch's normaliser, so every case matches.
   mesh = partitioning.make_mesh({"data": 2, "model": 1}, devices=jax.devices()[:2])
   model = StandInModel(StandInConfig(dropout_rate=0.0), loss_normalizing_factor=normaliser)
   full, losses_full, _, _ = _run(model, mesh, 2)
   micro, losses_micro, _, _ = _run(model, mesh, 2, num_microbatches=2)
   np.testing.assert_allclose(losses_micro, losses_full, rtol=1e-5)
-  assert (losses_full[0] < 10) == (normaliser is not None)  # per token vs token sum
+  assert (losses_full[0] < 10) == (normaliser is not None)  # normalised vs token sum
   for a, b in zip(jax.tree.leaves(full.params), jax.tree.leaves(micro.params)):
     np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-6)
 

@@ -18,6 +18,37 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import PartitionSpec as P
 
+
+def train(
+  *, model: Any, make_optimizer: Any = None, make_iterator: Any = None, **knobs: Any
+) -> dict[str, Any]:
+  """`flan.train.train` with its options built from flat knobs named as the gin macros.
+
+  `train(model=m, mixture_or_task_name="synthetic", train_steps=3, model_dir=d, ...)`: each
+  knob goes to the option class that has a field of that name; the optimizer defaults to
+  `optimizer.make_optimizer` (Adafactor, constant 1e-3: finetune.gin's).
+  """
+  from flan import train as train_lib
+  from flan.training import optimizer as optimizer_lib
+  from flan.training import options
+
+  groups = {}
+  for arg, cls in (
+    ("data", options.DataOptions),
+    ("run", options.RunOptions),
+    ("checkpoint", options.CheckpointOptions),
+    ("evaluation", options.HeldoutEvalOptions),
+  ):
+    names = {f.name for f in dataclasses.fields(cls)}
+    groups[arg] = cls(**{k: knobs.pop(k) for k in list(knobs) if k in names})
+  if knobs:
+    raise TypeError(f"No option takes {sorted(knobs)}.")
+  default = lambda param_axes: optimizer_lib.make_optimizer(param_axes=param_axes)[0]
+  return train_lib.train(
+    model=model, make_optimizer=make_optimizer or default, make_iterator=make_iterator, **groups
+  )
+
+
 VOCAB = 384  # >= the byte vocabulary (259), which train() checks against
 LENGTHS = {"inputs": 16, "targets": 8}
 
@@ -75,7 +106,7 @@ class StandInModel:
   ):
     self.config, self.z_loss = config, z_loss
     self.module = _StandInNet(config)
-    self.loss_normalizing_factor = loss_normalizing_factor  # None or "NUM_REAL_TARGET_TOKENS"
+    self.loss_normalizing_factor = loss_normalizing_factor  # as EncoderDecoderModel's
 
   def _shapes(self, batch_shapes):
     return {k: jnp.ones(tuple(s), jnp.int32) for k, s in batch_shapes.items()}
@@ -91,7 +122,18 @@ class StandInModel:
     )["params"]
     return nn.get_partition_spec(boxed)
 
-  def loss_fn(self, params, batch, dropout_rng):
+  def loss_normalizer(self, batch):
+    from flan.model import encoder_decoder
+
+    return encoder_decoder.loss_normalizer_and_weights(self.loss_normalizing_factor, batch)[0]
+
+  def loss_fn(self, params, batch, dropout_rng, *, normalizer=None):
+    from flan.model import encoder_decoder
+
+    own, loss_weights = encoder_decoder.loss_normalizer_and_weights(
+      self.loss_normalizing_factor, batch
+    )
+    normalizer = own if normalizer is None else normalizer
     logits = self.module.apply(
       {"params": params},
       batch,
@@ -101,23 +143,22 @@ class StandInModel:
     targets, weights = batch["decoder_target_tokens"], batch["decoder_loss_weights"]
     log_z = jax.nn.logsumexp(logits, axis=-1)
     logp = jnp.take_along_axis(logits, targets[..., None], -1)[..., 0] - log_z
-    cross = -(logp * weights).sum()
-    z = (self.z_loss * jnp.square(log_z) * weights).sum()
+    cross = -(logp * loss_weights).sum() / normalizer
+    z = (self.z_loss * jnp.square(log_z) * loss_weights).sum() / normalizer
     correct = ((logits.argmax(-1) == targets) * weights).sum()
-    if self.loss_normalizing_factor == "NUM_REAL_TARGET_TOKENS":
-      cross, z = cross / weights.sum(), z / weights.sum()
     loss = cross + z
     return loss, {
       "loss": loss,
       "z_loss": z,
       "cross_ent_loss": cross,
+      "cross_ent_sum": -(logp * weights).sum(),
       "accuracy": correct.astype(jnp.float32),
       "num_tokens": weights.sum().astype(jnp.float32),
     }
 
 
 def tiny_model(dropout_rate: float = 0.1, dtype: str = "float32") -> Any:
-  """The real tiny T5 (float32 activations by default) if flan.model.encoder_decoder exists, else the stand-in."""
+  """The real tiny T5 (float32 activations by default)."""
   try:
     from flan.model import encoder_decoder as model_lib
     from flan.model import network
@@ -142,7 +183,6 @@ class PoisonedModel:
 
   def __init__(self, inner):
     self.inner, self.config = inner, inner.config
-    self.loss_normalizing_factor = getattr(inner, "loss_normalizing_factor", None)
 
   def init(self, rng, batch_shapes):
     return self.inner.init(rng, {k: v for k, v in batch_shapes.items() if k != "poison"})
@@ -150,10 +190,13 @@ class PoisonedModel:
   def param_logical_specs(self):
     return self.inner.param_logical_specs()
 
-  def loss_fn(self, params, batch, dropout_rng):
+  def loss_normalizer(self, batch):
+    return self.inner.loss_normalizer({k: v for k, v in batch.items() if k != "poison"})
+
+  def loss_fn(self, params, batch, dropout_rng, *, normalizer=None):
     batch = dict(batch)
     poison = batch.pop("poison", None)
-    loss, metrics = self.inner.loss_fn(params, batch, dropout_rng)
+    loss, metrics = self.inner.loss_fn(params, batch, dropout_rng, normalizer=normalizer)
     if poison is not None:
       loss = loss * jnp.where(poison.max() > 0, jnp.nan, 1.0)
       metrics = dict(metrics, loss=loss)

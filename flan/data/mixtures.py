@@ -4,7 +4,8 @@
                                 outside the clusters its hold-out rules exclude, see
                                 `flan.data.clusters`), examples-proportional as FLAN's code
                                 (`mixing_rate_3k`): one member per source
-                                (`tasks.train_members`: anli is flan_anli_r1_train, _r2_, _r3_),
+                                (`task_names.train_members`: anli is flan_anli_r1_train,
+                                _r2_, _r3_),
                                 rate = min(n, mixing_cap) ** (1 / temperature), with n the
                                 source's own train slice (at most 30,000, before preprocessing).
   flan_holdout_<cluster>_eval   every template's eval task (`flan_<d>_t<i>`) of the held-out
@@ -28,7 +29,7 @@ from collections.abc import Iterable, Mapping
 
 from flan.data import clusters as clusters_lib
 from flan.data import datasets as datasets_lib
-from flan.data import examples
+from flan.data import examples, task_names
 from flan.data import templates as templates_lib
 from flan.errors import UserError
 
@@ -69,18 +70,16 @@ def definitions(
     train_clusters: the number-of-clusters ablation (see `flan.data.clusters.holdout`).
     num_eval_templates: templates per dataset for the eval mixtures (default 10 each).
   """
-  from flan.data import tasks  # names only; tasks imports this module lazily too.
-
   counts = num_eval_templates or {}
   out = {}
   members = lambda datasets: tuple(
-    (task, d) for d in datasets for task, _ in tasks.train_members(d)
+    (task, d) for d in datasets for task, _ in task_names.train_members(d)
   )
   for cluster in clusters_lib.CLUSTERS:
     split = clusters_lib.holdout(cluster, train_clusters)
     out[holdout_train(cluster)] = members(split.train_datasets)
     out[holdout_eval(cluster)] = tuple(
-      (tasks.eval_task(d, i), d)
+      (task_names.eval_task(d, i), d)
       for d in split.eval_datasets
       for i in range(counts.get(d, templates_lib.NUM_TEMPLATES))
     )
@@ -135,10 +134,8 @@ def register(config) -> list[str]:
         ", ".join(missing),
       )
     keep = lambda d: d not in missing
-  from flan.data import tasks
-
   source_of = {
-    task: source for d in datasets_lib.DATASETS for task, source in tasks.train_members(d.name)
+    task: source for d in datasets_lib.DATASETS for task, source in task_names.train_members(d.name)
   }
   names = []
   for name, members in definitions(config.train_clusters, counts).items():
@@ -165,9 +162,9 @@ def register(config) -> list[str]:
 
 def rates(mixture: str) -> dict[str, float]:
   """`{task name: rate}` of a registered FLAN mixture (reads TFDS metadata only)."""
-  from flan.data import tasks
+  import seqio
 
-  mix = tasks.get(mixture)
+  mix = seqio.get_mixture_or_task(mixture)
   if not hasattr(mix, "get_rate"):
     raise UserError(f"{mixture!r} is a task, not a mixture.")
   return {t.name: float(mix.get_rate(t)) for t in mix.tasks}

@@ -9,8 +9,8 @@ encoder and segment k of the decoder are the same example.
 seqio packs windows of examples next-fit: an example that does not fit closes the open row,
 which wastes about a third of the tokens on long-tailed lengths. Here the examples of a window
 are placed first-fit-decreasing (by their summed length fractions) or best-fit-decreasing, so
-a short example fills a hole left earlier. Measured at 1024/256 on the seqio_anchor.md §3
-lengths: 0.871 non-padding with first-fit-decreasing against seqio's 0.665.
+a short example fills a hole left earlier (`scripts/benchmark_data.py` compares both; figures
+in the README).
 
 Examples travel as ragged arrays (`values` concatenated, `lengths` per example) so that
 gathering, truncating and scattering tokens are whole-array numpy operations; only the
@@ -29,9 +29,9 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from flan.errors import UserError
+from flan.tokens import EOS_ID
 
 STRATEGIES = ("first_fit", "first_fit_decreasing", "best_fit_decreasing")
-EOS_ID = 1
 PACKED_KEYS = (
   "encoder_input_tokens",
   "decoder_target_tokens",

@@ -6,7 +6,8 @@ template), then hands seqio the rendered strings; seqio only tokenizes and appen
 Per dataset `d` (see `flan.data.datasets`):
   flan_<d>_train         split "train" (every source); each example gets template
                          `template_idx`, drawn uniformly among the first `num_templates` from
-                         (seed, d, example_id).
+                         (seed, d, example_id). Split "validation": the dev tail, rendered
+                         the same way, where the dataset has one (t5x's train-eval).
   flan_<d>_<s>_train     datasets with several sources only: source `s`'s part of
                          flan_<d>_train (same example ids and templates), e.g.
                          flan_anli_r1_train. The mixtures hold these, one member per source
@@ -20,8 +21,8 @@ Features: `inputs`, `targets` (int32 tokens, EOS appended after trimming), their
 and metrics live in `flan.evaluation.holdout`.
 
 Importing this module registers the default configuration. `register` re-registers
-everything; it is gin-configurable as `flan.data.tasks.register` (the trainer calls it after
-parsing gin, so `DATA_DIR`, `VOCABULARY` and the ablation knobs apply).
+everything with other knobs; the trainer calls it with the run's data options (`DATA_DIR`,
+`VOCABULARY` and the ablation knobs, `flan.training.options.DataOptions`).
 """
 
 from __future__ import annotations
@@ -32,16 +33,22 @@ import hashlib
 import pathlib
 from collections.abc import Iterable, Sequence
 
-import gin
 import numpy as np
 import seqio
 import tensorflow as tf
 
 from flan.data import clusters as clusters_lib
 from flan.data import datasets as datasets_lib
-from flan.data import examples, vocabularies
+from flan.data import examples, mixtures, vocabularies
 from flan.data import templates as templates_lib
 from flan.data.preprocessors import flan_compat
+from flan.data.task_names import (  # noqa: F401 - the task names, re-exported
+  PREFIX,
+  eval_task,
+  scoring_task,
+  train_members,
+  train_task,
+)
 from flan.errors import UserError
 
 # The pure-Python example API, re-exported (see `flan.data.examples`).
@@ -49,8 +56,6 @@ load_examples = examples.load_examples
 render_example = examples.render_example
 template_indices = examples.template_indices
 DataNotPreparedError = examples.DataNotPreparedError
-
-PREFIX = "flan_"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,32 +81,6 @@ def current_config() -> Config:
   """The configuration of the registered tasks."""
   assert _CONFIG is not None, "flan.data.tasks registers on import."
   return _CONFIG
-
-
-def train_task(dataset: str, source: str = "") -> str:
-  """`flan_<dataset>_train`, or with `source`, that source's own `flan_<dataset>_<source>_train`."""
-  return f"{PREFIX}{dataset}_{source}_train" if source else f"{PREFIX}{dataset}_train"
-
-
-def train_members(dataset: str) -> tuple[tuple[str, str], ...]:
-  """The training tasks that stand for `dataset` in a mixture: ((task name, source), ...).
-
-  One per training source, as FLAN's code registers one task per TFDS config with a rate of
-  its own (anli: r1, r2, r3); a single-source dataset is its `flan_<d>_train` (source "").
-  """
-  spec = datasets_lib.get(dataset)
-  sources = [s.name for s in spec.sources if s.train_split is not None]
-  if len(spec.sources) == 1:
-    return tuple((train_task(dataset), "") for _ in sources)
-  return tuple((train_task(dataset, name), name) for name in sources)
-
-
-def eval_task(dataset: str, template_idx: int) -> str:
-  return f"{PREFIX}{dataset}_t{template_idx}"
-
-
-def scoring_task(dataset: str, template_idx: int) -> str:
-  return f"{PREFIX}{dataset}_t{template_idx}_scoring"
 
 
 def _strings(values: Sequence[str]) -> tf.Tensor:
@@ -133,8 +112,22 @@ class FlanSource(seqio.FunctionDataSource):
     self.template_idx = template_idx
     self.config = config
     self.source = source  # one source's examples (a `Source.name`); None: all of them.
-    splits = ("train",) if kind == "train" else ("validation", "test")
+    splits = ("train", "validation") if kind == "train" else ("validation", "test")
     super().__init__(dataset_fn=self._dataset_fn, splits=splits)
+
+  @property
+  def splits(self) -> tuple[str, ...]:
+    """A train task's `validation` (its dev tail, rendered as training renders) is declared
+    only where that tail has examples: a seqio mixture skips members without the split and
+    would stop at an empty one, so t5x's train-eval (`dataset_split="validation"` on a train
+    mixture) reads the members that have a dev tail (anli, snli, mnli and qnli have none)."""
+    if self.kind != "train":
+      return self._splits
+    try:
+      has_dev = self.num_input_examples("validation") > 0
+    except examples.DataNotPreparedError:
+      has_dev = False
+    return self._splits if has_dev else ("train",)
 
   @property
   def supports_arbitrary_sharding(self) -> bool:
@@ -332,7 +325,6 @@ def _check_knobs(
   return train_clusters
 
 
-@gin.configurable(module="flan.data.tasks")
 def register(
   *,
   data_dir: str | None = None,
@@ -374,8 +366,6 @@ def register(
       names the file, the template index and the field).
   """
   global _CONFIG
-  from flan.data import mixtures  # mixtures imports this module.
-
   train_clusters = _check_knobs(
     num_templates, template_mode, mixing_cap, temperature, train_clusters, missing_datasets
   )
@@ -425,15 +415,18 @@ def registered_names() -> list[str]:
 
 
 def get(name: str) -> seqio.Task | seqio.Mixture:
-  """The FLAN task or mixture `name`; an unknown name lists the close matches."""
-  if name in _REGISTERED:
+  """The registered seqio task or mixture `name` (FLAN's or a user's); an unknown name lists
+  the close matches."""
+  known = set(seqio.TaskRegistry.names()) | set(seqio.MixtureRegistry.names())
+  if name in known:
     return seqio.get_mixture_or_task(name)
-  close = difflib.get_close_matches(name, _REGISTERED, n=6, cutoff=0.6)
+  close = difflib.get_close_matches(name, sorted(known), n=6, cutoff=0.6)
   hint = f" Did you mean: {', '.join(close)}?" if close else ""
   raise UserError(
-    f"Unknown FLAN task or mixture {name!r}.{hint} Tasks are flan_<dataset>[_<source>]_train, "
-    "flan_<dataset>_t<i>[_scoring]; mixtures flan_holdout_<cluster>_train/_eval and "
-    "flan_all_train (see `python -m flan.show --list`)."
+    f"Unknown seqio task or mixture {name!r}.{hint} FLAN's tasks are "
+    "flan_<dataset>[_<source>]_train, flan_<dataset>_t<i>[_scoring]; mixtures "
+    "flan_holdout_<cluster>_train/_eval and flan_all_train (see `python -m flan.show --list`); "
+    "your own are registered by the modules in MIXTURE_OR_TASK_MODULE."
   )
 
 
@@ -443,8 +436,6 @@ def check_prepared(name: str) -> None:
   A mixture reads many builders; naming them one failure at a time would take a run per
   missing builder. With one missing, its own detailed message (manual download, splits).
   """
-  from flan.data import mixtures  # deferred: mixtures imports this module lazily too.
-
   task_or_mixture = get(name)
   members = getattr(task_or_mixture, "tasks", None) or [task_or_mixture]
   datasets = sorted({t.source.dataset for t in members if isinstance(t.source, FlanSource)})

@@ -181,7 +181,7 @@ def render(
     return fill(template.input, fields), fill(template.target, fields)
   if mode not in MODES:
     raise UserError(f"Unknown template mode {mode!r}; choose one of {', '.join(MODES)}.")
-  names = [n for n in PLACEHOLDER.findall(template.input)]
+  names = list(PLACEHOLDER.findall(template.input))
   inputs = "\n\n".join(_value(fields, n) for n in dict.fromkeys(names))
   if mode == "dataset_name":
     inputs = f"[{dataset}] {inputs}"

@@ -52,7 +52,7 @@ def get_vocabulary(path: str | None = None) -> seqio.Vocabulary:
       raise UserError(f"SentencePiece model not found: {path!r}.")
   vocab = seqio.SentencePieceVocabulary(path, extra_ids=EXTRA_IDS)
   try:
-    vocab.vocab_size  # loads the model now: a wrong file fails here, not mid-pipeline
+    _ = vocab.vocab_size  # loads the model now: a wrong file fails here, not mid-pipeline
   except Exception as e:
     raise UserError(
       f"VOCABULARY={path!r} is not a SentencePiece model ({type(e).__name__}: "

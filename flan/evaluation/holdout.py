@@ -5,8 +5,8 @@ split (the zero-shot evaluation splits) and, where the dataset has one, the dev 
 held-out tail of train, used only to pick a template) are evaluated:
   - classification templates (options shown, target = the answer): rank classification.
     Each option is scored by the sum of its token log-probabilities given the input (t5x's
-    `score_batch`, with the input encoded once for all options), and the prediction is the
-    best-scoring option.
+    `score_batch`; `model.score_options` encodes the input once for all options), and the
+    prediction is the best-scoring option.
   - generation templates: `model.predict_batch` (greedy, or beam search), decoded and
     scored with the dataset's metrics against its references.
   - "turned-around" templates, whose target is not the dataset's answer (e.g. "Write a
@@ -233,7 +233,7 @@ def evaluate_model(
     if d.get("examples") and d["examples"]["test"]:
       n = len(examples_lib.get_templates(name)[: options.num_templates])
       total += n * (len(d["examples"]["test"]) + len(d["examples"]["validation"]))
-  progress = report.Progress(label, total)
+  progress = report.EvalProgress(label, total)
   results, records = {}, []
   for name, d in data.items():
     if not d.get("examples") or not d["examples"]["test"]:
@@ -299,7 +299,8 @@ def evaluate_cluster(
   """Evaluates the held-out `cluster` (and a zero-shot baseline) and writes the report.
 
   Args:
-    model: an `EncoderDecoderModel` (score_batch, predict_batch, param_logical_specs).
+    model: an `EncoderDecoderModel` (score_batch, score_options, predict_batch,
+      param_logical_specs).
     params: the instruction-tuned parameters.
     mesh: the training mesh; batches split over its "data" axis.
     cluster: a name from `flan.data.clusters.CLUSTERS`.

@@ -19,14 +19,14 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from flan.data import packing
 from flan.model import partitioning
+from flan.tokens import EOS_ID, PAD_ID
 
-PAD_ID, EOS_ID = 0, 1
 MIN_LENGTH = 8  # smallest padded length: keeps the number of compiled shapes small.
 
 
@@ -52,51 +52,13 @@ def _rows_array(rows: Sequence[Sequence[int]], length: int, size: int) -> np.nda
   return out
 
 
-def shared_encoder_scorer(model: Any):
-  """Rank-classification scores that encode each input once for all of its options.
-
-  The same sum of target log-probs as `model.score_batch` (teacher forcing, no length
-  normalisation), but the encoder, which dominates the cost (inputs are long, options
-  short), runs on [E, Li] examples rather than on [E * K, Li] (example, option) rows.
-
-  Returns:
-    fn(params, {"encoder_input_tokens": [E, Li], "decoder_target_tokens": [E, K, Lt]})
-    -> [E, K] float32; all-PAD option rows score 0.
-  """
-  module = model.module
-
-  def score(params, batch):
-    enc = batch["encoder_input_tokens"]  # [E, Li]
-    tgt = batch["decoder_target_tokens"]  # [E, K, Lt]
-    e, k, lt = tgt.shape
-    encoded = module.apply(
-      {"params": params}, enc, enable_dropout=False, method=module.encode
-    )  # [E, Li, D]
-    tgt = tgt.reshape(e * k, lt)  # [E*K, Lt]
-    dec_in = jnp.pad(tgt[:, :-1], ((0, 0), (1, 0)))  # shifted right, 0 first
-    logits = module.apply(
-      {"params": params},
-      jnp.repeat(encoded, k, axis=0),
-      jnp.repeat(enc, k, axis=0),
-      dec_in,
-      tgt,
-      enable_dropout=False,
-      method=module.decode,
-    )  # [E*K, Lt, V]
-    log_probs = jax.nn.log_softmax(logits.astype(jnp.float32))
-    token = jnp.take_along_axis(log_probs, tgt[..., None], axis=-1)[..., 0]  # [E*K, Lt]
-    return jnp.sum(token * (tgt != PAD_ID), axis=-1).reshape(e, k)
-
-  return score
-
-
 class ModelRunner:
   """Runs the model's scoring and decoding on fixed-shape batches sharded over "data".
 
   Every host builds the same global batch and hands `shard_batch` its own slice; outputs
   are replicated so that every host reads all of them. Rank classification encodes each
-  input once (`shared_encoder_scorer`) when the model exposes its flax module, else calls
-  `model.score_batch` on (example, option) rows.
+  input once (`model.score_options`) when the model has it, else calls `model.score_batch`
+  on (example, option) rows. Each model method is jitted here, once, with those shardings.
   """
 
   def __init__(
@@ -113,12 +75,12 @@ class ModelRunner:
     self.shard_index, self.num_shards = partitioning.data_shard_info(mesh)
     self._unit = math.lcm(mesh.shape["data"], self.num_shards)
     if share_encoder is None:
-      share_encoder = hasattr(getattr(model, "module", None), "encode")
+      share_encoder = hasattr(model, "score_options")
     self.share_encoder = share_encoder
     replicated = NamedSharding(mesh, P())
     self._score = jax.jit(model.score_batch, out_shardings=replicated)
     if share_encoder:
-      self._score_shared = jax.jit(shared_encoder_scorer(model), out_shardings=replicated)
+      self._score_shared = jax.jit(model.score_options, out_shardings=replicated)
     self._predict = functools.lru_cache(maxsize=None)(
       lambda length: jax.jit(
         functools.partial(model.predict_batch, max_decode_length=length, num_beams=num_beams),
@@ -274,11 +236,11 @@ class Tokenizer:
     return len(self.vocabulary.encode(text))
 
   def with_eos(self, text: str, length: int) -> list[int]:
-    ids = self.ids(text)
-    if len(ids) > length - 1:
-      self.truncated += 1
-      ids = ids[: length - 1]
-    return ids + [EOS_ID]
+    """`text`'s ids and EOS, cut to `length` as training cuts them (the EOS kept)."""
+    ids = np.asarray(self.ids(text) + [EOS_ID], np.int32)
+    cut, was_cut = packing.truncate(packing.Ragged.from_list([ids]), length)
+    self.truncated += int(was_cut[0])
+    return cut.values.tolist()
 
   def decode(self, ids: Sequence[int]) -> str:
     return self.vocabulary.decode(list(ids))

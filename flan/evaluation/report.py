@@ -14,16 +14,19 @@ main table (scripts/run_holdouts.py).
 from __future__ import annotations
 
 import collections
+import io
 import json
 import logging
 import math
 import os
-import pathlib
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
+from etils import epath
+
+from flan import paths as flan_paths
 
 MODELS = ("baseline", "tuned")  # column order: the baseline beside the tuned model.
 COLORS = {"baseline": "#9e9e9e", "tuned": "#1f77b4"}
@@ -84,8 +87,8 @@ def is_finite_tree(tree: Any) -> bool:
 # ----------------------------------------------------------------------------- writing
 
 
-class Progress:
-  """Logs examples done and throughput, at most every PROGRESS_SECONDS."""
+class EvalProgress:
+  """Logs an evaluation's example-templates done and throughput, at most every PROGRESS_SECONDS."""
 
   def __init__(self, label: str, total: int):
     self.label, self.total, self.done = label, total, 0
@@ -269,24 +272,26 @@ def chart(results: Mapping[str, Any], path: str | os.PathLike) -> None:
   import matplotlib.pyplot as plt
 
   fig = figure(results)
-  fig.savefig(path, dpi=100)
+  image = io.BytesIO()
+  fig.savefig(image, format="png", dpi=100)
+  flan_paths.path(path).write_bytes(image.getvalue())
   plt.close(fig)
 
 
 def write_predictions(
   directory: str | os.PathLike, records: Sequence[Mapping[str, Any]]
-) -> list[pathlib.Path]:
+) -> list[epath.Path]:
   """predictions/<model>/<dataset>.jsonl, one JSON object per evaluated example."""
   groups = collections.defaultdict(list)
   for r in records:
     groups[(r.get("model", "tuned"), r["dataset"])].append(r)
   paths = []
   for (model, dataset), rows in sorted(groups.items()):
-    path = pathlib.Path(directory) / "predictions" / model / f"{dataset}.jsonl"
+    path = flan_paths.path(directory) / "predictions" / model / f"{dataset}.jsonl"
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", encoding="utf-8") as f:
-      for r in rows:
-        f.write(json.dumps(r, ensure_ascii=False) + "\n")
+    path.write_text(
+      "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8"
+    )
     paths.append(path)
   return paths
 
@@ -295,7 +300,7 @@ def write_all(
   output_dir: str | os.PathLike, results: Mapping[str, Any], records: Sequence[Mapping[str, Any]]
 ) -> None:
   """Writes results.json, results.md, scores.png and the predictions files."""
-  out = pathlib.Path(output_dir)
+  out = flan_paths.path(output_dir)
   out.mkdir(parents=True, exist_ok=True)
   if not is_finite_tree(results):
     raise ValueError("Evaluation produced a non-finite number; see the predictions files.")

@@ -16,19 +16,20 @@ query init):
 On accelerators XLA's fused einsum/softmax is the right program. On XLA:CPU it is not: the
 [batch, heads, q, k] logits, probabilities and their gradients (50 MB per T5-small encoder
 layer at 8 x 512 tokens) go through memory four or five times, and the batched products run
-at 30-100 GFLOP/s. `rows_attention` walks the batch one row at a time (`lax.map` forward,
+far below the matmul peak. `rows_attention` walks the batch one row at a time (`lax.map` forward,
 `lax.scan` backward), so a row's [heads, q, k] block (6 MB) stays in cache; the backward pass
 recomputes the probabilities from the saved log-sum-exp (flash attention's trick, at row
 granularity). Its products run in float32 whatever the activation dtype: XLA:CPU converts
 batched bfloat16 products to float32 anyway. `scripts/benchmark_train.py --attention xla|rows`
-measured a T5-small float32 training step (batch 8 x (512 + 128)) at 7.90 s with the einsum
-form and 6.75 s with this kernel, and the step's buffers at 4.09 and 2.95 GiB.
+compares the two (figures in the README).
 
 Under a mesh, the kernel runs per device inside `shard_map` (batch over the mesh axis of
 "batch", heads over that of "heads"), so each device walks only its own rows.
 """
 
 from __future__ import annotations
+
+import functools
 
 import flax.linen as nn
 import jax
@@ -39,7 +40,7 @@ from flan.errors import UserError
 
 Array = jax.Array
 NEG_INF = -1e10  # the logit of a key a query may not see (t5x's additive mask value)
-IMPLEMENTATIONS = ("auto", "xla", "rows")
+IMPLEMENTATIONS = ("xla", "rows")
 _F32 = jnp.float32
 
 
@@ -61,17 +62,18 @@ def dot_product_attention(
     bias: [heads, q, k] added to every row's logits, or None.
     visible: [batch, q or 1, k] bool.
     keep: [batch, heads, k] dropout multiplier, or None.
-    implementation: "xla" (einsum), "rows" (the row-blocked kernel) or "auto" ("rows" on
-      the CPU backend, else "xla").
+    implementation: "xla" (einsum) or "rows" (the row-blocked kernel); `T5Config` resolves
+      its "auto" to one of them when it is built.
   """
   if implementation not in IMPLEMENTATIONS:
-    raise UserError(f"attention implementation {implementation!r} is not one of {IMPLEMENTATIONS}.")
-  if implementation == "auto":
-    implementation = "rows" if jax.default_backend() == "cpu" else "xla"
+    raise UserError(
+      f"attention implementation {implementation!r} is not one of "
+      f"{IMPLEMENTATIONS} (T5Config resolves 'auto')."
+    )
   if implementation == "xla":
     return xla_attention(query, key, value, bias, visible, keep)
   visible = jnp.broadcast_to(visible, (query.shape[0], visible.shape[1], key.shape[1]))
-  return _sharded(rows_attention, query, key, value, bias, visible, keep)
+  return _sharded(query, key, value, bias, visible, keep)
 
 
 def xla_attention(
@@ -96,13 +98,14 @@ def xla_attention(
   return jnp.einsum("bhqk,bkhd->bqhd", weights, value)  # [batch, q, heads, kv]
 
 
-def _sharded(kernel, query, key, value, bias, visible, keep):
-  """Runs `kernel` per device when a multi-device mesh is set (see the module docstring)."""
+def _sharded(query, key, value, bias, visible, keep):
+  """Runs `rows_attention` per device when a multi-device mesh is set (module docstring)."""
   mesh = jax.sharding.get_abstract_mesh()
   if mesh.empty or mesh.size == 1:
-    return kernel(query, key, value, bias, visible, keep)
+    return rows_attention(query, key, value, bias, visible, keep, ((), ()))
   batch, heads = nn.logical_to_mesh_axes(("batch", "heads"))
-  if (query.shape[0] % _axis_size(mesh, batch)) or (query.shape[2] % _axis_size(mesh, heads)):
+  batch_axes, heads_axes = _names(batch), _names(heads)
+  if query.shape[0] % _axis_size(mesh, batch_axes) or query.shape[2] % _axis_size(mesh, heads_axes):
     return xla_attention(query, key, value, bias, visible, keep)  # shards would be uneven
   qkv = P(batch, None, heads, None)
   specs = (
@@ -113,13 +116,17 @@ def _sharded(kernel, query, key, value, bias, visible, keep):
     P(batch, None, None),
     None if keep is None else P(batch, heads, None),
   )
+  kernel = lambda *args: rows_attention(*args, (batch_axes, heads_axes))
   return jax.shard_map(kernel, mesh=mesh, in_specs=specs, out_specs=qkv)(
     query, key, value, bias, visible, keep
   )
 
 
-def _axis_size(mesh, axis: str | tuple[str, ...] | None) -> int:
-  names = () if axis is None else (axis,) if isinstance(axis, str) else axis
+def _names(axis: str | tuple[str, ...] | None) -> tuple[str, ...]:
+  return () if axis is None else (axis,) if isinstance(axis, str) else tuple(axis)
+
+
+def _axis_size(mesh, names: tuple[str, ...]) -> int:
   size = 1
   for name in names:
     size *= mesh.shape[name]
@@ -151,23 +158,35 @@ def _row_forward(q, k, v, bias, visible, keep):
   return out, (top, jnp.log(total))  # [heads, q, 1] each
 
 
-@jax.custom_vjp
+@functools.partial(jax.custom_vjp, nondiff_argnums=(6,))
 def rows_attention(
-  query: Array, key: Array, value: Array, bias: Array | None, visible: Array, keep: Array | None
+  query: Array,
+  key: Array,
+  value: Array,
+  bias: Array | None,
+  visible: Array,
+  keep: Array | None,
+  axes: tuple[tuple[str, ...], tuple[str, ...]],
 ) -> Array:
-  """The row-blocked kernel (arguments as `dot_product_attention`; `visible` [batch, q, k])."""
-  return _rows_forward(query, key, value, bias, visible, keep)[0]
+  """The row-blocked kernel (arguments as `dot_product_attention`; `visible` [batch, q, k]).
+
+  `axes`: inside `shard_map`, the mesh axes that split the batch and those that split the
+  heads (the position bias is split over the heads only); ((), ()) outside one.
+  """
+  return _rows_forward(query, key, value, bias, visible, keep, axes)[0]
 
 
-def _rows_forward(query, key, value, bias, visible, keep):
+def _rows_forward(query, key, value, bias, visible, keep, axes):
+  del axes
   out, lse = jax.lax.map(
     lambda row: _row_forward(*row[:3], bias, *row[3:]), (query, key, value, visible, keep)
   )
   return out, (query, key, value, bias, visible, keep, out, lse)
 
 
-def _rows_backward(residuals, d_out):
+def _rows_backward(axes, residuals, d_out):
   query, key, value, bias, visible, keep, out, lse = residuals
+  batch_axes, heads_axes = axes
 
   def row(d_bias, xs):
     q, k, v, vis, kp, o, (top, log_total), do = xs
@@ -188,28 +207,23 @@ def _rows_backward(residuals, d_out):
       d_bias = d_bias + d_logits
     return d_bias, (dq.astype(q.dtype), dk.astype(k.dtype), dv.astype(v.dtype))
 
-  d_bias = None if bias is None else _varying_like(jnp.zeros(bias.shape, _F32), d_out)
+  d_bias = None
+  if bias is not None:
+    # The carry accumulates d_logits, which differ between the devices of every axis that
+    # splits the batch or the heads: the initial zeros are marked so (a scan carry keeps
+    # one type).
+    every = tuple(dict.fromkeys(batch_axes + heads_axes))
+    d_bias = jnp.zeros(bias.shape, _F32)
+    d_bias = jax.lax.pcast(d_bias, every, to="varying") if every else d_bias
   d_bias, (dq, dk, dv) = jax.lax.scan(
     row, d_bias, (query, key, value, visible, keep, out, lse, d_out)
   )
   if bias is not None:
     # Under shard_map the bias is shared by the devices that split the batch: its gradient
     # is the sum of theirs.
-    shared = tuple(_varying(d_bias) - _varying(bias))
+    shared = tuple(a for a in batch_axes if a not in heads_axes)
     d_bias = (jax.lax.psum(d_bias, shared) if shared else d_bias).astype(bias.dtype)
   return dq, dk, dv, d_bias, None, None
 
 
-def _varying_like(x: Array, like: Array) -> Array:
-  """`x` marked as varying over the shard_map mesh axes that `like` varies over (a scan
-  carry must keep one type)."""
-  missing = tuple(_varying(like) - _varying(x))
-  return jax.lax.pcast(x, missing, to="varying") if missing else x
-
-
 rows_attention.defvjp(_rows_forward, _rows_backward)
-
-
-def _varying(x: Array) -> frozenset[str]:
-  """The shard_map mesh axes over which `x` differs between devices (empty outside one)."""
-  return jax.typeof(x).manual_axis_type.varying

@@ -19,10 +19,10 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from flan.tokens import EOS_ID, PAD_ID
+
 Array = jax.Array
 TokensToLogits = Callable[[Array, Any], tuple[Array, Any]]
-PAD_ID = 0
-EOS_ID = 1
 NEG_INF = -1.0e7  # finite, so that sums of "impossible" scores never produce NaN
 
 

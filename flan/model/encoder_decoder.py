@@ -5,9 +5,14 @@ The network is math; this class owns what training and evaluation ask of it:
 * `loss_fn`: t5x's weighted cross-entropy. Label smoothing puts `1 - ls` on the target and
   `ls / (vocab - 1)` elsewhere and subtracts that distribution's entropy (a perfect model
   scores 0); z-loss adds `z * logsumexp(logits) ** 2` per token; the loss is a SUM over
-  weighted tokens, divided by `loss_normalizing_factor` only when one is set.
-* `score_batch`: summed target log-probabilities, the rank-classification primitive.
+  weighted tokens, divided by the normaliser of `loss_normalizing_factor`
+  (`loss_normalizer`, computed once per batch, also when the batch is split in microbatches).
+* `score_batch`: summed target log-probabilities, the rank-classification primitive;
+  `score_options`: the same for every option of an example, the input encoded once.
 * `predict_batch`: encode once, then greedy (1 beam) or beam search over the KV cache.
+
+The methods are pure functions of `params`, not jitted here: the caller jits each once, with
+the shardings it needs (`flan.training.train_step`, `flan.evaluation.inference`).
 
 Batches follow seqio's EncDecFeatureConverter, as `flan.data.input_pipeline` emits them:
 `encoder_input_tokens`, `decoder_input_tokens`, `decoder_target_tokens`,
@@ -26,9 +31,10 @@ import numpy as np
 
 from flan.errors import UserError
 from flan.model import decoding, network
+from flan.tokens import PAD_ID
 
 Array = jax.Array
-NORMALIZERS = ("NUM_REAL_TARGET_TOKENS", "NUM_TOTAL_TARGET_TOKENS")
+NORMALIZERS = ("NUM_REAL_TARGET_TOKENS", "NUM_TOTAL_TARGET_TOKENS", "AVERAGE_PER_SEQUENCE")
 _NETWORK_INPUTS = (
   "encoder_input_tokens",
   "decoder_input_tokens",
@@ -40,25 +46,18 @@ _NETWORK_INPUTS = (
 )
 
 
-def cross_entropy_with_z_loss(
-  logits: Array,
-  targets: Array,
-  weights: Array,
-  *,
-  z_loss: float = 1e-4,
-  label_smoothing: float = 0.0,
+def token_losses(
+  logits: Array, targets: Array, *, z_loss: float = 1e-4, label_smoothing: float = 0.0
 ) -> tuple[Array, Array]:
-  """t5x's per-token loss, weighted and summed (no normalisation).
+  """t5x's per-token loss and its z-loss part, both [batch, length] float32, unweighted.
 
   Computed from log-softmax gathers, so no [tokens, vocab] one-hot is built.
 
   Args:
-    logits: [batch, length, vocab] float32.
+    logits: [batch, length, vocab].
     targets: [batch, length] int32.
-    weights: [batch, length], 0 on padding.
-
-  Returns:
-    (total loss, its z-loss part), both float32 scalars summed over weighted tokens.
+    z_loss: weight of logsumexp(logits) ** 2.
+    label_smoothing: probability mass spread over the non-target tokens.
   """
   logits = logits.astype(jnp.float32)
   vocab = logits.shape[-1]
@@ -73,9 +72,72 @@ def cross_entropy_with_z_loss(
     sum_log_probs = jnp.sum(logits, axis=-1) - vocab * log_z
     cross_ent -= low * (sum_log_probs - target_log_prob)
   z = z_loss * jnp.square(log_z)
+  return cross_ent - entropy + z, z
+
+
+def cross_entropy_with_z_loss(
+  logits: Array,
+  targets: Array,
+  weights: Array,
+  *,
+  z_loss: float = 1e-4,
+  label_smoothing: float = 0.0,
+) -> tuple[Array, Array]:
+  """t5x's per-token loss, weighted and summed (no normalisation).
+
+  Args:
+    logits: [batch, length, vocab] float32.
+    targets: [batch, length] int32.
+    weights: [batch, length], 0 on padding.
+
+  Returns:
+    (total loss, its z-loss part), both float32 scalars summed over weighted tokens.
+  """
+  total, z = token_losses(logits, targets, z_loss=z_loss, label_smoothing=label_smoothing)
   weights = weights.astype(jnp.float32)
-  total = jnp.sum((cross_ent - entropy + z) * weights)
-  return total, jnp.sum(z * weights)
+  return jnp.sum(total * weights), jnp.sum(z * weights)
+
+
+def loss_normalizer_and_weights(
+  factor: float | str | None, batch: Mapping[str, Array]
+) -> tuple[Array, Array]:
+  """(normaliser, per-token loss weights [batch, length]) of `batch`, as t5x defines them.
+
+  t5x's `losses.get_loss_normalizing_factor_and_weights`: the weights are
+  `decoder_loss_weights` (else non-PAD targets) and the normaliser is 1 (None: a token sum),
+  a given number, or
+    NUM_REAL_TARGET_TOKENS: the sum of the weights;
+    NUM_TOTAL_TARGET_TOKENS: batch * length, padding included;
+    AVERAGE_PER_SEQUENCE: each token's weight is divided by the weight sum of its sequence
+      (its packed segment), so every sequence counts once whatever its length, and the
+      normaliser is the sum of those weights (the number of sequences with a weighted token).
+  """
+  targets = batch["decoder_target_tokens"]
+  weights = jnp.asarray(batch.get("decoder_loss_weights", targets > 0), jnp.float32)
+  if factor is None:
+    return jnp.float32(1.0), weights
+  if not isinstance(factor, str):
+    return jnp.float32(factor), weights
+  if factor == "NUM_REAL_TARGET_TOKENS":
+    return jnp.sum(weights), weights
+  if factor == "NUM_TOTAL_TARGET_TOKENS":
+    return jnp.float32(np.prod(targets.shape)), weights
+  if factor != "AVERAGE_PER_SEQUENCE":
+    raise ValueError(f"loss_normalizing_factor={factor!r} is not one of {NORMALIZERS}.")
+  if "decoder_segment_ids" in batch:  # packed: a sequence is a segment of a row
+    segments = batch["decoder_segment_ids"]
+    same = (segments[:, :, None] == segments[:, None, :]).astype(jnp.float32)  # [b, l, l]
+    per_sequence = jnp.einsum("bij,bj->bi", same, weights)  # [b, l]
+  else:
+    per_sequence = jnp.sum(weights, axis=-1, keepdims=True)  # [b, 1]
+  weights = jnp.where(per_sequence > 0, weights / jnp.where(per_sequence > 0, per_sequence, 1), 0.0)
+  return jnp.sum(weights), weights
+
+
+def _target_log_probs(logits: Array, targets: Array) -> Array:
+  """log p(target) per token: [batch, length] float32."""
+  log_probs = jax.nn.log_softmax(logits.astype(jnp.float32))
+  return jnp.take_along_axis(log_probs, targets[..., None], axis=-1)[..., 0]
 
 
 def _as_tokens(shape_or_array: Any) -> Array:
@@ -90,9 +152,8 @@ class EncoderDecoderModel:
     config: the network's hyperparameters.
     z_loss: weight of the logsumexp**2 auxiliary loss (t5x: 1e-4).
     label_smoothing: probability mass spread over the non-target tokens.
-    loss_normalizing_factor: None (token sum), a number to divide by, or
-      "NUM_REAL_TARGET_TOKENS" (sum of `decoder_loss_weights`) / "NUM_TOTAL_TARGET_TOKENS"
-      (all target positions).
+    loss_normalizing_factor: None (token sum), a number to divide by, or one of
+      `NORMALIZERS` (see `loss_normalizer_and_weights`).
   """
 
   def __init__(
@@ -115,10 +176,6 @@ class EncoderDecoderModel:
     self.z_loss = z_loss
     self.label_smoothing = label_smoothing
     self.loss_normalizing_factor = loss_normalizing_factor
-    self._score = jax.jit(self._score_impl)
-    self._predict = jax.jit(
-      self._predict_impl, static_argnames=("max_decode_length", "num_beams", "alpha")
-    )
 
   def _init_variables(self, rng: Array, batch_shapes: Mapping[str, Any]) -> dict:
     encoder = _as_tokens(batch_shapes["encoder_input_tokens"])
@@ -154,29 +211,43 @@ class EncoderDecoderModel:
       {"params": params}, **inputs, enable_dropout=dropout_rng is not None, rngs=rngs
     )
 
+  def loss_normalizer(self, batch: Mapping[str, Array]) -> Array:
+    """The float32 scalar `loss_fn` divides `batch`'s weighted token sum by."""
+    return loss_normalizer_and_weights(self.loss_normalizing_factor, batch)[0]
+
   def loss_fn(
-    self, params: Any, batch: Mapping[str, Array], dropout_rng: Array | None
+    self,
+    params: Any,
+    batch: Mapping[str, Array],
+    dropout_rng: Array | None,
+    *,
+    normalizer: Array | None = None,
   ) -> tuple[Array, dict[str, Array]]:
     """Returns (loss, metrics); metrics are sums over the batch, so they add across steps.
 
+    Args:
+      params: the parameters.
+      batch: seqio's EncDecFeatureConverter features.
+      dropout_rng: dropout iff given.
+      normalizer: when `batch` is one microbatch of a larger batch, that batch's
+        `loss_normalizer`: the slices' losses and gradients then add up exactly to the whole
+        batch's. None: `batch`'s own.
+
     metrics: "loss", "z_loss", "cross_ent_loss" (all normalised like the loss),
-    "accuracy" (correctly predicted weighted tokens), "num_tokens" (sum of loss weights),
-    "num_examples" (packed segments, or rows with a target).
+    "cross_ent_sum" (the cross-entropy summed over weighted tokens, unnormalised: per-token
+    logs), "accuracy" (correctly predicted weighted tokens), "num_tokens" (sum of loss
+    weights), "num_examples" (packed segments, or rows with a target).
     """
+    own, loss_weights = loss_normalizer_and_weights(self.loss_normalizing_factor, batch)
+    normalizer = own if normalizer is None else normalizer
     logits = self.logits(params, batch, dropout_rng=dropout_rng)
     targets = batch["decoder_target_tokens"]
     weights = jnp.asarray(batch.get("decoder_loss_weights", targets > 0), jnp.float32)
-    loss, z_loss = cross_entropy_with_z_loss(
-      logits, targets, weights, z_loss=self.z_loss, label_smoothing=self.label_smoothing
-    )
-    num_tokens = jnp.sum(weights)
-    factor = self.loss_normalizing_factor
-    if factor == "NUM_REAL_TARGET_TOKENS":
-      factor = num_tokens
-    elif factor == "NUM_TOTAL_TARGET_TOKENS":
-      factor = float(np.prod(targets.shape))
-    if factor is not None:
-      loss, z_loss = loss / factor, z_loss / factor
+    total, z = token_losses(
+      logits, targets, z_loss=self.z_loss, label_smoothing=self.label_smoothing
+    )  # [batch, length] each
+    loss = jnp.sum(total * loss_weights) / normalizer
+    z_loss = jnp.sum(z * loss_weights) / normalizer
     correct = jnp.sum((jnp.argmax(logits, axis=-1) == targets) * weights)
     if "decoder_segment_ids" in batch:
       num_examples = jnp.sum(jnp.max(batch["decoder_segment_ids"], axis=-1))
@@ -186,19 +257,12 @@ class EncoderDecoderModel:
       "loss": loss,
       "z_loss": z_loss,
       "cross_ent_loss": loss - z_loss,
+      "cross_ent_sum": jnp.sum((total - z) * weights),
       "accuracy": correct,
-      "num_tokens": num_tokens,
+      "num_tokens": jnp.sum(weights),
       "num_examples": num_examples.astype(jnp.float32),
     }
     return loss, metrics
-
-  def _score_impl(self, params: Any, batch: Mapping[str, Array]) -> Array:
-    logits = self.logits(params, batch)
-    targets = batch["decoder_target_tokens"]
-    weights = jnp.asarray(batch.get("decoder_loss_weights", targets > 0), jnp.float32)
-    log_probs = jax.nn.log_softmax(logits)
-    token_scores = jnp.take_along_axis(log_probs, targets[..., None], axis=-1)[..., 0]
-    return jnp.sum(token_scores * weights, axis=-1)
 
   def score_batch(self, params: Any, batch: Mapping[str, Any]) -> Array:
     """Sum of target log-probs weighted by `decoder_loss_weights`: [batch] float32.
@@ -206,9 +270,48 @@ class EncoderDecoderModel:
     One teacher-forced pass, no z-loss, no length normalisation (t5x's rank classification).
     """
     keys = _NETWORK_INPUTS + ("decoder_loss_weights",)
-    return self._score(params, {k: jnp.asarray(batch[k]) for k in keys if k in batch})
+    batch = {k: jnp.asarray(batch[k]) for k in keys if k in batch}
+    logits = self.logits(params, batch)
+    targets = batch["decoder_target_tokens"]
+    weights = jnp.asarray(batch.get("decoder_loss_weights", targets != PAD_ID), jnp.float32)
+    return jnp.sum(_target_log_probs(logits, targets) * weights, axis=-1)
 
-  def _predict_impl(
+  def score_options(self, params: Any, batch: Mapping[str, Any]) -> Array:
+    """Rank-classification scores of K options per example, each input encoded once.
+
+    The same sum of target log-probs as `score_batch` on (example, option) rows, but the
+    encoder, which dominates the cost (inputs are long, options short), runs on [E, Li]
+    examples rather than on [E * K, Li] rows.
+
+    Args:
+      params: the parameters.
+      batch: {"encoder_input_tokens": [E, Li], "decoder_target_tokens": [E, K, Lt]}.
+
+    Returns:
+      [E, K] float32; all-PAD option rows score 0.
+    """
+    module = self.module
+    enc = jnp.asarray(batch["encoder_input_tokens"])  # [E, Li]
+    tgt = jnp.asarray(batch["decoder_target_tokens"])  # [E, K, Lt]
+    e, k, lt = tgt.shape
+    encoded = module.apply(
+      {"params": params}, enc, enable_dropout=False, method=module.encode
+    )  # [E, Li, D]
+    tgt = tgt.reshape(e * k, lt)  # [E*K, Lt]
+    dec_in = jnp.pad(tgt[:, :-1], ((0, 0), (1, 0)))  # shifted right, PAD first
+    logits = module.apply(
+      {"params": params},
+      jnp.repeat(encoded, k, axis=0),
+      jnp.repeat(enc, k, axis=0),
+      dec_in,
+      tgt,
+      enable_dropout=False,
+      method=module.decode,
+    )  # [E*K, Lt, V]
+    scores = jnp.sum(_target_log_probs(logits, tgt) * (tgt != PAD_ID), axis=-1)
+    return scores.reshape(e, k)
+
+  def _decode(
     self,
     params: Any,
     encoder_input_tokens: Array,
@@ -274,7 +377,7 @@ class EncoderDecoderModel:
     """
     if batch.get("encoder_segment_ids") is not None:
       raise ValueError("predict_batch needs unpacked rows; build the eval batches with pack=False.")
-    return self._predict(
+    return self._decode(
       params,
       jnp.asarray(batch["encoder_input_tokens"]),
       max_decode_length=int(max_decode_length),
@@ -294,8 +397,9 @@ class EncoderDecoderModel:
     """Decoded tokens [batch, max_decode_length] int32, EOS-terminated, PAD after.
 
     `num_beams=1` is greedy decoding; more beams run t5x's beam search with brevity
-    penalty `alpha` and return the best beam. The encoder runs once, each step reads the KV
-    cache, and the whole loop compiles once per (shape, max_decode_length, num_beams, alpha).
+    penalty `alpha` and return the best beam. The encoder runs once and each step reads the
+    KV cache; jitted with the three as static arguments, the whole loop compiles once per
+    (shape, max_decode_length, num_beams, alpha).
     """
     return self.predict_batch_with_scores(
       params, batch, max_decode_length=max_decode_length, num_beams=num_beams, alpha=alpha

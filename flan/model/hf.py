@@ -1,9 +1,10 @@
-"""Hugging Face T5 / FLAN-T5 checkpoints <-> `flan.model.network` parameters (numpy only, no torch).
+"""Hugging Face T5 / FLAN-T5 checkpoints <-> `flan.model.network` parameters.
 
 A Hugging Face directory holds `config.json` and `model.safetensors` (or shards listed in
-`model.safetensors.index.json`). Torch `Linear` weights are [out, in]; our kernels are
-[in, out], so every matrix is transposed. The relative position tables live in block 0 of
-each stack in Hugging Face and once per stack here.
+`model.safetensors.index.json`), or torch's `pytorch_model.bin` (or shards listed in
+`pytorch_model.bin.index.json`), read with torch where it is installed. Torch `Linear`
+weights are [out, in]; our kernels are [in, out], so every matrix is transposed. The relative
+position tables live in block 0 of each stack in Hugging Face and once per stack here.
 
 T5 1.0 checkpoints (ReLU MLP, logits through the tied embedding scaled by d_model**-0.5)
 import too: the scaled embedding becomes an untied `logits_dense`, which is exact. Export
@@ -20,12 +21,12 @@ from __future__ import annotations
 
 import json
 import os
-import pathlib
 import shutil
 from typing import Any
 
 import numpy as np
 import safetensors.numpy
+from etils import epath
 
 from flan.errors import UserError
 from flan.model import network
@@ -121,14 +122,14 @@ def config_to_hf(config: network.T5Config) -> dict[str, Any]:
   }
 
 
-def _load_safetensors(path: pathlib.Path) -> dict[str, np.ndarray]:
-  """One safetensors file; a damaged (e.g. truncated) one is a UserError naming it."""
+def _load_safetensors(path: epath.Path) -> dict[str, np.ndarray]:
+  """One safetensors file; a missing or damaged (e.g. truncated) one is a UserError naming it."""
   if not path.is_file():
     raise UserError(
       f"{path} is missing (listed in model.safetensors.index.json); download the checkpoint again."
     )
   try:
-    return safetensors.numpy.load_file(path)
+    return safetensors.numpy.load(path.read_bytes())
   except Exception as e:
     raise UserError(
       f"{path} is not a readable safetensors file ({str(e).splitlines()[0]}); "
@@ -136,7 +137,8 @@ def _load_safetensors(path: pathlib.Path) -> dict[str, np.ndarray]:
     ) from None
 
 
-def _read_tensors(directory: pathlib.Path) -> dict[str, np.ndarray]:
+def _read_tensors(directory: epath.Path) -> dict[str, np.ndarray]:
+  """Every tensor of a HF directory: safetensors first, else torch's pytorch_model.bin."""
   single = directory / "model.safetensors"
   index = directory / "model.safetensors.index.json"
   if single.is_file():
@@ -146,11 +148,39 @@ def _read_tensors(directory: pathlib.Path) -> dict[str, np.ndarray]:
     for shard in sorted(set(json.loads(index.read_text())["weight_map"].values())):
       tensors.update(_load_safetensors(directory / shard))
     return tensors
+  bins = [directory / "pytorch_model.bin"]
+  bin_index = directory / "pytorch_model.bin.index.json"
+  if bin_index.is_file():
+    bins = [
+      directory / s for s in sorted(set(json.loads(bin_index.read_text())["weight_map"].values()))
+    ]
+  if bins[0].is_file():
+    return _read_torch_bins(bins)
   raise UserError(
-    f"{directory} has no model.safetensors (or model.safetensors.index.json). Re-save the "
-    "checkpoint with `save_pretrained(dir, safe_serialization=True)`; torch .bin files are "
-    "not read."
+    f"{directory} has no model.safetensors (or model.safetensors.index.json) and no "
+    "pytorch_model.bin: is it a directory written by save_pretrained?"
   )
+
+
+def _read_torch_bins(files: list) -> dict[str, np.ndarray]:
+  """Tensors of torch `.bin` files, loaded with `weights_only=True` (no pickled code runs)."""
+  try:
+    import torch
+  except ImportError:
+    raise UserError(
+      f"{files[0]} is a torch file and torch is not installed: `pip install torch`, or "
+      "re-save the checkpoint with `save_pretrained(dir, safe_serialization=True)`."
+    ) from None
+  tensors = {}
+  for f in files:
+    if not f.is_file():
+      raise UserError(
+        f"{f} is missing (listed in pytorch_model.bin.index.json); download the checkpoint again."
+      )
+    with f.open("rb") as fp:
+      state = torch.load(fp, map_location="cpu", weights_only=True)
+    tensors.update({k: v.float().numpy() for k, v in state.items()})  # bfloat16 has no numpy
+  return tensors
 
 
 def _layer_map(stack: str, kind: str) -> dict[str, str]:
@@ -224,7 +254,7 @@ def _get(tree: Any, path: tuple[str, ...]) -> Any:
 
 
 def params_from_hf(
-  directory: str | pathlib.Path, *, dtype: str = "bfloat16", scan_layers: bool = False
+  directory: str | epath.PathLike, *, dtype: str = "bfloat16", scan_layers: bool = False
 ) -> tuple[network.T5Config, dict]:
   """Reads a Hugging Face T5 directory into (`T5Config`, float32 numpy params).
 
@@ -233,7 +263,7 @@ def params_from_hf(
     dtype: the activation dtype for the returned config.
     scan_layers: return the stacked `layers` layout of `T5Config(scan_layers=True)`.
   """
-  directory = pathlib.Path(directory)
+  directory = epath.Path(directory)
   config_path = directory / "config.json"
   if not config_path.is_file():
     raise UserError(
@@ -270,7 +300,7 @@ def params_from_hf(
   return config, params
 
 
-def load_params(directory: str | pathlib.Path, config: network.T5Config) -> dict:
+def load_params(directory: str | epath.PathLike, config: network.T5Config) -> dict:
   """Params of a HF directory laid out for `config` (scanned or not), checked against it.
 
   For initialising a model whose config comes from gin: raises one clear error when the
@@ -302,9 +332,9 @@ def load_params(directory: str | pathlib.Path, config: network.T5Config) -> dict
   return params
 
 
-def params_to_hf(config: network.T5Config, params: Any, directory: str | pathlib.Path) -> None:
+def params_to_hf(config: network.T5Config, params: Any, directory: str | epath.PathLike) -> None:
   """Writes `params` as a Hugging Face T5 directory (config.json + model.safetensors)."""
-  directory = pathlib.Path(directory)
+  directory = epath.Path(directory)
   directory.mkdir(parents=True, exist_ok=True)
   if "layers" in params["encoder"]:
     params = network.unscan_layer_params(params, config)
@@ -312,14 +342,16 @@ def params_to_hf(config: network.T5Config, params: Any, directory: str | pathlib
   for path, name, transpose in _name_pairs(config):
     value = np.asarray(_get(params, path), dtype=np.float32)
     tensors[name] = np.ascontiguousarray(value.T if transpose else value)
-  safetensors.numpy.save_file(tensors, directory / "model.safetensors", metadata={"format": "pt"})
+  (directory / "model.safetensors").write_bytes(
+    safetensors.numpy.save(tensors, metadata={"format": "pt"})
+  )
   _write_json(directory / "config.json", config_to_hf(config))
   _write_json(directory / "generation_config.json", GENERATION_CONFIG)
   _set_modes(directory)
 
 
 def write_tokenizer(
-  directory: str | pathlib.Path, spiece_model: str | None, *, extra_ids: int = 100
+  directory: str | epath.PathLike, spiece_model: str | None, *, extra_ids: int = 100
 ) -> str:
   """Writes the Hugging Face tokenizer files of a flan vocabulary; returns its HF class.
 
@@ -333,14 +365,14 @@ def write_tokenizer(
       token while seqio encodes its bytes).
     extra_ids: the sentinels the SentencePiece vocabulary appends (seqio's extra_ids).
   """
-  directory = pathlib.Path(directory)
+  directory = epath.Path(directory)
   if spiece_model is None:
     tokenizer_class, extra = "ByT5Tokenizer", []
     config = {"tokenizer_class": tokenizer_class, "extra_ids": 0, **_SPECIAL_TOKENS}
   else:
     tokenizer_class = "T5Tokenizer"
     extra = [f"<extra_id_{i}>" for i in range(extra_ids)]
-    if "://" in spiece_model:
+    if "://" in spiece_model or "://" in str(directory):
       import tensorflow as tf  # only remote paths need gfile
 
       tf.io.gfile.copy(spiece_model, str(directory / "spiece.model"), overwrite=True)
@@ -362,17 +394,19 @@ def write_tokenizer(
   return tokenizer_class
 
 
-def _write_json(path: pathlib.Path, value: dict[str, Any]) -> None:
+def _write_json(path: epath.Path, value: dict[str, Any]) -> None:
   path.write_text(json.dumps(value, indent=2) + "\n")
 
 
-def _set_modes(directory: pathlib.Path) -> None:
+def _set_modes(directory: epath.Path) -> None:
   """Gives every file the mode a plain `open()` would (0644 under umask 022), as HF does.
 
-  safetensors writes through a private temporary file (mode 0600).
+  Only local directories (an object store has no modes).
   """
+  if "://" in str(directory):
+    return
   umask = os.umask(0)
   os.umask(umask)
   for path in directory.iterdir():
     if path.is_file():
-      path.chmod(0o666 & ~umask)
+      os.chmod(path, 0o666 & ~umask)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -18,18 +18,15 @@ import jax.numpy as jnp
 import numpy as np
 
 from flan.model import attention as attention_lib
-
-if TYPE_CHECKING:
-  from flan.model.network import T5Config
-
+from flan.model.config import ACTIVATION_NAMES, T5Config
 
 Array = jax.Array
-REMAT_POLICIES = ("none", "full", "minimal")
 ACTIVATIONS: dict[str, Callable[[Array], Array]] = {
   "gelu": functools.partial(nn.gelu, approximate=True),  # tanh approximation, as T5 1.1
   "relu": nn.relu,
   "linear": lambda x: x,
 }
+assert tuple(ACTIVATIONS) == ACTIVATION_NAMES
 
 BATCH_LENGTH_EMBED = ("batch", "length", "embed")
 
@@ -95,12 +92,19 @@ class RMSNorm(nn.Module):
 
 
 class Dense(nn.Module):
-  """A bias-free [in, out] matmul with a float32 kernel cast to the compute dtype."""
+  """A bias-free [in, out] matmul with a float32 kernel cast to the compute dtype.
+
+  `matmul` is `T5Config.matmul_kernel`: "xla" multiplies the [..., in] operand as it is;
+  "flat" makes it one [tokens, in] @ [in, out] matmul (on [batch, length, in] operands
+  XLA:CPU builds the weight gradient from a transposed copy of the output gradient), with
+  `flat_matmul`'s gradient in bfloat16.
+  """
 
   features: int
   axes: tuple[str, str]
   dtype: Any
   kernel_init: Callable = kernel_init()
+  matmul: str = "xla"
 
   @nn.compact
   def __call__(self, x: Array) -> Array:
@@ -110,20 +114,19 @@ class Dense(nn.Module):
       (x.shape[-1], self.features),
       jnp.float32,
     )
-    # One [tokens, in] @ [in, out] matmul: on [batch, length, in] operands XLA:CPU builds the
-    # weight gradient from a transposed copy of the output gradient (measured 17% slower
-    # per training step for T5-small by scripts/benchmark_train.py's profile).
-    y = matmul(x.reshape(-1, x.shape[-1]), kernel, self.dtype)  # [tokens, out]
+    if self.matmul == "xla":
+      return jnp.dot(x.astype(self.dtype), kernel.astype(self.dtype))  # [..., out]
+    y = flat_matmul(x.reshape(-1, x.shape[-1]), kernel, self.dtype)  # [tokens, out]
     return y.reshape(*x.shape[:-1], self.features)  # [..., out]
 
 
-def matmul(x: Array, kernel: Array, dtype: Any) -> Array:
+def flat_matmul(x: Array, kernel: Array, dtype: Any) -> Array:
   """[tokens, in] @ [in, out] in the compute dtype (float32 accumulation either way).
 
-  bfloat16 on XLA:CPU goes through `_cpu_bf16_matmul`, whose three products all take the
-  fast bfloat16 kernel; elsewhere XLA's own matmul and gradient are used.
+  bfloat16 goes through `_cpu_bf16_matmul`, whose three products all take XLA:CPU's fast
+  bfloat16 kernel; float32 uses XLA's own matmul and gradient.
   """
-  if jnp.dtype(dtype) == jnp.bfloat16 and jax.default_backend() == "cpu":
+  if jnp.dtype(dtype) == jnp.bfloat16:
     return _cpu_bf16_matmul(x.astype(dtype), kernel.astype(dtype))
   return jnp.dot(x.astype(dtype), kernel.astype(dtype))
 
@@ -142,7 +145,8 @@ def _cpu_bf16_matmul(x: Array, w: Array) -> Array:
   converted to float32 first. Autodiff's weight gradient x^T @ g contracts over the tokens,
   the first dimension of x, and XLA folds a plain transpose back into the product. Appending
   8 zero rows to x^T makes the transpose a real [k + 8, m] array (the rows are sliced off
-  the result, so nothing changes numerically); measured 1.8x faster for that product.
+  the result, so nothing changes numerically), which XLA:CPU then multiplies at its bfloat16
+  rate (figures in the README).
   """
   return jax.lax.dot_general(x, w, _MK_KN, preferred_element_type=jnp.float32).astype(x.dtype)
 
@@ -259,7 +263,7 @@ class Attention(nn.Module):
     heads = ("batch", "length", "heads", "kv")
 
     def project(name, inputs, init):
-      y = Dense(joined, ("embed", "joined_kv"), dtype, init, name=name)(inputs)
+      y = Dense(joined, ("embed", "joined_kv"), dtype, init, cfg.matmul_kernel, name=name)(inputs)
       y = y.reshape(*inputs.shape[:2], cfg.num_heads, cfg.head_dim)
       return constrain(y, heads)  # [batch, length, heads, kv]
 
@@ -279,10 +283,18 @@ class Attention(nn.Module):
       ones = jnp.ones((key.shape[0], cfg.num_heads, 1, key.shape[1]), jnp.float32)
       keep = nn.Dropout(cfg.dropout_rate, broadcast_dims=(-2,))(ones, deterministic=False)[:, :, 0]
     out = attention_lib.dot_product_attention(
-      query, key, value, bias, visible, keep, implementation="xla" if self.decode else cfg.attention
+      query,
+      key,
+      value,
+      bias,
+      visible,
+      keep,
+      implementation="xla" if self.decode else cfg.attention_kernel,
     )  # [batch, q, heads, kv]
     out = constrain(out, heads).reshape(*out.shape[:2], joined)
-    return Dense(cfg.emb_dim, ("joined_kv", "embed"), dtype, kernel_init(), name="out")(out)
+    return Dense(
+      cfg.emb_dim, ("joined_kv", "embed"), dtype, kernel_init(), cfg.matmul_kernel, name="out"
+    )(out)
 
   def _use_cache(self, key: Array, value: Array, index: Array) -> tuple[Array, Array]:
     """Writes this step's key/value at `index`; returns the whole cache.
@@ -324,10 +336,12 @@ class Mlp(nn.Module):
     hidden = None
     for i, name in enumerate(cfg.mlp_activations):
       wi_name = "wi" if len(cfg.mlp_activations) == 1 else f"wi_{i}"
-      h = ACTIVATIONS[name](Dense(cfg.mlp_dim, ("embed", "mlp"), dtype, init, name=wi_name)(x))
+      h = ACTIVATIONS[name](
+        Dense(cfg.mlp_dim, ("embed", "mlp"), dtype, init, cfg.matmul_kernel, name=wi_name)(x)
+      )
       hidden = h if hidden is None else hidden * h
     hidden = constrain(hidden, ("batch", "length", "mlp"))  # [batch, length, mlp]
     hidden = nn.Dropout(cfg.dropout_rate, broadcast_dims=(-2,))(
       hidden, deterministic=self.deterministic
     )
-    return Dense(cfg.emb_dim, ("mlp", "embed"), dtype, init, name="wo")(hidden)
+    return Dense(cfg.emb_dim, ("mlp", "embed"), dtype, init, cfg.matmul_kernel, name="wo")(hidden)

@@ -16,7 +16,6 @@ Every parameter carries logical axis names (`nn.with_logical_partitioning`) draw
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 import flax.linen as nn
@@ -24,12 +23,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from flan.errors import UserError
-from flan.model import attention as attention_lib
+from flan.model.config import T5Config  # configs/models/*.gin bind it as network.T5Config
 from flan.model.layers import (
-  ACTIVATIONS,
   BATCH_LENGTH_EMBED,
-  REMAT_POLICIES,
   Array,
   Attention,
   Dense,
@@ -41,76 +37,6 @@ from flan.model.layers import (
   kernel_init,
   visibility,
 )
-
-
-@dataclasses.dataclass(frozen=True)
-class T5Config:
-  """Global hyperparameters of the network (sizes per `configs/models/*.gin`).
-
-  Attributes:
-    vocab_size: rows of the embedding and columns of the logits layer (32128 for T5).
-    emb_dim: width of the residual stream.
-    num_heads: attention heads per attention layer.
-    num_encoder_layers: encoder blocks.
-    num_decoder_layers: decoder blocks.
-    head_dim: width of one head; num_heads * head_dim need not equal emb_dim (small: 384).
-    mlp_dim: hidden width of the MLP.
-    mlp_activations: one entry per input projection, multiplied together (gated GELU).
-    dropout_rate: used only when the caller enables dropout and passes a "dropout" RNG.
-    dtype: activation dtype ("bfloat16" on accelerators, "float32" on CPU and in tests);
-      parameters, norms and logits are always float32.
-    relative_attention_num_buckets: buckets of the relative position bias.
-    relative_attention_max_distance: distance beyond which all offsets share a bucket.
-    scan_layers: run each stack as one `nn.scan` over stacked layer parameters (a leading
-      "layers" axis); compiles once per stack instead of once per layer.
-    remat_policy: "none", "full" (recompute each layer in the backward pass) or "minimal"
-      (keep the outputs of weight matmuls, recompute the rest).
-    attention: the attention core (`flan.model.attention`): "auto" (the row-blocked kernel on
-      CPU, XLA's einsum form elsewhere), "xla" or "rows".
-  """
-
-  vocab_size: int
-  emb_dim: int
-  num_heads: int
-  num_encoder_layers: int
-  num_decoder_layers: int
-  head_dim: int
-  mlp_dim: int
-  mlp_activations: tuple[str, ...] = ("gelu", "linear")
-  dropout_rate: float = 0.0
-  dtype: str = "bfloat16"
-  relative_attention_num_buckets: int = 32
-  relative_attention_max_distance: int = 128
-  scan_layers: bool = False
-  remat_policy: str = "none"
-  attention: str = "auto"
-
-  def __post_init__(self):
-    object.__setattr__(self, "mlp_activations", tuple(self.mlp_activations))
-    unknown = [a for a in self.mlp_activations if a not in ACTIVATIONS]
-    if unknown:
-      raise UserError(
-        f"T5Config.mlp_activations has unknown {unknown}; use names from "
-        f"{sorted(ACTIVATIONS)} (T5 1.1: ('gelu', 'linear'))."
-      )
-    if self.attention not in attention_lib.IMPLEMENTATIONS:
-      raise UserError(
-        f"T5Config.attention={self.attention!r} is not one of {attention_lib.IMPLEMENTATIONS}."
-      )
-    if self.remat_policy not in REMAT_POLICIES:
-      raise UserError(
-        f"T5Config.remat_policy={self.remat_policy!r} is not one of {REMAT_POLICIES}."
-      )
-    try:
-      jnp.dtype(self.dtype)
-    except TypeError:
-      raise UserError(
-        f"T5Config.dtype={self.dtype!r} is not a dtype name; use 'bfloat16' or 'float32'."
-      ) from None
-
-  @property
-  def activation_dtype(self) -> jnp.dtype:
-    return jnp.dtype(self.dtype)
 
 
 class EncoderLayer(nn.Module):
@@ -305,6 +231,7 @@ class Decoder(nn.Module):
       ("embed", "vocab"),
       jnp.float32,
       kernel_init(distribution="truncated_normal"),
+      matmul=cfg.matmul_kernel,
       name="logits_dense",
     )(x)
     return constrain(logits, ("batch", "length", "vocab"))  # [batch, length, vocab] float32

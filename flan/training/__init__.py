@@ -1,4 +1,5 @@
-"""Training: t5x's Adafactor and schedules, the jitted train step, checkpoints, and the loop's edges.
+"""Training: t5x's Adafactor and schedules, the jitted train step, checkpoints, the run's
+options, and the loop's edges.
 
 Depends on `flan.model` only. `optimizer` and `train_step` are pure; `checkpoints`,
 `preemption` and `progress` are the edges (files, signals, logs) around the loop in

@@ -20,28 +20,34 @@ manifest (committed just before a crash, or written by an older flan) is read un
 with a warning.
 
 Restore order (t5x's): the latest readable checkpoint in MODEL_DIR, else
-INITIAL_CHECKPOINT_PATH (one of ours, or a Hugging Face T5 directory via `flan.model.hf`), else
-from scratch. Arrays are restored straight into the CURRENT shardings, so a checkpoint
-written on one mesh loads on any other.
+INITIAL_CHECKPOINT_PATH, else from scratch. Arrays are restored straight into the CURRENT
+shardings, so a checkpoint written on one mesh loads on any other.
+
+This module is also the one restore API: `locate` tells the kinds of saved weights apart
+(ours, params-only, Hugging Face, t5x), `restore_params` reads parameters onto a mesh for
+evaluation and conversion, `restore_or_initialize` the train state for training.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import hashlib
 import json
 import logging
 import os
-import pathlib
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
+from etils import epath
 
+from flan import paths
 from flan.errors import UserError
+from flan.model import partitioning
 
 STATE, DATASET = "state", "dataset"
 STEP_PREFIX = "checkpoint"
@@ -57,30 +63,45 @@ class CorruptCheckpointError(CheckpointError):
   """A checkpoint's files do not match its manifest."""
 
 
-def _file_digest(path: pathlib.Path) -> str:
+def _file_digest(path: epath.Path) -> str:
   digest = hashlib.sha256()
-  with open(path, "rb") as f:
+  with path.open("rb") as f:
     for block in iter(lambda: f.read(1 << 22), b""):
       digest.update(block)
   return digest.hexdigest()
 
 
-def _files(step_dir: pathlib.Path) -> list[pathlib.Path]:
-  return sorted(p for p in step_dir.rglob("*") if p.is_file() and p.name != MANIFEST_NAME)
+def _size(path: epath.Path) -> int:
+  stat = path.stat()
+  return int(getattr(stat, "length", getattr(stat, "st_size", 0)))
+
+
+def _files(step_dir: epath.Path) -> list[epath.Path]:
+  """Every file under `step_dir` but the manifest (epath has no recursive glob)."""
+  found, pending = [], [step_dir]
+  while pending:
+    for p in pending.pop().iterdir():
+      if p.is_dir():
+        pending.append(p)
+      elif p.name != MANIFEST_NAME or p.parent != step_dir:
+        found.append(p)
+  return sorted(found)
 
 
 def write_manifest(step_dir: str | os.PathLike) -> None:
   """Records the size and SHA-256 of every file under `step_dir`, atomically, last."""
   from flan.training import run_record
 
-  step_dir = pathlib.Path(step_dir)
+  step_dir = paths.path(step_dir)
   files = {
-    str(p.relative_to(step_dir)): {"size": p.stat().st_size, "sha256": _file_digest(p)}
+    str(p.relative_to(step_dir)): {"size": _size(p), "sha256": _file_digest(p)}
     for p in _files(step_dir)
   }
-  run_record.write_atomic(
-    step_dir / MANIFEST_NAME, json.dumps({"algorithm": "sha256", "files": files}, indent=1) + "\n"
-  )
+  text = json.dumps({"algorithm": "sha256", "files": files}, indent=1) + "\n"
+  if paths.is_remote(step_dir):  # an object store writes an object whole or not at all
+    (step_dir / MANIFEST_NAME).write_text(text)
+  else:
+    run_record.write_atomic(step_dir / MANIFEST_NAME, text)
 
 
 def verify(step_dir: str | os.PathLike) -> bool:
@@ -89,7 +110,7 @@ def verify(step_dir: str | os.PathLike) -> bool:
   Raises:
     CorruptCheckpointError: a file is missing, or its size or checksum differs.
   """
-  step_dir = pathlib.Path(step_dir)
+  step_dir = paths.path(step_dir)
   manifest_path = step_dir / MANIFEST_NAME
   if not manifest_path.is_file():
     return False
@@ -101,24 +122,24 @@ def verify(step_dir: str | os.PathLike) -> bool:
     path = step_dir / name
     if not path.is_file():
       raise CorruptCheckpointError(f"{path} is missing")
-    if path.stat().st_size != expected["size"]:
+    if _size(path) != expected["size"]:
       raise CorruptCheckpointError(
-        f"{path} has {path.stat().st_size} bytes, the manifest {expected['size']}"
+        f"{path} has {_size(path)} bytes, the manifest {expected['size']}"
       )
     if _file_digest(path) != expected["sha256"]:
       raise CorruptCheckpointError(f"{path} does not match its checksum (damaged on disk)")
   return True
 
 
-def move_aside(step_dir: str | os.PathLike) -> pathlib.Path | None:
+def move_aside(step_dir: str | os.PathLike) -> epath.Path | None:
   """Renames a bad `checkpoint_<step>` to `checkpoint_<step>.corrupt-<UTC time>` (host 0)."""
-  step_dir = pathlib.Path(step_dir)
+  step_dir = paths.path(step_dir)
   if jax.process_index() != 0:
     return None
   stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%S%fZ")
   target = step_dir.with_name(f"{step_dir.name}{CORRUPT_MARK}{stamp}")
   try:
-    os.rename(step_dir, target)
+    step_dir.rename(target)
   except OSError as e:
     logging.warning("Could not move %s aside (%s).", step_dir, e)
     return None
@@ -241,7 +262,7 @@ class Checkpoints:
         f"KEEP_CHECKPOINTS={keep} would delete every checkpoint; use 1 or more "
         "(or None to keep all)."
       )
-    self.model_dir = pathlib.Path(model_dir)
+    self.model_dir = paths.path(model_dir)
     self.period = max(1, int(period))
     self._unsealed: list[int] = []  # committed or in flight, no manifest yet
     self._sealer: threading.Thread | None = None
@@ -255,11 +276,9 @@ class Checkpoints:
       enable_async_checkpointing=async_save,
     )
     handlers = {STATE: ocp.StandardCheckpointHandler(), DATASET: ocp.JsonCheckpointHandler()}
-    self.manager = ocp.CheckpointManager(
-      self.model_dir.absolute(), options=options, item_handlers=handlers
-    )
+    self.manager = ocp.CheckpointManager(self.model_dir, options=options, item_handlers=handlers)
 
-  def step_dir(self, step: int) -> pathlib.Path:
+  def step_dir(self, step: int) -> epath.Path:
     return self.model_dir / f"{STEP_PREFIX}_{step}"
 
   def _seal(self, *, block: bool) -> None:
@@ -302,20 +321,11 @@ class Checkpoints:
     """Whether `step` is a multiple of the period."""
     return step % self.period == 0
 
-  def save(
-    self,
-    step: int,
-    state: Any,
-    dataset_state: Mapping[str, Any] | None = None,
-    *,
-    force: bool = True,
-  ) -> bool:
+  def save(self, step: int, state: Any, dataset_state: Mapping[str, Any] | None = None) -> bool:
     """Starts saving `step` (unless it exists); returns whether a save started.
 
-    Every call saves (the caller decides when, with `should_save`); `force` is accepted for
-    orbax-style callers and changes nothing.
+    Every call saves: the caller decides when (`should_save`, the last step, preemption).
     """
-    del force
     self.manager.wait_until_finished()  # orbax would wait here too; then seal the previous
     self._seal(block=False)
     if step in self.manager.all_steps():
@@ -412,48 +422,93 @@ def _first_line(e: BaseException) -> str:
   return text.splitlines()[0][:300] if text else "no message"
 
 
-def is_hf_directory(path: str | pathlib.Path) -> bool:
+# ------------------------------------------------------------------ the one restore API
+#
+# Every reader of saved weights goes through `locate` (what kind of directory a path is) and
+# then `restore_params` (parameters onto a mesh: evaluation, conversion, the end-of-training
+# baseline) or `restore_or_initialize` (the full train state: training). A new checkpoint
+# format is one more kind in `locate` and one more branch in `_read_params`. Trainer
+# checkpoints are verified against their manifests when read, and a MODEL_DIR whose newest
+# checkpoint is unreadable or corrupt gives way to its previous good one (`read_good`).
+
+HF, TRAINER, PARAMS, T5X = "hf", "trainer", "params", "t5x"
+PARAMS_CONFIG_FILE = "t5_config.json"  # beside a params-only checkpoint (`flan.convert`)
+
+
+def is_hf_directory(path: str | epath.PathLike) -> bool:
   """A Hugging Face model directory: config.json plus weights."""
-  p = pathlib.Path(path)
+  p = paths.path(path)
   return (p / "config.json").is_file() and (
     any(p.glob("*.safetensors")) or (p / "pytorch_model.bin").is_file()
   )
 
 
-def step_dirs(path: pathlib.Path, flag: str = "INITIAL_CHECKPOINT_PATH") -> list[pathlib.Path]:
+@dataclasses.dataclass(frozen=True)
+class SavedWeights:
+  """Where saved weights live, by kind.
+
+  Attributes:
+    kind: HF (a Hugging Face T5 directory), TRAINER (a `checkpoint_<step>` directory written
+      by training: params, optimizer state, step), PARAMS (parameters only, with
+      t5_config.json: `python -m flan.convert hf_to_flan`'s output) or T5X (a t5x
+      `checkpoint_<step>` directory: msgpack `checkpoint` plus TensorStore arrays).
+    path: the directory that holds them (for a MODEL_DIR: its newest checkpoint_<step>).
+    step: the trainer (or t5x) checkpoint's step, else None.
+    model_dir: the MODEL_DIR of a trainer (or t5x) checkpoint, else None.
+    fallbacks: TRAINER located through a MODEL_DIR: its older checkpoint_<step> directories,
+      newest first, read in turn when `path` is unreadable or corrupt (`read_good`).
+  """
+
+  kind: str
+  path: epath.Path
+  step: int | None = None
+  model_dir: epath.Path | None = None
+  fallbacks: tuple[epath.Path, ...] = ()
+
+  @property
+  def item(self) -> epath.Path:
+    """The orbax item directory (TRAINER and PARAMS)."""
+    return self.path / STATE if self.kind == TRAINER else self.path
+
+  def info(self) -> dict[str, Any]:
+    """{"path", "step"}: what a report records about the weights it scored."""
+    return {"path": str(self.path), "step": self.step}
+
+
+def _step_of(step_dir: epath.Path) -> int:
+  return int(step_dir.name.rsplit("_", 1)[1])
+
+
+def step_dirs(
+  path: str | epath.PathLike, flag: str = "INITIAL_CHECKPOINT_PATH"
+) -> list[epath.Path]:
   """The `checkpoint_<step>` directories `path` names, newest first: itself, or a MODEL_DIR's.
 
   `flag` names the setting that gave `path`, for the error message. Moved-aside
   (`.corrupt-`) and temporary directories are not checkpoints.
   """
+  path = paths.path(path)
   if (path / STATE).is_dir():
     return [path]
   steps = sorted(
-    (int(d.name.rsplit("_", 1)[1]), d)
+    (_step_of(d), d)
     for d in path.glob(f"{STEP_PREFIX}_*")
     if d.name.rsplit("_", 1)[1].isdigit() and (d / STATE).is_dir()
   )
   if not steps:
     raise CheckpointError(
       f"{flag}={str(path)!r} holds no checkpoint: expected a "
-      f"{STEP_PREFIX}_<step> directory written by flan.train, a MODEL_DIR "
-      "containing one, or a Hugging Face T5 directory (config.json + "
-      "weights)."
+      f"{STEP_PREFIX}_<step> directory written by flan.train or t5x, a MODEL_DIR "
+      "containing one, the output of flan.convert hf_to_flan, or a Hugging "
+      "Face T5 directory (config.json + weights)."
     )
   return [d for _, d in reversed(steps)]
 
 
-def read_good(
-  path: pathlib.Path, read: Callable[[pathlib.Path], Any], flag: str = "INITIAL_CHECKPOINT_PATH"
-) -> tuple[Any, pathlib.Path]:
-  """(read(step_dir), step_dir) for the newest checkpoint of `path` that verifies and reads.
-
-  For readers of a directory they do not own (evaluation, an initial checkpoint): a bad
-  checkpoint is skipped with a warning, not moved. `path` naming one checkpoint_<step>
-  directory that is bad is a CheckpointError; so is a MODEL_DIR of only bad ones. A
-  CheckpointError raised by `read` (another model size) is not a fallback case: it is raised.
-  """
-  candidates = step_dirs(path, flag)
+def _read_first_good(
+  candidates: Sequence[epath.Path], read: Callable[[epath.Path], Any], what: str
+) -> tuple[Any, epath.Path]:
+  """(read(step_dir), step_dir) for the first of `candidates` that verifies and reads."""
   failures = []
   for step_dir in candidates:
     try:
@@ -464,7 +519,7 @@ def read_good(
       failures.append(f"{step_dir} ({e})")
     except CheckpointError:
       raise
-    except Exception as e:
+    except Exception as e:  # orbax raises many types for damaged files
       failures.append(f"{step_dir} ({type(e).__name__}: {_first_line(e)})")
     else:
       if failures:
@@ -474,29 +529,184 @@ def read_good(
       return value, step_dir
     logging.warning("Checkpoint %s is unreadable or corrupt.", failures[-1])
   raise CheckpointError(
-    f"{flag}={str(path)!r}: no readable checkpoint: "
+    f"{what}: no readable checkpoint: "
     + "; ".join(failures)
     + ". Point it at an older checkpoint_<step> directory, or retrain."
   )
 
 
-def resolve_step_dir(path: pathlib.Path, flag: str = "INITIAL_CHECKPOINT_PATH") -> pathlib.Path:
+def read_good(
+  path: str | epath.PathLike,
+  read: Callable[[epath.Path], Any],
+  flag: str = "INITIAL_CHECKPOINT_PATH",
+) -> tuple[Any, epath.Path]:
+  """(read(step_dir), step_dir) for the newest checkpoint of `path` that verifies and reads.
+
+  For readers of a directory they do not own (evaluation, an initial checkpoint): a bad
+  checkpoint is skipped with a warning, not moved. `path` naming one checkpoint_<step>
+  directory that is bad is a CheckpointError; so is a MODEL_DIR of only bad ones. A
+  CheckpointError raised by `read` (another model size) is not a fallback case: it is raised.
+  """
+  return _read_first_good(step_dirs(path, flag), read, f"{flag}={str(path)!r}")
+
+
+def resolve_step_dir(
+  path: str | epath.PathLike, flag: str = "INITIAL_CHECKPOINT_PATH"
+) -> epath.Path:
   """The newest `checkpoint_<step>` directory of `path` that passes `verify`."""
   return read_good(path, lambda d: None, flag)[1]
 
 
-def load_initial(path: str, target: Any) -> Any:
-  """The full train state (step, params, moments) from one of our checkpoints."""
-  checkpointer = ocp.StandardCheckpointer()
+def locate(path: str | epath.PathLike, setting: str) -> SavedWeights:
+  """What kind of weights `path` holds, and where exactly.
 
-  def read(step_dir: pathlib.Path) -> Any:
-    logging.info("Restoring the initial checkpoint %s.", step_dir)
-    check_params_match(
-      saved_params(checkpointer.metadata(step_dir / STATE)), target.params, str(step_dir)
+  Only looks (nothing is hashed or read): a trainer checkpoint is verified when
+  `restore_params` / `restore_or_initialize` read it, falling back to `fallbacks`.
+
+  Args:
+    path: a Hugging Face T5 directory, a params-only checkpoint (hf_to_flan), a
+      `checkpoint_<step>` directory, a MODEL_DIR (its newest checkpoint), or the same two
+      written by t5x (a step directory holding the msgpack `checkpoint` file).
+    setting: the option that named `path` (e.g. "CHECKPOINT_PATH"), for error messages.
+
+  Raises:
+    CheckpointError: `path` does not exist or holds none of these.
+  """
+  src = paths.path(path)
+  if not src.exists():
+    raise CheckpointError(
+      f"{setting}={str(path)!r} does not exist; set it to a "
+      f"{STEP_PREFIX}_<step> directory (flan's or t5x's), a MODEL_DIR or a Hugging Face T5 "
+      "directory."
     )
-    return checkpointer.restore(step_dir / STATE, target)
+  if is_hf_directory(src):
+    return SavedWeights(HF, src)
+  if (src / PARAMS_CONFIG_FILE).is_file():
+    return SavedWeights(PARAMS, src)
+  if not (src / STATE).is_dir() and not any(src.glob(f"{STEP_PREFIX}_*/{STATE}")):
+    from flan.model import t5x
 
-  return read_good(pathlib.Path(path), read)[0]
+    t5x_dir = t5x.find_step_dir(src)
+    if t5x_dir is not None:
+      step = t5x.step_of(t5x_dir)
+      model_dir = t5x_dir.parent if step is not None else None
+      return SavedWeights(T5X, t5x_dir, step=step, model_dir=model_dir)
+  newest, *older = step_dirs(src, setting)
+  return SavedWeights(
+    TRAINER, newest, step=_step_of(newest), model_dir=newest.parent, fallbacks=tuple(older)
+  )
+
+
+def read_trainer(
+  source: SavedWeights, read: Callable[[epath.Path], Any], setting: str
+) -> tuple[Any, SavedWeights]:
+  """(read(step_dir), the SavedWeights read) for the newest good checkpoint of a TRAINER source.
+
+  `read` gets a `checkpoint_<step>` directory; a corrupt or unreadable one (manifest
+  mismatch, orbax failure) gives way to the next of `source.fallbacks`, with a warning.
+  """
+  value, step_dir = _read_first_good(
+    [source.path, *source.fallbacks], read, f"{setting}={str(source.model_dir or source.path)!r}"
+  )
+  return value, dataclasses.replace(
+    source, path=step_dir, step=_step_of(step_dir), model_dir=step_dir.parent, fallbacks=()
+  )
+
+
+def _hf_params(source: SavedWeights, model_config: Any, expected_params: Any) -> Any:
+  """A Hugging Face directory's weights laid out for `model_config`, checked against the model."""
+  from flan.model import hf  # the HF importer pulls in safetensors only when needed
+
+  try:
+    params = hf.load_params(str(source.path), model_config)
+  except ValueError as e:  # another size: the same error type as for our checkpoints
+    raise CheckpointError(str(e)) from None
+  check_params_match(params, expected_params, str(source.path))
+  return params
+
+
+def _t5x_params(source: SavedWeights, model_config: Any, expected_params: Any) -> Any:
+  """A t5x checkpoint's parameters laid out for `model_config`, checked against the model."""
+  from flan.model import t5x
+
+  try:
+    params = t5x.load_params(source.path, model_config)
+  except ValueError as e:
+    raise CheckpointError(str(e)) from None
+  check_params_match(params, expected_params, str(source.path))
+  return params
+
+
+def _read_params(
+  source: SavedWeights, abstract_params: Any, model_config: Any, setting: str
+) -> tuple[Any, SavedWeights]:
+  """(parameters of `source` restored into `abstract_params`' shardings, the weights read)."""
+  if source.kind in (HF, T5X):
+    if model_config is None:
+      raise CheckpointError(
+        f"{setting}={str(source.path)!r} holds {source.kind} weights: pass the model's "
+        "config to lay them out."
+      )
+    read = _hf_params if source.kind == HF else _t5x_params
+    params = read(source, model_config, abstract_params)
+    return jax.tree.map(lambda x, a: jax.device_put(x, a.sharding), params, abstract_params), source
+  checkpointer = ocp.PyTreeCheckpointer()
+  target = {"params": abstract_params}
+
+  def read_item(item: epath.Path, where: epath.Path) -> Any:
+    check_params_match(saved_params(checkpointer.metadata(item)), abstract_params, str(where))
+    return checkpointer.restore(
+      item,
+      args=ocp.args.PyTreeRestore(
+        item=target,
+        restore_args=ocp.checkpoint_utils.construct_restore_args(target),
+        partial_restore=True,
+      ),
+    )["params"]
+
+  if source.kind == PARAMS:
+    return read_item(source.item, source.path), source
+  logging.info("Reading the parameters of %s.", source.path)
+  return read_trainer(source, lambda d: read_item(d / STATE, d), setting)
+
+
+def param_shapes(model: Any, mesh: jax.sharding.Mesh) -> tuple[Any, Any]:
+  """(parameter ShapeDtypeStructs, their NamedShardings on `mesh`), without allocating."""
+  shapes = jax.eval_shape(
+    lambda: model.init(
+      jax.random.PRNGKey(0), {"encoder_input_tokens": (1, 2), "decoder_input_tokens": (1, 2)}
+    )
+  )
+  shardings = partitioning.logical_to_sharding(model.param_logical_specs(), mesh, shapes=shapes)
+  return shapes, shardings
+
+
+def restore_params(
+  model: Any,
+  mesh: jax.sharding.Mesh,
+  path: str | epath.PathLike,
+  *,
+  setting: str = "CHECKPOINT_PATH",
+) -> tuple[Any, dict[str, Any]]:
+  """The parameters saved at `path` (any kind `locate` knows), sharded as training shards them.
+
+  Only parameters are read (no optimizer state), straight into their shardings on `mesh`. A
+  trainer checkpoint is verified against its manifest first; given a MODEL_DIR, a corrupt or
+  unreadable newest checkpoint gives way to the previous good one (with a warning).
+
+  Args:
+    model: the `EncoderDecoderModel` the weights belong to (its config lays out HF weights).
+    mesh: the device mesh.
+    path: see `locate`.
+    setting: the option that named `path`, for error messages.
+
+  Returns:
+    (params, {"path": the directory read, "step": its step or None}).
+  """
+  source = locate(path, setting)
+  shapes, shardings = param_shapes(model, mesh)
+  params, read = _read_params(source, abstract_state(shapes, shardings), model.config, setting)
+  return params, read.info()
 
 
 def restore_or_initialize(
@@ -513,7 +723,7 @@ def restore_or_initialize(
     checkpoints: the MODEL_DIR manager.
     target: abstract train state (ShapeDtypeStructs with the current shardings).
     init_state: params-or-None -> a fresh sharded train state (step 0, fresh moments).
-    initial_checkpoint_path: ours (a checkpoint_<step> dir or a MODEL_DIR) or a HF dir.
+    initial_checkpoint_path: any kind `locate` knows.
     model_config: the model's `T5Config`, for the layout of imported HF weights.
 
   Returns:
@@ -523,31 +733,24 @@ def restore_or_initialize(
   if latest is not None:
     state, dataset_state, step = latest
     return state, dataset_state, f"resumed from {checkpoints.model_dir}/{STEP_PREFIX}_{step}"
-  if initial_checkpoint_path:
-    path = pathlib.Path(initial_checkpoint_path)
-    if not path.exists():
-      raise CheckpointError(
-        f"INITIAL_CHECKPOINT_PATH={initial_checkpoint_path!r} does not "
-        "exist; fix the path or set it to None to start from scratch."
-      )
-    if is_hf_directory(path):
-      from flan.model import hf  # the HF importer pulls in safetensors only when needed
+  if not initial_checkpoint_path:
+    logging.info("Initialising the train state from scratch.")
+    return init_state(None), None, "initialised from scratch"
+  source = locate(initial_checkpoint_path, "INITIAL_CHECKPOINT_PATH")
+  if source.kind == TRAINER:  # the whole state: step, params and optimizer moments
+    checkpointer = ocp.StandardCheckpointer()
 
-      if model_config is None:
-        raise CheckpointError(
-          f"INITIAL_CHECKPOINT_PATH={str(path)!r} is a Hugging Face "
-          "directory: pass the model's config to lay out its weights."
-        )
-      logging.info("Loading Hugging Face weights from %s.", path)
-      try:
-        params = hf.load_params(str(path), model_config)
-      except ValueError as e:  # sizes differ: name them as a checkpoint error
-        raise CheckpointError(str(e)) from None
-      check_params_match(params, target.params, str(path))
-      # Fresh Adafactor moments at step 0: beta2 = 0 makes the first update re-estimate
-      # them from one gradient (t5x would import the TF slots and the pretraining step).
-      return init_state(params), None, f"initialised from Hugging Face weights in {path}"
-    state = load_initial(str(path), target)
-    return state, None, f"initialised from {path}"
-  logging.info("Initialising the train state from scratch.")
-  return init_state(None), None, "initialised from scratch"
+    def read(step_dir: epath.Path) -> Any:
+      logging.info("Restoring the initial checkpoint %s.", step_dir)
+      item = step_dir / STATE
+      check_params_match(saved_params(checkpointer.metadata(item)), target.params, str(step_dir))
+      return checkpointer.restore(item, target)
+
+    state, read_from = read_trainer(source, read, "INITIAL_CHECKPOINT_PATH")
+    return state, None, f"initialised from {read_from.path}"
+  # Fresh Adafactor moments at step 0: beta2 = 0 makes the first update re-estimate them from
+  # one gradient (t5x would import the TF slots and the pretraining step).
+  what = {HF: "Hugging Face weights", T5X: "t5x weights"}.get(source.kind, "the parameters")
+  logging.info("Loading %s from %s.", what, source.path)
+  params, _ = _read_params(source, target.params, model_config, "INITIAL_CHECKPOINT_PATH")
+  return init_state(params), None, f"initialised from {what} in {source.path}"

@@ -28,7 +28,6 @@ import math
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
-import gin
 import jax
 import jax.numpy as jnp
 import optax
@@ -91,6 +90,11 @@ def learning_rate_schedule(
   Raises:
     ValueError: an unknown factor, or a zero/negative length that a chosen factor divides by.
   """
+  if isinstance(base_learning_rate, bool) or not isinstance(base_learning_rate, (int, float)):
+    raise UserError(
+      f"LEARNING_RATE must be a number, got {base_learning_rate!r} "
+      f"({type(base_learning_rate).__name__}); set --gin.LEARNING_RATE=1e-3 or so."
+    )
   names = [f.strip() for f in factors.split("*") if f.strip()]
   unknown = [n for n in names if n not in FACTORS]
   if unknown or not names:
@@ -244,7 +248,6 @@ def _axes_by_path(param_axes: Any) -> dict[str, tuple[str | None, ...]]:
   return {jax.tree_util.keystr(path): tuple(spec) for path, spec in flat}
 
 
-@gin.configurable(denylist=["learning_rate", "param_axes"])
 def adafactor(
   learning_rate: Schedule | float = 1e-3,
   *,
@@ -280,7 +283,8 @@ def adafactor(
 
   Returns:
     An optax transformation whose `update(grads, state, params, *, step)` needs `params`
-    and the global `step` (an int32 scalar, the step BEFORE this update).
+    and the global `step` (an int32 scalar, the step BEFORE this update); its
+    `learning_rate_schedule` is the schedule it follows (the trainer logs it).
   """
   schedule = learning_rate if callable(learning_rate) else (lambda _: jnp.float32(learning_rate))
   axes_by_path = None if param_axes is None else _axes_by_path(param_axes)
@@ -359,6 +363,7 @@ def adafactor(
   tx.state_logical_specs = lambda specs, params: _state_logical_specs(
     specs, params, rules, has_axes=param_axes is not None
   )
+  tx.learning_rate_schedule = schedule
   return tx
 
 
@@ -399,7 +404,6 @@ def _state_logical_specs(
   return AdafactorState(*(treedef.unflatten(x) for x in (v_row, v_col, v)))
 
 
-@gin.configurable
 def make_optimizer(
   *,
   learning_rate_factors: str = "constant",
@@ -412,7 +416,10 @@ def make_optimizer(
   global_norm_clip: float | None = None,
   param_axes: Any = None,
 ) -> tuple[optax.GradientTransformationExtraArgs, Schedule]:
-  """The run's optimizer and its schedule (gin: `optimizer.make_optimizer.*`).
+  """Adafactor on a t5x schedule, and that schedule: (optimizer, schedule).
+
+  A shorthand for library callers; a gin run builds the same from `adafactor` and
+  `learning_rate_schedule` (the OPTIMIZER macro of configs/runs/finetune.gin).
 
   Args:
     learning_rate_factors, base_learning_rate, warmup_steps, decay_factor, steps_per_decay,
@@ -420,8 +427,7 @@ def make_optimizer(
     global_norm_clip: see `adafactor`.
     param_axes: the model's `param_logical_specs()`; needed when layers are scanned.
 
-  Adafactor's own constants are bound on `adafactor.*` (t5x defaults when unbound).
-  Returns (optimizer, schedule); the schedule is also returned so the trainer can log lr.
+  Adafactor's own constants keep t5x's defaults.
   """
   schedule = learning_rate_schedule(
     factors=learning_rate_factors,

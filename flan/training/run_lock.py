@@ -30,6 +30,7 @@ from typing import Any
 import jax
 import numpy as np
 
+from flan import paths
 from flan.errors import UserError
 
 LOCK_NAME = "flan_train.lock"
@@ -197,12 +198,17 @@ class RunLock:
 
 
 @contextlib.contextmanager
-def hold(model_dir: str | os.PathLike) -> Iterator[RunLock]:
+def hold(model_dir: str | os.PathLike) -> Iterator[RunLock | None]:
   """Holds MODEL_DIR's lock for the block (process 0 takes it; every process may call this).
 
   Raises:
     RunLockError: another trainer holds it (on every process of a multi-host run).
   """
+  if paths.is_remote(model_dir):
+    # An object store has no atomic create-if-absent through epath: no lock (t5x takes none).
+    logging.warning("MODEL_DIR %s is remote: it is not locked against a second trainer.", model_dir)
+    yield None
+    return
   lock = RunLock(model_dir)
   error = None
   if jax.process_index() == 0:

@@ -21,6 +21,7 @@ import tempfile
 from collections.abc import Mapping
 from typing import Any
 
+from flan import paths
 from flan.errors import UserError
 
 RECORD_NAME = "model_config.json"
@@ -28,7 +29,13 @@ CONFIG_GIN = "config.gin"
 
 
 def write_atomic(path: str | os.PathLike, text: str) -> None:
-  """Writes `text` to `path` so that readers see the old file or the new one, never half."""
+  """Writes `text` to `path` so that readers see the old file or the new one, never half.
+
+  On an object store (gs://) one write is already all or nothing.
+  """
+  if paths.is_remote(path):
+    paths.path(path).write_text(text)
+    return
   path = pathlib.Path(path)
   fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
   try:
@@ -62,8 +69,8 @@ def write(
     "vocabulary": dict(vocabulary),
     "task_feature_lengths": {k: int(v) for k, v in feature_lengths.items()},
   }
-  write_atomic(pathlib.Path(model_dir) / RECORD_NAME, json.dumps(record, indent=2) + "\n")
-  write_atomic(pathlib.Path(model_dir) / CONFIG_GIN, config_gin)
+  write_atomic(paths.path(model_dir) / RECORD_NAME, json.dumps(record, indent=2) + "\n")
+  write_atomic(paths.path(model_dir) / CONFIG_GIN, config_gin)
 
 
 def read(model_dir: str | os.PathLike) -> dict[str, Any] | None:
@@ -72,7 +79,7 @@ def read(model_dir: str | os.PathLike) -> dict[str, Any] | None:
   Raises:
     UserError: the file exists but is not a record (damaged or hand-edited).
   """
-  path = pathlib.Path(model_dir) / RECORD_NAME
+  path = paths.path(model_dir) / RECORD_NAME
   if not path.is_file():
     return None
   try:

@@ -160,20 +160,6 @@ def _count_segments(segment_ids: jax.Array) -> jax.Array:
   return jnp.sum((segment_ids != 0) & (segment_ids != previous)).astype(jnp.float32)
 
 
-_NORMALISED = ("loss", "z_loss", "cross_ent_loss")  # metrics divided by the normaliser
-
-
-def _normaliser(factor: Any, batch: Mapping[str, jax.Array]) -> jax.Array:
-  """What the model divided its loss by (`loss_normalizing_factor` evaluated on `batch`)."""
-  if factor is None:
-    return jnp.float32(1.0)
-  if factor == "NUM_REAL_TARGET_TOKENS":
-    return jnp.maximum(jnp.sum(batch["decoder_loss_weights"]).astype(jnp.float32), 1.0)
-  if factor == "NUM_TOTAL_TARGET_TOKENS":
-    return jnp.float32(batch["decoder_target_tokens"].size)
-  return jnp.float32(factor)
-
-
 def make_train_step(
   model: Any,
   optimizer: Any,
@@ -187,49 +173,40 @@ def make_train_step(
   """The jitted pure train step, state donated, shardings pinned.
 
   Args:
-    model: `EncoderDecoderModel` (`loss_fn(params, batch, dropout_rng) -> (loss, metrics)`).
+    model: an `EncoderDecoderModel`: `loss_normalizer(batch)` and
+      `loss_fn(params, batch, dropout_rng, normalizer=) -> (loss, metrics)`.
     optimizer: an optax transformation; flan's Adafactor takes `step=` (global step).
     mesh: the mesh the state lives on.
     shardings: the state's NamedShardings (from `create_train_state`).
     schedule: step -> learning rate, only for the logged `learning_rate` metric.
-    num_microbatches: > 1 accumulates float32 gradients over this many slices of the batch.
+    num_microbatches: > 1 accumulates float32 gradients over this many slices of the batch;
+      the loss normaliser is the whole batch's, computed once, so the accumulated loss and
+      gradient equal the whole batch's (t5x normalises each slice by its own, which differs).
     nan_policy: "stop" (the update is applied; the host loop raises on a non-finite loss)
       or "skip" (a non-finite loss or gradient leaves params and moments unchanged and
       counts in metrics["skipped_updates"]; the step still advances).
 
   Returns:
     step(state, batch, rng) -> (new_state, metrics): metrics are on-device float32 sums
-    (loss, z_loss, cross_ent_loss, accuracy = correct tokens, num_tokens, token counts)
+    (loss, z_loss, cross_ent_loss, cross_ent_sum, accuracy = correct tokens, num_tokens,
+    token counts)
     plus learning_rate, grad_norm, skipped_updates.
   """
   if nan_policy not in NAN_POLICIES:
     raise UserError(f"nan_policy must be one of {NAN_POLICIES}, got {nan_policy!r}.")
-  factor = getattr(model, "loss_normalizing_factor", None)
   grad_fn = jax.value_and_grad(model.loss_fn, has_aux=True)
 
   def micro_grads(params, batch, dropout_rng):
+    normalizer = model.loss_normalizer(batch)  # the whole batch's, once
     if num_microbatches <= 1:
-      (_, metrics), grads = grad_fn(params, batch, dropout_rng)
+      (_, metrics), grads = grad_fn(params, batch, dropout_rng, normalizer=normalizer)
       return grads, metrics
     micro = _split_microbatches(batch, num_microbatches)
-    total_weight = jnp.sum(batch["decoder_loss_weights"]).astype(jnp.float32)
 
     def body(carry, xs):
       i, mb = xs
       mb = jax.lax.with_sharding_constraint(mb, NamedSharding(mesh, P("data")))
-      (_, m), g = grad_fn(params, mb, jax.random.fold_in(dropout_rng, i))
-      # A per-slice normaliser would make the sum differ from the full batch's (t5x's
-      # behaviour); rescale each slice so that the accumulated loss and gradient are exactly
-      # those of the whole batch.
-      scale = None
-      if factor == "NUM_REAL_TARGET_TOKENS":
-        w = jnp.sum(mb["decoder_loss_weights"]).astype(jnp.float32)
-        scale = w / jnp.maximum(total_weight, 1.0)
-      elif factor == "NUM_TOTAL_TARGET_TOKENS":
-        scale = 1.0 / num_microbatches
-      if scale is not None:
-        g = jax.tree.map(lambda x: x * scale, g)
-        m = dict(m, **{k: m[k] * scale for k in _NORMALISED if k in m})
+      (_, m), g = grad_fn(params, mb, jax.random.fold_in(dropout_rng, i), normalizer=normalizer)
       acc_g, acc_m = carry
       return (
         jax.tree.map(lambda a, x: a + x.astype(jnp.float32), acc_g, g),
@@ -238,7 +215,9 @@ def make_train_step(
 
     zeros_g = jax.tree.map(lambda p: jnp.zeros(p.shape, jnp.float32), params)
     first = jax.tree.map(lambda x: x[0], micro)
-    m_shape = jax.eval_shape(lambda: grad_fn(params, first, dropout_rng)[0][1])
+    m_shape = jax.eval_shape(
+      lambda: grad_fn(params, first, dropout_rng, normalizer=normalizer)[0][1]
+    )
     zeros_m = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), m_shape)
     (grads, metrics), _ = jax.lax.scan(
       body, (zeros_g, zeros_m), (jnp.arange(num_microbatches), micro)
@@ -257,8 +236,6 @@ def make_train_step(
       params, opt_state = keep(params, state.params), keep(opt_state, state.opt_state)
     metrics = {k: jnp.asarray(v, jnp.float32) for k, v in metrics.items()}
     metrics.update(_batch_statistics(batch))
-    if "cross_ent_loss" in metrics:  # a token sum whatever the normaliser, for per-token logs
-      metrics["cross_ent_sum"] = metrics["cross_ent_loss"] * _normaliser(factor, batch)
     metrics["grad_norm"] = grad_norm.astype(jnp.float32)
     metrics["learning_rate"] = (
       schedule(state.step) if schedule is not None else jnp.float32(jnp.nan)

@@ -339,7 +339,7 @@ def stsb(ex):
     "sentence2": ex["sentence2"],
     "label": ex["label"],
     "options": list(STSB_OPTIONS),
-    "answer": "%.0f" % ex["label"],
+    "answer": "%.0f" % ex["label"],  # noqa: UP031
   }
 
 

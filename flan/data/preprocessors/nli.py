@@ -134,7 +134,10 @@ def qnli(example: Mapping[str, Any]) -> Fields | None:
 
 @preprocessor("wnli", fields=("sentence1", "sentence2", "options", "answer"))
 def wnli(example: Mapping[str, Any]) -> Fields | None:
-  """GLUE WNLI: does sentence2 (a pronoun resolved) follow? TFDS order: not_entailment, entailment."""
+  """GLUE WNLI: does sentence2 (a pronoun resolved) follow?
+
+  TFDS order: not_entailment, entailment.
+  """
   sentence1 = normalize_space(example["sentence1"])
   sentence2 = normalize_space(example["sentence2"])
   label = class_index(example, 2)
