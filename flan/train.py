@@ -434,9 +434,9 @@ def train(
   )
 
   with contextlib.ExitStack() as stack:
-    lock = stack.enter_context(run_lock.hold(model_dir))  # one trainer per MODEL_DIR
+    lock = stack.enter_context(run_lock.hold(model_dir))  # one trainer per MODEL_DIR (None: gs://)
     signals = stack.enter_context(
-      preemption.PreemptionHandler(run.preemption_grace_seconds, on_abort=lock.release)
+      preemption.PreemptionHandler(run.preemption_grace_seconds, on_abort=lock and lock.release)
     )
     summaries = summaries_lib.Summaries(model_dir)
     stack.callback(summaries.close)

@@ -296,6 +296,10 @@ def test_a_missing_tfds_shard_names_the_file_and_how_to_prepare_it(capsys, tmp_p
   [
     ("--gin.TRAIN_STEPS=1e2", "TRAIN_STEPS must be a positive integer, got 100.0 (float)"),
     ("--gin.TRAIN_STEPS=0", "TRAIN_STEPS must be a positive integer, got 0"),
+    ("--gin.TRAIN_STEPS=-5", "TRAIN_STEPS must be a positive integer, got -5"),
+    ("--gin.BATCH_SIZE=eight", "BATCH_SIZE must be a positive integer, got 'eight'"),
+    ("--gin.LEARNING_RATE=1e-2x", "LEARNING_RATE must be a number, got '1e-2x'"),
+    ("--gin.MESH=data", "MESH must be a dict of axis name -> size"),
     ("--gin.BATCH_SIZE=-8", "BATCH_SIZE must be a positive integer, got -8"),
     ("--gin.KEEP_CHECKPOINTS=0", "KEEP_CHECKPOINTS must be a positive integer, got 0"),
     ("--gin.NAN_POLICY='halt'", "NAN_POLICY must be one of ('stop', 'skip'), got 'halt'"),

@@ -45,6 +45,10 @@ SKIPPED = {
   "pretrained checkpoint (/ckpts/...) on the full data",
   "flan.evaluate --gin_file=configs/models/base.gin": "evaluates the trained /runs/holdout_nli "
   "against a real T5 checkpoint",
+  "/ckpts/flan_t5_small/": "evaluates a real FLAN-T5 t5x checkpoint; tests/test_t5x.py loads a "
+  "tiny one written in t5x's format",
+  "MIXTURE_OR_TASK_MODULE=": "trains T5-small from a real checkpoint on the reader's own module; "
+  "tests/test_user_tasks.py runs the same flags on a tiny model",
   "benchmark_data.py": "a benchmark (minutes); its figures are in the README",
   "benchmark_train.py": "a benchmark (many minutes, needs [bench]); figures in the README",
   "benchmark_scale.py": "a benchmark (many minutes: scaled data, fresh processes); figures "

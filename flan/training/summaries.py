@@ -28,6 +28,8 @@ from typing import Any
 import jax
 import numpy as np
 
+from flan import paths
+
 TRAIN = "train"
 INFERENCE_EVAL = "inference_eval"  # t5x's directory for its infer-eval during training
 FINAL_EVAL = "eval"  # where the end-of-training evaluation writes results.json too
@@ -109,7 +111,7 @@ class Summaries:
       from clu import metric_writers
 
       self._writers[run] = metric_writers.AsyncWriter(
-        metric_writers.SummaryWriter(os.path.join(self.model_dir, run))
+        metric_writers.SummaryWriter(os.fspath(paths.path(self.model_dir) / run))
       )
     return self._writers[run]
 
