@@ -120,3 +120,40 @@ class T5Config:
 def _platform() -> str:
   """The platform ("cpu", "gpu", "tpu") of the devices models run on."""
   return jax.devices()[0].platform
+
+
+# The fields that fix a checkpoint's parameter shapes (and the MLP's gating), in the order an
+# error lists them.
+SIZE_FIELDS = (
+  "vocab_size",
+  "emb_dim",
+  "num_heads",
+  "num_encoder_layers",
+  "num_decoder_layers",
+  "head_dim",
+  "mlp_dim",
+  "mlp_activations",
+  "relative_attention_num_buckets",
+  "relative_attention_max_distance",
+)
+
+
+def check_sizes(found: T5Config, config: T5Config, what: str, fields=SIZE_FIELDS) -> None:
+  """Raises one UserError naming every size where checkpoint `found` and model `config` differ.
+
+  Args:
+    found: the config read off the checkpoint.
+    config: the model's config.
+    what: the checkpoint, as the error names it (e.g. "The t5x checkpoint /ckpts/x").
+    fields: the fields to compare (a format that does not record one leaves it out).
+  """
+  diff = {
+    k: (getattr(found, k), getattr(config, k))
+    for k in fields
+    if getattr(found, k) != getattr(config, k)
+  }
+  if diff:
+    raise UserError(
+      f"{what} does not fit the model: (checkpoint, model) = {diff}; use the model gin of "
+      "that checkpoint's size."
+    )

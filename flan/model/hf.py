@@ -29,6 +29,7 @@ import safetensors.numpy
 from etils import epath
 
 from flan.errors import UserError
+from flan.model import config as config_lib
 from flan.model import network
 
 _MLP_ACTIVATIONS = {
@@ -307,28 +308,7 @@ def load_params(directory: str | epath.PathLike, config: network.T5Config) -> di
   checkpoint's sizes differ from the model's.
   """
   hf_config, params = params_from_hf(directory, dtype=config.dtype, scan_layers=config.scan_layers)
-  sizes = (
-    "vocab_size",
-    "emb_dim",
-    "num_heads",
-    "num_encoder_layers",
-    "num_decoder_layers",
-    "head_dim",
-    "mlp_dim",
-    "mlp_activations",
-    "relative_attention_num_buckets",
-    "relative_attention_max_distance",
-  )
-  diff = {
-    k: (getattr(hf_config, k), getattr(config, k))
-    for k in sizes
-    if getattr(hf_config, k) != getattr(config, k)
-  }
-  if diff:
-    raise UserError(
-      f"{directory} does not fit the model: (checkpoint, model) = {diff}; use the "
-      "model gin of that checkpoint's size."
-    )
+  config_lib.check_sizes(hf_config, config, str(directory))
   return params
 
 

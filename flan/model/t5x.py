@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 from etils import epath
 
+from flan.model import config as config_lib
 from flan.model import network
 
 CHECKPOINT_FILE = "checkpoint"  # the msgpack file in every t5x checkpoint_<step> directory
@@ -228,28 +229,14 @@ def load_params(path: str | epath.PathLike, config: network.T5Config) -> dict:
   """Params of a t5x checkpoint laid out for `config` (scanned or not), checked against it.
 
   Raises:
-    ValueError: the checkpoint's sizes differ from the model's (one line naming them).
+    UserError: the checkpoint's sizes differ from the model's (one line naming them).
   """
   found, params = params_from_t5x(path, dtype=config.dtype, scan_layers=config.scan_layers)
-  sizes = (
-    "vocab_size",
-    "emb_dim",
-    "num_heads",
-    "num_encoder_layers",
-    "num_decoder_layers",
-    "head_dim",
-    "mlp_dim",
-    "mlp_activations",
-    "relative_attention_num_buckets",
+  config_lib.check_sizes(
+    found,
+    config,
+    f"The t5x checkpoint {path}",
+    # t5x records no max distance: it is the model's own
+    fields=config_lib.SIZE_FIELDS[:-1],
   )
-  diff = {
-    k: (getattr(found, k), getattr(config, k))
-    for k in sizes
-    if getattr(found, k) != getattr(config, k)
-  }
-  if diff:
-    raise ValueError(
-      f"The t5x checkpoint {path} does not fit the model: (checkpoint, model) = "
-      f"{diff}; use the model gin of that checkpoint's size."
-    )
   return params
