@@ -21,6 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 import pytest
+import tiny_training
 from tiny_training import LENGTHS, PoisonedModel, StandInModel, SyntheticIterator
 
 from flan import convert
@@ -37,24 +38,7 @@ HF_FIXTURE = ROOT / "tests/testdata/hf_tiny_t5"
 pytestmark = pytest.mark.usefixtures("clean_gin")
 
 
-def _train(model_dir, steps, *, iterator=SyntheticIterator, model=None, **kw):
-  args = dict(
-    model=model or StandInModel(),
-    mixture_or_task_name="synthetic",
-    task_feature_lengths=LENGTHS,
-    train_steps=steps,
-    model_dir=str(model_dir),
-    batch_size=8,
-    random_seed=3,
-    checkpoint_period=2,
-    log_every=2,
-    make_iterator=iterator,
-  )
-  args.update(kw)
-  import tiny_training
-
-  # tiny_training.train builds train()'s option groups from these flat knobs where it exists.
-  return getattr(tiny_training, "train", train_lib.train)(**args)
+_train = tiny_training.synthetic_run
 
 
 def _params(step_dir):

@@ -17,7 +17,13 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 import pytest
-from tiny_training import LENGTHS, PoisonedModel, StandInModel, SyntheticIterator, tiny_model
+from tiny_training import (
+  PoisonedModel,
+  StandInModel,
+  SyntheticIterator,
+  synthetic_run,
+  tiny_model,
+)
 from tiny_training import train as run_train
 
 from flan import train as train_lib
@@ -30,21 +36,8 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.usefixtures("clean_gin")
 
 
-def _train(model_dir, steps, *, model=None, iterator=SyntheticIterator, **kw):
-  args = dict(
-    model=model or StandInModel(),
-    mixture_or_task_name="synthetic",
-    task_feature_lengths=LENGTHS,
-    train_steps=steps,
-    model_dir=str(model_dir),
-    batch_size=8,
-    random_seed=3,
-    checkpoint_period=3,
-    log_every=2,
-    make_iterator=iterator,
-  )
-  args.update(kw)
-  return run_train(**args)
+def _train(model_dir, steps, **kw):
+  return synthetic_run(model_dir, steps, **{"checkpoint_period": 3, **kw})
 
 
 def _params(step_dir):

@@ -49,6 +49,27 @@ def train(
   )
 
 
+def synthetic_run(model_dir, steps, *, model=None, iterator=None, **knobs: Any) -> dict[str, Any]:
+  """`train` of the stand-in model on synthetic batches: the tests' short run into `model_dir`.
+
+  Defaults: batch 8, seed 3, a checkpoint every 2 steps, a log line every 2; `knobs` override.
+  """
+  args = dict(
+    model=model or StandInModel(),
+    mixture_or_task_name="synthetic",
+    task_feature_lengths=LENGTHS,
+    train_steps=steps,
+    model_dir=str(model_dir),
+    batch_size=8,
+    random_seed=3,
+    checkpoint_period=2,
+    log_every=2,
+    make_iterator=iterator or SyntheticIterator,
+  )
+  args.update(knobs)
+  return train(**args)
+
+
 VOCAB = 384  # >= the byte vocabulary (259), which train() checks against
 LENGTHS = {"inputs": 16, "targets": 8}
 
