@@ -12,6 +12,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+import seqio
 from jax.sharding import PartitionSpec as P
 
 from flan.data import examples as examples_lib
@@ -21,14 +22,9 @@ from flan.evaluation import inference, report
 from flan.model import partitioning
 
 
-class CharVocab:
-  """Characters as ids (offset past PAD/EOS/UNK), like seqio.ByteVocabulary without TF."""
-
-  def encode(self, text):
-    return [min(ord(c), 250) + 3 for c in text]
-
-  def decode(self, ids):
-    return "".join(chr(i - 3) for i in ids if i >= 3)
+def CharVocab():
+  """Characters as ids past PAD/EOS/UNK: seqio's byte vocabulary (the test texts are ASCII)."""
+  return seqio.ByteVocabulary()
 
 
 class FakeModel:
@@ -103,12 +99,34 @@ def fake_data(monkeypatch):
   monkeypatch.setattr(
     examples_lib,
     "load_examples",
-    lambda dataset, split, data_dir=None: list(data[(dataset, split)]),
+    lambda dataset, split, *args, **kwargs: list(data[dataset, split]),
   )
   monkeypatch.setattr(
-    examples_lib, "get_templates", lambda dataset, *args, **kwargs: templates[dataset]
+    examples_lib,
+    "num_input_examples",
+    lambda dataset, split, *args, **kwargs: len(data[dataset, split]),
+  )
+  real_templates = examples_lib.get_templates
+  monkeypatch.setattr(
+    examples_lib,
+    "get_templates",
+    lambda dataset, *args, **kwargs: templates.get(dataset) or real_templates(dataset),
   )
   return data
+
+
+def _template(dataset, i, options):
+  """Template i of `dataset` as the evaluation reads it (its evaluated seqio task)."""
+  config = evaluation.task_config(None, CharVocab(), options)
+  return evaluation.load_dataset(dataset, config, options)["templates"][i]
+
+
+def _one(data, example_id):
+  """`data` (a `TemplateData`) with only example `example_id` in its test split."""
+  import dataclasses
+
+  keep = tuple(p for p in data.splits["test"] if p.example_id == example_id)
+  return dataclasses.replace(data, splits={"test": keep, "validation": ()})
 
 
 def _mesh(n):
@@ -152,10 +170,9 @@ def test_runner_rejects_a_batch_size_that_does_not_split_over_the_mesh():
 
 def test_rank_classification_predicts_the_argmax_option(fake_data):
   runner = inference.ModelRunner(FakeModel(), _mesh(8), 8)
-  tok = inference.Tokenizer(CharVocab())
   options = evaluation.EvalOptions(LENGTHS)
   summary, records = evaluation.evaluate_template(
-    runner, PARAMS, tok, "cb", 0, fake_data[("cb", "test")], [], options
+    runner, PARAMS, CharVocab(), "cb", 0, _template("cb", 0, options), "test", [], options
   )
   assert summary["kind"] == "rank_classification" and summary["num_examples"] == 13
   for r in records:
@@ -170,10 +187,17 @@ def test_rank_classification_predicts_the_argmax_option(fake_data):
 
 def test_generation_decodes_until_eos_and_scores_against_references(fake_data):
   runner = inference.ModelRunner(FakeModel(), _mesh(8), 8)
-  tok = inference.Tokenizer(CharVocab())
   options = evaluation.EvalOptions({"inputs": 64, "targets": 32})
   summary, records = evaluation.evaluate_template(
-    runner, PARAMS, tok, "common_gen", 0, fake_data[("common_gen", "test")], [], options
+    runner,
+    PARAMS,
+    CharVocab(),
+    "common_gen",
+    0,
+    _template("common_gen", 0, options),
+    "test",
+    [],
+    options,
   )
   # The echo model reproduces the input, which is the first reference.
   assert [r["prediction"] for r in records] == [f"dog, ball {i}" for i in range(6)]
@@ -257,12 +281,13 @@ def test_generation_templates_whose_target_is_not_the_answer_are_reported_not_av
 def test_evaluate_cluster_records_unprepared_datasets_as_missing(fake_data, monkeypatch, tmp_path):
   real = examples_lib.load_examples
 
-  def load(dataset, split, data_dir=None):
+  def load(dataset, split, *args, **kwargs):
     if dataset == "rte":
       raise examples_lib.DataNotPreparedError("rte is not prepared; prepare it with ...")
-    return real(dataset, split, data_dir)
+    return real(dataset, split, *args, **kwargs)
 
   monkeypatch.setattr(examples_lib, "load_examples", load)
+  monkeypatch.setattr(examples_lib, "num_input_examples", lambda dataset, split, *a, **k: 5)
   results = evaluation.evaluate_cluster(
     FakeModel(),
     PARAMS,
@@ -357,24 +382,28 @@ def tiny_model():
 @pytest.mark.slow
 def test_real_model_batched_scores_equal_one_example_at_a_time(fake_data, tiny_model):
   model, params = tiny_model
-  tok = inference.Tokenizer(CharVocab())
+  vocab = CharVocab()
   options = evaluation.EvalOptions(LENGTHS)
   rows = fake_data[("cb", "test")]
+  data = _template("cb", 0, options)
   runner8 = inference.ModelRunner(model, _mesh(8), 8)
   batched, records = evaluation.evaluate_template(
-    runner8, runner8.place(params), tok, "cb", 0, rows, [], options
+    runner8, runner8.place(params), vocab, "cb", 0, data, "test", [], options
   )
   runner1 = inference.ModelRunner(model, _mesh(1), 1)
   p1 = runner1.place(params)
   for fields, record in zip(rows, records):
-    _, (single,) = evaluation.evaluate_template(runner1, p1, tok, "cb", 0, [fields], [], options)
+    one = _one(data, fields["example_id"])
+    _, (single,) = evaluation.evaluate_template(
+      runner1, p1, vocab, "cb", 0, one, "test", [], options
+    )
     np.testing.assert_allclose(record["scores"], single["scores"], rtol=1e-5, atol=1e-5)
     assert record["prediction"] == fields["options"][int(np.argmax(single["scores"]))]
   # The shared-encoder scorer (used above) equals score_batch on (example, option) rows.
   assert runner8.share_encoder
   rows_runner = inference.ModelRunner(model, _mesh(8), 8, share_encoder=False)
   _, row_records = evaluation.evaluate_template(
-    rows_runner, runner8.place(params), tok, "cb", 0, rows, [], options
+    rows_runner, runner8.place(params), vocab, "cb", 0, data, "test", [], options
   )
   np.testing.assert_allclose(
     [r["scores"] for r in row_records], [r["scores"] for r in records], rtol=1e-5, atol=1e-5
@@ -393,8 +422,8 @@ def test_real_model_batched_scores_equal_one_example_at_a_time(fake_data, tiny_m
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
   # And against one direct score_batch call at the exact lengths (no power-of-two padding).
   fields, record = rows[0], records[0]
-  enc = tok.with_eos(record["inputs"], 64)
-  tgts = [tok.with_eos(option, 16) for option in fields["options"]]
+  enc = vocab.encode(record["inputs"])[:63] + [1]
+  tgts = [vocab.encode(option)[:15] + [1] for option in fields["options"]]
   width = max(len(t) for t in tgts)
   tgt = np.asarray([t + [0] * (width - len(t)) for t in tgts], np.int32)  # [3, width]
   dec_in = np.concatenate([np.zeros((3, 1), np.int32), tgt[:, :-1]], axis=1)
@@ -414,18 +443,19 @@ def test_real_model_batched_scores_equal_one_example_at_a_time(fake_data, tiny_m
 @pytest.mark.slow
 def test_real_model_batched_greedy_decoding_equals_one_example_at_a_time(fake_data, tiny_model):
   model, params = tiny_model
-  tok = inference.Tokenizer(CharVocab())
+  vocab = CharVocab()
   options = evaluation.EvalOptions({"inputs": 32, "targets": 8})
   rows = fake_data[("common_gen", "test")]
+  data = _template("common_gen", 0, options)
   runner8 = inference.ModelRunner(model, _mesh(8), 8)
   summary, records = evaluation.evaluate_template(
-    runner8, runner8.place(params), tok, "common_gen", 0, rows, [], options
+    runner8, runner8.place(params), vocab, "common_gen", 0, data, "test", [], options
   )
   runner1 = inference.ModelRunner(model, _mesh(1), 1)
   p1 = runner1.place(params)
   for fields, record in zip(rows[:3], records):
     _, (single,) = evaluation.evaluate_template(
-      runner1, p1, tok, "common_gen", 0, [fields], [], options
+      runner1, p1, vocab, "common_gen", 0, _one(data, fields["example_id"]), "test", [], options
     )
     assert single["prediction"] == record["prediction"]
   assert report.is_finite_tree(summary)

@@ -115,7 +115,7 @@ def test_transformers_generates_the_tokens_flan_decodes(tmp_path, vocab_path):
   """AutoTokenizer + AutoModelForSeq2SeqLM on the export == flan's greedy decoding."""
   transformers = pytest.importorskip("transformers", reason=_BENCH)
   torch = pytest.importorskip("torch", reason=_BENCH)
-  from flan.data import vocabularies
+  from flan.data import tasks, vocabularies
   from flan.evaluation import inference
   from flan.model import partitioning
 
@@ -125,8 +125,9 @@ def test_transformers_generates_the_tokens_flan_decodes(tmp_path, vocab_path):
     ["flan_to_hf", "--checkpoint", str(ckpt), "--out", str(out), "--vocabulary", vocab_path]
   )
 
-  tokenizer = inference.Tokenizer(vocabularies.get_vocabulary(vocab_path))
-  inputs = [tokenizer.with_eos(p, INPUT_LENGTH) for p in PROMPTS]
+  vocabulary = vocabularies.get_vocabulary(vocab_path)
+  rows = tasks.tokenize({"inputs": PROMPTS}, vocabulary, {"inputs": INPUT_LENGTH})
+  inputs = [r["inputs"].tolist() for r in rows]
   mesh = partitioning.make_mesh({"data": -1, "model": 1})
   runner = inference.ModelRunner(encoder_decoder.EncoderDecoderModel(config), mesh, batch_size=8)
   ours = runner.predict(runner.place(params), inputs, INPUT_LENGTH, DECODE_LENGTH)
@@ -147,5 +148,5 @@ def test_transformers_generates_the_tokens_flan_decodes(tmp_path, vocab_path):
   assert any(ours), "the random model decodes nothing: the comparison would be empty"
   assert theirs == ours
   assert hf_tokenizer.batch_decode(generated, skip_special_tokens=True) == [
-    tokenizer.decode(row) for row in ours
+    vocabulary.decode(row) for row in ours
   ]

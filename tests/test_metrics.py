@@ -9,8 +9,7 @@ import sacrebleu
 import scipy.stats
 from rouge_score import rouge_scorer
 
-from flan.data import datasets
-from flan.evaluation import metrics
+from flan.data import datasets, metrics
 
 
 def test_every_metric_named_in_the_dataset_table_exists():

@@ -47,10 +47,16 @@ def test_holdout_train_mixture_excludes_the_heldout_cluster_and_keeps_all_others
 def test_holdout_eval_mixture_holds_every_template_of_the_heldout_cluster(cluster):
   mix = seqio.get_mixture_or_task(mixtures.holdout_eval(cluster))
   names = {t.name for t in mix.tasks}
+  # One member per template: its scoring task where it is rank-classified, else its eval task.
   expected = {
-    tasks.eval_task(d, i) for d in C.members(cluster) for i in range(len(examples.get_templates(d)))
+    tasks.scoring_task(d, i)
+    if template.is_classification and D.get(d).classification
+    else tasks.eval_task(d, i)
+    for d in C.members(cluster)
+    for i, template in enumerate(examples.get_templates(d))
   }
   assert names == expected
+  assert any(n.endswith("_scoring") for n in names) or cluster in ("struct_to_text", "translation")
 
 
 def test_all_train_holds_one_member_per_source_of_the_62_datasets():
@@ -124,7 +130,7 @@ def test_mock_rates_use_the_mocked_sizes_and_the_knobs(default_registration):
     assert rates["flan_anli_r2_train"] == pytest.approx(5**0.5)
     assert rates["flan_rte_train"] == pytest.approx(5**0.5)
     eval_rates = mixtures.rates(mixtures.holdout_eval("nli"))
-    assert eval_rates["flan_mnli_t0"] == 2 * MOCK_N  # matched + mismatched, uncapped.
+    assert eval_rates["flan_mnli_t0_scoring"] == 2 * MOCK_N  # matched + mismatched, uncapped.
 
 
 def test_rates_of_a_task_is_an_error():

@@ -92,6 +92,11 @@ def test_every_template_renders_on_mock_data(mock_data, dataset):
   _check_rendered(dataset, "train", cols, train_rows)
   for split in ("validation", "test"):
     rows = tasks.load_examples(dataset, split)
+    declared = split in tasks.get(tasks.eval_task(dataset, 0)).splits
+    # `validation` is declared only with a dev tail (which a preprocessor may still empty).
+    assert declared or not rows, (dataset, split)
+    if not declared:
+      continue
     for i, template in enumerate(examples.get_templates(dataset)):
       cols = tasks.get(tasks.eval_task(dataset, i)).source.columns(split)
       _check_rendered(dataset, split, cols, rows)
@@ -137,13 +142,15 @@ def test_seqio_scoring_task_has_int32_is_correct(mock_data):
   assert sum(int(r["is_correct"]) for r in rows) == len(rows) // 2
 
 
-def test_an_empty_split_gives_an_empty_dataset(mock_data):
-  # snli keeps no dev tail (FLAN evaluates its test split), so "validation" is empty.
+def test_a_dataset_without_dev_tail_declares_no_validation_split_and_says_so(mock_data):
+  # snli keeps no dev tail (FLAN evaluates its test split): its eval tasks have "test" only,
+  # so seqio's Evaluator skips them on "validation" rather than scoring an empty split.
   for name in ("flan_snli_t0", "flan_snli_t0_scoring"):
-    ds = tasks.get(name).get_dataset(
-      {"inputs": 64, "targets": 8}, split="validation", shuffle=False
-    )
-    assert list(ds.as_numpy_iterator()) == []
+    task = tasks.get(name)
+    assert task.splits == ("test",)
+    with pytest.raises(UserError, match="has splits \\['test'\\], not 'validation'"):
+      task.get_dataset({"inputs": 64, "targets": 8}, split="validation", shuffle=False)
+  assert "validation" in tasks.get("flan_rte_t0_scoring").splits
 
 
 def test_only_classification_templates_get_scoring_tasks():
@@ -351,6 +358,9 @@ def test_every_real_example_renders_through_the_registered_tasks(real_registrati
     assert set(cols["template_idx"]) == set(range(10))
   for split in ("validation", "test"):
     rows = tasks.load_examples(dataset, split, data_dir)
+    if split not in tasks.get(tasks.eval_task(dataset, 0)).splits:
+      assert not rows, (dataset, split)  # declared exactly where there is a dev tail
+      continue
     for i, template in enumerate(examples.get_templates(dataset)):
       cols = tasks.get(tasks.eval_task(dataset, i)).source.columns(split)
       _check_rendered(dataset, split, cols, rows)

@@ -57,7 +57,7 @@ class DatasetSpec:
     name: short name; templates live in `templates/<name>.yaml`.
     cluster: one of `flan.data.clusters.CLUSTERS`.
     sources: the TFDS builders, in order; each trains as a mixture member of its own.
-    metrics: metric names understood by `flan.evaluation.metrics`.
+    metrics: metric names understood by `flan.data.metrics`.
     classification: templates carry options; evaluation ranks the options.
     manual_download: TFDS cannot download the source by itself.
     note: where we differ from FLAN v1's code and why.

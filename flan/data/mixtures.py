@@ -8,8 +8,11 @@
                                 _r2_, _r3_),
                                 rate = min(n, mixing_cap) ** (1 / temperature), with n the
                                 source's own train slice (at most 30,000, before preprocessing).
-  flan_holdout_<cluster>_eval   every template's eval task (`flan_<d>_t<i>`) of the held-out
-                                cluster, each at its uncapped eval size. (FLAN's `_eval`
+  flan_holdout_<cluster>_eval   every template's evaluated task of the held-out cluster
+                                (`evaluated_tasks`: `flan_<d>_t<i>_scoring` for rank
+                                classification, `flan_<d>_t<i>` for generation), each at its
+                                uncapped eval size; seqio's Evaluator scores every member.
+                                (FLAN's `_eval`
                                 mixtures hold its all-template tasks at seqio's
                                 `mixing_rate_num_examples`, the uncapped *train* size; ours are
                                 read task by task, so a rate only orders them.)
@@ -25,12 +28,11 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 
 from flan.data import clusters as clusters_lib
 from flan.data import datasets as datasets_lib
-from flan.data import examples, task_names
-from flan.data import templates as templates_lib
+from flan.data import examples, task_metrics, task_names
 from flan.errors import UserError
 
 ALL_TRAIN = "flan_all_train"
@@ -61,16 +63,28 @@ def train_datasets(mixture: str, train_clusters: Iterable[str] | None = None) ->
   raise UserError(f"{mixture!r} is not a FLAN training mixture.")
 
 
+def evaluated_tasks(dataset: str) -> tuple[str, ...]:
+  """Per template of `dataset`, the task that evaluates it: `flan_<d>_t<i>_scoring` where it
+  is rank-classified, else `flan_<d>_t<i>` (see `flan.data.task_metrics.kind`)."""
+  templates = examples.get_templates(dataset)
+  spec = datasets_lib.get(dataset)
+  return tuple(
+    task_names.scoring_task(dataset, i)
+    if task_metrics.kind(spec, templates, i) == task_metrics.RANK_CLASSIFICATION
+    else task_names.eval_task(dataset, i)
+    for i in range(len(templates))
+  )
+
+
 def definitions(
-  train_clusters: Iterable[str] | None = None, num_eval_templates: Mapping[str, int] | None = None
+  train_clusters: Iterable[str] | None = None,
 ) -> dict[str, tuple[tuple[str, str], ...]]:
-  """Every mixture: name -> ((task name, dataset), ...). Pure function of the tables.
+  """Every mixture: name -> ((task name, dataset), ...). Pure function of the tables (the
+  dataset table, the clusters and the template files).
 
   Args:
     train_clusters: the number-of-clusters ablation (see `flan.data.clusters.holdout`).
-    num_eval_templates: templates per dataset for the eval mixtures (default 10 each).
   """
-  counts = num_eval_templates or {}
   out = {}
   members = lambda datasets: tuple(
     (task, d) for d in datasets for task, _ in task_names.train_members(d)
@@ -79,9 +93,7 @@ def definitions(
     split = clusters_lib.holdout(cluster, train_clusters)
     out[holdout_train(cluster)] = members(split.train_datasets)
     out[holdout_eval(cluster)] = tuple(
-      (task_names.eval_task(d, i), d)
-      for d in split.eval_datasets
-      for i in range(counts.get(d, templates_lib.NUM_TEMPLATES))
+      (task, d) for d in split.eval_datasets for task in evaluated_tasks(d)
     )
   out[ALL_TRAIN] = members(train_datasets(ALL_TRAIN, train_clusters))
   return out
@@ -122,7 +134,6 @@ def register(config) -> list[str]:
   """
   import seqio
 
-  counts = {d.name: len(examples.get_templates(d.name)) for d in datasets_lib.DATASETS}
   keep = lambda d: True
   if config.missing_datasets == "skip":
     missing = sorted(d.name for d in datasets_lib.DATASETS if not prepared(d.name, config.data_dir))
@@ -138,7 +149,7 @@ def register(config) -> list[str]:
     task: source for d in datasets_lib.DATASETS for task, source in task_names.train_members(d.name)
   }
   names = []
-  for name, members in definitions(config.train_clusters, counts).items():
+  for name, members in definitions(config.train_clusters).items():
     members = tuple(m for m in members if keep(m[1]))
     if not members:  # e.g. train_clusters leaves nothing beside the held-out cluster.
       continue

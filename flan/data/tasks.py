@@ -13,12 +13,22 @@ Per dataset `d` (see `flan.data.datasets`):
                          flan_anli_r1_train. The mixtures hold these, one member per source
                          as FLAN's configs (`train_members`).
   flan_<d>_t<i>          splits "validation" (dev tail) and "test" (zero-shot eval), template i.
+                         Generation templates carry `metric_fns` (decoded predictions).
   flan_<d>_t<i>_scoring  rank classification, classification templates only: one row per
                          option with `example_id`, `option_idx` and `is_correct` (int32 0/1;
-                         a bool would break seqio caching under protobuf 7).
+                         a bool would break seqio caching under protobuf 7), scored with
+                         `score_metric_fns` (t5's rank classification).
 Features: `inputs`, `targets` (int32 tokens, EOS appended after trimming), their
-`*_pretokenized` strings, and `template_idx` / `example_id` (int32). No metric_fns: scoring
-and metrics live in `flan.evaluation.holdout`.
+`*_pretokenized` strings, and `template_idx` / `example_id` (int32); eval and scoring rows
+also `metric_fields` (JSON: what the metrics read, see `flan.data.task_metrics`). A
+template's evaluated task (`evaluated_task`: its scoring task, or its eval task for a
+generation template) is what seqio's Evaluator scores on `flan_holdout_<c>_eval` and what
+`flan.evaluation` reads: one route from the examples to the metrics.
+
+`validation` is declared only where the dataset has a dev tail: FLAN keeps none of anli,
+snli, mnli and qnli (their train split is read whole), so their tasks have `train` (train
+tasks) or `test` (eval tasks) only; seqio's Evaluator skips them on `validation` and the
+report's dev-selected score falls back as `flan.evaluation.report` says.
 
 Importing this module registers the default configuration. `register` re-registers
 everything with other knobs; the trainer calls it with the run's data options (`DATA_DIR`,
@@ -31,7 +41,7 @@ import dataclasses
 import difflib
 import hashlib
 import pathlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 import seqio
@@ -39,7 +49,7 @@ import tensorflow as tf
 
 from flan.data import clusters as clusters_lib
 from flan.data import datasets as datasets_lib
-from flan.data import examples, mixtures, vocabularies
+from flan.data import examples, mixtures, task_metrics, vocabularies
 from flan.data import templates as templates_lib
 from flan.data.preprocessors import flan_compat
 from flan.data.task_names import (  # noqa: F401 - the task names, re-exported
@@ -117,17 +127,16 @@ class FlanSource(seqio.FunctionDataSource):
 
   @property
   def splits(self) -> tuple[str, ...]:
-    """A train task's `validation` (its dev tail, rendered as training renders) is declared
-    only where that tail has examples: a seqio mixture skips members without the split and
-    would stop at an empty one, so t5x's train-eval (`dataset_split="validation"` on a train
-    mixture) reads the members that have a dev tail (anli, snli, mnli and qnli have none)."""
-    if self.kind != "train":
-      return self._splits
+    """`validation` (the dev tail) is declared only where that tail has examples: a seqio
+    mixture skips members without the split and would stop at an empty one, so t5x's
+    train-eval (`dataset_split="validation"` on a train mixture) reads the members that have
+    a dev tail (anli, snli, mnli and qnli have none), and seqio's Evaluator skips their eval
+    tasks on `validation` rather than scoring an empty split."""
     try:
       has_dev = self.num_input_examples("validation") > 0
     except examples.DataNotPreparedError:
       has_dev = False
-    return self._splits if has_dev else ("train",)
+    return self._splits if has_dev else tuple(s for s in self._splits if s != "validation")
 
   @property
   def supports_arbitrary_sharding(self) -> bool:
@@ -237,14 +246,15 @@ class FlanSource(seqio.FunctionDataSource):
         "option_idx": [],
         "is_correct": [],
         "template_idx": [],
+        "metric_fields": [],
       }
       for row in rows:
+        fields = task_metrics.metric_fields(row, ())
         for inputs, targets, option_idx, correct in examples.scoring_rows(
           d, row, self.template_idx, cfg.template_mode, flan_dir
         ):
-          for key, value in zip(
-            cols, (inputs, targets, row["example_id"], option_idx, correct, self.template_idx)
-          ):
+          values = (inputs, targets, row["example_id"], option_idx, correct, self.template_idx)
+          for key, value in zip(cols, (*values, fields)):
             cols[key].append(value)
       return cols
     if self.kind == "train":
@@ -255,12 +265,19 @@ class FlanSource(seqio.FunctionDataSource):
     rendered = [
       examples.render_example(d, r, t, cfg.template_mode, flan_dir) for r, t in zip(rows, chosen)
     ]
-    return {
+    cols = {
       "inputs": [x for x, _ in rendered],
       "targets": [y for _, y in rendered],
       "template_idx": chosen,
       "example_id": ids,
     }
+    if self.kind == "eval":
+      template = examples.get_templates(d, flan_dir)[self.template_idx]
+      cols["metric_fields"] = [
+        task_metrics.metric_fields(r, task_metrics.references(r, template, y))
+        for r, (_, y) in zip(rows, rendered)
+      ]
+    return cols
 
   def _dataset_fn(
     self,
@@ -274,31 +291,99 @@ class FlanSource(seqio.FunctionDataSource):
       order = np.random.default_rng(0 if seed is None else seed).permutation(len(cols["inputs"]))
       cols = {k: [v[i] for i in order] for k, v in cols.items()}
     return tf.data.Dataset.from_tensor_slices(
-      {k: (_strings(v) if k in ("inputs", "targets") else _ints(v)) for k, v in cols.items()}
+      {k: (_ints(v) if k in _INT_FEATURES else _strings(v)) for k, v in cols.items()}
     )
+
+
+_INT_FEATURES = ("template_idx", "example_id", "option_idx", "is_correct")
 
 
 def _digest(text: str) -> str:
   return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def _add_task(name: str, source: FlanSource, vocabulary: seqio.Vocabulary) -> None:
-  features = {
+def _features(vocabulary: seqio.Vocabulary) -> dict[str, seqio.Feature]:
+  return {
     "inputs": seqio.Feature(vocabulary, add_eos=True),
     "targets": seqio.Feature(vocabulary, add_eos=True),
   }
-  seqio.TaskRegistry.add(
+
+
+def _metrics(source: FlanSource) -> tuple[list, list]:
+  """(metric_fns, score_metric_fns) of a task: a scoring task ranks its options, a
+  generation template's eval task scores decoded text; others have none."""
+  if source.kind == "train":
+    return [], []
+  spec = datasets_lib.get(source.dataset)
+  kind = task_metrics.kind(spec, source._templates(), source.template_idx)
+  names = task_metrics.metric_names(spec, kind)
+  if source.kind == "scoring":
+    return [], [task_metrics.rank_classification_metric(names)]
+  if kind == task_metrics.RANK_CLASSIFICATION:
+    return [], []  # scored by its scoring task
+  return [task_metrics.generation_metric(names)], []
+
+
+def make_task(name: str, source: FlanSource, vocabulary: seqio.Vocabulary) -> seqio.Task:
+  """The seqio task `name` over `source` (registered by `register`, or built unregistered
+  for `evaluated_task`): tokenize, cache point, EOS after trimming; its metrics."""
+  metric_fns, score_metric_fns = _metrics(source)
+  return seqio.Task(
     name,
     source=source,
-    output_features=features,
+    output_features=_features(vocabulary),
     preprocessors=[
       seqio.preprocessors.tokenize,
       seqio.CacheDatasetPlaceholder(),
       seqio.preprocessors.append_eos_after_trim,
     ],
-    metric_fns=[],
+    postprocess_fn=task_metrics.postprocess if source.kind != "train" else None,
+    metric_fns=metric_fns + score_metric_fns,
   )
+
+
+def _add_task(name: str, source: FlanSource, vocabulary: seqio.Vocabulary) -> None:
+  seqio.TaskRegistry.add_provider(name, make_task(name, source, vocabulary))
   _REGISTERED.add(name)
+
+
+def evaluated_kind(dataset: str, template_idx: int, config: Config | None = None) -> str:
+  """`task_metrics.kind` of a template (rank classification, generation, turned around)."""
+  flan_dir = (config or current_config()).flan_templates_dir
+  templates = examples.get_templates(dataset, flan_dir)
+  return task_metrics.kind(datasets_lib.get(dataset), templates, template_idx)
+
+
+def evaluated_task_name(dataset: str, template_idx: int, config: Config | None = None) -> str:
+  """The task that evaluates a template: its scoring task (rank classification) or its
+  eval task (generation)."""
+  if evaluated_kind(dataset, template_idx, config) == task_metrics.RANK_CLASSIFICATION:
+    return scoring_task(dataset, template_idx)
+  return eval_task(dataset, template_idx)
+
+
+def evaluated_task(dataset: str, template_idx: int, config: Config) -> seqio.Task:
+  """The evaluated task of a template under `config`, built as `register` builds it but
+  not registered (evaluation may use another data_dir or vocabulary than the registry)."""
+  name = evaluated_task_name(dataset, template_idx, config)
+  kind = "scoring" if name.endswith("_scoring") else "eval"
+  return make_task(name, FlanSource(dataset, kind, config, template_idx), config.vocabulary)
+
+
+def tokenize(
+  texts: Mapping[str, Sequence[str]],
+  vocabulary: seqio.Vocabulary,
+  sequence_length: Mapping[str, int],
+) -> list[dict[str, np.ndarray]]:
+  """Rendered strings through the tasks' own preprocessors (tokenize, EOS after trimming):
+  for inputs no task yields, such as few-shot prompts."""
+  features = {k: v for k, v in _features(vocabulary).items() if k in texts}
+  ds = tf.data.Dataset.from_tensor_slices({k: _strings(v) for k, v in texts.items()})
+  ds = seqio.preprocessors.tokenize(ds, features)
+  ds = seqio.preprocessors.append_eos_after_trim(
+    ds, output_features=features, sequence_length=dict(sequence_length)
+  )
+  return list(ds.as_numpy_iterator())
 
 
 def _check_knobs(

@@ -2,23 +2,27 @@
 
 For each dataset of `flan.data.clusters.members(cluster)` and each of its templates, the test
 split (the zero-shot evaluation splits) and, where the dataset has one, the dev split (the
-held-out tail of train, used only to pick a template) are evaluated:
-  - classification templates (options shown, target = the answer): rank classification.
-    Each option is scored by the sum of its token log-probabilities given the input (t5x's
-    `score_batch`; `model.score_options` encodes the input once for all options), and the
-    prediction is the best-scoring option.
-  - generation templates: `model.predict_batch` (greedy, or beam search), decoded and
-    scored with the dataset's metrics against its references.
+held-out tail of train, used only to pick a template) are evaluated. The examples come from
+the template's evaluated seqio task (`flan.data.tasks.evaluated_task`: the same rendering,
+tokenization, truncation and EOS as training and as seqio's Evaluator), and the metrics are
+that task's own `metric_fns` / `score_metric_fns` (`flan.data.task_metrics`), so a number
+here is the number seqio's Evaluator computes from the same predictions and scores:
+  - rank classification (`flan_<d>_t<i>_scoring`, a classification template that shows the
+    options and targets the answer): each option is scored by the sum of its token
+    log-probabilities given the input (t5x's `score_batch`; `model.score_options` encodes
+    the input once for all options), and the prediction is the best-scoring option.
+  - generation (`flan_<d>_t<i>`): `model.predict_batch` (greedy, or beam search), decoded
+    and scored with the dataset's metrics against its references.
   - "turned-around" templates, whose target is not the dataset's answer (e.g. "Write a
-    positive review", "Write an email with this subject"; the target differs from template
-    0's): generated and scored with ROUGE against the rendered target, reported, but left
-    out of the dataset's averages, whose metrics assume the answer as target. Translation
-    templates of both directions are all translation and all count.
+    positive review"): generated and scored with ROUGE against the rendered target,
+    reported, but left out of the dataset's averages, whose metrics assume the answer as
+    target.
+Few-shot prompts are the one input no task yields: the task's rendered input with k
+exemplars before it, tokenized by the tasks' own preprocessors (`flan.data.tasks.tokenize`).
 Batched, sharded model calls live in `flan.evaluation.inference`.
 
 Aggregation follows the FLAN paper: per dataset the mean over templates and the test
 score of the template with the best dev score; per cluster the mean over datasets.
-The contract with the examples is `flan.data.examples` (pure Python, no seqio Evaluator).
 """
 
 from __future__ import annotations
@@ -31,16 +35,17 @@ from typing import Any
 
 import jax
 import numpy as np
+import seqio
 
 from flan.data import clusters as clusters_lib
 from flan.data import datasets as datasets_lib
 from flan.data import examples as examples_lib
-from flan.data import templates as templates_lib
+from flan.data import metrics as metrics_lib
+from flan.data import task_metrics, tasks
 from flan.errors import UserError
 from flan.evaluation import few_shot, inference, report
-from flan.evaluation import metrics as metrics_lib
 
-TURNED_AROUND_METRICS = ("rouge",)
+SPLITS = ("test", "validation")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -73,121 +78,193 @@ class EvalOptions:
     return int(self.max_decode_length or self.feature_lengths["targets"])
 
 
-def _references(
-  fields: Mapping[str, Any], template: templates_lib.Template, target: str
-) -> list[str]:
-  """Gold texts: the dataset's `references` when the template targets the answer."""
-  if template.target.strip() == "{answer}" and fields.get("references"):
-    return list(fields["references"])
-  return [target]
+@dataclasses.dataclass(frozen=True)
+class Prompt:
+  """One example of one template and split, as its evaluated task yields it.
+
+  Attributes:
+    example_id: the example's id in its split.
+    inputs_text: the rendered input.
+    inputs: its tokens, EOS included, cut to the input length: [Li] int32.
+    target_text: the rendered target (rank classification: the correct option's).
+    targets: the postprocessed target of each task row (one per option for rank
+      classification), as the task's metric functions take them.
+    options: rank classification: each option's target tokens, EOS included ([Lt] each).
+  """
+
+  example_id: int
+  inputs_text: str
+  inputs: np.ndarray
+  target_text: str
+  targets: tuple[Mapping[str, Any], ...]
+  options: tuple[np.ndarray, ...] | None = None
 
 
-def is_turned_around(dataset: str, template_idx: int) -> bool:
-  """Whether a template's target is something other than the dataset's answer."""
-  spec = datasets_lib.get(dataset)
-  templates = examples_lib.get_templates(dataset)
-  if spec.classification:
-    return not templates[template_idx].is_classification
-  if spec.cluster == "translation":
-    return False
-  return templates[template_idx].target.strip() != templates[0].target.strip()
+@dataclasses.dataclass(frozen=True)
+class TemplateData:
+  """One template of one dataset: its evaluated seqio task and the prompts of each split."""
+
+  task: seqio.Task
+  kind: str  # `flan.data.task_metrics`: rank_classification, generation, ..._turned_around
+  splits: Mapping[str, tuple[Prompt, ...]]  # "test", "validation" (empty without dev tail)
+
+
+def _text(value: Any) -> str:
+  return value.decode("utf-8") if isinstance(value, bytes) else str(value)
+
+
+def read_prompts(
+  task: seqio.Task, split: str, lengths: Mapping[str, int], max_examples: int | None = None
+) -> tuple[Prompt, ...]:
+  """The prompts of `split` of an evaluated task (the first `max_examples` examples).
+
+  A scoring task's rows (one per option, consecutive per example) are grouped back into
+  their example.
+  """
+  if split not in task.splits:
+    return ()
+  ds = task.get_dataset(dict(lengths), split=split, shuffle=False, num_epochs=1)
+  groups: dict[int, list[dict[str, Any]]] = {}
+  for row in ds.as_numpy_iterator():
+    example_id = int(row["example_id"])
+    if example_id not in groups and max_examples is not None and len(groups) >= max_examples:
+      break
+    groups.setdefault(example_id, []).append(row)
+  prompts = []
+  for example_id, rows in groups.items():
+    targets = tuple(
+      task.postprocess_fn(_text(r["targets_pretokenized"]), example=r, is_target=True) for r in rows
+    )
+    scoring = "option_idx" in rows[0]
+    if scoring:
+      correct = [r for r in rows if int(r["is_correct"])] or rows
+      target_text = _text(correct[0]["targets_pretokenized"])
+    else:
+      target_text = _text(rows[0]["targets_pretokenized"])
+    prompts.append(
+      Prompt(
+        example_id=example_id,
+        inputs_text=_text(rows[0]["inputs_pretokenized"]),
+        inputs=rows[0]["inputs"],
+        target_text=target_text,
+        targets=targets,
+        options=tuple(r["targets"] for r in rows) if scoring else None,
+      )
+    )
+  return tuple(prompts)
+
+
+def _count_truncated(
+  vocabulary: seqio.Vocabulary, texts: Sequence[str], tokens: Sequence[np.ndarray], length: int
+) -> int:
+  """Rows that the cut to `length` shortened (only rows at the cap are re-encoded)."""
+  return sum(
+    1
+    for text, ids in zip(texts, tokens)
+    if len(ids) == length and len(vocabulary.encode(text)) + 1 > length
+  )
 
 
 def evaluate_template(
   runner: inference.ModelRunner,
   params: Any,
-  tokenizer: inference.Tokenizer,
+  vocabulary: seqio.Vocabulary,
   dataset: str,
   template_idx: int,
-  split_examples: Sequence[Mapping[str, Any]],
+  data: TemplateData,
+  split: str,
   train_examples: Sequence[Mapping[str, Any]],
   options: EvalOptions,
-  split: str = "test",
+  stats: dict[str, int] | None = None,
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-  """Evaluates one template on one split.
+  """Evaluates one template on one split with its task's own metric functions.
 
   Returns:
     (summary with kind, metrics, score, num_examples; one record per example for the
     predictions file).
   """
-  if not split_examples:
+  prompts = data.splits[split]
+  if not prompts:
     raise UserError(f"No {split} examples of {dataset!r} to evaluate.")
   spec = datasets_lib.get(dataset)
-  template = examples_lib.get_templates(dataset)[template_idx]
   li, lt = options.feature_lengths["inputs"], options.feature_lengths["targets"]
-  prompts, targets, shots = [], [], []
-  for fields in split_examples:
-    inputs, target = examples_lib.render_example(
-      dataset, fields, template_idx, options.template_mode
-    )
-    if options.num_shots:
-      inputs, kept = few_shot.few_shot_inputs(
+  enc = [p.inputs for p in prompts]
+  texts = [p.inputs_text for p in prompts]
+  shots = []
+  if options.num_shots:
+    texts = []
+    for p in prompts:
+      prompt, kept = few_shot.few_shot_inputs(
         dataset,
-        fields,
+        {"example_id": p.example_id},
         template_idx,
-        inputs,
+        p.inputs_text,
         train_examples,
         options.num_shots,
         seed=options.seed,
-        count_tokens=tokenizer.count,
+        count_tokens=lambda text: len(vocabulary.encode(text)),
         max_tokens=li - 1,
         mode=options.template_mode,
       )
+      texts.append(prompt)
       shots.append(kept)
-    prompts.append(inputs)
-    targets.append(target)
-  enc = [tokenizer.with_eos(p, li) for p in prompts]
+    enc = [r["inputs"] for r in tasks.tokenize({"inputs": texts}, vocabulary, {"inputs": li})]
+  if stats is not None:
+    stats["truncated_inputs"] = stats.get("truncated_inputs", 0) + _count_truncated(
+      vocabulary, texts, enc, li
+    )
   input_length = inference.padded_length(max(len(e) for e in enc), li)
   records = [
     {
       "dataset": dataset,
       "template": template_idx,
       "split": split,
-      "example_id": f["example_id"],
-      "inputs": p,
-      "target": t,
+      "example_id": p.example_id,
+      "inputs": text,
+      "target": p.target_text,
     }
-    for f, p, t in zip(split_examples, prompts, targets)
+    for p, text in zip(prompts, texts)
   ]
-  if shots:
-    for r, k in zip(records, shots):
-      r["num_shots"] = k
+  for r, k in zip(records, shots):
+    r["num_shots"] = k
 
-  turned_around = is_turned_around(dataset, template_idx)
-  names = TURNED_AROUND_METRICS if turned_around else spec.metrics
-  if spec.classification and not turned_around:
-    kind = "rank_classification"
-    option_ids = [
-      [
-        tokenizer.with_eos(templates_lib.fill(template.target, {**fields, "answer": option}), lt)
-        for option in fields["options"]
-      ]
-      for fields in split_examples
-    ]
+  task = data.task
+  names = task_metrics.metric_names(spec, data.kind)
+  targets = [t for p in prompts for t in p.targets]
+  values: dict[str, float] = {}
+  if data.kind == task_metrics.RANK_CLASSIFICATION:
+    option_ids = [[o.tolist() for o in p.options] for p in prompts]
     target_length = inference.padded_length(max(len(o) for opts in option_ids for o in opts), lt)
-    per_example = runner.score_options(params, enc, option_ids, (input_length, target_length))
-    predictions = [f["options"][int(np.argmax(s))] for f, s in zip(split_examples, per_example)]
-    values = metrics_lib.classification_scores(spec.metrics, split_examples, predictions)
-    for r, f, s, pred in zip(records, split_examples, per_example, predictions):
+    per_example = runner.score_options(
+      params, [e.tolist() for e in enc], option_ids, (input_length, target_length)
+    )
+    scores = [s for per in per_example for s in per]  # the task's rows, in order
+    for fn in task.score_metric_fns:
+      values.update(fn(targets, scores))
+    fields, best, _ = task_metrics.rank_predictions(targets, scores)
+    for r, f, per, i in zip(records, fields, per_example, best):
+      prediction = f["options"][i]
       r.update(
         options=list(f["options"]),
-        scores=s,
-        prediction=pred,
-        correct=pred in examples_lib.correct_answers(f),
+        scores=per,
+        prediction=prediction,
+        correct=prediction in (f.get("answers") or [f["answer"]]),
       )
   else:
-    kind = "generation_turned_around" if turned_around else "generation"
-    tokens = runner.predict(params, enc, input_length, options.decode_length)
-    predictions = [tokenizer.decode(t) for t in tokens]
-    refs = [_references(f, template, t) for f, t in zip(split_examples, targets)]
-    values = metrics_lib.generation_scores(names, refs, predictions)
-    for r, ref, pred in zip(records, refs, predictions):
-      r.update(references=ref, prediction=pred, correct=pred.strip() in [x.strip() for x in ref])
+    tokens = runner.predict(params, [e.tolist() for e in enc], input_length, options.decode_length)
+    predictions = [
+      task.postprocess_fn(vocabulary.decode(t), example=None, is_target=False) for t in tokens
+    ]
+    for fn in task.predict_metric_fns:
+      values.update(fn(targets, predictions))
+    for r, t, pred in zip(records, targets, predictions):
+      refs = t["references"]
+      r.update(references=refs, prediction=pred, correct=pred.strip() in [x.strip() for x in refs])
   for r in records:
-    r["kind"] = kind
+    r["kind"] = data.kind
   summary = {
-    "kind": kind,
-    "num_examples": len(split_examples),
+    "kind": data.kind,
+    "num_examples": len(prompts),
     "metrics": values,
     "score": metrics_lib.primary(names, values),
   }
@@ -199,68 +276,94 @@ def evaluate_template(
 # ----------------------------------------------------------------------------- drivers
 
 
-def load_dataset_splits(
-  dataset: str, data_dir: str | None, options: EvalOptions
-) -> dict[str, list[dict[str, Any]]]:
-  """test, validation (possibly empty) and, for few-shot, train examples of `dataset`."""
-  cap = options.max_examples
-  out = {}
+def task_config(
+  data_dir: str | None, vocabulary: seqio.Vocabulary, options: EvalOptions
+) -> tasks.Config:
+  """The task configuration an evaluation reads its examples with."""
+  return tasks.Config(data_dir=data_dir, vocabulary=vocabulary, template_mode=options.template_mode)
+
+
+def load_dataset(dataset: str, config: tasks.Config, options: EvalOptions) -> dict[str, Any]:
+  """Every evaluated template of `dataset` (`TemplateData`, test and dev prompts) and, for
+  few-shot, the train examples the exemplars come from."""
   start = time.perf_counter()
-  for split in ("test", "validation") + (("train",) if options.num_shots else ()):
-    rows = examples_lib.load_examples(dataset, split, data_dir)
-    out[split] = rows if cap is None or split == "train" else rows[:cap]
+  count = len(examples_lib.get_templates(dataset))
+  templates = []
+  for i in range(count)[: options.num_templates]:
+    task = tasks.evaluated_task(dataset, i, config)
+    splits = {
+      split: read_prompts(task, split, options.feature_lengths, options.max_examples)
+      for split in SPLITS
+    }
+    kind = tasks.evaluated_kind(dataset, i, config)
+    templates.append(TemplateData(task, kind, splits))
+  train = ()
+  if options.num_shots:
+    train = examples_lib.load_examples(dataset, "train", config.data_dir)
   logging.info(
-    "Loaded %s for evaluation: %s in %.1f s.",
+    "Loaded %s for evaluation: %d templates, %d test and %d dev examples each%s in %.1f s.",
     dataset,
-    ", ".join(f"{len(rows)} {split}" for split, rows in out.items()),
+    len(templates),
+    len(templates[0].splits["test"]) if templates else 0,
+    len(templates[0].splits["validation"]) if templates else 0,
+    f", {len(train)} train" if options.num_shots else "",
     time.perf_counter() - start,
   )
-  return out
+  return {"templates": templates, "train": train}
+
+
+def _has_test(d: Mapping[str, Any]) -> bool:
+  return bool(d.get("templates")) and bool(d["templates"][0].splits["test"])
 
 
 def evaluate_model(
   runner: inference.ModelRunner,
   params: Any,
-  tokenizer: inference.Tokenizer,
+  vocabulary: seqio.Vocabulary,
   label: str,
   data: Mapping[str, Mapping[str, Any]],
   options: EvalOptions,
+  stats: dict[str, int] | None = None,
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-  """Evaluates one set of parameters on every loaded dataset and template."""
+  """Evaluates one set of parameters on every loaded dataset (`load_dataset`) and template."""
   start = time.perf_counter()
-  total = 0
-  for name, d in data.items():
-    if d.get("examples") and d["examples"]["test"]:
-      n = len(examples_lib.get_templates(name)[: options.num_templates])
-      total += n * (len(d["examples"]["test"]) + len(d["examples"]["validation"]))
+  total = sum(
+    sum(len(t.splits[s]) for t in d["templates"] for s in SPLITS)
+    for d in data.values()
+    if _has_test(d)
+  )
   progress = report.EvalProgress(label, total)
   results, records = {}, []
   for name, d in data.items():
-    if not d.get("examples") or not d["examples"]["test"]:
+    if not _has_test(d):
       results[name] = {"status": "missing", "error": d.get("error", "no test examples")}
       continue
     templates = []
-    for i, template in enumerate(examples_lib.get_templates(name)[: options.num_templates]):
+    for i, (template, loaded) in enumerate(
+      zip(examples_lib.get_templates(name), d["templates"], strict=False)
+    ):
       entry = {"template": i, "input": template.input, "target": template.target}
-      for split in ("test", "validation"):
-        rows = d["examples"][split]
-        if not rows:
+      for split in SPLITS:
+        if not loaded.splits[split]:
           entry[split] = None
           continue
         summary, recs = evaluate_template(
-          runner, params, tokenizer, name, i, rows, d["examples"].get("train", ()), options, split
+          runner, params, vocabulary, name, i, loaded, split, d["train"], options, stats
         )
         entry[split] = summary
         records.extend(dict(r, model=label) for r in recs)
-        progress.update(len(rows), f"{name} t{i} {split} score={summary['score']:.1f}")
-      entry["kind"] = entry["test"]["kind"]
-      entry["counted"] = entry["kind"] != "generation_turned_around"
+        progress.update(
+          len(loaded.splits[split]), f"{name} t{i} {split} score={summary['score']:.1f}"
+        )
+      entry["kind"] = loaded.kind
+      entry["counted"] = loaded.kind != task_metrics.TURNED_AROUND
       templates.append(entry)
+    first = d["templates"][0].splits
     results[name] = {
       "status": "ok",
       "metrics": list(datasets_lib.get(name).metrics),
-      "num_test_examples": len(d["examples"]["test"]),
-      "num_dev_examples": len(d["examples"]["validation"]),
+      "num_test_examples": len(first["test"]),
+      "num_dev_examples": len(first["validation"]),
       "templates": templates,
       **report.summarize_dataset(templates),
     }
@@ -271,6 +374,21 @@ def evaluate_model(
     "seconds": seconds,
     "example_templates_per_second": progress.done / max(seconds, 1e-9),
   }, records
+
+
+def load_cluster(
+  members: Sequence[str], config: tasks.Config, options: EvalOptions, context: str = "Skipping"
+) -> dict[str, dict[str, Any]]:
+  """`load_dataset` of every member; a member whose data is missing is recorded, with a
+  warning, rather than failing the evaluation of the others."""
+  data = {}
+  for name in members:
+    try:
+      data[name] = load_dataset(name, config, options)
+    except (examples_lib.DataNotPreparedError, ValueError) as e:
+      logging.warning("%s %s: %s", context, name, str(e).splitlines()[0])
+      data[name] = {"error": str(e)}
+  return data
 
 
 def evaluate_cluster(
@@ -340,21 +458,14 @@ def evaluate_cluster(
     max_examples,
     template_mode,
   )
-  data = {}
-  for name in members:
-    try:
-      data[name] = {"examples": load_dataset_splits(name, data_dir, options)}
-    except (examples_lib.DataNotPreparedError, ValueError) as e:
-      logging.warning("Skipping %s: %s", name, str(e).splitlines()[0])
-      data[name] = {"error": str(e)}
+  data = load_cluster(members, task_config(data_dir, vocabulary, options), options)
   runner = runner or inference.ModelRunner(model, mesh, batch_size, num_beams=num_beams)
-  tokenizer = inference.Tokenizer(vocabulary)
-  models, records = {}, []
+  models, records, stats = {}, [], {"truncated_inputs": 0}
   for label, p in (("tuned", params), ("baseline", baseline_params)):
     if p is None:
       continue
     models[label], recs = evaluate_model(
-      runner, params=runner.place(p), tokenizer=tokenizer, label=label, data=data, options=options
+      runner, runner.place(p), vocabulary, label, data, options, stats
     )
     records.extend(recs)
   results = {
@@ -363,7 +474,7 @@ def evaluate_cluster(
     "options": {**dataclasses.asdict(options), "batch_size": batch_size, "mesh": dict(mesh.shape)},
     "metadata": dict(metadata or {}),
     "models": models,
-    "stats": {**runner.stats, "truncated_inputs_or_targets": tokenizer.truncated},
+    "stats": {**runner.stats, **stats},
   }
   if output_dir and jax.process_index() == 0:
     report.write_all(output_dir, results, records)

@@ -23,7 +23,6 @@ import numpy as np
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from flan.data import packing
 from flan.model import partitioning
 from flan.tokens import EOS_ID, PAD_ID
 
@@ -215,35 +214,3 @@ class ModelRunner:
       self.stats["encoder_tokens"] += sum(len(inputs[i]) for i in idx)
       self.stats["encoder_slots"] += self.batch_size * li
     return out
-
-
-class Tokenizer:
-  """Vocabulary encoding with EOS and truncation, cached for repeated strings (options)."""
-
-  def __init__(self, vocabulary: Any):
-    self.vocabulary = vocabulary
-    self.truncated = 0
-    self._cache: dict[str, list[int]] = {}
-
-  def ids(self, text: str) -> list[int]:
-    if text not in self._cache:
-      if len(self._cache) > 100_000:
-        self._cache.clear()
-      self._cache[text] = list(self.vocabulary.encode(text))
-    return self._cache[text]
-
-  def count(self, text: str) -> int:
-    return len(self.vocabulary.encode(text))
-
-  def with_eos(self, text: str, length: int) -> list[int]:
-    """`text`'s ids and EOS, cut to `length` as training cuts them (the EOS kept)."""
-    ids = np.asarray(self.ids(text) + [EOS_ID], np.int32)
-    cut, was_cut = packing.truncate(packing.Ragged.from_list([ids]), length)
-    self.truncated += int(was_cut[0])
-    return cut.values.tolist()
-
-  def decode(self, ids: Sequence[int]) -> str:
-    return self.vocabulary.decode(list(ids))
-
-
-# ----------------------------------------------------------------------------- one template

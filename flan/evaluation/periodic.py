@@ -20,7 +20,6 @@ from typing import Any
 import jax
 
 from flan.data import clusters as clusters_lib
-from flan.data import examples as examples_lib
 from flan.evaluation import holdout, inference
 
 
@@ -59,18 +58,17 @@ class PeriodicEvaluator:
       dict(feature_lengths), num_templates=num_templates, max_examples=max_examples
     )
     self.runner = inference.ModelRunner(model, mesh, batch_size)
-    self.tokenizer = inference.Tokenizer(vocabulary)
+    self.vocabulary = vocabulary
     self._load_baseline = load_baseline
     self._baseline: dict[str, Any] | None = None
-    self.data: dict[str, dict[str, Any]] = {}
     start = time.perf_counter()
-    for name in clusters_lib.members(cluster):
-      try:
-        self.data[name] = {"examples": holdout.load_dataset_splits(name, data_dir, self.options)}
-      except (examples_lib.DataNotPreparedError, ValueError) as e:
-        logging.warning("Evaluation during training skips %s: %s", name, str(e).splitlines()[0])
-        self.data[name] = {"error": str(e)}
-    loaded = {n: d["examples"] for n, d in self.data.items() if "examples" in d}
+    self.data = holdout.load_cluster(
+      clusters_lib.members(cluster),
+      holdout.task_config(data_dir, vocabulary, self.options),
+      self.options,
+      context="Evaluation during training skips",
+    )
+    loaded = [d["templates"] for d in self.data.values() if d.get("templates")]
     logging.info(
       "Evaluation during training: %d of %d datasets of %r, %s examples per "
       "split (%d test, %d dev in all), loaded in %.1f s.",
@@ -78,8 +76,8 @@ class PeriodicEvaluator:
       len(self.data),
       cluster,
       "all" if max_examples is None else max_examples,
-      sum(len(e["test"]) for e in loaded.values()),
-      sum(len(e["validation"]) for e in loaded.values()),
+      sum(len(t.splits["test"]) for ts in loaded for t in ts),
+      sum(len(t.splits["validation"]) for ts in loaded for t in ts),
       time.perf_counter() - start,
     )
 
@@ -101,7 +99,7 @@ class PeriodicEvaluator:
 
   def _evaluate(self, params: Any, label: str) -> dict[str, Any]:
     results, _ = holdout.evaluate_model(
-      self.runner, self.runner.place(params), self.tokenizer, label, self.data, self.options
+      self.runner, self.runner.place(params), self.vocabulary, label, self.data, self.options
     )
     return results
 

@@ -2,8 +2,11 @@
 
 Every metric is a pure function of plain Python values (targets first, then predictions)
 that returns a dict of floats on a 0-100 scale, as the FLAN and T5 papers report them.
-`flan.evaluation.holdout` gathers the inputs each one needs; `compute` dispatches by name and
-`primary` picks the one number that stands for a dataset in the per-cluster averages.
+They live with the data because a seqio task carries its metrics (as t5's task definitions
+import t5's metrics): `flan.data.task_metrics` wraps them as the eval tasks' `metric_fns`
+and `score_metric_fns`, which seqio's Evaluator and `flan.evaluation` both call. `get`
+dispatches by name and `primary` picks the one number that stands for a dataset in the
+per-cluster averages.
 
 The reference implementations these follow: sacrebleu (BLEU), rouge-score (ROUGE), the
 official SQuAD v1.1 and TriviaQA evaluation scripts (answer normalisation, EM and token
