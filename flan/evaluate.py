@@ -8,6 +8,11 @@ Every dataset of the cluster is evaluated with every template (see `flan.evaluat
 results.json, results.md, scores.png and predictions/ go to EVAL_OUTPUT_DIR (default:
 MODEL_DIR/eval, where MODEL_DIR defaults to the checkpoint's directory). Only parameters
 are read from a checkpoint (no optimizer state), straight into their shardings on MESH.
+
+`--gin.EVALUATOR=\"seqio\"` runs seqio's own Evaluator on `flan_holdout_<cluster>_eval` instead
+(`flan.evaluation.seqio_evaluator`, the tasks registered with DATA_DIR and VOCABULARY):
+seqio's TensorBoard and JSON logs go to EVAL_OUTPUT_DIR/seqio/<model>/<split>/, the metrics
+per task to EVAL_OUTPUT_DIR/seqio/<model>/results.json.
 """
 
 from __future__ import annotations
@@ -65,12 +70,15 @@ def evaluate(
   template_mode: str = "instructions",
   use_mock_data: bool = False,
   mock_num_examples: int = 16,
+  evaluator: str = "flan",
 ) -> dict[str, Any]:
   """Evaluates CHECKPOINT_PATH (and BASELINE_CHECKPOINT_PATH) on HELDOUT_CLUSTER.
 
   Args mirror the gin macros of configs/runs/eval.gin; see `flan.evaluation.holdout.EvalOptions`
   for the evaluation knobs. `use_mock_data` evaluates on tfds.testing.mock_data examples
-  (smoke runs) when DATA_DIR is not set.
+  (smoke runs) when DATA_DIR is not set. `evaluator`: "flan" (the report) or "seqio"
+  (seqio's Evaluator on the cluster's eval mixture; returns `{model: {split: {task:
+  metrics}}}`).
 
   Returns:
     The results dict (also written to the output directory).
@@ -93,6 +101,10 @@ def evaluate(
     vocabulary = expand_path("vocabulary", vocabulary)
   if num_shots < 0:
     raise UserError(f"NUM_SHOTS must be >= 0, got {num_shots}.")
+  if evaluator not in ("flan", "seqio"):
+    raise UserError(f"EVALUATOR must be 'flan' or 'seqio', got {evaluator!r}.")
+  if evaluator == "seqio" and num_shots:
+    raise UserError("EVALUATOR='seqio' evaluates zero-shot (FLAN's eval tasks); set NUM_SHOTS=0.")
   device_mesh = partitioning.make_mesh(mesh)
   partitioning.check_batch_size(batch_size, device_mesh)
   vocab = vocabularies.get_vocabulary(vocabulary)
@@ -133,13 +145,18 @@ def evaluate(
     template_mode=template_mode,
     metadata={"checkpoint": info, "baseline_checkpoint": baseline_info},
   )
+  run = evaluation.evaluate_cluster
+  if evaluator == "seqio":
+    run = _with_seqio_evaluator(output_dir, template_mode, datasets)
   if use_mock_data and data_dir is None:
     import tensorflow_datasets as tfds
 
     with tfds.testing.mock_data(num_examples=mock_num_examples):
-      results = evaluation.evaluate_cluster(model, params, device_mesh, **kwargs)
+      results = run(model, params, device_mesh, **kwargs)
   else:
-    results = evaluation.evaluate_cluster(model, params, device_mesh, **kwargs)
+    results = run(model, params, device_mesh, **kwargs)
+  if evaluator == "seqio":
+    return results
   for label, res in results["models"].items():
     c = res["cluster"]
     logging.info(
@@ -150,6 +167,52 @@ def evaluate(
       c["dev_selected"],
     )
   return results
+
+
+def _with_seqio_evaluator(output_dir: str, template_mode: str, datasets) -> Callable[..., Any]:
+  """`evaluate_cluster`'s signature, run through seqio's Evaluator instead."""
+  from flan.data import mixtures, tasks
+  from flan.evaluation import inference, seqio_evaluator
+
+  if datasets:
+    raise UserError("EVALUATOR='seqio' evaluates the whole eval mixture; leave DATASETS unset.")
+
+  def run(
+    model,
+    params,
+    mesh,
+    *,
+    cluster,
+    vocabulary,
+    data_dir,
+    feature_lengths,
+    batch_size,
+    baseline_params,
+    num_beams,
+    max_examples,
+    **_,
+  ):
+    tasks.register(
+      data_dir=data_dir,
+      vocabulary=vocabulary,
+      template_mode=template_mode,
+      missing_datasets="skip",
+    )
+    runner = inference.ModelRunner(model, mesh, batch_size, num_beams=num_beams)
+    results = {}
+    for label, p in (("tuned", params), ("baseline", baseline_params)):
+      if p is not None:
+        results[label] = seqio_evaluator.evaluate(
+          runner,
+          runner.place(p),
+          mixtures.holdout_eval(cluster),
+          feature_lengths,
+          num_examples=max_examples,
+          output_dir=str(paths.path(output_dir) / "seqio" / label),
+        )
+    return results
+
+  return run
 
 
 def configurable_evaluate() -> Callable[..., dict[str, Any]]:

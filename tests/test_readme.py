@@ -13,6 +13,8 @@ Substitutions (README text -> what runs, and why):
   elsewhere; any other `../shared/...` -> the same path under SHARED (the parent of DATA_DIR's
   `data/`);
 - `--root /runs` -> `--root <tmp>/runs`: no writes outside tmp;
+- `~/flan_smoke` -> the smoke run's MODEL_DIR, one temporary directory for the session (the
+  README's commands that read the smoke run's checkpoint run after it);
 - a command in SHORTENED -> its extra flags appended: a long run, cut short.
 
 A command reading ../shared skips (with the reason) where that data is absent. Commands run
@@ -21,12 +23,15 @@ reason when run alone. Exit status 0 is required, except where EXIT_CODES allows
 the output that proves it worked.
 """
 
+import atexit
 import os
 import pathlib
 import re
 import shlex
+import shutil
 import subprocess
 import sys
+import tempfile
 
 import pytest
 from conftest import DATA_DIR, VOCAB
@@ -59,7 +64,7 @@ SKIPPED = {
 SHORTENED = {
   "-m flan.train --gin_file=configs/smoke.gin": [
     "--gin.TRAIN_STEPS=2",
-    '--gin.MODEL_DIR="{tmp}/smoke"',
+    '--gin.MODEL_DIR="{smoke}"',
     "--gin.EVAL_MAX_EXAMPLES=2",
     "--gin.EVAL_NUM_TEMPLATES=1",
   ],
@@ -70,11 +75,17 @@ EXIT_CODES = {
 }
 SHARED = DATA_DIR.parent.parent  # ../shared/data/tfds -> ../shared
 # README text -> (a path an earlier README command writes, that command).
+SMOKE_DIR = pathlib.Path(tempfile.mkdtemp(prefix="flan_readme_smoke_")) / "run"
+atexit.register(shutil.rmtree, SMOKE_DIR.parent, ignore_errors=True)
 NEEDS = {
+  '--gin.CHECKPOINT_PATH=\\"~/flan_smoke\\"': (
+    SMOKE_DIR,
+    "-m flan.train --gin_file=configs/smoke.gin",
+  ),
   "--flan_templates_dir templates_flan": (
     ROOT / "templates_flan",
     "scripts/import_flan_templates.py",
-  )
+  ),
 }
 _INTERPRETER = re.compile(r"^(\.venv/bin/python|python3\.11|python)(?=\s)")
 
@@ -104,9 +115,10 @@ def as_run(command: str, tmp: pathlib.Path) -> str:
   run = run.replace("../shared/vocab/t5_spiece.model", str(VOCAB))
   run = run.replace("../shared/", f"{SHARED}/")
   run = run.replace("--root /runs", f"--root {tmp / 'runs'}")
+  run = run.replace("~/flan_smoke", str(SMOKE_DIR))
   for text, flags in SHORTENED.items():
     if text in run:
-      run += " " + " ".join(shlex.quote(f.replace("{tmp}", str(tmp))) for f in flags)
+      run += " " + " ".join(shlex.quote(f.replace("{smoke}", str(SMOKE_DIR))) for f in flags)
   return run
 
 
@@ -124,7 +136,7 @@ def test_substitutions_keep_the_command_and_shorten_only_long_runs(tmp_path):
   smoke = next(c for c in COMMANDS if "flan.train --gin_file=configs/smoke.gin" in c)
   run = as_run(smoke, tmp_path)
   assert run.startswith(shlex.quote(sys.executable) + " -m flan.train --gin_file=")
-  assert "--gin.TRAIN_STEPS=2" in run and str(tmp_path) in run
+  assert "--gin.TRAIN_STEPS=2" in run and str(SMOKE_DIR) in run
   show = next(c for c in COMMANDS if "flan.show --list" in c)
   assert as_run(show, tmp_path) == f"{shlex.quote(sys.executable)} -m flan.show --list"
 

@@ -184,7 +184,7 @@ _PHASES = [
   r"Restoring the initial checkpoint .*checkpoint_1",
   r"Compiling the train step",
   r"Compiled the train step in",
-  r"Loaded wsc for evaluation: 2 test, 2 validation",
+  r"Loaded wsc for evaluation: 2 test and 2 dev examples",
   r"Saving checkpoint .*checkpoint_2",
   r"Evaluating the held-out cluster's subset at step 2",
   r"Evaluation at step 2 .*tuned [\d.]+  baseline [\d.]+",

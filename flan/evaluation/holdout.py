@@ -301,12 +301,12 @@ def load_dataset(dataset: str, config: tasks.Config, options: EvalOptions) -> di
   if options.num_shots:
     train = examples_lib.load_examples(dataset, "train", config.data_dir)
   logging.info(
-    "Loaded %s for evaluation: %d templates, %d test and %d dev examples each%s in %.1f s.",
+    "Loaded %s for evaluation: %d test and %d dev examples%s, templates: %d, in %.1f s.",
     dataset,
-    len(templates),
     len(templates[0].splits["test"]) if templates else 0,
     len(templates[0].splits["validation"]) if templates else 0,
-    f", {len(train)} train" if options.num_shots else "",
+    f" ({len(train)} train for the exemplars)" if options.num_shots else "",
+    len(templates),
     time.perf_counter() - start,
   )
   return {"templates": templates, "train": train}
