@@ -27,8 +27,8 @@ generation template) is what seqio's Evaluator scores on `flan_holdout_<c>_eval`
 
 `validation` is declared only where the dataset has a dev tail: FLAN keeps none of anli,
 snli, mnli and qnli (their train split is read whole), so their tasks have `train` (train
-tasks) or `test` (eval tasks) only; seqio's Evaluator skips them on `validation` and the
-report's dev-selected score falls back as `flan.evaluation.report` says.
+tasks) or `test` (eval tasks) only; seqio's Evaluator skips them on `validation`, and the
+evaluation report scores such a dataset by its mean over templates (no template to select).
 
 Importing this module registers the default configuration. `register` re-registers
 everything with other knobs; the trainer calls it with the run's data options (`DATA_DIR`,
