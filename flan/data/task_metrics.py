@@ -26,7 +26,9 @@ from typing import Any
 
 import numpy as np
 
+from flan.data import datasets as datasets_lib
 from flan.data import metrics as metrics_lib
+from flan.data import templates as templates_lib
 
 METRIC_FIELDS = ("options", "answer", "answers", "score", "question_id")
 ROW_FIELDS = ("example_id", "option_idx", "is_correct")
@@ -115,7 +117,9 @@ GENERATION = "generation"
 TURNED_AROUND = "generation_turned_around"
 
 
-def kind(spec: Any, templates: Sequence[Any], template_idx: int) -> str:
+def kind(
+  spec: datasets_lib.DatasetSpec, templates: Sequence[templates_lib.Template], template_idx: int
+) -> str:
   """How template `template_idx` of dataset `spec` is evaluated.
 
   RANK_CLASSIFICATION: a classification dataset's template that shows the options and
@@ -133,12 +137,14 @@ def kind(spec: Any, templates: Sequence[Any], template_idx: int) -> str:
   return GENERATION if same else TURNED_AROUND
 
 
-def metric_names(spec: Any, evaluated_kind: str) -> tuple[str, ...]:
+def metric_names(spec: datasets_lib.DatasetSpec, evaluated_kind: str) -> tuple[str, ...]:
   """The metrics of one template: the dataset's, or ROUGE for a turned-around one."""
   return TURNED_AROUND_METRICS if evaluated_kind == TURNED_AROUND else tuple(spec.metrics)
 
 
-def references(fields: Mapping[str, Any], template: Any, target: str) -> list[str]:
+def references(
+  fields: Mapping[str, Any], template: templates_lib.Template, target: str
+) -> list[str]:
   """Gold texts: the dataset's `references` when the template targets the answer, else
   the rendered target."""
   if template.target.strip() == "{answer}" and fields.get("references"):
