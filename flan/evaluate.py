@@ -65,28 +65,33 @@ def evaluate(
   template_mode: str = "instructions",
   use_mock_data: bool = False,
   mock_num_examples: int = 16,
+  cache_dir: str | None = None,
 ) -> dict[str, Any]:
   """Evaluates CHECKPOINT_PATH (and BASELINE_CHECKPOINT_PATH) on HELDOUT_CLUSTER.
 
   Args mirror the gin macros of configs/runs/eval.gin; see `flan.evaluation.holdout.EvalOptions`
   for the evaluation knobs. `use_mock_data` evaluates on tfds.testing.mock_data examples
-  (smoke runs) when DATA_DIR is not set.
+  (smoke runs) when DATA_DIR is not set. `cache_dir` (CACHE_DIR, the token cache's root):
+  the baseline's results are stored there and reused by later evaluations of the same
+  baseline checkpoint and configuration (`flan.evaluation.baseline_cache`).
 
   Returns:
     The results dict (also written to the output directory).
   """
   from flan.data import clusters, vocabularies
+  from flan.evaluation import baseline_cache
   from flan.evaluation import holdout as evaluation
 
   clusters.check_cluster(heldout_cluster)
   checkpoint_path = expand_path("checkpoint_path", checkpoint_path)
-  model_dir, eval_output_dir, data_dir, baseline_checkpoint_path = (
+  model_dir, eval_output_dir, data_dir, baseline_checkpoint_path, cache_dir = (
     None if v is None else expand_path(k, v)
     for k, v in (
       ("model_dir", model_dir),
       ("eval_output_dir", eval_output_dir),
       ("data_dir", data_dir),
       ("baseline_checkpoint_path", baseline_checkpoint_path),
+      ("cache_dir", cache_dir),
     )
   )
   if vocabulary not in (None, "byte"):
@@ -110,11 +115,19 @@ def evaluate(
     model, device_mesh, checkpoint_path, setting="CHECKPOINT_PATH"
   )
   logging.info("Restored %s (step %s).", info["path"], info["step"])
-  baseline, baseline_info = None, None
+  baseline, baseline_info, cache = None, None, None
   if baseline_checkpoint_path:
-    baseline, baseline_info = checkpoints_lib.restore_params(
-      model, device_mesh, baseline_checkpoint_path, setting="BASELINE_CHECKPOINT_PATH"
-    )
+    setting = "BASELINE_CHECKPOINT_PATH"
+    located = checkpoints_lib.locate(baseline_checkpoint_path, setting)
+    baseline_info = located.info()
+
+    def baseline():  # restored only when evaluated: a cached result is reused without it
+      return checkpoints_lib.restore_params(
+        model, device_mesh, baseline_checkpoint_path, setting=setting
+      )[0]
+
+    if cache_dir is not None and not (use_mock_data and data_dir is None):
+      cache = baseline_cache.open_cache(cache_dir, located.fingerprint(), model.config)
   kwargs = dict(
     cluster=heldout_cluster,
     vocabulary=vocab,
@@ -132,6 +145,7 @@ def evaluate(
     datasets=tuple(datasets) if datasets else None,
     template_mode=template_mode,
     metadata={"checkpoint": info, "baseline_checkpoint": baseline_info},
+    baseline_cache=cache,
   )
   if use_mock_data and data_dir is None:
     import tensorflow_datasets as tfds

@@ -474,6 +474,24 @@ class SavedWeights:
     """{"path", "step"}: what a report records about the weights it scored."""
     return {"path": str(self.path), "step": self.step}
 
+  def fingerprint(self) -> dict[str, Any]:
+    """What identifies these weights, taken without reading them (a cache key part):
+    {"kind", "path", "step", "content"}. `content` hashes the checkpoint's manifest when it
+    has one (a trainer checkpoint's: every file's SHA-256, so it changes with any byte),
+    else every file's relative path, size and modification time."""
+    manifest = self.path / MANIFEST_NAME
+    if manifest.is_file():
+      content = "manifest:" + hashlib.sha256(manifest.read_bytes()).hexdigest()
+    else:
+      digest = hashlib.sha256()
+      for p in _files(self.path):
+        stat = p.stat()
+        size = getattr(stat, "length", getattr(stat, "st_size", 0))
+        mtime = getattr(stat, "mtime", getattr(stat, "st_mtime", None))
+        digest.update(f"{p.relative_to(self.path)}\0{size}\0{mtime}\n".encode())
+      content = "files:" + digest.hexdigest()
+    return {"kind": self.kind, "path": str(self.path), "step": self.step, "content": content}
+
 
 def _step_of(step_dir: epath.Path) -> int:
   return int(step_dir.name.rsplit("_", 1)[1])

@@ -16,8 +16,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import pathlib
-import tempfile
 from collections.abc import Mapping
 from typing import Any
 
@@ -28,25 +26,7 @@ RECORD_NAME = "model_config.json"
 CONFIG_GIN = "config.gin"
 
 
-def write_atomic(path: str | os.PathLike, text: str) -> None:
-  """Writes `text` to `path` so that readers see the old file or the new one, never half.
-
-  On an object store (gs://) one write is already all or nothing.
-  """
-  if paths.is_remote(path):
-    paths.path(path).write_text(text)
-    return
-  path = pathlib.Path(path)
-  fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-  try:
-    with os.fdopen(fd, "w") as f:
-      f.write(text)
-      f.flush()
-      os.fsync(f.fileno())
-    os.replace(tmp, path)
-  except BaseException:
-    pathlib.Path(tmp).unlink(missing_ok=True)
-    raise
+write_atomic = paths.write_atomic  # the one atomic write (kept here for its callers)
 
 
 def model_fields(config: Any) -> dict[str, Any]:
