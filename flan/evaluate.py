@@ -71,6 +71,7 @@ def evaluate(
   use_mock_data: bool = False,
   mock_num_examples: int = 16,
   evaluator: str = "flan",
+  cache_dir: str | None = None,
 ) -> dict[str, Any]:
   """Evaluates CHECKPOINT_PATH (and BASELINE_CHECKPOINT_PATH) on HELDOUT_CLUSTER.
 
@@ -78,23 +79,27 @@ def evaluate(
   for the evaluation knobs. `use_mock_data` evaluates on tfds.testing.mock_data examples
   (smoke runs) when DATA_DIR is not set. `evaluator`: "flan" (the report) or "seqio"
   (seqio's Evaluator on the cluster's eval mixture; returns `{model: {split: {task:
-  metrics}}}`).
+  metrics}}}`). `cache_dir` (CACHE_DIR, the token cache's root): the baseline's results
+  are stored there and reused by later evaluations of the same baseline checkpoint and
+  configuration (`flan.evaluation.baseline_cache`).
 
   Returns:
     The results dict (also written to the output directory).
   """
   from flan.data import clusters, vocabularies
+  from flan.evaluation import baseline_cache
   from flan.evaluation import holdout as evaluation
 
   clusters.check_cluster(heldout_cluster)
   checkpoint_path = expand_path("checkpoint_path", checkpoint_path)
-  model_dir, eval_output_dir, data_dir, baseline_checkpoint_path = (
+  model_dir, eval_output_dir, data_dir, baseline_checkpoint_path, cache_dir = (
     None if v is None else expand_path(k, v)
     for k, v in (
       ("model_dir", model_dir),
       ("eval_output_dir", eval_output_dir),
       ("data_dir", data_dir),
       ("baseline_checkpoint_path", baseline_checkpoint_path),
+      ("cache_dir", cache_dir),
     )
   )
   if vocabulary not in (None, "byte"):
@@ -122,11 +127,19 @@ def evaluate(
     model, device_mesh, checkpoint_path, setting="CHECKPOINT_PATH"
   )
   logging.info("Restored %s (step %s).", info["path"], info["step"])
-  baseline, baseline_info = None, None
+  baseline, baseline_info, cache = None, None, None
   if baseline_checkpoint_path:
-    baseline, baseline_info = checkpoints_lib.restore_params(
-      model, device_mesh, baseline_checkpoint_path, setting="BASELINE_CHECKPOINT_PATH"
-    )
+    setting = "BASELINE_CHECKPOINT_PATH"
+    located = checkpoints_lib.locate(baseline_checkpoint_path, setting)
+    baseline_info = located.info()
+
+    def baseline():  # restored only when evaluated: a cached result is reused without it
+      return checkpoints_lib.restore_params(
+        model, device_mesh, baseline_checkpoint_path, setting=setting
+      )[0]
+
+    if cache_dir is not None and not (use_mock_data and data_dir is None):
+      cache = baseline_cache.open_cache(cache_dir, located.fingerprint(), model.config)
   kwargs = dict(
     cluster=heldout_cluster,
     vocabulary=vocab,
@@ -144,6 +157,7 @@ def evaluate(
     datasets=tuple(datasets) if datasets else None,
     template_mode=template_mode,
     metadata={"checkpoint": info, "baseline_checkpoint": baseline_info},
+    baseline_cache=cache,
   )
   run = evaluation.evaluate_cluster
   if evaluator == "seqio":
@@ -204,7 +218,7 @@ def _with_seqio_evaluator(output_dir: str, template_mode: str, datasets) -> Call
       if p is not None:
         results[label] = seqio_evaluator.evaluate(
           runner,
-          runner.place(p),
+          runner.place(p() if callable(p) else p),
           mixtures.holdout_eval(cluster),
           feature_lengths,
           num_examples=max_examples,

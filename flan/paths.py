@@ -9,6 +9,8 @@ written on the bucket, never as a local folder named `gs:`. Local paths are made
 from __future__ import annotations
 
 import os
+import pathlib
+import tempfile
 
 from etils import epath
 
@@ -25,3 +27,25 @@ def path(value: str | os.PathLike) -> epath.Path:
   if is_remote(value):
     return epath.Path(value)
   return epath.Path(os.path.abspath(os.path.expanduser(os.fspath(value))))
+
+
+def write_atomic(path: str | os.PathLike, text: str) -> None:
+  """Writes `text` to `path` so that readers see the old file or the new one, never half.
+
+  Locally: a temporary file in the same directory, synced, then renamed over `path`. On an
+  object store (gs://) one write is already all or nothing.
+  """
+  if is_remote(path):
+    epath.Path(path).write_text(text)
+    return
+  path = pathlib.Path(path)
+  fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+  try:
+    with os.fdopen(fd, "w") as f:
+      f.write(text)
+      f.flush()
+      os.fsync(f.fileno())
+    os.replace(tmp, path)
+  except BaseException:
+    pathlib.Path(tmp).unlink(missing_ok=True)
+    raise

@@ -185,6 +185,17 @@ def _restore_baseline(model, mesh, initial_checkpoint_path) -> tuple[Any, dict[s
   )
 
 
+def _baseline_cache(model, data, saved):
+  """The results cache of the baseline `saved` (a `SavedWeights`) under CACHE_DIR
+  (`flan.evaluation.baseline_cache`), or None: no CACHE_DIR, or mock data (random examples
+  are never cached)."""
+  from flan.evaluation import baseline_cache
+
+  if data.cache_dir is None or (data.use_mock_data and data.data_dir is None):
+    return None
+  return baseline_cache.open_cache(data.cache_dir, saved.fingerprint(), model.config)
+
+
 def _evaluate(
   model,
   params,
@@ -207,9 +218,12 @@ def _evaluate(
   """
   from flan.evaluation import holdout
 
-  baseline, baseline_info = None, None
+  baseline, baseline_info, cache = None, None, None
   if initial_checkpoint_path:
-    baseline, baseline_info = _restore_baseline(model, mesh, initial_checkpoint_path)
+    # Restored only when evaluated: a cached baseline result is reused without it.
+    baseline = lambda: _restore_baseline(model, mesh, initial_checkpoint_path)[0]
+    saved = checkpoints_lib.locate(initial_checkpoint_path, "INITIAL_CHECKPOINT_PATH")
+    baseline_info, cache = saved.info(), _baseline_cache(model, data, saved)
   logging.info(
     "Evaluating held-out cluster %r at step %d%s.",
     cluster,
@@ -231,6 +245,7 @@ def _evaluate(
     num_templates=evaluation.eval_num_templates,
     runner=runner,
     metadata={"model_dir": model_dir, "step": step, "baseline_checkpoint": baseline_info},
+    baseline_cache=cache,
   )
 
 
@@ -239,6 +254,10 @@ def _periodic_evaluator(model, mesh, *, cluster, vocabulary, data, evaluation, c
   from flan.evaluation import periodic
 
   path = checkpoint.initial_checkpoint_path
+  cache = None
+  if path:
+    saved = checkpoints_lib.locate(path, "INITIAL_CHECKPOINT_PATH")
+    cache = _baseline_cache(model, data, saved)
   return periodic.PeriodicEvaluator(
     model,
     mesh,
@@ -250,6 +269,7 @@ def _periodic_evaluator(model, mesh, *, cluster, vocabulary, data, evaluation, c
     max_examples=evaluation.evaluator_num_examples,
     num_templates=evaluation.eval_num_templates,
     load_baseline=(lambda: _restore_baseline(model, mesh, path)[0]) if path else None,
+    baseline_cache=cache,
   )
 
 

@@ -126,6 +126,10 @@ def test_benchmark_eval_reports_both_methods_and_equal_scores(tmp_path, data_dir
     "12",
     "--datasets",
     "rte,anli",
+    "--decode_length",
+    "2",
+    "--passes",
+    "1",
     "--data_dir",
     data_dir,
     "--vocabulary",
@@ -134,8 +138,15 @@ def test_benchmark_eval_reports_both_methods_and_equal_scores(tmp_path, data_dir
     str(out),
   )
   (row,) = json.loads(out.read_text())["rows"]
-  for method in ("padded", "sorted"):
-    assert row[method]["prompts_per_s"] > 0 and 0 < row[method]["real_encoder_fraction"] <= 1
-  assert row["sorted"]["real_encoder_fraction"] >= row["padded"]["real_encoder_fraction"]
-  assert row["max_abs_score_difference"] < 1e-3
-  assert "sorted / padded" in stdout
+  for task in ("score", "generate"):
+    for method in ("old", "new"):
+      assert row[task][method]["prompts_per_s"] > 0
+      assert 0 < row[task][method]["real_encoder_fraction"] <= 1
+      assert row[task][method]["compiled_shapes"] >= 1
+    assert row[task]["new"]["real_encoder_fraction"] >= row[task]["old"]["real_encoder_fraction"]
+  score = row["score"]
+  # Options packed into one decoder row: fewer padded decoder slots than one row per option.
+  assert score["new"]["real_decoder_fraction"] > score["old"]["real_decoder_fraction"]
+  assert score["max_abs_score_difference"] < 1e-3
+  assert row["generate"]["identical_predictions"] == row["prompts"] == 24
+  assert "new / old" in stdout

@@ -163,6 +163,21 @@ def test_batched_sharded_scores_equal_one_row_at_a_time_and_padding_is_dropped()
   assert runner8.stats["score_batches"] == 2 and runner8.stats["padding_rows"] == 3
 
 
+def test_a_splits_last_partial_batch_is_padded_only_to_the_next_power_of_two_rows():
+  runner = inference.ModelRunner(FakeModel(), _mesh(1), 8)
+  rng = np.random.default_rng(1)
+  inputs = [list(rng.integers(3, 200, size=rng.integers(2, 30))) + [1] for _ in range(11)]
+  targets = [list(rng.integers(3, 200, size=rng.integers(1, 6))) + [1] for _ in range(11)]
+  scores = runner.score(PARAMS, inputs, targets, (32, 8))
+  assert runner.stats["score_batches"] == 2 and runner.stats["padding_rows"] == 1  # 8 + 3 of 4
+  alone = inference.ModelRunner(FakeModel(), _mesh(1), 1)
+  single = [alone.score(PARAMS, [i], [t], (32, 8))[0] for i, t in zip(inputs, targets)]
+  np.testing.assert_allclose(scores, single, rtol=1e-6)
+  runner.stats.clear()
+  runner.predict(PARAMS, inputs, 32, 4)
+  assert runner.stats["predict_batches"] == 2 and runner.stats["padding_rows"] == 1
+
+
 def test_runner_rejects_a_batch_size_that_does_not_split_over_the_mesh():
   with pytest.raises(ValueError, match="not divisible"):
     inference.ModelRunner(FakeModel(), _mesh(8), 12)

@@ -1,5 +1,6 @@
-"""Evaluation batches of length-sorted examples, each padded to its own bucket, give the
-per-example scores and predictions of batches padded to the caller's lengths in order."""
+"""Evaluation batches of length-sorted examples, each padded to its own bucket (and options
+packed into one decoder row per example), give the per-example scores and predictions of
+batches padded to the caller's lengths in order, one (example, option) row each."""
 
 import jax
 import numpy as np
@@ -43,7 +44,7 @@ def _examples(n=13, seed=0):
     list(rng.integers(3, 250, size=int(rng.choice([3, 9, 20, 60])))) + [1] for _ in range(n)
   ]
   options = [
-    [list(rng.integers(3, 250, size=rng.integers(1, 12))) + [1] for _ in range(rng.integers(2, 4))]
+    [list(rng.integers(3, 250, size=rng.integers(1, 12))) + [1] for _ in range(rng.integers(1, 6))]
     for _ in range(n)
   ]
   return inputs, options

@@ -251,6 +251,64 @@ def test_score_batch_is_weighted_target_log_prob_sum():
   assert scores.shape == (3,) and scores.dtype == np.float32
 
 
+def test_options_packed_in_one_decoder_row_score_as_separate_rows():
+  config, params, _ = _fixture()
+  model = model_lib.EncoderDecoderModel(config)  # float32 activations
+  rng = np.random.default_rng(3)
+  vocab = config.vocab_size
+  inputs = [list(rng.integers(2, vocab, size=n)) + [1] for n in (5, 17, 2)]
+  options = [  # different counts and lengths per example, each EOS-terminated
+    [list(rng.integers(2, vocab, size=n)) + [1] for n in counts]
+    for counts in ((3, 0, 6), (1,), (4, 2, 2, 7, 0))
+  ]
+  enc = np.zeros((3, 20), np.int32)
+  for e, x in enumerate(inputs):
+    enc[e, : len(x)] = x
+  length = 32
+  tgt, dec_in, seg = (np.zeros((3, length), np.int32) for _ in range(3))
+  for e, opts in enumerate(options):
+    at = 0
+    for j, o in enumerate(opts):
+      tgt[e, at : at + len(o)] = o
+      dec_in[e, at + 1 : at + len(o)] = o[:-1]
+      seg[e, at : at + len(o)] = j + 1
+      at += len(o)
+  packed = np.asarray(
+    jax.jit(model.score_options)(
+      params,
+      {
+        "encoder_input_tokens": enc,
+        "decoder_input_tokens": dec_in,
+        "decoder_target_tokens": tgt,
+        "decoder_segment_ids": seg,
+      },
+    )
+  )
+  assert packed.shape == (3, length)
+  # The reference: score_batch on one (example, option) row each.
+  flat = [(e, o) for e, opts in enumerate(options) for o in opts]
+  rows = np.zeros((len(flat), 8), np.int32)
+  for r, (_, o) in enumerate(flat):
+    rows[r, : len(o)] = o
+  separate = np.asarray(
+    jax.jit(model.score_batch)(
+      params,
+      {
+        "encoder_input_tokens": enc[[e for e, _ in flat]],
+        "decoder_input_tokens": np.pad(rows[:, :-1], ((0, 0), (1, 0))),
+        "decoder_target_tokens": rows,
+        "decoder_loss_weights": (rows > 0).astype(np.int32),
+      },
+    )
+  )
+  r = 0
+  for e, opts in enumerate(options):
+    np.testing.assert_allclose(packed[e, : len(opts)], separate[r : r + len(opts)], rtol=1e-5)
+    assert not packed[e, len(opts) :].any()  # no option, no score
+    r += len(opts)
+  assert len(set(np.round(separate, 3))) == len(separate)  # the options do score differently
+
+
 def test_dropout_rng_changes_the_loss_and_grads_are_finite():
   config, params, batch = _fixture()
   noisy = network.T5Config(**{**config.__dict__, "dropout_rate": 0.3})

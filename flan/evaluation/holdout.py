@@ -43,6 +43,7 @@ from flan.data import examples as examples_lib
 from flan.data import metrics as metrics_lib
 from flan.data import task_metrics, tasks
 from flan.errors import UserError
+from flan.evaluation import baseline_cache as baseline_cache_lib
 from flan.evaluation import few_shot, inference, report
 
 SPLITS = ("test", "validation")
@@ -413,6 +414,7 @@ def evaluate_cluster(
   template_mode: str = "instructions",
   metadata: Mapping[str, Any] | None = None,
   runner: inference.ModelRunner | None = None,
+  baseline_cache: baseline_cache_lib.BaselineCache | None = None,
 ) -> dict[str, Any]:
   """Evaluates the held-out `cluster` (and a zero-shot baseline) and writes the report.
 
@@ -428,13 +430,16 @@ def evaluate_cluster(
     output_dir: where results.json, results.md, the chart and predictions go (None: only
       return the results).
     batch_size: rows per batch (a multiple of the mesh's data-parallel size).
-    baseline_params: parameters of the initial checkpoint, evaluated the same way.
+    baseline_params: parameters of the initial checkpoint, evaluated the same way, or a
+      function that returns them (called only when the baseline is evaluated).
     num_shots, seed, num_beams, max_decode_length, num_templates, max_examples,
       template_mode: see `EvalOptions`.
     datasets: restrict to these members of the cluster.
     metadata: recorded as-is in results.json (checkpoint paths, step, ...).
     runner: a `ModelRunner` of this model, mesh, batch size and beams whose compiled
       functions to reuse (default: a new one).
+    baseline_cache: where the baseline's results are reused from, or stored for later runs
+      (`flan.evaluation.baseline_cache`; None: evaluated every time).
 
   Returns:
     The results dict written to `output_dir/results.json`.
@@ -464,9 +469,17 @@ def evaluate_cluster(
   for label, p in (("tuned", params), ("baseline", baseline_params)):
     if p is None:
       continue
-    models[label], recs = evaluate_model(
-      runner, runner.place(p), vocabulary, label, data, options, stats
-    )
+
+    def run(label=label, p=p):
+      placed = runner.place(p() if callable(p) else p)
+      return evaluate_model(runner, placed, vocabulary, label, data, options, stats)
+
+    if label == "baseline" and baseline_cache is not None:
+      models[label], recs = baseline_cache.reuse_or_evaluate(
+        run, cluster=cluster, options=options, data=data, data_dir=data_dir, vocabulary=vocabulary
+      )
+    else:
+      models[label], recs = run()
     records.extend(recs)
   results = {
     "cluster": cluster,

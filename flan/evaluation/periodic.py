@@ -7,7 +7,9 @@ evaluation at the end (`flan.evaluation.holdout`). The subset is read once, and 
 `ModelRunner` serves every evaluation, so its scoring and decoding functions are compiled
 at the first evaluation and reused afterwards (and by the final evaluation, given the same
 batch size). The baseline, the parameters of INITIAL_CHECKPOINT_PATH, does not change: it
-is evaluated once, at the first evaluation, and its parameters are dropped again.
+is evaluated once, at the first evaluation, and its parameters are dropped again; with a
+`baseline_cache`, its results are read back from an earlier run's evaluation of the same
+checkpoint and subset instead (`flan.evaluation.baseline_cache`), without restoring it.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from typing import Any
 import jax
 
 from flan.data import clusters as clusters_lib
+from flan.evaluation import baseline_cache as baseline_cache_lib
 from flan.evaluation import holdout, inference
 
 
@@ -37,6 +40,7 @@ class PeriodicEvaluator:
     max_examples: examples per split (EVALUATOR_NUM_EXAMPLES; None: all).
     num_templates: the first N templates of each dataset (None: all).
     load_baseline: returns the baseline's parameters (None: no baseline).
+    baseline_cache: where the baseline's results are reused from or stored (None: none).
   """
 
   def __init__(
@@ -52,6 +56,7 @@ class PeriodicEvaluator:
     max_examples: int | None,
     num_templates: int | None,
     load_baseline: Callable[[], Any] | None = None,
+    baseline_cache: baseline_cache_lib.BaselineCache | None = None,
   ):
     self.cluster = cluster
     self.options = holdout.EvalOptions(
@@ -60,7 +65,9 @@ class PeriodicEvaluator:
     self.runner = inference.ModelRunner(model, mesh, batch_size)
     self.vocabulary = vocabulary
     self._load_baseline = load_baseline
+    self._baseline_cache = baseline_cache
     self._baseline: dict[str, Any] | None = None
+    self.data_dir = data_dir
     start = time.perf_counter()
     self.data = holdout.load_cluster(
       clusters_lib.members(cluster),
@@ -86,7 +93,7 @@ class PeriodicEvaluator:
     `holdout.evaluate_model` returns them (per dataset, and the cluster averages)."""
     models = {"tuned": self._evaluate(params, "tuned")}
     if self._load_baseline is not None and self._baseline is None:
-      self._baseline = self._evaluate(self._load_baseline(), "baseline")
+      self._baseline = self._evaluate_baseline()
     if self._baseline is not None:
       models["baseline"] = self._baseline
     line = "  ".join(
@@ -100,6 +107,25 @@ class PeriodicEvaluator:
   def _evaluate(self, params: Any, label: str) -> dict[str, Any]:
     results, _ = holdout.evaluate_model(
       self.runner, self.runner.place(params), self.vocabulary, label, self.data, self.options
+    )
+    return results
+
+  def _evaluate_baseline(self) -> dict[str, Any]:
+    def run():
+      placed = self.runner.place(self._load_baseline())
+      return holdout.evaluate_model(
+        self.runner, placed, self.vocabulary, "baseline", self.data, self.options
+      )
+
+    if self._baseline_cache is None:
+      return run()[0]
+    results, _ = self._baseline_cache.reuse_or_evaluate(
+      run,
+      cluster=self.cluster,
+      options=self.options,
+      data=self.data,
+      data_dir=self.data_dir,
+      vocabulary=self.vocabulary,
     )
     return results
 

@@ -8,7 +8,8 @@ The network is math; this class owns what training and evaluation ask of it:
   weighted tokens, divided by the normaliser of `loss_normalizing_factor`
   (`loss_normalizer`, computed once per batch, also when the batch is split in microbatches).
 * `score_batch`: summed target log-probabilities, the rank-classification primitive;
-  `score_options`: the same for every option of an example, the input encoded once.
+  `score_options`: the same for every option of an example, packed into one decoder row
+  (the input encoded, and its cross-attention keys/values projected, once per example).
 * `predict_batch`: encode once, then greedy (1 beam) or beam search over the KV cache.
 
 The methods are pure functions of `params`, not jitted here: the caller jits each once, with
@@ -277,39 +278,45 @@ class EncoderDecoderModel:
     return jnp.sum(_target_log_probs(logits, targets) * weights, axis=-1)
 
   def score_options(self, params: Any, batch: Mapping[str, Any]) -> Array:
-    """Rank-classification scores of K options per example, each input encoded once.
+    """Rank-classification scores of every option of an example, from one decoder row.
 
-    The same sum of target log-probs as `score_batch` on (example, option) rows, but the
-    encoder, which dominates the cost (inputs are long, options short), runs on [E, Li]
-    examples rather than on [E * K, Li] rows.
+    An example's K options are packed one after another into ONE decoder row, as segments
+    1..K (seqio's packing of targets): self-attention stays inside a segment, so each option
+    sees exactly the tokens and relative positions it would see alone, while
+    cross-attention lets every segment see the example's whole input (`network.Decoder`: a
+    packed decoder with an unpacked encoder). The input is therefore encoded, and its
+    cross-attention keys/values projected, once per example for all options, and no option
+    is padded to the longest one. The scores equal `score_batch` on (example, option) rows
+    up to float rounding.
 
     Args:
       params: the parameters.
-      batch: {"encoder_input_tokens": [E, Li], "decoder_target_tokens": [E, K, Lt]}.
+      batch: {"encoder_input_tokens": [E, Li],
+        "decoder_target_tokens": [E, Ld]: the options' tokens (each EOS-terminated),
+          concatenated, PAD after;
+        "decoder_input_tokens": [E, Ld]: each option shifted right within its segment
+          (0 at its first position);
+        "decoder_segment_ids": [E, Ld]: option index + 1, 0 on padding}.
 
     Returns:
-      [E, K] float32; all-PAD option rows score 0.
+      [E, Ld] float32: entry k is the summed target log-probs of option k (segment k + 1);
+      entries past the example's options are 0. Ld bounds the number of options, so no
+      option count enters the compiled shape.
     """
-    module = self.module
-    enc = jnp.asarray(batch["encoder_input_tokens"])  # [E, Li]
-    tgt = jnp.asarray(batch["decoder_target_tokens"])  # [E, K, Lt]
-    e, k, lt = tgt.shape
-    encoded = module.apply(
-      {"params": params}, enc, enable_dropout=False, method=module.encode
-    )  # [E, Li, D]
-    tgt = tgt.reshape(e * k, lt)  # [E*K, Lt]
-    dec_in = jnp.pad(tgt[:, :-1], ((0, 0), (1, 0)))  # shifted right, PAD first
-    logits = module.apply(
-      {"params": params},
-      jnp.repeat(encoded, k, axis=0),
-      jnp.repeat(enc, k, axis=0),
-      dec_in,
-      tgt,
-      enable_dropout=False,
-      method=module.decode,
-    )  # [E*K, Lt, V]
-    scores = jnp.sum(_target_log_probs(logits, tgt) * (tgt != PAD_ID), axis=-1)
-    return scores.reshape(e, k)
+    keys = (
+      "encoder_input_tokens",
+      "decoder_input_tokens",
+      "decoder_target_tokens",
+      "decoder_segment_ids",
+    )
+    batch = {k: jnp.asarray(batch[k]) for k in keys}
+    logits = self.logits(params, batch)  # [E, Ld, V]
+    segments = batch["decoder_segment_ids"]  # [E, Ld]
+    token = _target_log_probs(logits, batch["decoder_target_tokens"])  # [E, Ld]
+    ld = segments.shape[1]
+    member = segments[:, :, None] == jnp.arange(1, ld + 1)[None, None, :]  # [E, Ld (token), Ld]
+    # A masked sum, not a product with the one-hot: exact float32 on every backend.
+    return jnp.sum(jnp.where(member, token[:, :, None], 0.0), axis=1)  # [E, Ld]
 
   def _decode(
     self,

@@ -206,8 +206,12 @@ class Decoder(nn.Module):
       self_visible = visibility(
         target_valid, target_valid, decoder_segment_ids, decoder_segment_ids, causal=True
       )  # [batch, length, length]
+      # Packed decoder over an unpacked encoder (`encoder_segment_ids` None): the segments
+      # are several targets of one input (rank classification's options of an example,
+      # `EncoderDecoderModel.score_options`), so each sees that whole input.
+      cross_segments = None if encoder_segment_ids is None else decoder_segment_ids
       cross_visible = visibility(
-        target_valid, encoder_valid, decoder_segment_ids, encoder_segment_ids, causal=False
+        target_valid, encoder_valid, cross_segments, encoder_segment_ids, causal=False
       )  # [batch, length, enc]
 
     x = _run_layers(
@@ -243,6 +247,8 @@ class Transformer(nn.Module):
 
   `*_positions` are accepted and ignored, as in t5x: relative positions are measured along
   the packed row, which is exact because attention never crosses a segment boundary.
+  Decoder segments without encoder segments (`decoder_segment_ids` only) are several targets
+  of one input, each attending to the whole input: the options of rank classification.
   """
 
   config: T5Config

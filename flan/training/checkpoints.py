@@ -90,18 +90,13 @@ def _files(step_dir: epath.Path) -> list[epath.Path]:
 
 def write_manifest(step_dir: str | os.PathLike) -> None:
   """Records the size and SHA-256 of every file under `step_dir`, atomically, last."""
-  from flan.training import run_record
-
   step_dir = paths.path(step_dir)
   files = {
     str(p.relative_to(step_dir)): {"size": _size(p), "sha256": _file_digest(p)}
     for p in _files(step_dir)
   }
   text = json.dumps({"algorithm": "sha256", "files": files}, indent=1) + "\n"
-  if paths.is_remote(step_dir):  # an object store writes an object whole or not at all
-    (step_dir / MANIFEST_NAME).write_text(text)
-  else:
-    run_record.write_atomic(step_dir / MANIFEST_NAME, text)
+  paths.write_atomic(step_dir / MANIFEST_NAME, text)
 
 
 def verify(step_dir: str | os.PathLike) -> bool:
@@ -473,6 +468,24 @@ class SavedWeights:
   def info(self) -> dict[str, Any]:
     """{"path", "step"}: what a report records about the weights it scored."""
     return {"path": str(self.path), "step": self.step}
+
+  def fingerprint(self) -> dict[str, Any]:
+    """What identifies these weights, taken without reading them (a cache key part):
+    {"kind", "path", "step", "content"}. `content` hashes the checkpoint's manifest when it
+    has one (a trainer checkpoint's: every file's SHA-256, so it changes with any byte),
+    else every file's relative path, size and modification time."""
+    manifest = self.path / MANIFEST_NAME
+    if manifest.is_file():
+      content = "manifest:" + hashlib.sha256(manifest.read_bytes()).hexdigest()
+    else:
+      digest = hashlib.sha256()
+      for p in _files(self.path):
+        stat = p.stat()
+        size = getattr(stat, "length", getattr(stat, "st_size", 0))
+        mtime = getattr(stat, "mtime", getattr(stat, "st_mtime", None))
+        digest.update(f"{p.relative_to(self.path)}\0{size}\0{mtime}\n".encode())
+      content = "files:" + digest.hexdigest()
+    return {"kind": self.kind, "path": str(self.path), "step": self.step, "content": content}
 
 
 def _step_of(step_dir: epath.Path) -> int:

@@ -16,8 +16,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import pathlib
-import tempfile
 from collections.abc import Mapping
 from typing import Any
 
@@ -26,27 +24,6 @@ from flan.errors import UserError
 
 RECORD_NAME = "model_config.json"
 CONFIG_GIN = "config.gin"
-
-
-def write_atomic(path: str | os.PathLike, text: str) -> None:
-  """Writes `text` to `path` so that readers see the old file or the new one, never half.
-
-  On an object store (gs://) one write is already all or nothing.
-  """
-  if paths.is_remote(path):
-    paths.path(path).write_text(text)
-    return
-  path = pathlib.Path(path)
-  fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-  try:
-    with os.fdopen(fd, "w") as f:
-      f.write(text)
-      f.flush()
-      os.fsync(f.fileno())
-    os.replace(tmp, path)
-  except BaseException:
-    pathlib.Path(tmp).unlink(missing_ok=True)
-    raise
 
 
 def model_fields(config: Any) -> dict[str, Any]:
@@ -69,8 +46,8 @@ def write(
     "vocabulary": dict(vocabulary),
     "task_feature_lengths": {k: int(v) for k, v in feature_lengths.items()},
   }
-  write_atomic(paths.path(model_dir) / RECORD_NAME, json.dumps(record, indent=2) + "\n")
-  write_atomic(paths.path(model_dir) / CONFIG_GIN, config_gin)
+  paths.write_atomic(paths.path(model_dir) / RECORD_NAME, json.dumps(record, indent=2) + "\n")
+  paths.write_atomic(paths.path(model_dir) / CONFIG_GIN, config_gin)
 
 
 def read(model_dir: str | os.PathLike) -> dict[str, Any] | None:
