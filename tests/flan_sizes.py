@@ -11,12 +11,12 @@ from __future__ import annotations
 import re
 
 FULL_SIZES = {
-  "anli/r1:0.1.0": {"train": 16_946, "test": 1_000},
-  "anli/r2:0.1.0": {"train": 45_460, "test": 1_000},
-  "anli/r3:0.1.0": {"train": 100_459, "test": 1_200},
+  "anli/r1:0.1.0": {"train": 16_946, "test": 1_000, "validation": 1_000},
+  "anli/r2:0.1.0": {"train": 45_460, "test": 1_000, "validation": 1_000},
+  "anli/r3:0.1.0": {"train": 100_459, "test": 1_200, "validation": 1_200},
   "super_glue/rte:1.0.2": {"train": 2_490, "validation": 277},
   "super_glue/cb:1.0.2": {"train": 250, "validation": 56},
-  "snli:1.1.0": {"train": 550_152, "test": 9_824},
+  "snli:1.1.0": {"train": 550_152, "test": 9_824, "validation": 9_842},
   "glue/mnli:2.0.0": {
     "train": 392_702,
     "validation_matched": 9_815,
@@ -34,7 +34,7 @@ FULL_SIZES = {
   "yelp_polarity_reviews:0.2.0": {"train": 560_000, "test": 38_000},
   "glue/mrpc:2.0.0": {"train": 3_668, "validation": 408},
   "glue/qqp:2.0.0": {"train": 363_846, "validation": 40_430},
-  "paws_wiki:1.1.0": {"train": 49_401, "test": 8_000},
+  "paws_wiki:1.1.0": {"train": 49_401, "test": 8_000, "validation": 8_000},
   "glue/stsb:2.0.0": {"train": 5_749, "validation": 1_500},
   "ai2_arc/ARC-Challenge:1.0.0": {"train": 1_119, "test": 1_172},
   "ai2_arc/ARC-Easy:1.0.0": {"train": 2_251, "test": 2_376},
@@ -45,17 +45,17 @@ FULL_SIZES = {
   "gem/e2e_nlg:1.1.0": {"train": 33_525, "validation": 4_299},
   "gem/web_nlg_en:1.1.0": {"train": 35_426, "validation": 1_667},
   "para_crawl/enes:1.2.0": {"train": 21_987_267},
-  "wmt14_translate/fr-en:1.0.0": {"train": 40_836_715, "test": 3_003},
-  "wmt16_translate/cs-en:1.0.0": {"train": 997_240, "test": 2_656},
-  "wmt16_translate/de-en:1.0.0": {"train": 4_548_885, "test": 2_999},
-  "wmt16_translate/fi-en:1.0.0": {"train": 2_073_394, "test": 6_000},
-  "wmt16_translate/ro-en:1.0.0": {"train": 610_320, "test": 1_999},
-  "wmt16_translate/ru-en:1.0.0": {"train": 1_516_162, "test": 2_998},
-  "wmt16_translate/tr-en:1.0.0": {"train": 205_756, "test": 3_000},
+  "wmt14_translate/fr-en:1.0.0": {"train": 40_836_715, "test": 3_003, "validation": 3_000},
+  "wmt16_translate/cs-en:1.0.0": {"train": 997_240, "test": 2_656, "validation": 2_656},
+  "wmt16_translate/de-en:1.0.0": {"train": 4_548_885, "test": 2_999, "validation": 2_169},
+  "wmt16_translate/fi-en:1.0.0": {"train": 2_073_394, "test": 6_000, "validation": 1_370},
+  "wmt16_translate/ro-en:1.0.0": {"train": 610_320, "test": 1_999, "validation": 1_999},
+  "wmt16_translate/ru-en:1.0.0": {"train": 1_516_162, "test": 2_998, "validation": 2_818},
+  "wmt16_translate/tr-en:1.0.0": {"train": 205_756, "test": 3_000, "validation": 1_001},
   "super_glue/boolq:1.0.2": {"train": 9_427, "validation": 3_270},
   "drop:2.0.0": {"train": 77_409, "dev": 9_536},
   "super_glue/multirc:1.0.2": {"train": 27_243, "validation": 4_848},
-  "openbookqa:0.1.0": {"train": 4_957, "test": 500},
+  "openbookqa:0.1.0": {"train": 4_957, "test": 500, "validation": 500},
   "squad/v1.1:3.0.0": {"train": 87_599, "validation": 10_570},
   "squad/v2.0:3.0.0": {"train": 130_319, "validation": 11_873},
   "cosmos_qa:1.0.0": {"train": 25_262, "validation": 2_985},
@@ -70,16 +70,16 @@ FULL_SIZES = {
   "super_glue/wic:1.0.2": {"train": 5_428, "validation": 638},
   "math_dataset/algebra__linear_1d:1.0.0": {"train": 1_999_998, "test": 10_000},
   "para_crawl/enda:1.2.0": {"train": 7_020_213},
-  "aeslc:1.0.0": {"train": 14_436, "test": 1_906},
-  "cnn_dailymail:3.4.0": {"train": 287_113, "test": 11_490},
-  "gigaword:1.2.0": {"train": 3_803_957, "test": 1_951},
-  "multi_news:2.1.0": {"train": 44_972, "test": 5_622},
-  "newsroom:1.0.0": {"train": 995_041, "test": 108_862},
+  "aeslc:1.0.0": {"train": 14_436, "test": 1_906, "validation": 1_960},
+  "cnn_dailymail:3.4.0": {"train": 287_113, "test": 11_490, "validation": 13_368},
+  "gigaword:1.2.0": {"train": 3_803_957, "test": 1_951, "validation": 189_651},
+  "multi_news:2.1.0": {"train": 44_972, "test": 5_622, "validation": 5_622},
+  "newsroom:1.0.0": {"train": 995_041, "test": 108_862, "validation": 108_837},
   "opinion_abstracts/idebate:1.0.0": {"train": 2_259},
   "opinion_abstracts/rotten_tomatoes:1.0.0": {"train": 3_731},
-  "samsum:1.0.0": {"train": 14_732, "test": 819},
-  "xsum:1.1.0": {"train": 204_045, "test": 11_334},
-  "gem/wiki_lingua_english_en:1.1.0": {"train": 99_020, "test": 28_614},
+  "samsum:1.0.0": {"train": 14_732, "test": 819, "validation": 818},
+  "xsum:1.1.0": {"train": 204_045, "test": 11_334, "validation": 11_332},
+  "gem/wiki_lingua_english_en:1.1.0": {"train": 99_020, "test": 28_614, "validation": 13_823},
   "ag_news_subset:1.0.0": {"train": 120_000, "test": 7_600},
 }
 
@@ -149,6 +149,47 @@ FLAN_TRAIN = {
   ("wiki_lingua_english_en", ""): _CAP,
   ("ag_news_subset", ""): _CAP,
 }
+
+
+_TAIL = "train[-200:]"
+# FLAN v1's validation split of each config (flan/tasks.py), keyed as FLAN_TRAIN. fix_punct's
+# is the 200 examples after its train slice, train[60200:60400]; ours follow our train[:30000]
+# (see DatasetSpec.note), so the test reads it as the 200 before the eval tail.
+FLAN_DEV = {
+  **{k: _TAIL for k, v in FLAN_TRAIN.items() if v == _CAP},
+  **{k: v.replace("[:-", "[-").replace("]", ":]") for k, v in FLAN_TRAIN.items() if "[:-" in v},
+  ("anli", "r1"): "validation[:200]",
+  ("anli", "r2"): "validation[:200]",
+  ("anli", "r3"): "validation[:200]",
+  ("snli", ""): "validation[:200]",
+  ("paws_wiki", ""): "validation[:200]",
+  ("wmt14_enfr", ""): "validation[:200]",
+  **{(f"wmt16_{p}en", ""): "validation[:200]" for p in ("cs", "de", "fi", "ro", "ru", "tr")},
+  ("openbookqa", ""): "validation[:200]",
+  ("aeslc", ""): "validation[-200:]",
+  ("cnn_dailymail", ""): "validation[:200]",
+  ("gigaword", ""): "validation[:200]",
+  ("multi_news", ""): "validation[:200]",
+  ("newsroom", ""): "validation[:200]",
+  ("samsum", ""): "validation[:200]",
+  ("xsum", ""): "validation[:200]",
+  ("wiki_lingua_english_en", ""): "validation[:200]",
+  ("story_cloze", ""): "validation[-200:]",
+  ("winogrande", ""): "train_xl[-200:]",
+  ("para_crawl_enes", ""): "train[-1200:-1000]",
+  ("fix_punct", ""): "train[-3200:-3000]",
+  ("opinion_abstracts_idebate", ""): "train[-600:-500]",
+  ("opinion_abstracts_rotten_tomatoes", ""): "train[-600:-500]",
+}
+
+
+def flan_slice(split: str, num_examples: int) -> tuple[str, int, int]:
+  """(split name, start, stop) of a TFDS slice string on a split of `num_examples`."""
+  m = re.fullmatch(r"(\w+)(?:\[(-?\d*):(-?\d*)\])?", split)
+  assert m, split
+  start, stop = (int(x) if x else None for x in m.groups()[1:])
+  r = range(num_examples)[slice(start, stop)]
+  return m.group(1), r.start, r.stop
 
 
 def flan_slice_size(split: str, num_examples: int) -> int:

@@ -51,7 +51,7 @@ def test_large_split_keeps_the_full_tail_and_caps_training_at_30k():
   assert r.dev == (D.ReadSpec("big:1", "train", 99_800, 100_000),)
 
 
-def test_train_tail_evaluation_reads_the_tail_and_no_dev():
+def test_train_tail_evaluation_reads_the_tail_and_no_dev_without_dev_in_tail():
   spec = _spec(D.Source("pc:1", eval_splits=(D.TRAIN_TAIL,), tail=1000))
   r = D.resolve_splits(spec, {"pc:1": {"train": 50_000}})
   assert r.eval == (D.ReadSpec("pc:1", "train", 49_000, 50_000),)
@@ -117,6 +117,43 @@ def test_full_flan_sizes_give_every_source_flans_own_train_slice():
   )
   cb = D.resolve_splits(D.get("cb"), FULL_SIZES)
   assert cb.train[0].stop == 200 and cb.dev[0].tfds_split == "train[200:250]"
+
+
+def test_every_source_has_flans_validation_split_as_its_dev_split():
+  from flan_sizes import FLAN_DEV, FLAN_TRAIN, FULL_SIZES, flan_slice
+
+  for spec in D.DATASETS:
+    r = D.resolve_splits(spec, FULL_SIZES)
+    for source in spec.sources:
+      flan_split = FLAN_DEV[spec.name, source.name]
+      n = FULL_SIZES[source.tfds_name][flan_split.split("[")[0]]
+      want = D.ReadSpec(source.tfds_name, *flan_slice(flan_split, n))
+      got = [(x.tfds_name, x.split, x.start, x.stop) for x in r.dev if x.source == source.name]
+      if spec.name == "mnli" and source.name == "mismatched":
+        assert got == []  # the matched source's train[-200:], read once
+        continue
+      assert got == [(want.tfds_name, want.split, want.start, want.stop)], (spec.name, got)
+      small = FLAN_TRAIN[spec.name, source.name].startswith("train[:-")  # train[:-50] etc.
+      assert want.num_examples == 200 or small or spec.name.startswith("opinion"), spec.name
+  mnli = D.resolve_splits(D.get("mnli"), FULL_SIZES)
+  assert mnli.dev == (D.ReadSpec("glue/mnli:2.0.0", "train", 392_502, 392_702, "matched"),)
+
+
+def test_a_dev_split_from_another_split_or_inside_an_eval_tail_is_clamped_to_the_data():
+  anli = _spec(D.Source("a:1", eval_splits=("test",), dev="validation[:200]"))
+  r = D.resolve_splits(anli, {"a:1": {"train": 467, "test": 116, "validation": 117}})
+  assert r.dev == (D.ReadSpec("a:1", "validation", 0, 117),)  # all 117 of the sample
+  assert r.num_train_examples == 467  # nothing held back from train
+  aeslc = _spec(D.Source("b:1", eval_splits=("test",), dev="validation[-200:]"))
+  r = D.resolve_splits(aeslc, {"b:1": {"train": 9, "test": 3, "validation": 1960}})
+  assert r.dev == (D.ReadSpec("b:1", "validation", 1760, 1960),)
+  pc = _spec(D.Source("p:1", eval_splits=(D.TRAIN_TAIL,), tail=1200, dev_in_tail=200))
+  r = D.resolve_splits(pc, {"p:1": {"train": 1000}})  # a sample: a 10% tail, split 1:5
+  assert r.dev == (D.ReadSpec("p:1", "train", 900, 917),)
+  assert r.eval == (D.ReadSpec("p:1", "train", 917, 1000),)
+  assert r.num_train_examples == 900
+  with pytest.raises(ValueError, match="split\\[:N\\]"):
+    _ = D.Source("x:1", dev="validation[10:20]").dev_slice
 
 
 def test_eval_only_source_and_empty_splits():

@@ -120,11 +120,11 @@ def test_mock_rates_use_the_mocked_sizes_and_the_knobs(default_registration):
   tasks.register(train_clusters=["nli", "sentiment"])  # fewer builders to size.
   with tfds.testing.mock_data(num_examples=MOCK_N):
     rates = mixtures.rates(mixtures.holdout_train("commonsense"))
-    assert rates["flan_rte_train"] == MOCK_N - 1  # a 1-example dev tail is held back.
-    assert rates["flan_sst2_train"] == MOCK_N
-    for source in ("r1", "r2", "r3"):  # one member and one rate per source.
-      assert rates[f"flan_anli_{source}_train"] == MOCK_N
-    assert rates["flan_mnli_matched_train"] == rates["flan_mnli_mismatched_train"] == MOCK_N
+    assert rates["flan_rte_train"] == MOCK_N - 1  # a 1-example dev tail is held back,
+    assert rates["flan_sst2_train"] == MOCK_N - 1  # also beside FLAN's train[:30000].
+    for source in ("r1", "r2", "r3"):  # one member and one rate per source; anli's dev
+      assert rates[f"flan_anli_{source}_train"] == MOCK_N  # is validation[:200].
+    assert rates["flan_mnli_matched_train"] == rates["flan_mnli_mismatched_train"] == MOCK_N - 1
     tasks.register(mixing_cap=5, temperature=2.0, train_clusters=["nli", "sentiment"])
     rates = mixtures.rates(mixtures.holdout_train("commonsense"))
     assert rates["flan_anli_r2_train"] == pytest.approx(5**0.5)
@@ -216,7 +216,8 @@ def test_real_rates_are_the_capped_clamped_train_sizes(data_dir, default_registr
     checked["flan_anli_r2_train"],
     checked["flan_anli_r3_train"],
   ) == (467, 467, 559)
-  assert checked["flan_mnli_matched_train"] == checked["flan_mnli_mismatched_train"] == 467
+  assert checked["flan_mnli_matched_train"] == checked["flan_mnli_mismatched_train"] == 267
+  assert checked["flan_qnli_train"] == 733  # 933 - FLAN's train[-200:] validation
 
 
 @pytest.mark.realdata

@@ -142,15 +142,22 @@ def test_seqio_scoring_task_has_int32_is_correct(mock_data):
   assert sum(int(r["is_correct"]) for r in rows) == len(rows) // 2
 
 
-def test_a_dataset_without_dev_tail_declares_no_validation_split_and_says_so(mock_data):
-  # snli keeps no dev tail (FLAN evaluates its test split): its eval tasks have "test" only,
-  # so seqio's Evaluator skips them on "validation" rather than scoring an empty split.
+def test_a_task_without_dev_examples_declares_no_validation_split_and_says_so(
+  mock_data, monkeypatch
+):
+  # snli's dev split is FLAN's validation[:200]: declared while it has examples.
+  assert tasks.get("flan_snli_t0").splits == ("validation", "test")
+  real = examples.num_input_examples
+
+  def no_dev(dataset, split, *args, **kwargs):  # a data dir whose dev slice is empty
+    return 0 if split == "validation" else real(dataset, split, *args, **kwargs)
+
+  monkeypatch.setattr(examples, "num_input_examples", no_dev)
   for name in ("flan_snli_t0", "flan_snli_t0_scoring"):
     task = tasks.get(name)
     assert task.splits == ("test",)
     with pytest.raises(UserError, match="has splits \\['test'\\], not 'validation'"):
       task.get_dataset({"inputs": 64, "targets": 8}, split="validation", shuffle=False)
-  assert "validation" in tasks.get("flan_rte_t0_scoring").splits
 
 
 def test_only_classification_templates_get_scoring_tasks():

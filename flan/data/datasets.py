@@ -14,12 +14,15 @@ Splits are resolved by `resolve_splits`, a pure function of the split sizes, wit
 code's rules per source: every source (every FLAN config) reads at most 30,000 training
 examples of its own (`train[:30000]`), after its held-out tail (`train[:-200]`), and trains
 as a mixture member of its own (`flan.data.tasks.train_members`), so a dataset with three
-sources gets three mixing rates, as FLAN's three configs do.
+sources gets three mixing rates, as FLAN's three configs do. Every source has FLAN's small
+`validation` split too, our dev split (template selection): its train tail (`train[-200:]`),
+or the first 200 of the builder's own validation split where FLAN reads `validation[:200]`.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Mapping
 
 MAX_TRAIN_EXAMPLES = 30_000  # FLAN's NUM_TRAIN_EXAMPLES: at most this many per source.
@@ -35,8 +38,14 @@ class Source:
     tfds_name: TFDS `name/config:version` (the TFDS 4.9.10 default version).
     train_split: the split training reads (None: the source only evaluates).
     eval_splits: splits evaluated zero-shot; `TRAIN_TAIL` means the held-out tail of train.
-    tail: examples FLAN keeps back at the end of `train_split` (its `train[:-200]`); they form
-      the dev split (template selection) or, with `TRAIN_TAIL`, the eval split.
+    tail: examples FLAN keeps back at the end of `train_split` (its `train[:-200]`, or the
+      `train[-200:]` validation of a `train[:30000]` config); they form the dev split
+      (template selection) or, with `TRAIN_TAIL`, the eval split.
+    dev: FLAN's validation split when it is not the train tail: the first or last examples of
+      another split of the builder, as FLAN writes it (`validation[:200]`,
+      `validation[-200:]`).
+    dev_in_tail: with `TRAIN_TAIL`: the first `dev_in_tail` examples of the tail are the dev
+      split, the rest the eval split (FLAN's `train[-1200:-1000]` / `train[-1000:]`).
     name: the FLAN config this source is, as a suffix of the dataset name ("r1" for FLAN's
       `anli_r1`); required, and unique, when a dataset has several sources. It names the
       source's training task (`flan_anli_r1_train`).
@@ -47,6 +56,25 @@ class Source:
   eval_splits: tuple[str, ...] = ("validation",)
   tail: int = 0
   name: str = ""
+  dev: str = ""
+  dev_in_tail: int = 0
+
+  @property
+  def dev_slice(self) -> tuple[str, int] | None:
+    """`dev` as (split, count): count > 0 takes the first examples, < 0 the last."""
+    if not self.dev:
+      return None
+    m = re.fullmatch(r"(\w+)\[(?::(\d+)|-(\d+):)\]", self.dev)
+    if not m:
+      raise ValueError(f"Source.dev must read `split[:N]` or `split[-N:]`, got {self.dev!r}.")
+    return m.group(1), int(m.group(2)) if m.group(2) else -int(m.group(3))
+
+  @property
+  def splits_read(self) -> tuple[str, ...]:
+    """The builder's splits this source reads (train, eval and dev), in order, once each."""
+    dev = self.dev_slice
+    names = (self.train_split, *self.eval_splits, dev[0] if dev else None)
+    return tuple(dict.fromkeys(s for s in names if s is not None and s != TRAIN_TAIL))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -97,22 +125,22 @@ DATASETS: tuple[DatasetSpec, ...] = (
     "anli",
     "nli",
     (
-      S("anli/r1:0.1.0", eval_splits=("test",), name="r1"),
-      S("anli/r2:0.1.0", eval_splits=("test",), name="r2"),
-      S("anli/r3:0.1.0", eval_splits=("test",), name="r3"),
+      S("anli/r1:0.1.0", eval_splits=("test",), name="r1", dev="validation[:200]"),
+      S("anli/r2:0.1.0", eval_splits=("test",), name="r2", dev="validation[:200]"),
+      S("anli/r3:0.1.0", eval_splits=("test",), name="r3", dev="validation[:200]"),
     ),
     ACC,
     True,
   ),
   _ds("rte", "nli", S("super_glue/rte:1.0.2", tail=200), ACC, True),
   _ds("cb", "nli", S("super_glue/cb:1.0.2", tail=50), ("accuracy", "mean_f1"), True),
-  _ds("snli", "nli", S("snli:1.1.0", eval_splits=("test",)), ACC, True),
+  _ds("snli", "nli", S("snli:1.1.0", eval_splits=("test",), dev="validation[:200]"), ACC, True),
   _ds(
     "mnli",
     "nli",
     (
-      S("glue/mnli:2.0.0", eval_splits=("validation_matched",), name="matched"),
-      S("glue/mnli:2.0.0", eval_splits=("validation_mismatched",), name="mismatched"),
+      S("glue/mnli:2.0.0", eval_splits=("validation_matched",), name="matched", tail=200),
+      S("glue/mnli:2.0.0", eval_splits=("validation_mismatched",), name="mismatched", tail=200),
     ),
     ACC,
     True,
@@ -120,11 +148,11 @@ DATASETS: tuple[DatasetSpec, ...] = (
     "train[:30000], each with its own rate (MNLI is sampled twice as often as one "
     "source); each evaluates its own validation split.",
   ),
-  _ds("qnli", "nli", S("glue/qnli:2.0.0"), ACC, True),
+  _ds("qnli", "nli", S("glue/qnli:2.0.0", tail=200), ACC, True),
   _ds("wnli", "nli", S("glue/wnli:2.0.0", tail=30), ACC, True),
   # --- Commonsense (4) ---
   _ds("copa", "commonsense", S("super_glue/copa:1.0.2", tail=50), ACC, True),
-  _ds("hellaswag", "commonsense", S("hellaswag:1.1.0"), ACC, True),
+  _ds("hellaswag", "commonsense", S("hellaswag:1.1.0", tail=200), ACC, True),
   _ds("piqa", "commonsense", S("piqa:1.0.0", tail=100), ACC, True),
   _ds(
     "story_cloze",
@@ -143,19 +171,27 @@ DATASETS: tuple[DatasetSpec, ...] = (
     ACC,
     True,
   ),
-  _ds("sentiment140", "sentiment", S("sentiment140:1.0.0", eval_splits=("test",)), ACC, True),
-  _ds("sst2", "sentiment", S("glue/sst2:2.0.0"), ACC, True),
+  _ds(
+    "sentiment140", "sentiment", S("sentiment140:1.0.0", eval_splits=("test",), tail=200), ACC, True
+  ),
+  _ds("sst2", "sentiment", S("glue/sst2:2.0.0", tail=200), ACC, True),
   _ds(
     "yelp_polarity_reviews",
     "sentiment",
-    S("yelp_polarity_reviews:0.2.0", eval_splits=("test",)),
+    S("yelp_polarity_reviews:0.2.0", eval_splits=("test",), tail=200),
     ACC,
     True,
   ),
   # --- Paraphrase detection (4) ---
   _ds("mrpc", "paraphrase", S("glue/mrpc:2.0.0", tail=200), ("accuracy", "f1"), True),
-  _ds("qqp", "paraphrase", S("glue/qqp:2.0.0"), ("accuracy", "f1"), True),
-  _ds("paws_wiki", "paraphrase", S("paws_wiki:1.1.0", eval_splits=("test",)), ACC, True),
+  _ds("qqp", "paraphrase", S("glue/qqp:2.0.0", tail=200), ("accuracy", "f1"), True),
+  _ds(
+    "paws_wiki",
+    "paraphrase",
+    S("paws_wiki:1.1.0", eval_splits=("test",), dev="validation[:200]"),
+    ACC,
+    True,
+  ),
   _ds(
     "stsb",
     "paraphrase",
@@ -178,19 +214,23 @@ DATASETS: tuple[DatasetSpec, ...] = (
     True,
   ),
   _ds(
-    "natural_questions", "closed_book_qa", S("natural_questions_open:1.0.0"), ("trivia_qa",), False
+    "natural_questions",
+    "closed_book_qa",
+    S("natural_questions_open:1.0.0", tail=200),
+    ("trivia_qa",),
+    False,
   ),
-  _ds("trivia_qa", "closed_book_qa", S("trivia_qa/rc:1.1.0"), ("trivia_qa",), False),
+  _ds("trivia_qa", "closed_book_qa", S("trivia_qa/rc:1.1.0", tail=200), ("trivia_qa",), False),
   # --- Struct to text (4) ---
-  _ds("common_gen", "struct_to_text", S("gem/common_gen:1.1.0"), ("multi_rouge",), False),
-  _ds("dart", "struct_to_text", S("gem/dart:1.1.0"), ("multi_rouge",), False),
-  _ds("e2e_nlg", "struct_to_text", S("gem/e2e_nlg:1.1.0"), ("multi_rouge",), False),
-  _ds("web_nlg_en", "struct_to_text", S("gem/web_nlg_en:1.1.0"), ("multi_rouge",), False),
+  _ds("common_gen", "struct_to_text", S("gem/common_gen:1.1.0", tail=200), ("multi_rouge",), False),
+  _ds("dart", "struct_to_text", S("gem/dart:1.1.0", tail=200), ("multi_rouge",), False),
+  _ds("e2e_nlg", "struct_to_text", S("gem/e2e_nlg:1.1.0", tail=200), ("multi_rouge",), False),
+  _ds("web_nlg_en", "struct_to_text", S("gem/web_nlg_en:1.1.0", tail=200), ("multi_rouge",), False),
   # --- Translation (8) ---
   _ds(
     "para_crawl_enes",
     "translation",
-    S("para_crawl/enes:1.2.0", eval_splits=(TRAIN_TAIL,), tail=1000),
+    S("para_crawl/enes:1.2.0", eval_splits=(TRAIN_TAIL,), tail=1200, dev_in_tail=200),
     BLEU,
     False,
     template_file="translation",
@@ -198,7 +238,7 @@ DATASETS: tuple[DatasetSpec, ...] = (
   _ds(
     "wmt14_enfr",
     "translation",
-    S("wmt14_translate/fr-en:1.0.0", eval_splits=("test",)),
+    S("wmt14_translate/fr-en:1.0.0", eval_splits=("test",), dev="validation[:200]"),
     BLEU,
     False,
     template_file="translation",
@@ -207,7 +247,7 @@ DATASETS: tuple[DatasetSpec, ...] = (
     _ds(
       f"wmt16_{pair.replace('-', '')}",
       "translation",
-      S(f"wmt16_translate/{pair}:1.0.0", eval_splits=("test",)),
+      S(f"wmt16_translate/{pair}:1.0.0", eval_splits=("test",), dev="validation[:200]"),
       BLEU,
       False,
       template_file="translation",
@@ -224,7 +264,13 @@ DATASETS: tuple[DatasetSpec, ...] = (
     note="FLAN v1 reads the `bool_q` builder; super_glue/boolq holds the same rows and is "
     "what ../shared provides.",
   ),
-  _ds("drop", "reading_comprehension", S("drop:2.0.0", eval_splits=("dev",)), ("squad",), False),
+  _ds(
+    "drop",
+    "reading_comprehension",
+    S("drop:2.0.0", eval_splits=("dev",), tail=200),
+    ("squad",),
+    False,
+  ),
   _ds(
     "multirc",
     "reading_comprehension",
@@ -233,12 +279,16 @@ DATASETS: tuple[DatasetSpec, ...] = (
     True,
   ),
   _ds(
-    "openbookqa", "reading_comprehension", S("openbookqa:0.1.0", eval_splits=("test",)), ACC, True
+    "openbookqa",
+    "reading_comprehension",
+    S("openbookqa:0.1.0", eval_splits=("test",), dev="validation[:200]"),
+    ACC,
+    True,
   ),
   _ds(
     "squad",
     "reading_comprehension",
-    (S("squad/v1.1:3.0.0", name="v1"), S("squad/v2.0:3.0.0", name="v2")),
+    (S("squad/v1.1:3.0.0", name="v1", tail=200), S("squad/v2.0:3.0.0", name="v2", tail=200)),
     ("squad",),
     False,
   ),
@@ -249,7 +299,7 @@ DATASETS: tuple[DatasetSpec, ...] = (
   _ds(
     "record",
     "reading_comprehension_with_commonsense",
-    S("super_glue/record:1.0.2"),
+    S("super_glue/record:1.0.2", tail=200),
     ("record",),
     True,
   ),
@@ -261,7 +311,9 @@ DATASETS: tuple[DatasetSpec, ...] = (
     ACC,
     True,
   ),
-  _ds("winogrande", "coreference", S("winogrande:1.2.0", train_split="train_xl"), ACC, True),
+  _ds(
+    "winogrande", "coreference", S("winogrande:1.2.0", train_split="train_xl", tail=200), ACC, True
+  ),
   _ds(
     "wsc",
     "coreference",
@@ -274,21 +326,21 @@ DATASETS: tuple[DatasetSpec, ...] = (
   ),
   # --- Misc. (7) ---
   _ds("coqa", "misc", S("coqa:1.0.0", eval_splits=("test",), tail=100), ("squad",), False),
-  _ds("quac", "misc", S("quac:1.0.0"), ("trivia_qa",), False),
+  _ds("quac", "misc", S("quac:1.0.0", tail=200), ("trivia_qa",), False),
   _ds("trec", "misc", S("trec:1.0.0", eval_splits=("test",), tail=200), ACC, True),
   _ds("cola", "misc", S("glue/cola:2.0.0", tail=200), ("accuracy", "matthews"), True),
   _ds("wic", "misc", S("super_glue/wic:1.0.2", tail=200), ACC, True),
   _ds(
     "math_dataset",
     "misc",
-    S("math_dataset/algebra__linear_1d:1.0.0", eval_splits=("test",)),
+    S("math_dataset/algebra__linear_1d:1.0.0", eval_splits=("test",), tail=200),
     ACC,
     False,
   ),
   _ds(
     "fix_punct",
     "misc",
-    S("para_crawl/enda:1.2.0", eval_splits=(TRAIN_TAIL,), tail=3000),
+    S("para_crawl/enda:1.2.0", eval_splits=(TRAIN_TAIL,), tail=3200, dev_in_tail=200),
     ("edit_distance",),
     False,
     note="FLAN v1 also has true_case and word_segment on the same builder; the paper "
@@ -296,20 +348,32 @@ DATASETS: tuple[DatasetSpec, ...] = (
     "(after true_case's slice); we read train[:30000], as many examples.",
   ),
   # --- Summarization (11) ---
-  _ds("aeslc", "summarization", S("aeslc:1.0.0", eval_splits=("test",)), ROUGE, False),
+  _ds(
+    "aeslc",
+    "summarization",
+    S("aeslc:1.0.0", eval_splits=("test",), dev="validation[-200:]"),
+    ROUGE,
+    False,
+  ),
   _ds(
     "cnn_dailymail",
     "summarization",
-    S("cnn_dailymail:3.4.0", eval_splits=("test",)),
+    S("cnn_dailymail:3.4.0", eval_splits=("test",), dev="validation[:200]"),
     ROUGE,
     False,
     note="FLAN v1 pins 3.1.0, which TFDS 4.9.10 no longer has.",
   ),
-  _ds("gigaword", "summarization", S("gigaword:1.2.0", eval_splits=("test",)), ROUGE, False),
+  _ds(
+    "gigaword",
+    "summarization",
+    S("gigaword:1.2.0", eval_splits=("test",), dev="validation[:200]"),
+    ROUGE,
+    False,
+  ),
   _ds(
     "multi_news",
     "summarization",
-    S("multi_news:2.1.0", eval_splits=("test",)),
+    S("multi_news:2.1.0", eval_splits=("test",), dev="validation[:200]"),
     ROUGE,
     False,
     note="FLAN v1 pins 1.0.0; TFDS 4.9.10's default is 2.1.0.",
@@ -317,7 +381,7 @@ DATASETS: tuple[DatasetSpec, ...] = (
   _ds(
     "newsroom",
     "summarization",
-    S("newsroom:1.0.0", eval_splits=("test",)),
+    S("newsroom:1.0.0", eval_splits=("test",), dev="validation[:200]"),
     ROUGE,
     False,
     manual_download=True,
@@ -325,7 +389,7 @@ DATASETS: tuple[DatasetSpec, ...] = (
   _ds(
     "opinion_abstracts_idebate",
     "summarization",
-    S("opinion_abstracts/idebate:1.0.0", eval_splits=(TRAIN_TAIL,), tail=600),
+    S("opinion_abstracts/idebate:1.0.0", eval_splits=(TRAIN_TAIL,), tail=600, dev_in_tail=100),
     ROUGE,
     False,
     note="FLAN evaluates the last 500 examples and keeps the 100 before them as "
@@ -334,7 +398,12 @@ DATASETS: tuple[DatasetSpec, ...] = (
   _ds(
     "opinion_abstracts_rotten_tomatoes",
     "summarization",
-    S("opinion_abstracts/rotten_tomatoes:1.0.0", eval_splits=(TRAIN_TAIL,), tail=600),
+    S(
+      "opinion_abstracts/rotten_tomatoes:1.0.0",
+      eval_splits=(TRAIN_TAIL,),
+      tail=600,
+      dev_in_tail=100,
+    ),
     ROUGE,
     False,
     note="FLAN evaluates the last 500 examples and keeps the 100 before them as "
@@ -343,7 +412,7 @@ DATASETS: tuple[DatasetSpec, ...] = (
   _ds(
     "samsum",
     "summarization",
-    S("samsum:1.0.0", eval_splits=("test",)),
+    S("samsum:1.0.0", eval_splits=("test",), dev="validation[:200]"),
     ROUGE,
     False,
     manual_download=True,
@@ -351,7 +420,7 @@ DATASETS: tuple[DatasetSpec, ...] = (
   _ds(
     "xsum",
     "summarization",
-    S("xsum:1.1.0", eval_splits=("test",)),
+    S("xsum:1.1.0", eval_splits=("test",), dev="validation[:200]"),
     ROUGE,
     False,
     manual_download=True,
@@ -361,14 +430,14 @@ DATASETS: tuple[DatasetSpec, ...] = (
   _ds(
     "wiki_lingua_english_en",
     "summarization",
-    S("gem/wiki_lingua_english_en:1.1.0", eval_splits=("test",)),
+    S("gem/wiki_lingua_english_en:1.1.0", eval_splits=("test",), dev="validation[:200]"),
     ROUGE,
     False,
   ),
   _ds(
     "ag_news_subset",
     "summarization",
-    S("ag_news_subset:1.0.0", eval_splits=("test",)),
+    S("ag_news_subset:1.0.0", eval_splits=("test",), tail=200),
     ACC,
     True,
     note="A topic-classification dataset that FLAN files under summarization.",
@@ -444,6 +513,17 @@ def held_out_tail(tail: int, num_examples: int) -> int:
   return min(tail, int(num_examples * MAX_TAIL_FRACTION))
 
 
+def _dev_share(dev_in_tail: int, flan_tail: int, held: int) -> int:
+  """The dev part of a `TRAIN_TAIL` source's held-out tail of `held` examples: FLAN's
+  `dev_in_tail` when the whole tail is kept, else the same share of a clamped tail (at least
+  one example each for dev and eval when it holds two)."""
+  if not dev_in_tail or held < 2:
+    return 0
+  if held == flan_tail:
+    return dev_in_tail
+  return min(held - 1, max(1, round(held * dev_in_tail / flan_tail)))
+
+
 def resolve_splits(
   spec: DatasetSpec,
   split_sizes: Mapping[str, Mapping[str, int]],
@@ -459,8 +539,13 @@ def resolve_splits(
   Returns:
     Absolute slices, each tagged with its source's name. A source's held-out tail is the
     last `held_out_tail(tail, n)` examples of its train split; it trains on the first
-    min(n - tail, max_train_examples) examples, FLAN's `train[:-200]` or `train[:30000]`
-    (FLAN never gives one config both: its `train[:-N]` splits are all under 30,000).
+    min(n - tail, max_train_examples) examples: FLAN's `train[:-200]`, or its `train[:30000]`
+    beside a `train[-200:]` validation (disjoint whenever the split holds 30,200 examples, as
+    each of those FLAN splits does). The dev split (FLAN's `validation`, for template
+    selection) is that tail; with `TRAIN_TAIL`, the tail's first `dev_in_tail` examples;
+    or `Source.dev`, the first or last examples of another split, as many as it has. A dev
+    slice that an earlier source of the same builder already reads is read once (MNLI's
+    two sources share one `train[-200:]`).
   """
   train, dev, evals = [], [], []
   for source in spec.sources:
@@ -472,10 +557,25 @@ def resolve_splits(
       take = min(n - tail, max_train_examples)
       if take > 0:
         train.append(ReadSpec(source.tfds_name, source.train_split, 0, take, source.name))
-      if tail > 0:
-        held = ReadSpec(source.tfds_name, source.train_split, n - tail, n, source.name)
-        (evals if TRAIN_TAIL in source.eval_splits else dev).append(held)
+      if tail > 0 and TRAIN_TAIL in source.eval_splits:
+        k = _dev_share(source.dev_in_tail, source.tail, tail)
+        if k:
+          dev.append(
+            ReadSpec(source.tfds_name, source.train_split, n - tail, n - tail + k, source.name)
+          )
+        evals.append(ReadSpec(source.tfds_name, source.train_split, n - tail + k, n, source.name))
+      elif tail > 0:
+        dev.append(ReadSpec(source.tfds_name, source.train_split, n - tail, n, source.name))
     for split in source.eval_splits:
       if split != TRAIN_TAIL:
         evals.append(ReadSpec(source.tfds_name, split, 0, sizes[split], source.name))
+    if source.dev_slice is not None:
+      split, count = source.dev_slice
+      size = sizes[split]
+      k = min(abs(count), size)
+      start = 0 if count > 0 else size - k
+      if k:
+        dev.append(ReadSpec(source.tfds_name, split, start, start + k, source.name))
+  unique = {(r.tfds_name, r.split, r.start, r.stop): r for r in reversed(dev)}
+  dev = [r for r in dev if unique[r.tfds_name, r.split, r.start, r.stop] is r]
   return ResolvedSplits(tuple(train), tuple(dev), tuple(evals))

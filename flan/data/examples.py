@@ -183,13 +183,8 @@ def _resolved_splits(
   spec = datasets_lib.get(dataset)
   sizes = {}
   for source in spec.sources:  # several sources may share a builder (MNLI m/mm).
-    wanted = [
-      s
-      for s in (source.train_split, *source.eval_splits)
-      if s is not None and s != datasets_lib.TRAIN_TAIL
-    ]
     sizes.setdefault(source.tfds_name, {}).update(
-      split_sizes(dataset, source.tfds_name, wanted, data_dir)
+      split_sizes(dataset, source.tfds_name, source.splits_read, data_dir)
     )
   return datasets_lib.resolve_splits(spec, sizes)
 
@@ -203,7 +198,7 @@ def _check_source(dataset: str, source: str | None) -> None:
 def read_specs(
   dataset: str, split: str, data_dir: str | None = None, source: str | None = None
 ) -> tuple[datasets_lib.ReadSpec, ...]:
-  """The slices behind one of our splits: train, validation (dev tail), test (eval).
+  """The slices behind one of our splits: train, validation (dev), test (eval).
 
   `source` (a `Source.name`) keeps only that source's slices; None: every source's.
   """

@@ -63,10 +63,11 @@ def train_datasets(mixture: str, train_clusters: Iterable[str] | None = None) ->
   raise UserError(f"{mixture!r} is not a FLAN training mixture.")
 
 
-def evaluated_tasks(dataset: str) -> tuple[str, ...]:
+def evaluated_tasks(dataset: str, flan_templates_dir: str | None = None) -> tuple[str, ...]:
   """Per template of `dataset`, the task that evaluates it: `flan_<d>_t<i>_scoring` where it
-  is rank-classified, else `flan_<d>_t<i>` (see `flan.data.task_metrics.kind`)."""
-  templates = examples.get_templates(dataset)
+  is rank-classified, else `flan_<d>_t<i>` (see `flan.data.task_metrics.kind`); of FLAN's
+  templates in the replication mode (`flan_templates_dir`)."""
+  templates = examples.get_templates(dataset, flan_templates_dir)
   spec = datasets_lib.get(dataset)
   return tuple(
     task_names.scoring_task(dataset, i)
@@ -77,13 +78,15 @@ def evaluated_tasks(dataset: str) -> tuple[str, ...]:
 
 
 def definitions(
-  train_clusters: Iterable[str] | None = None,
+  train_clusters: Iterable[str] | None = None, flan_templates_dir: str | None = None
 ) -> dict[str, tuple[tuple[str, str], ...]]:
   """Every mixture: name -> ((task name, dataset), ...). Pure function of the tables (the
   dataset table, the clusters and the template files).
 
   Args:
     train_clusters: the number-of-clusters ablation (see `flan.data.clusters.holdout`).
+    flan_templates_dir: the replication mode's FLAN templates, which decide the eval
+      mixtures' members (None: ours).
   """
   out = {}
   members = lambda datasets: tuple(
@@ -93,7 +96,7 @@ def definitions(
     split = clusters_lib.holdout(cluster, train_clusters)
     out[holdout_train(cluster)] = members(split.train_datasets)
     out[holdout_eval(cluster)] = tuple(
-      (task, d) for d in split.eval_datasets for task in evaluated_tasks(d)
+      (task, d) for d in split.eval_datasets for task in evaluated_tasks(d, flan_templates_dir)
     )
   out[ALL_TRAIN] = members(train_datasets(ALL_TRAIN, train_clusters))
   return out
@@ -149,7 +152,7 @@ def register(config) -> list[str]:
     task: source for d in datasets_lib.DATASETS for task, source in task_names.train_members(d.name)
   }
   names = []
-  for name, members in definitions(config.train_clusters).items():
+  for name, members in definitions(config.train_clusters, config.flan_templates_dir).items():
     members = tuple(m for m in members if keep(m[1]))
     if not members:  # e.g. train_clusters leaves nothing beside the held-out cluster.
       continue

@@ -6,13 +6,13 @@ template), then hands seqio the rendered strings; seqio only tokenizes and appen
 Per dataset `d` (see `flan.data.datasets`):
   flan_<d>_train         split "train" (every source); each example gets template
                          `template_idx`, drawn uniformly among the first `num_templates` from
-                         (seed, d, example_id). Split "validation": the dev tail, rendered
-                         the same way, where the dataset has one (t5x's train-eval).
+                         (seed, d, example_id). Split "validation": the dev split, rendered
+                         the same way (t5x's train-eval).
   flan_<d>_<s>_train     datasets with several sources only: source `s`'s part of
                          flan_<d>_train (same example ids and templates), e.g.
                          flan_anli_r1_train. The mixtures hold these, one member per source
                          as FLAN's configs (`train_members`).
-  flan_<d>_t<i>          splits "validation" (dev tail) and "test" (zero-shot eval), template i.
+  flan_<d>_t<i>          splits "validation" (dev) and "test" (zero-shot eval), template i.
                          Generation templates carry `metric_fns` (decoded predictions).
   flan_<d>_t<i>_scoring  rank classification, classification templates only: one row per
                          option with `example_id`, `option_idx` and `is_correct` (int32 0/1;
@@ -25,10 +25,12 @@ template's evaluated task (`evaluated_task`: its scoring task, or its eval task 
 generation template) is what seqio's Evaluator scores on `flan_holdout_<c>_eval` and what
 `flan.evaluation` reads: one route from the examples to the metrics.
 
-`validation` is declared only where the dataset has a dev tail: FLAN keeps none of anli,
-snli, mnli and qnli (their train split is read whole), so their tasks have `train` (train
-tasks) or `test` (eval tasks) only; seqio's Evaluator skips them on `validation`, and the
-evaluation report scores such a dataset by its mean over templates (no template to select).
+`validation` is FLAN's small validation split, our dev split (`flan.data.datasets`: the
+train tail, or the first 200 examples of the builder's validation split where FLAN reads
+`validation[:200]`); every FLAN dataset has one. It is declared only where it has examples
+in the data dir (a seqio mixture would stop at an empty member); a task without it has
+`train` (train tasks) or `test` (eval tasks) only, seqio's Evaluator skips it on
+`validation`, and the evaluation report scores such a dataset by its mean over templates.
 
 Importing this module registers the default configuration. `register` re-registers
 everything with other knobs; the trainer calls it with the run's data options (`DATA_DIR`,
@@ -127,11 +129,11 @@ class FlanSource(seqio.FunctionDataSource):
 
   @property
   def splits(self) -> tuple[str, ...]:
-    """`validation` (the dev tail) is declared only where that tail has examples: a seqio
-    mixture skips members without the split and would stop at an empty one, so t5x's
-    train-eval (`dataset_split="validation"` on a train mixture) reads the members that have
-    a dev tail (anli, snli, mnli and qnli have none), and seqio's Evaluator skips their eval
-    tasks on `validation` rather than scoring an empty split."""
+    """`validation` (the dev split) is declared only where it has examples: a seqio mixture
+    skips members without the split and would stop at an empty one, so t5x's train-eval
+    (`dataset_split="validation"` on a train mixture) reads the members that have dev
+    examples, and seqio's Evaluator skips the others' eval tasks on `validation` rather
+    than scoring an empty split."""
     try:
       has_dev = self.num_input_examples("validation") > 0
     except examples.DataNotPreparedError:
@@ -315,7 +317,7 @@ def _metrics(source: FlanSource) -> tuple[list, list]:
   if source.kind == "train":
     return [], []
   spec = datasets_lib.get(source.dataset)
-  kind = task_metrics.kind(spec, source._templates(), source.template_idx)
+  kind = evaluated_kind(source.dataset, source.template_idx, source.config)
   names = task_metrics.metric_names(spec, kind)
   if source.kind == "scoring":
     return [], [task_metrics.rank_classification_metric(names)]

@@ -107,7 +107,7 @@ class TemplateData:
 
   task: seqio.Task
   kind: str  # `flan.data.task_metrics`: rank_classification, generation, ..._turned_around
-  splits: Mapping[str, tuple[Prompt, ...]]  # "test", "validation" (empty without dev tail)
+  splits: Mapping[str, tuple[Prompt, ...]]  # "test", "validation" (empty without dev examples)
 
 
 def _text(value: Any) -> str:
