@@ -1,7 +1,10 @@
-"""Test setup: 8 fake CPU devices, markers, and the paths of the shared test data."""
+"""Test setup: 8 fake CPU devices, one XLA compilation cache, and the shared test data's paths."""
 
+import atexit
 import os
 import pathlib
+import shutil
+import tempfile
 
 # Must happen before jax is imported anywhere: a fake 8-device mesh on the host CPU.
 os.environ["XLA_FLAGS"] = (
@@ -9,6 +12,16 @@ os.environ["XLA_FLAGS"] = (
 ).strip()
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+# One persistent XLA compilation cache for the session, fresh each session, which the
+# subprocesses the tests start (`python -m flan.train`, the benchmarks) inherit: the same
+# tiny model is compiled by many runs (each restart of a resumed run, each process of a
+# multi-process run), and a cache hit is the executable the compiler gave the first time, so
+# what a test proves does not change; only the repeated compile time goes. A cache set by
+# the caller is used as it is.
+if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+  _XLA_CACHE = tempfile.mkdtemp(prefix="flan-tests-xla-cache-")
+  os.environ["JAX_COMPILATION_CACHE_DIR"] = _XLA_CACHE
+  atexit.register(shutil.rmtree, _XLA_CACHE, ignore_errors=True)
 
 import pytest
 

@@ -382,6 +382,6 @@ def test_periodic_evaluation_compiles_once_and_evaluates_the_baseline_once():
   assert evaluator.runner is runner
   assert compiled > 0 and runner._score_shared._cache_size() == compiled
   assert loads == [1] and sorted(second) == ["baseline", "tuned"]
-  assert all(len(d["examples"]["test"]) == 2 for d in evaluator.data.values())
+  assert all(len(d["templates"][0].splits["test"]) == 2 for d in evaluator.data.values())
   for label in ("tuned", "baseline"):  # same parameters, same fixed subset: same scores
     assert second[label]["cluster"] == first[label]["cluster"] == first["tuned"]["cluster"]
