@@ -138,8 +138,9 @@ def evaluate(
         model, device_mesh, baseline_checkpoint_path, setting=setting
       )[0]
 
-    if cache_dir is not None and not (use_mock_data and data_dir is None):
-      cache = baseline_cache.open_cache(cache_dir, located.fingerprint(), model.config)
+    cache = baseline_cache.open_cache(
+      cache_dir, located, model.config, mock_data=use_mock_data and data_dir is None
+    )
   kwargs = dict(
     cluster=heldout_cluster,
     vocabulary=vocab,

@@ -187,13 +187,11 @@ def _restore_baseline(model, mesh, initial_checkpoint_path) -> tuple[Any, dict[s
 
 def _baseline_cache(model, data, saved):
   """The results cache of the baseline `saved` (a `SavedWeights`) under CACHE_DIR
-  (`flan.evaluation.baseline_cache`), or None: no CACHE_DIR, or mock data (random examples
-  are never cached)."""
+  (`flan.evaluation.baseline_cache.open_cache`)."""
   from flan.evaluation import baseline_cache
 
-  if data.cache_dir is None or (data.use_mock_data and data.data_dir is None):
-    return None
-  return baseline_cache.open_cache(data.cache_dir, saved.fingerprint(), model.config)
+  mock = data.use_mock_data and data.data_dir is None
+  return baseline_cache.open_cache(data.cache_dir, saved, model.config, mock_data=mock)
 
 
 def _evaluate(

@@ -576,6 +576,9 @@ def resolve_splits(
       start = 0 if count > 0 else size - k
       if k:
         dev.append(ReadSpec(source.tfds_name, split, start, start + k, source.name))
-  unique = {(r.tfds_name, r.split, r.start, r.stop): r for r in reversed(dev)}
-  dev = [r for r in dev if unique[r.tfds_name, r.split, r.start, r.stop] is r]
-  return ResolvedSplits(tuple(train), tuple(dev), tuple(evals))
+  read, unique_dev = set(), []
+  for r in dev:  # MNLI m/mm: one builder, one train[-200:] for both sources
+    if (r.tfds_name, r.split, r.start, r.stop) not in read:
+      read.add((r.tfds_name, r.split, r.start, r.stop))
+      unique_dev.append(r)
+  return ResolvedSplits(tuple(train), tuple(unique_dev), tuple(evals))

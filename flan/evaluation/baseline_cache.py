@@ -66,13 +66,6 @@ def code_fingerprint() -> str:
   return digest.hexdigest()[:16]
 
 
-def _vocabulary_key(vocabulary: Any) -> dict[str, Any]:
-  try:
-    return vocabularies.ids_fingerprint(vocabulary)
-  except AttributeError:  # not a seqio vocabulary (a test's): its kind and size
-    return {"kind": type(vocabulary).__name__, "size": getattr(vocabulary, "vocab_size", None)}
-
-
 def _plain(value: Any) -> Any:
   """`value` as JSON-able data (dataclasses as dicts, mappings with sorted string keys)."""
   if dataclasses.is_dataclass(value) and not isinstance(value, type):
@@ -137,9 +130,8 @@ def key_parts(
       "options": options,
       "prompts": loaded,
       "data_dir": None if data_dir is None else os.fspath(data_dir),
-      "vocabulary": _vocabulary_key(vocabulary),
+      "vocabulary": vocabularies.ids_fingerprint(vocabulary),
       "templates": {n: _digest(repr(examples_lib.get_templates(n))) for n in data},
-      "preprocessors": examples_lib.preprocessor_fingerprint(),
       "code": code_fingerprint(),
     }
   )
@@ -233,9 +225,10 @@ class BaselineCache:
 
 
 def open_cache(
-  cache_dir: str | os.PathLike | None, checkpoint: Mapping[str, Any], model_config: Any
+  cache_dir: str | os.PathLike | None, weights: Any, model_config: Any, *, mock_data: bool
 ) -> BaselineCache | None:
-  """A `BaselineCache` under `cache_dir`, or None without one (nothing is cached)."""
-  if cache_dir is None:
+  """A `BaselineCache` of the baseline `weights` (a `SavedWeights`, fingerprinted here)
+  under `cache_dir`, or None: no `cache_dir`, or `mock_data` (random examples, never cached)."""
+  if cache_dir is None or mock_data:
     return None
-  return BaselineCache(cache_dir, checkpoint, model_config)
+  return BaselineCache(cache_dir, weights.fingerprint(), model_config)

@@ -249,7 +249,7 @@ def evaluate_template(
         options=list(f["options"]),
         scores=per,
         prediction=prediction,
-        correct=prediction in (f.get("answers") or [f["answer"]]),
+        correct=prediction in examples_lib.correct_answers(f),
       )
   else:
     tokens = runner.predict(params, [e.tolist() for e in enc], input_length, options.decode_length)
@@ -377,6 +377,32 @@ def evaluate_model(
   }, records
 
 
+def evaluate_baseline(
+  runner: inference.ModelRunner,
+  params: Any,
+  vocabulary: seqio.Vocabulary,
+  data: Mapping[str, Mapping[str, Any]],
+  options: EvalOptions,
+  cluster: str,
+  data_dir: str | None,
+  cache: baseline_cache_lib.BaselineCache | None = None,
+  stats: dict[str, int] | None = None,
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+  """`evaluate_model` of the baseline, or its results read back from `cache` when an earlier
+  run stored them. `params`: the parameters, or a function that returns them, called only
+  when the baseline is evaluated (a cache hit neither restores nor evaluates it)."""
+
+  def run():
+    placed = runner.place(params() if callable(params) else params)
+    return evaluate_model(runner, placed, vocabulary, "baseline", data, options, stats)
+
+  if cache is None:
+    return run()
+  return cache.reuse_or_evaluate(
+    run, cluster=cluster, options=options, data=data, data_dir=data_dir, vocabulary=vocabulary
+  )
+
+
 def load_cluster(
   members: Sequence[str], config: tasks.Config, options: EvalOptions, context: str = "Skipping"
 ) -> dict[str, dict[str, Any]]:
@@ -466,20 +492,14 @@ def evaluate_cluster(
   data = load_cluster(members, task_config(data_dir, vocabulary, options), options)
   runner = runner or inference.ModelRunner(model, mesh, batch_size, num_beams=num_beams)
   models, records, stats = {}, [], {"truncated_inputs": 0}
-  for label, p in (("tuned", params), ("baseline", baseline_params)):
-    if p is None:
-      continue
-
-    def run(label=label, p=p):
-      placed = runner.place(p() if callable(p) else p)
-      return evaluate_model(runner, placed, vocabulary, label, data, options, stats)
-
-    if label == "baseline" and baseline_cache is not None:
-      models[label], recs = baseline_cache.reuse_or_evaluate(
-        run, cluster=cluster, options=options, data=data, data_dir=data_dir, vocabulary=vocabulary
-      )
-    else:
-      models[label], recs = run()
+  models["tuned"], recs = evaluate_model(
+    runner, runner.place(params), vocabulary, "tuned", data, options, stats
+  )
+  records.extend(recs)
+  if baseline_params is not None:
+    models["baseline"], recs = evaluate_baseline(
+      runner, baseline_params, vocabulary, data, options, cluster, data_dir, baseline_cache, stats
+    )
     records.extend(recs)
   results = {
     "cluster": cluster,

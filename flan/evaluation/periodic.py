@@ -83,8 +83,8 @@ class PeriodicEvaluator:
       len(self.data),
       cluster,
       "all" if max_examples is None else max_examples,
-      sum(len(t.splits["test"]) for ts in loaded for t in ts),
-      sum(len(t.splits["validation"]) for ts in loaded for t in ts),
+      sum(len(ts[0].splits["test"]) for ts in loaded),
+      sum(len(ts[0].splits["validation"]) for ts in loaded),
       time.perf_counter() - start,
     )
 
@@ -93,7 +93,16 @@ class PeriodicEvaluator:
     `holdout.evaluate_model` returns them (per dataset, and the cluster averages)."""
     models = {"tuned": self._evaluate(params, "tuned")}
     if self._load_baseline is not None and self._baseline is None:
-      self._baseline = self._evaluate_baseline()
+      self._baseline = holdout.evaluate_baseline(
+        self.runner,
+        self._load_baseline,
+        self.vocabulary,
+        self.data,
+        self.options,
+        self.cluster,
+        self.data_dir,
+        self._baseline_cache,
+      )[0]
     if self._baseline is not None:
       models["baseline"] = self._baseline
     line = "  ".join(
@@ -107,25 +116,6 @@ class PeriodicEvaluator:
   def _evaluate(self, params: Any, label: str) -> dict[str, Any]:
     results, _ = holdout.evaluate_model(
       self.runner, self.runner.place(params), self.vocabulary, label, self.data, self.options
-    )
-    return results
-
-  def _evaluate_baseline(self) -> dict[str, Any]:
-    def run():
-      placed = self.runner.place(self._load_baseline())
-      return holdout.evaluate_model(
-        self.runner, placed, self.vocabulary, "baseline", self.data, self.options
-      )
-
-    if self._baseline_cache is None:
-      return run()[0]
-    results, _ = self._baseline_cache.reuse_or_evaluate(
-      run,
-      cluster=self.cluster,
-      options=self.options,
-      data=self.data,
-      data_dir=self.data_dir,
-      vocabulary=self.vocabulary,
     )
     return results
 

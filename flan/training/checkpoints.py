@@ -481,9 +481,8 @@ class SavedWeights:
       digest = hashlib.sha256()
       for p in _files(self.path):
         stat = p.stat()
-        size = getattr(stat, "length", getattr(stat, "st_size", 0))
         mtime = getattr(stat, "mtime", getattr(stat, "st_mtime", None))
-        digest.update(f"{p.relative_to(self.path)}\0{size}\0{mtime}\n".encode())
+        digest.update(f"{p.relative_to(self.path)}\0{_size(p)}\0{mtime}\n".encode())
       content = "files:" + digest.hexdigest()
     return {"kind": self.kind, "path": str(self.path), "step": self.step, "content": content}
 
