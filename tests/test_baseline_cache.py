@@ -8,9 +8,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-import seqio
 from etils import epath
-from jax.sharding import PartitionSpec as P
+from fake_evaluation import CharVocab, FakeModel, cb_examples
+from tiny_training import t5_vocabulary_model
 
 from flan.data import examples as examples_lib
 from flan.data import templates as templates_lib
@@ -18,7 +18,6 @@ from flan.evaluation import baseline_cache, holdout, inference, periodic
 from flan.model import partitioning
 from flan.training import checkpoints
 
-OPTIONS = ["yes", "no", "maybe"]
 TEMPLATES = (
   templates_lib.Template("{premise}\nQ: {hypothesis}\n{options}", "{answer}"),
   templates_lib.Template("Premise: {premise} Hypothesis: {hypothesis}? {options}", "{answer}"),
@@ -28,42 +27,10 @@ CHECKPOINT = {"kind": "params", "path": "/ckpt/base", "step": None, "content": "
 TUNED, BASELINE = {"w": np.float32(0.37)}, {"w": np.float32(-1.3)}
 
 
-def CharVocab():
-  """Characters as ids past PAD/EOS/UNK: seqio's byte vocabulary (the test texts are ASCII)."""
-  return seqio.ByteVocabulary()
-
-
-class FakeModel:
-  """score: a fixed function of input and target tokens (no score_options: one row each)."""
-
-  config = (("name", "fake"), ("layers", 1))
-
-  def param_logical_specs(self):
-    return {"w": P()}
-
-  def score_batch(self, params, batch):
-    tgt, enc = batch["decoder_target_tokens"], batch["encoder_input_tokens"]
-    per_token = jnp.sin(tgt * params["w"] + enc[:, :1] + jnp.arange(tgt.shape[1]))
-    return jnp.sum(per_token * batch["decoder_loss_weights"], axis=-1)  # [B]
-
-
-def _cb(n, offset=0):
-  return [
-    {
-      "premise": f"premise number {i}",
-      "hypothesis": f"claim {i % 7}",
-      "options": OPTIONS,
-      "answer": OPTIONS[i % 3],
-      "example_id": i,
-    }
-    for i in range(offset, offset + n)
-  ]
-
-
 @pytest.fixture
 def cb_only(monkeypatch):
   """The nli cluster with only cb prepared (13 test, 5 dev examples)."""
-  data = {("cb", "test"): _cb(13), ("cb", "validation"): _cb(5, 100)}
+  data = {("cb", "test"): cb_examples(13), ("cb", "validation"): cb_examples(5, 100)}
 
   def load(dataset, split, *args, **kwargs):
     if dataset != "cb":
@@ -235,20 +202,9 @@ def test_flan_evaluate_restores_the_baseline_only_when_its_results_are_not_cache
   data_dir, vocab_path, tmp_path, monkeypatch
 ):
   from flan import evaluate as eval_lib
-  from flan.model import encoder_decoder, network
   from flan.training import train_step
 
-  config = network.T5Config(
-    vocab_size=32128,
-    emb_dim=8,
-    num_heads=2,
-    head_dim=4,
-    mlp_dim=16,
-    num_encoder_layers=1,
-    num_decoder_layers=1,
-    dtype="float32",
-  )
-  model = encoder_decoder.EncoderDecoderModel(config)
+  model = t5_vocabulary_model()
   shapes = {"encoder_input_tokens": (1, 8), "decoder_input_tokens": (1, 8)}
   params = model.init(jax.random.PRNGKey(0), shapes)
   ckpts = checkpoints.Checkpoints(str(tmp_path / "base"), async_save=False)

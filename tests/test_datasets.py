@@ -8,6 +8,7 @@ from conftest import ROOT
 
 from flan.data import clusters
 from flan.data import datasets as D
+from flan.data import splits as splits_lib
 
 
 def _spec(*sources, name="toy"):
@@ -37,24 +38,24 @@ def test_get_unknown_name_lists_close_matches():
 def test_small_split_keeps_at_most_a_tenth_as_tail():
   # super_glue/rte in ../shared: 129 train examples, FLAN's train[:-200].
   spec = _spec(D.Source("rte:1", tail=200))
-  r = D.resolve_splits(spec, {"rte:1": {"train": 129, "validation": 64}})
-  assert r.train == (D.ReadSpec("rte:1", "train", 0, 117),)
-  assert r.dev == (D.ReadSpec("rte:1", "train", 117, 129),)
-  assert r.eval == (D.ReadSpec("rte:1", "validation", 0, 64),)
+  r = splits_lib.resolve_splits(spec, {"rte:1": {"train": 129, "validation": 64}})
+  assert r.train == (splits_lib.ReadSpec("rte:1", "train", 0, 117),)
+  assert r.dev == (splits_lib.ReadSpec("rte:1", "train", 117, 129),)
+  assert r.eval == (splits_lib.ReadSpec("rte:1", "validation", 0, 64),)
   assert r.train[0].tfds_split == "train[0:117]"
 
 
 def test_large_split_keeps_the_full_tail_and_caps_training_at_30k():
   spec = _spec(D.Source("big:1", tail=200))
-  r = D.resolve_splits(spec, {"big:1": {"train": 100_000, "validation": 5}})
-  assert r.train == (D.ReadSpec("big:1", "train", 0, 30_000),)
-  assert r.dev == (D.ReadSpec("big:1", "train", 99_800, 100_000),)
+  r = splits_lib.resolve_splits(spec, {"big:1": {"train": 100_000, "validation": 5}})
+  assert r.train == (splits_lib.ReadSpec("big:1", "train", 0, 30_000),)
+  assert r.dev == (splits_lib.ReadSpec("big:1", "train", 99_800, 100_000),)
 
 
 def test_train_tail_evaluation_reads_the_tail_and_no_dev_without_dev_in_tail():
   spec = _spec(D.Source("pc:1", eval_splits=(D.TRAIN_TAIL,), tail=1000))
-  r = D.resolve_splits(spec, {"pc:1": {"train": 50_000}})
-  assert r.eval == (D.ReadSpec("pc:1", "train", 49_000, 50_000),)
+  r = splits_lib.resolve_splits(spec, {"pc:1": {"train": 50_000}})
+  assert r.eval == (splits_lib.ReadSpec("pc:1", "train", 49_000, 50_000),)
   assert r.dev == ()
   assert r.num_train_examples == 30_000
 
@@ -66,22 +67,22 @@ def test_every_source_is_capped_separately_and_tagged_with_its_name():
     "b:1": {"train": 50_000, "validation": 1},
     "c:1": {"train": 5, "validation": 1},
   }
-  r = D.resolve_splits(spec, sizes)
+  r = splits_lib.resolve_splits(spec, sizes)
   assert r.train == (
-    D.ReadSpec("a:1", "train", 0, 20_000, "a"),
-    D.ReadSpec("b:1", "train", 0, 30_000, "b"),
-    D.ReadSpec("c:1", "train", 0, 5, "c"),
+    splits_lib.ReadSpec("a:1", "train", 0, 20_000, "a"),
+    splits_lib.ReadSpec("b:1", "train", 0, 30_000, "b"),
+    splits_lib.ReadSpec("c:1", "train", 0, 5, "c"),
   )
   assert [r.num_train_examples_of(x) for x in "abc"] == [20_000, 30_000, 5]
   assert [x.source for x in r.eval] == ["a", "b", "c"]  # every source still evaluates.
 
 
 def test_flan_tail_is_kept_whenever_the_split_holds_twice_it():
-  assert D.held_out_tail(50, 250) == 50  # super_glue/cb: FLAN's train[:-50] leaves 200
-  assert D.held_out_tail(200, 400) == 200
-  assert D.held_out_tail(200, 399) == 39  # too small for FLAN's slice: 10% instead
-  assert D.held_out_tail(200, 129) == 12
-  assert D.held_out_tail(0, 10) == 0
+  assert splits_lib.held_out_tail(50, 250) == 50  # super_glue/cb: FLAN's train[:-50] leaves 200
+  assert splits_lib.held_out_tail(200, 400) == 200
+  assert splits_lib.held_out_tail(200, 399) == 39  # too small for FLAN's slice: 10% instead
+  assert splits_lib.held_out_tail(200, 129) == 12
+  assert splits_lib.held_out_tail(0, 10) == 0
 
 
 def test_multi_source_datasets_name_each_source_once():
@@ -98,7 +99,7 @@ def test_full_flan_sizes_give_every_source_flans_own_train_slice():
 
   checked = set()
   for spec in D.DATASETS:
-    r = D.resolve_splits(spec, FULL_SIZES)
+    r = splits_lib.resolve_splits(spec, FULL_SIZES)
     for source in spec.sources:
       n = FULL_SIZES[source.tfds_name][source.train_split]
       want = flan_slice_size(FLAN_TRAIN[spec.name, source.name], n)
@@ -106,16 +107,16 @@ def test_full_flan_sizes_give_every_source_flans_own_train_slice():
       checked.add((spec.name, source.name))
   assert checked == set(FLAN_TRAIN)  # all 67 training configs of the 62 datasets
   # The sources that a shared 30,000 budget starved: each trains on its own slice now.
-  anli = D.resolve_splits(D.get("anli"), FULL_SIZES)
+  anli = splits_lib.resolve_splits(D.get("anli"), FULL_SIZES)
   assert [anli.num_train_examples_of(s) for s in ("r1", "r2", "r3")] == [16_946, 30_000, 30_000]
-  squad = D.resolve_splits(D.get("squad"), FULL_SIZES)
+  squad = splits_lib.resolve_splits(D.get("squad"), FULL_SIZES)
   assert [squad.num_train_examples_of(s) for s in ("v1", "v2")] == [30_000, 30_000]
-  mnli = D.resolve_splits(D.get("mnli"), FULL_SIZES)
+  mnli = splits_lib.resolve_splits(D.get("mnli"), FULL_SIZES)
   assert mnli.train == (
-    D.ReadSpec("glue/mnli:2.0.0", "train", 0, 30_000, "matched"),
-    D.ReadSpec("glue/mnli:2.0.0", "train", 0, 30_000, "mismatched"),
+    splits_lib.ReadSpec("glue/mnli:2.0.0", "train", 0, 30_000, "matched"),
+    splits_lib.ReadSpec("glue/mnli:2.0.0", "train", 0, 30_000, "mismatched"),
   )
-  cb = D.resolve_splits(D.get("cb"), FULL_SIZES)
+  cb = splits_lib.resolve_splits(D.get("cb"), FULL_SIZES)
   assert cb.train[0].stop == 200 and cb.dev[0].tfds_split == "train[200:250]"
 
 
@@ -123,11 +124,11 @@ def test_every_source_has_flans_validation_split_as_its_dev_split():
   from flan_sizes import FLAN_DEV, FLAN_TRAIN, FULL_SIZES, flan_slice
 
   for spec in D.DATASETS:
-    r = D.resolve_splits(spec, FULL_SIZES)
+    r = splits_lib.resolve_splits(spec, FULL_SIZES)
     for source in spec.sources:
       flan_split = FLAN_DEV[spec.name, source.name]
       n = FULL_SIZES[source.tfds_name][flan_split.split("[")[0]]
-      want = D.ReadSpec(source.tfds_name, *flan_slice(flan_split, n))
+      want = splits_lib.ReadSpec(source.tfds_name, *flan_slice(flan_split, n))
       got = [(x.tfds_name, x.split, x.start, x.stop) for x in r.dev if x.source == source.name]
       if spec.name == "mnli" and source.name == "mismatched":
         assert got == []  # the matched source's train[-200:], read once
@@ -135,22 +136,22 @@ def test_every_source_has_flans_validation_split_as_its_dev_split():
       assert got == [(want.tfds_name, want.split, want.start, want.stop)], (spec.name, got)
       small = FLAN_TRAIN[spec.name, source.name].startswith("train[:-")  # train[:-50] etc.
       assert want.num_examples == 200 or small or spec.name.startswith("opinion"), spec.name
-  mnli = D.resolve_splits(D.get("mnli"), FULL_SIZES)
-  assert mnli.dev == (D.ReadSpec("glue/mnli:2.0.0", "train", 392_502, 392_702, "matched"),)
+  mnli = splits_lib.resolve_splits(D.get("mnli"), FULL_SIZES)
+  assert mnli.dev == (splits_lib.ReadSpec("glue/mnli:2.0.0", "train", 392_502, 392_702, "matched"),)
 
 
 def test_a_dev_split_from_another_split_or_inside_an_eval_tail_is_clamped_to_the_data():
   anli = _spec(D.Source("a:1", eval_splits=("test",), dev="validation[:200]"))
-  r = D.resolve_splits(anli, {"a:1": {"train": 467, "test": 116, "validation": 117}})
-  assert r.dev == (D.ReadSpec("a:1", "validation", 0, 117),)  # all 117 of the sample
+  r = splits_lib.resolve_splits(anli, {"a:1": {"train": 467, "test": 116, "validation": 117}})
+  assert r.dev == (splits_lib.ReadSpec("a:1", "validation", 0, 117),)  # all 117 of the sample
   assert r.num_train_examples == 467  # nothing held back from train
   aeslc = _spec(D.Source("b:1", eval_splits=("test",), dev="validation[-200:]"))
-  r = D.resolve_splits(aeslc, {"b:1": {"train": 9, "test": 3, "validation": 1960}})
-  assert r.dev == (D.ReadSpec("b:1", "validation", 1760, 1960),)
+  r = splits_lib.resolve_splits(aeslc, {"b:1": {"train": 9, "test": 3, "validation": 1960}})
+  assert r.dev == (splits_lib.ReadSpec("b:1", "validation", 1760, 1960),)
   pc = _spec(D.Source("p:1", eval_splits=(D.TRAIN_TAIL,), tail=1200, dev_in_tail=200))
-  r = D.resolve_splits(pc, {"p:1": {"train": 1000}})  # a sample: a 10% tail, split 1:5
-  assert r.dev == (D.ReadSpec("p:1", "train", 900, 917),)
-  assert r.eval == (D.ReadSpec("p:1", "train", 917, 1000),)
+  r = splits_lib.resolve_splits(pc, {"p:1": {"train": 1000}})  # a sample: a 10% tail, split 1:5
+  assert r.dev == (splits_lib.ReadSpec("p:1", "train", 900, 917),)
+  assert r.eval == (splits_lib.ReadSpec("p:1", "train", 917, 1000),)
   assert r.num_train_examples == 900
   with pytest.raises(ValueError, match="split\\[:N\\]"):
     _ = D.Source("x:1", dev="validation[10:20]").dev_slice
@@ -158,16 +159,20 @@ def test_a_dev_split_from_another_split_or_inside_an_eval_tail_is_clamped_to_the
 
 def test_eval_only_source_and_empty_splits():
   spec = _spec(D.Source("t:1", train_split=None, eval_splits=("test",)))
-  r = D.resolve_splits(spec, {"t:1": {"test": 7}})
+  r = splits_lib.resolve_splits(spec, {"t:1": {"test": 7}})
   assert r.train == () and r.dev == ()
-  assert r.eval == (D.ReadSpec("t:1", "test", 0, 7),)
-  r = D.resolve_splits(_spec(D.Source("e:1", tail=10)), {"e:1": {"train": 0, "validation": 0}})
+  assert r.eval == (splits_lib.ReadSpec("t:1", "test", 0, 7),)
+  r = splits_lib.resolve_splits(
+    _spec(D.Source("e:1", tail=10)), {"e:1": {"train": 0, "validation": 0}}
+  )
   assert r.train == () and r.dev == () and r.num_train_examples == 0
 
 
 def test_custom_cap():
   spec = _spec(D.Source("a:1"))
-  r = D.resolve_splits(spec, {"a:1": {"train": 500, "validation": 1}}, max_train_examples=100)
+  r = splits_lib.resolve_splits(
+    spec, {"a:1": {"train": 500, "validation": 1}}, max_train_examples=100
+  )
   assert r.num_train_examples == 100
 
 

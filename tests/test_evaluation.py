@@ -12,8 +12,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-import seqio
-from jax.sharding import PartitionSpec as P
+from fake_evaluation import CharVocab, FakeModel, cb_examples
 
 from flan.data import examples as examples_lib
 from flan.data import templates as templates_lib
@@ -21,32 +20,6 @@ from flan.evaluation import holdout as evaluation
 from flan.evaluation import inference, report
 from flan.model import partitioning
 
-
-def CharVocab():
-  """Characters as ids past PAD/EOS/UNK: seqio's byte vocabulary (the test texts are ASCII)."""
-  return seqio.ByteVocabulary()
-
-
-class FakeModel:
-  """score: a fixed function of input and target tokens; predict: echoes the input."""
-
-  def param_logical_specs(self):
-    return {"w": P()}
-
-  def score_batch(self, params, batch):
-    tgt, enc = batch["decoder_target_tokens"], batch["encoder_input_tokens"]
-    w = batch["decoder_loss_weights"]
-    per_token = jnp.sin(tgt * params["w"] + enc[:, :1] + jnp.arange(tgt.shape[1]))
-    return jnp.sum(per_token * w, axis=-1)  # [B]
-
-  def predict_batch(self, params, batch, *, max_decode_length, num_beams=1, alpha=0.6):
-    enc = batch["encoder_input_tokens"]
-    out = jnp.zeros((enc.shape[0], max_decode_length), jnp.int32)
-    n = min(max_decode_length, enc.shape[1])
-    return out.at[:, :n].set(enc[:, :n])
-
-
-CB_OPTIONS = ["yes", "no", "maybe"]
 CB_TEMPLATES = (
   templates_lib.Template("{premise}\nQ: {hypothesis}\n{options}", "{answer}"),
   templates_lib.Template("Premise: {premise} Hypothesis: {hypothesis}? {options}", "{answer}"),
@@ -57,19 +30,6 @@ GEN_TEMPLATES = (
   templates_lib.Template("Concepts: {concepts}", "{answer}"),
   templates_lib.Template("Which concepts? {answer}", "{concepts}"),
 )
-
-
-def _cb(n, offset=0):
-  return [
-    {
-      "premise": f"premise number {i}",
-      "hypothesis": f"claim {i % 7}",
-      "options": CB_OPTIONS,
-      "answer": CB_OPTIONS[i % 3],
-      "example_id": i,
-    }
-    for i in range(offset, offset + n)
-  ]
 
 
 def _common_gen(n):
@@ -88,9 +48,9 @@ def _common_gen(n):
 def fake_data(monkeypatch):
   """cb (classification: 2 rank templates + 1 turned around) and common_gen (generation)."""
   data = {
-    ("cb", "test"): _cb(13),
-    ("cb", "validation"): _cb(5, 100),
-    ("cb", "train"): _cb(20, 200),
+    ("cb", "test"): cb_examples(13),
+    ("cb", "validation"): cb_examples(5, 100),
+    ("cb", "train"): cb_examples(20, 200),
     ("common_gen", "test"): _common_gen(6),
     ("common_gen", "validation"): [],
     ("common_gen", "train"): _common_gen(4),

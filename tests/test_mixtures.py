@@ -7,6 +7,7 @@ import tensorflow_datasets as tfds
 from flan.data import clusters as C
 from flan.data import datasets as D
 from flan.data import examples, mixtures, tasks
+from flan.data import splits as splits_lib
 
 MOCK_N = 10
 
@@ -199,7 +200,7 @@ def test_real_rates_are_the_capped_clamped_train_sizes(data_dir, default_registr
       continue
     if not all(sizes.values()):
       continue  # not in the shared samples.
-    resolved = D.resolve_splits(spec, sizes)
+    resolved = splits_lib.resolve_splits(spec, sizes)
     for task, source in tasks.train_members(spec.name):
       n = resolved.num_train_examples_of(source)
       rate = mix.get_rate(seqio.get_mixture_or_task(task))

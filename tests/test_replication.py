@@ -20,6 +20,7 @@ from conftest import DATA_DIR, ROOT
 
 from flan.data import datasets as D
 from flan.data import examples, tasks
+from flan.data import splits as splits_lib
 from flan.data import templates as T
 from flan.data.preprocessors import flan_compat as F
 
@@ -85,7 +86,7 @@ def raw_examples(reference, golden):
   for (tfds_name, split), rows in golden.items():
     n = max(r["index"] for r in rows) + 1
     out[(tfds_name, split)] = list(
-      examples.read_examples(D.ReadSpec(tfds_name, split, 0, n), reference)
+      examples.read_examples(splits_lib.ReadSpec(tfds_name, split, 0, n), reference)
     )
   return out
 

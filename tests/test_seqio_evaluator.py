@@ -11,11 +11,11 @@ import math
 import jax
 import pytest
 import seqio
+from tiny_training import t5_vocabulary_model
 
 from flan.data import clusters, mixtures, task_metrics, tasks, vocabularies
 from flan.evaluation import holdout, inference, seqio_evaluator
-from flan.model import encoder_decoder as model_lib
-from flan.model import network, partitioning
+from flan.model import partitioning
 
 LENGTHS = {"inputs": 96, "targets": 8}
 pytestmark = [pytest.mark.realdata, pytest.mark.slow]
@@ -25,19 +25,7 @@ pytestmark = [pytest.mark.realdata, pytest.mark.slow]
 def setup(data_dir, vocab_path):
   vocabulary = vocabularies.get_vocabulary(vocab_path)
   tasks.register(data_dir=data_dir, vocabulary=vocabulary, missing_datasets="skip")
-  model = model_lib.EncoderDecoderModel(
-    network.T5Config(
-      vocab_size=32128,
-      emb_dim=8,
-      num_heads=2,
-      head_dim=4,
-      mlp_dim=16,
-      num_encoder_layers=1,
-      num_decoder_layers=1,
-      dropout_rate=0.0,
-      dtype="float32",
-    )
-  )
+  model = t5_vocabulary_model()
   keys = ("encoder_input_tokens", "decoder_input_tokens", "decoder_target_tokens")
   shapes = dict.fromkeys((*keys, "decoder_loss_weights"), (8, 8))
   params = jax.jit(lambda rng: model.init(rng, shapes))(jax.random.PRNGKey(3))

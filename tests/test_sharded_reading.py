@@ -8,14 +8,17 @@ shards, one after another, are the unsharded task: same example ids, templates a
 import numpy as np
 import pytest
 
-from flan.data import datasets as D
 from flan.data import examples, tasks
+from flan.data import splits as splits_lib
 
 seqio = pytest.importorskip("seqio")
 
 
 def _reads(*sizes):
-  return [(D.ReadSpec("b", "train", 10 * i, 10 * i + n, ""), 100 * i) for i, n in enumerate(sizes)]
+  return [
+    (splits_lib.ReadSpec("b", "train", 10 * i, 10 * i + n, ""), 100 * i)
+    for i, n in enumerate(sizes)
+  ]
 
 
 @pytest.mark.parametrize("count", [1, 2, 3, 7, 40])

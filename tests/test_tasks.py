@@ -10,6 +10,7 @@ from flan import show as inspect_cli
 from flan.data import datasets as D
 from flan.data import examples, tasks, vocabularies
 from flan.data import preprocessors as flan_preprocessors
+from flan.data import splits as splits_lib
 from flan.data import templates as T
 from flan.errors import UserError
 
@@ -450,7 +451,7 @@ def test_shared_splits_no_task_reads_still_preprocess_and_render(data_dir):
       for split, info in builder.info.splits.items():
         if split in read:
           continue
-        one = D.ReadSpec(source.tfds_name, split, 0, info.num_examples)
+        one = splits_lib.ReadSpec(source.tfds_name, split, 0, info.num_examples)
         for raw in examples.read_examples(one, data_dir):
           fields = fn(raw)
           if fields is None:

@@ -178,6 +178,25 @@ class StandInModel:
     }
 
 
+def t5_vocabulary_model() -> Any:
+  """The smallest real T5 over the T5 vocabulary's 32,128 ids (tests on `../shared` data)."""
+  from flan.model import encoder_decoder as model_lib
+  from flan.model import network
+
+  config = network.T5Config(
+    vocab_size=32128,
+    emb_dim=8,
+    num_heads=2,
+    head_dim=4,
+    mlp_dim=16,
+    num_encoder_layers=1,
+    num_decoder_layers=1,
+    dropout_rate=0.0,
+    dtype="float32",
+  )
+  return model_lib.EncoderDecoderModel(config)
+
+
 def tiny_model(dropout_rate: float = 0.1, dtype: str = "float32") -> Any:
   """The real tiny T5 (float32 activations by default)."""
   try:

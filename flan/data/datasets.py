@@ -10,13 +10,14 @@ ANLI r1-r3, ARC easy/challenge and SQuAD v1/v2 are one dataset each with several
 one per FLAN config (named by its config suffix: `anli` sources "r1", "r2", "r3");
 Fix Punctuation is the only text-formatting dataset; coreference counts one WSC.
 
-Splits are resolved by `resolve_splits`, a pure function of the split sizes, with FLAN's
-code's rules per source: every source (every FLAN config) reads at most 30,000 training
-examples of its own (`train[:30000]`), after its held-out tail (`train[:-200]`), and trains
-as a mixture member of its own (`flan.data.tasks.train_members`), so a dataset with three
-sources gets three mixing rates, as FLAN's three configs do. Every source has FLAN's small
-`validation` split too, our dev split (template selection): its train tail (`train[-200:]`),
-or the first 200 of the builder's own validation split where FLAN reads `validation[:200]`.
+Splits are resolved by `flan.data.splits.resolve_splits`, a pure function of this table and
+the split sizes, with FLAN's code's rules per source: every source (every FLAN config) reads
+at most 30,000 training examples of its own (`train[:30000]`), after its held-out tail
+(`train[:-200]`), and trains as a mixture member of its own
+(`flan.data.tasks.train_members`), so a dataset with three sources gets three mixing rates,
+as FLAN's three configs do. Every source has FLAN's small `validation` split too, our dev
+split (template selection): its train tail (`train[-200:]`), or the first 200 of the
+builder's own validation split where FLAN reads `validation[:200]`.
 """
 
 from __future__ import annotations
@@ -25,8 +26,6 @@ import dataclasses
 import re
 from collections.abc import Mapping
 
-MAX_TRAIN_EXAMPLES = 30_000  # FLAN's NUM_TRAIN_EXAMPLES: at most this many per source.
-MAX_TAIL_FRACTION = 0.1  # the tail of a split too small for FLAN's (see `resolve_splits`).
 TRAIN_TAIL = "train_tail"  # eval split marker: evaluate on the held-out tail of train.
 
 
@@ -459,126 +458,3 @@ def get(name: str) -> DatasetSpec:
     raise KeyError(
       f"Unknown FLAN dataset {name!r}.{hint} Known datasets: {', '.join(sorted(BY_NAME))}."
     ) from None
-
-
-# ----------------------------------------------------------------------------- splits
-
-
-@dataclasses.dataclass(frozen=True)
-class ReadSpec:
-  """One concrete TFDS read: builder, an absolute slice of one split, and its source's name."""
-
-  tfds_name: str
-  split: str
-  start: int
-  stop: int
-  source: str = ""
-
-  @property
-  def tfds_split(self) -> str:
-    """The TFDS split string, e.g. `train[0:129]`."""
-    return f"{self.split}[{self.start}:{self.stop}]"
-
-  @property
-  def num_examples(self) -> int:
-    return self.stop - self.start
-
-
-@dataclasses.dataclass(frozen=True)
-class ResolvedSplits:
-  """What training, template selection and evaluation read for one dataset."""
-
-  train: tuple[ReadSpec, ...]
-  dev: tuple[ReadSpec, ...]
-  eval: tuple[ReadSpec, ...]
-
-  @property
-  def num_train_examples(self) -> int:
-    return sum(r.num_examples for r in self.train)
-
-  def num_train_examples_of(self, source: str) -> int:
-    """Training examples of one source (by `Source.name`)."""
-    return sum(r.num_examples for r in self.train if r.source == source)
-
-
-def held_out_tail(tail: int, num_examples: int) -> int:
-  """Examples kept back at the end of a train split of `num_examples`: FLAN's `tail`.
-
-  FLAN's `train[:-tail]` leaves nothing to train on when a split is not larger than its
-  tail (the sample splits in ../shared, mock data). A split that holds less than twice its
-  tail keeps back 10% instead; every real FLAN split is at least twice its tail.
-  """
-  if num_examples >= 2 * tail:
-    return tail
-  return min(tail, int(num_examples * MAX_TAIL_FRACTION))
-
-
-def _dev_share(dev_in_tail: int, flan_tail: int, held: int) -> int:
-  """The dev part of a `TRAIN_TAIL` source's held-out tail of `held` examples: FLAN's
-  `dev_in_tail` when the whole tail is kept, else the same share of a clamped tail (at least
-  one example each for dev and eval when it holds two)."""
-  if not dev_in_tail or held < 2:
-    return 0
-  if held == flan_tail:
-    return dev_in_tail
-  return min(held - 1, max(1, round(held * dev_in_tail / flan_tail)))
-
-
-def resolve_splits(
-  spec: DatasetSpec,
-  split_sizes: Mapping[str, Mapping[str, int]],
-  max_train_examples: int = MAX_TRAIN_EXAMPLES,
-) -> ResolvedSplits:
-  """FLAN's split slices, per source, clamped to the sizes that exist.
-
-  Args:
-    spec: the dataset.
-    split_sizes: `{tfds_name: {split: num_examples}}` for every source of `spec`.
-    max_train_examples: the cap of every source (FLAN's `train[:30000]`), separately.
-
-  Returns:
-    Absolute slices, each tagged with its source's name. A source's held-out tail is the
-    last `held_out_tail(tail, n)` examples of its train split; it trains on the first
-    min(n - tail, max_train_examples) examples: FLAN's `train[:-200]`, or its `train[:30000]`
-    beside a `train[-200:]` validation (disjoint whenever the split holds 30,200 examples, as
-    each of those FLAN splits does). The dev split (FLAN's `validation`, for template
-    selection) is that tail; with `TRAIN_TAIL`, the tail's first `dev_in_tail` examples;
-    or `Source.dev`, the first or last examples of another split, as many as it has. A dev
-    slice that an earlier source of the same builder already reads is read once (MNLI's
-    two sources share one `train[-200:]`).
-  """
-  train, dev, evals = [], [], []
-  for source in spec.sources:
-    sizes = split_sizes[source.tfds_name]
-    tail = 0
-    if source.train_split is not None:
-      n = sizes[source.train_split]
-      tail = held_out_tail(source.tail, n)
-      take = min(n - tail, max_train_examples)
-      if take > 0:
-        train.append(ReadSpec(source.tfds_name, source.train_split, 0, take, source.name))
-      if tail > 0 and TRAIN_TAIL in source.eval_splits:
-        k = _dev_share(source.dev_in_tail, source.tail, tail)
-        if k:
-          dev.append(
-            ReadSpec(source.tfds_name, source.train_split, n - tail, n - tail + k, source.name)
-          )
-        evals.append(ReadSpec(source.tfds_name, source.train_split, n - tail + k, n, source.name))
-      elif tail > 0:
-        dev.append(ReadSpec(source.tfds_name, source.train_split, n - tail, n, source.name))
-    for split in source.eval_splits:
-      if split != TRAIN_TAIL:
-        evals.append(ReadSpec(source.tfds_name, split, 0, sizes[split], source.name))
-    if source.dev_slice is not None:
-      split, count = source.dev_slice
-      size = sizes[split]
-      k = min(abs(count), size)
-      start = 0 if count > 0 else size - k
-      if k:
-        dev.append(ReadSpec(source.tfds_name, split, start, start + k, source.name))
-  read, unique_dev = set(), []
-  for r in dev:  # MNLI m/mm: one builder, one train[-200:] for both sources
-    if (r.tfds_name, r.split, r.start, r.stop) not in read:
-      read.add((r.tfds_name, r.split, r.start, r.stop))
-      unique_dev.append(r)
-  return ResolvedSplits(tuple(train), tuple(unique_dev), tuple(evals))

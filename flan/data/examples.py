@@ -35,6 +35,7 @@ import numpy as np
 
 from flan.data import datasets as datasets_lib
 from flan.data import preprocessors
+from flan.data import splits as splits_lib
 from flan.data import templates as templates_lib
 from flan.data.preprocessors import flan_compat as flan_compat_lib
 from flan.errors import UserError
@@ -170,7 +171,7 @@ def split_sizes(
   return sizes
 
 
-def resolved_splits(dataset: str, data_dir: str | None = None) -> datasets_lib.ResolvedSplits:
+def resolved_splits(dataset: str, data_dir: str | None = None) -> splits_lib.ResolvedSplits:
   """The absolute slices `dataset` reads, clamped to the sizes in `data_dir` (cached)."""
   return _resolved_splits(dataset, data_dir, _tfds_context())
 
@@ -178,7 +179,7 @@ def resolved_splits(dataset: str, data_dir: str | None = None) -> datasets_lib.R
 @functools.lru_cache(maxsize=1024)
 def _resolved_splits(
   dataset: str, data_dir: str | None, context: object
-) -> datasets_lib.ResolvedSplits:
+) -> splits_lib.ResolvedSplits:
   del context  # only part of the cache key.
   spec = datasets_lib.get(dataset)
   sizes = {}
@@ -186,7 +187,7 @@ def _resolved_splits(
     sizes.setdefault(source.tfds_name, {}).update(
       split_sizes(dataset, source.tfds_name, source.splits_read, data_dir)
     )
-  return datasets_lib.resolve_splits(spec, sizes)
+  return splits_lib.resolve_splits(spec, sizes)
 
 
 def _check_source(dataset: str, source: str | None) -> None:
@@ -197,7 +198,7 @@ def _check_source(dataset: str, source: str | None) -> None:
 
 def read_specs(
   dataset: str, split: str, data_dir: str | None = None, source: str | None = None
-) -> tuple[datasets_lib.ReadSpec, ...]:
+) -> tuple[splits_lib.ReadSpec, ...]:
   """The slices behind one of our splits: train, validation (dev), test (eval).
 
   `source` (a `Source.name`) keeps only that source's slices; None: every source's.
@@ -255,7 +256,7 @@ def preprocessor_fingerprint() -> str:
 
 
 def read_examples(
-  read: datasets_lib.ReadSpec,
+  read: splits_lib.ReadSpec,
   data_dir: str | None = None,
   lo: int = 0,
   hi: int | None = None,
@@ -305,11 +306,11 @@ def read_examples(
     ) from None
 
 
-ShardRead = tuple[datasets_lib.ReadSpec, int, int, int]  # (read, first example id, lo, hi)
+ShardRead = tuple[splits_lib.ReadSpec, int, int, int]  # (read, first example id, lo, hi)
 
 
 def shard_reads(
-  reads: Sequence[tuple[datasets_lib.ReadSpec, int]], shard: tuple[int, int] | None = None
+  reads: Sequence[tuple[splits_lib.ReadSpec, int]], shard: tuple[int, int] | None = None
 ) -> tuple[ShardRead, ...]:
   """The part of `reads` (each with its first example id) that data shard `shard` reads.
 
